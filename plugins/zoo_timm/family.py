@@ -1,0 +1,172 @@
+"""The timm family: any timm model, from the Hub (``timm/...`` repos) or a local folder saved by timm."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from zoo.errors import InvalidInputError, ModelLoadError
+from zoo.family import Architecture, Classifier, Family
+
+IMAGE_TASK = "image-cls"
+
+
+def _timm_model_id(spec) -> str:
+    """The name timm.create_model understands for a spec's weights: hf-hub:repo[@revision] or local-dir:PATH."""
+    if spec.is_local:
+        return f"local-dir:{spec.local_path}"
+    return f"hf-hub:{spec.source}" + (f"@{spec.revision}" if spec.revision else "")
+
+
+def _arch(spec) -> str:
+    return spec.arch or spec.name.split(".")[0]
+
+
+def _load_error(spec, exc: Exception) -> ModelLoadError:
+    where = f"folder {spec.local_path}" if spec.is_local else f"Hub repo {spec.source!r}"
+    return ModelLoadError(
+        f"could not load timm backbone {spec.name!r} from {where}: {type(exc).__name__}: {exc}. "
+        f"Check the source, or run 'zoo fetch {spec.name}' while online and retry with HF_HUB_OFFLINE=1."
+    )
+
+
+class TimmClassifier(Classifier):
+    """A timm model whose classifier was reset for this task's labels."""
+
+    def __init__(self, model, labels: Sequence[str], *, task: str = IMAGE_TASK) -> None:
+        import timm.data
+
+        self.model, self.labels, self.task = model, list(labels), task
+        self.data_config = timm.data.resolve_data_config({}, model=model)
+        self._transforms: dict[bool, Any] = {}
+
+    # --- data ---------------------------------------------------------------------------------------------------
+
+    def transform(self, *, train: bool):
+        """timm's own eval (resize, centre crop, normalise) or training transform for this model."""
+        import timm.data
+
+        if train not in self._transforms:
+            self._transforms[train] = timm.data.create_transform(**self.data_config, is_training=train)
+        return self._transforms[train]
+
+    def preprocess(self, example: Any, *, train: bool = False) -> dict[str, Any]:
+        from PIL import Image, UnidentifiedImageError
+
+        if isinstance(example, (str, Path)):
+            try:
+                with Image.open(example) as opened:
+                    image = opened.convert("RGB")
+            except (OSError, UnidentifiedImageError) as exc:
+                raise InvalidInputError(f"{example}: not a readable image ({exc})") from None
+        elif isinstance(example, Image.Image):
+            image = example.convert("RGB")
+        else:
+            raise InvalidInputError(f"expected an image path or PIL image, got {type(example).__name__}")
+        return {"pixel_values": self.transform(train=train)(image)}
+
+    def collate(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        return {"pixel_values": torch.stack([item["pixel_values"] for item in items])}
+
+    # --- model --------------------------------------------------------------------------------------------------
+
+    def forward(self, batch: dict[str, Any]):
+        return self.model(batch["pixel_values"])
+
+    def features(self, batch: dict[str, Any]):
+        return self.model.forward_head(self.model.forward_features(batch["pixel_values"]), pre_logits=True)
+
+    def _head_prefix(self) -> str:
+        head = self.model.get_classifier()
+        for name, module in self.model.named_modules():
+            if module is head:
+                return name
+        raise ModelLoadError("timm model has no classifier module")  # pragma: no cover
+
+    def head_parameter_names(self) -> list[str]:
+        prefix = self._head_prefix()
+        return [name for name, _ in self.model.named_parameters() if name.startswith(prefix + ".")]
+
+    def parameter_groups(self) -> list[list[str]]:
+        from timm.models import group_parameters
+
+        groups = group_parameters(self.model, self.model.group_matcher(coarse=False))
+        return [list(names) for _, names in sorted(groups.items())]
+
+    def lora_targets(self) -> list[str]:
+        import torch.nn as nn
+
+        head = self._head_prefix()
+        modules = [(n, m) for n, m in self.model.named_modules() if n and not n.startswith(head)]
+        attention = [n for n, m in modules if isinstance(m, nn.Linear) and n.split(".")[-1] in ("qkv", "q", "kv", "v")]
+        if attention:
+            return attention
+        linear = [n for n, m in modules if isinstance(m, nn.Linear)]
+        if linear:
+            return linear
+        # Pure CNNs: adapt the pointwise (1x1) convolutions inside the stages, the bulk of their parameters.
+        return [n for n, m in modules if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.groups == 1]
+
+    def save(self, directory: str | Path) -> list[Path]:
+        from timm.models import save_for_hf
+
+        directory = Path(directory)
+        save_for_hf(self.model, str(directory), model_config={"label_names": self.labels},
+                    safe_serialization=True)
+        return [directory / "config.json", directory / "model.safetensors"]
+
+
+class TimmFamily(Family):
+    """Image classification backbones through timm."""
+
+    name = "timm"
+    tasks = (IMAGE_TASK,)
+    library = "timm"
+
+    def load_classifier(self, spec, *, task: str, labels: Sequence[str], multi_label: bool = False,
+                        pretrained: bool = True, trust_remote_code: bool = False) -> TimmClassifier:
+        import timm
+
+        if task != IMAGE_TASK:
+            raise InvalidInputError(f"the timm family handles {IMAGE_TASK} only, not {task!r}")
+        if multi_label:
+            raise InvalidInputError("multi-label classification is supported for text-cls only")
+        model_id = _timm_model_id(spec) if pretrained else _arch(spec)
+        try:
+            model = timm.create_model(model_id, pretrained=pretrained, num_classes=len(labels))
+        except Exception as exc:  # timm raises many types (RuntimeError, OSError, hub errors)
+            raise _load_error(spec, exc) from exc
+        return TimmClassifier(model, labels, task=task)
+
+    def load_saved(self, directory: str | Path) -> TimmClassifier:
+        import timm
+
+        directory = Path(directory)
+        config = json.loads((directory / "config.json").read_text())
+        model = timm.create_model(f"local-dir:{directory}", pretrained=True)
+        labels = config.get("label_names") or [str(i) for i in range(config["num_classes"])]
+        return TimmClassifier(model, labels)
+
+    def can_load_saved(self, directory: str | Path) -> bool:
+        config = Path(directory) / "config.json"
+        if not config.is_file():
+            return False
+        try:
+            data = json.loads(config.read_text())
+        except (OSError, ValueError):
+            return False
+        return "architecture" in data and "pretrained_cfg" in data
+
+    def architecture(self, spec, *, task: str = IMAGE_TASK, config: dict[str, Any] | None = None,
+                     device: str = "meta") -> Architecture:
+        import timm
+        import torch
+
+        size = int(spec.input["image_size"])
+        with torch.device(device):
+            model = timm.create_model(_arch(spec), pretrained=False, **(config or {}))
+        model.eval()
+        return Architecture(model, {"x": torch.empty(1, 3, size, size, device=device)})

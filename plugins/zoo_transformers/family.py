@@ -1,0 +1,264 @@
+"""The transformers family: text (sequence classification) and audio (audio classification) encoders."""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Sequence
+
+from zoo.errors import InvalidInputError, ModelLoadError
+from zoo.family import Architecture, Classifier, Family
+
+TEXT_TASK, AUDIO_TASK = "text-cls", "audio-cls"
+# Attention projections LoRA adapts, by the names the supported architectures give them.
+_LORA_NAMES = {"query", "value", "q_proj", "v_proj", "q_lin", "v_lin", "query_proj", "value_proj"}
+_LAYER_INDEX = re.compile(r"\.(?:layer|layers|block|blocks)\.(\d+)\.")
+
+
+def _auto_class(task: str):
+    import transformers
+
+    if task == TEXT_TASK:
+        return transformers.AutoModelForSequenceClassification
+    if task == AUDIO_TASK:
+        return transformers.AutoModelForAudioClassification
+    raise InvalidInputError(f"the transformers family handles {TEXT_TASK} and {AUDIO_TASK}, not {task!r}")
+
+
+def _encoder_prefix(model) -> str | None:
+    """Attribute name of the pretrained encoder inside a task model (whisper keeps it as `encoder`)."""
+    import torch.nn as nn
+
+    for prefix in (model.base_model_prefix, "encoder"):
+        if prefix and isinstance(getattr(model, prefix, None), nn.Module):
+            return prefix
+    return None
+
+
+def _encoder(model):
+    prefix = _encoder_prefix(model)
+    return getattr(model, prefix) if prefix else model
+
+
+@contextmanager
+def _quiet():
+    """Silence transformers' per-load reports and progress bars; zoo reports what matters itself."""
+    from transformers.utils import logging
+
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
+        logging.enable_progress_bar()
+
+
+def _source(spec) -> str:
+    return str(spec.local_path) if spec.is_local else spec.source
+
+
+def _load_error(spec, exc: Exception) -> ModelLoadError:
+    where = f"folder {spec.local_path}" if spec.is_local else f"Hub repo {spec.source!r}"
+    return ModelLoadError(
+        f"could not load transformers backbone {spec.name!r} from {where}: {type(exc).__name__}: {exc}. "
+        f"Check the source, or run 'zoo fetch {spec.name}' while online and retry with HF_HUB_OFFLINE=1."
+    )
+
+
+class TransformersClassifier(Classifier):
+    """A transformers encoder with a sequence/audio classification head and its tokenizer or feature extractor."""
+
+    def __init__(self, model, processor, *, task: str, max_length: int | None = None) -> None:
+        self.model, self.processor, self.task = model, processor, task
+        config = model.config
+        self.labels = [config.id2label[i] for i in range(config.num_labels)]
+        self.multi_label = config.problem_type == "multi_label_classification"
+        self.max_length = max_length
+
+    @property
+    def sample_rate(self) -> int | None:
+        return getattr(self.processor, "sampling_rate", None) if self.task == AUDIO_TASK else None
+
+    # --- data ---------------------------------------------------------------------------------------------------
+
+    def preprocess(self, example: Any, *, train: bool = False) -> dict[str, Any]:
+        if self.task == TEXT_TASK:
+            if not isinstance(example, str):
+                raise InvalidInputError(f"expected a text string, got {type(example).__name__}")
+            limit = self.max_length or self.processor.model_max_length
+            return dict(self.processor(example, truncation=True, max_length=min(limit, 10**6)))
+        import numpy as np
+
+        if isinstance(example, (str, Path)):
+            from zoo.audio import read_audio
+
+            example = read_audio(example, sample_rate=self.sample_rate)
+        waveform = np.asarray(example, dtype=np.float32)
+        if waveform.ndim != 1:
+            raise InvalidInputError(f"expected a mono waveform (1-D), got shape {waveform.shape}")
+        features = self.processor(waveform, sampling_rate=self.sample_rate)
+        return {key: value[0] for key, value in features.items()}
+
+    def collate(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        # Dynamic padding: pad to the longest item of this batch, not to the model's maximum.
+        return dict(self.processor.pad(list(items), return_tensors="pt"))
+
+    # --- model --------------------------------------------------------------------------------------------------
+
+    def forward(self, batch: dict[str, Any]):
+        return self.model(**batch).logits
+
+    def features(self, batch: dict[str, Any], *, layers: str = "last"):
+        """Mean-pooled hidden states over tokens or frames; ``layers="mean"`` averages every layer's pooling."""
+        import torch
+
+        outputs = self.model(**batch, output_hidden_states=True)
+        hidden_states = outputs.hidden_states[1:] if layers == "mean" else outputs.hidden_states[-1:]
+        pooled = []
+        for hidden in hidden_states:
+            mask = batch.get("attention_mask")
+            if mask is not None and mask.shape[1] != hidden.shape[1]:
+                # Audio encoders downsample the waveform; shrink the sample mask to the frame rate.
+                mask = torch.nn.functional.interpolate(mask[:, None].float(), size=hidden.shape[1])[:, 0]
+            if mask is None:
+                pooled.append(hidden.mean(dim=1))
+            else:
+                weights = mask.to(hidden.dtype).unsqueeze(-1)
+                pooled.append((hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0))
+        return torch.stack(pooled).mean(0)
+
+    def head_parameter_names(self) -> list[str]:
+        prefix = _encoder_prefix(self.model)
+        return [n for n, _ in self.model.named_parameters() if prefix is None or not n.startswith(prefix + ".")]
+
+    def parameter_groups(self) -> list[list[str]]:
+        head = set(self.head_parameter_names())
+        embeddings, layers, rest = [], {}, []
+        for name, _ in self.model.named_parameters():
+            match = _LAYER_INDEX.search(name)
+            if name in head:
+                rest.append(name)
+            elif match:
+                layers.setdefault(int(match.group(1)), []).append(name)
+            elif not layers:
+                embeddings.append(name)
+            else:
+                rest.append(name)  # final norms and poolers train with the head
+        return [group for group in [embeddings, *(layers[i] for i in sorted(layers)), rest] if group]
+
+    def lora_targets(self) -> list[str]:
+        import torch.nn as nn
+
+        head = {n.rsplit(".", 1)[0] for n in self.head_parameter_names()}
+        return [name for name, module in self.model.named_modules()
+                if isinstance(module, nn.Linear) and name.split(".")[-1] in _LORA_NAMES and name not in head]
+
+    def save(self, directory: str | Path) -> list[Path]:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with _quiet():
+            self.model.save_pretrained(directory)   # safetensors: the only format transformers writes by default
+            self.processor.save_pretrained(directory)
+        return sorted(p for p in directory.iterdir() if p.is_file())
+
+
+class TransformersFamily(Family):
+    """Text and audio classification backbones through Hugging Face transformers."""
+
+    name = "transformers"
+    tasks = (TEXT_TASK, AUDIO_TASK)
+    library = "transformers"
+
+    def load_classifier(self, spec, *, task: str, labels: Sequence[str], multi_label: bool = False,
+                        pretrained: bool = True, trust_remote_code: bool = False) -> TransformersClassifier:
+        import transformers
+
+        if multi_label and task != TEXT_TASK:
+            raise InvalidInputError("multi-label classification is supported for text-cls only")
+        auto_model = _auto_class(task)
+        source, common = _source(spec), {"revision": spec.revision, "trust_remote_code": trust_remote_code}
+        head = {
+            "num_labels": len(labels),
+            "id2label": dict(enumerate(labels)),
+            "label2id": {label: i for i, label in enumerate(labels)},
+            "problem_type": "multi_label_classification" if multi_label else "single_label_classification",
+        }
+        with _quiet():
+            try:
+                if task == TEXT_TASK:
+                    processor = transformers.AutoTokenizer.from_pretrained(source, **common)
+                else:
+                    processor = transformers.AutoFeatureExtractor.from_pretrained(source, **common)
+                if pretrained:
+                    model = auto_model.from_pretrained(source, ignore_mismatched_sizes=True, **head, **common)
+                else:
+                    config = transformers.AutoConfig.from_pretrained(source, **head, **common)
+                    model = auto_model.from_config(config, trust_remote_code=trust_remote_code)
+            except Exception as exc:  # transformers raises OSError, ValueError, hub errors...
+                raise _load_error(spec, exc) from exc
+        max_length = int(spec.input.get("max_tokens", 0)) or None
+        return TransformersClassifier(model, processor, task=task, max_length=max_length)
+
+    def load_saved(self, directory: str | Path) -> TransformersClassifier:
+        import transformers
+
+        directory = Path(directory)
+        task = TEXT_TASK if (directory / "tokenizer_config.json").is_file() else AUDIO_TASK
+        with _quiet():
+            try:
+                if task == TEXT_TASK:
+                    processor = transformers.AutoTokenizer.from_pretrained(directory)
+                else:
+                    processor = transformers.AutoFeatureExtractor.from_pretrained(directory)
+                model = _auto_class(task).from_pretrained(directory)
+            except Exception as exc:
+                raise ModelLoadError(f"{directory}: not a loadable transformers model ({exc})") from exc
+        return TransformersClassifier(model, processor, task=task)
+
+    def can_load_saved(self, directory: str | Path) -> bool:
+        import json
+
+        config = Path(directory) / "config.json"
+        try:
+            data = json.loads(config.read_text())
+        except (OSError, ValueError):
+            return False
+        return "model_type" in data and "architecture" not in data
+
+    def architecture(self, spec, *, task: str | None = None, config: dict[str, Any] | None = None,
+                     device: str = "meta") -> Architecture:
+        import torch
+        import transformers
+
+        task = task or spec.tasks[0]
+        if config is not None:
+            options = dict(config)
+            hf_config = transformers.AutoConfig.for_model(options.pop("model_type"), **options)
+        else:
+            try:
+                hf_config = transformers.AutoConfig.from_pretrained(_source(spec), revision=spec.revision)
+            except Exception as exc:
+                raise _load_error(spec, exc) from exc
+        with torch.device(device):
+            encoder = _encoder(_auto_class(task).from_config(hf_config))
+        encoder.eval()
+        return Architecture(encoder, _example_inputs(hf_config, spec, task, device))
+
+
+def _example_inputs(config, spec, task: str, device: str) -> dict[str, Any]:
+    """Inputs at the spec's default size: seq_len tokens, or `seconds` of audio in the model's input form."""
+    import torch
+
+    if task == TEXT_TASK:
+        length = int(spec.input["seq_len"])
+        return {"input_ids": torch.zeros(1, length, dtype=torch.long, device=device),
+                "attention_mask": torch.ones(1, length, dtype=torch.long, device=device)}
+    if config.model_type == "whisper":
+        return {"input_features": torch.empty(1, config.num_mel_bins, 3000, device=device)}
+    if config.model_type == "audio-spectrogram-transformer":
+        return {"input_values": torch.empty(1, config.max_length, config.num_mel_bins, device=device)}
+    samples = int(spec.input["sample_rate"] * spec.input["seconds"])
+    return {"input_values": torch.empty(1, samples, device=device)}

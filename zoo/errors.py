@@ -1,0 +1,105 @@
+"""Every exception zoo raises on purpose.
+
+Each inherits :class:`ZooError` and the built-in it resembles, carries the attributes a caller needs, and has a
+message that says what to do. The CLI renders any ``ZooError`` as one line and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+from difflib import get_close_matches
+
+
+class ZooError(Exception):
+    """Base class of every error zoo raises on purpose."""
+
+    exit_code: int = 1
+
+
+# --- Registry ---------------------------------------------------------------------------------------------------
+
+
+class RegistryError(ZooError, ValueError):
+    """A registry file is unreadable or an entry breaks the schema."""
+
+    def __init__(self, message: str, *, path: str | None = None, entry: str | None = None,
+                 field: str | None = None) -> None:
+        self.path, self.entry, self.field = path, entry, field
+        where = ", ".join(part for part in (
+            path,
+            f"entry {entry!r}" if entry else None,
+            f"field {field!r}" if field else None,
+        ) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class UnknownBackboneError(ZooError, KeyError):
+    """A backbone name is not in the registry."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        self.suggestions = suggest(name, known)
+        hint = f" Did you mean {', '.join(self.suggestions)}?" if self.suggestions else ""
+        super().__init__(f"unknown backbone {name!r}.{hint} Run 'zoo list' to see every backbone.")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.args[0]
+
+
+class UnknownTaskError(ZooError, ValueError):
+    """A task name is not one of the task types zoo knows."""
+
+    def __init__(self, task: str, known: list[str]) -> None:
+        self.task = task
+        hint = suggest(task, known)
+        did_you_mean = f" Did you mean {hint[0]!r}?" if hint else ""
+        super().__init__(f"unknown task {task!r}.{did_you_mean} Known tasks: {', '.join(known)}.")
+
+
+# --- Plugins ----------------------------------------------------------------------------------------------------
+
+
+class PluginError(ZooError, RuntimeError):
+    """A plugin failed to load or broke the plugin contract."""
+
+    def __init__(self, plugin: str, message: str) -> None:
+        self.plugin = plugin
+        super().__init__(f"plugin {plugin!r}: {message}")
+
+
+class FamilyUnavailableError(ZooError, LookupError):
+    """A backbone names a family that no loaded plugin provides."""
+
+    def __init__(self, family: str, backbone: str, known: list[str]) -> None:
+        self.family, self.backbone = family, backbone
+        super().__init__(
+            f"backbone {backbone!r} needs family {family!r}, which no loaded plugin provides "
+            f"(loaded: {', '.join(known) or 'none'}). Run 'zoo plugins' to see which plugins failed and why."
+        )
+
+
+# --- Input and constraints --------------------------------------------------------------------------------------
+
+
+class InvalidInputError(ZooError, ValueError):
+    """An argument or input file is invalid."""
+
+    exit_code = 2
+
+
+class NoCandidateError(ZooError, LookupError):
+    """No backbone satisfies every constraint."""
+
+
+# --- Models -----------------------------------------------------------------------------------------------------
+
+
+class ModelLoadError(ZooError, OSError):
+    """Weights or configuration of a backbone could not be loaded."""
+
+
+def suggest(name: str, known: list[str], n: int = 3) -> list[str]:
+    """Return up to ``n`` names from ``known`` closest to ``name``, including prefix matches."""
+    lowered = {k.lower(): k for k in known}
+    close = get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.6)
+    prefix = [k for k in lowered if k.startswith(name.lower().split(".")[0]) and k not in close]
+    return [lowered[k] for k in (close + prefix)[:n]]

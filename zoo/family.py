@@ -1,0 +1,118 @@
+"""The contract between the core and a model family.
+
+A *family* (provided by a plugin) turns a :class:`~zoo.registry.BackboneSpec` into a :class:`Classifier`: a
+backbone with its weights, a fresh head for N labels, the preprocessing and collate function, pooled features,
+the parameter groups for layer-wise learning-rate decay and the LoRA target modules. A classifier saves itself in
+the family's native format, so the result loads with the family's own library and no zoo installed.
+
+The core calls only what is declared here; it never imports a family's library. Heavy imports (torch and the
+family's library) belong inside the methods, so that listing plugins stays fast.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from zoo.registry import BackboneSpec
+
+
+@dataclass
+class Architecture:
+    """A backbone built without pretrained weights, with an example input at the spec's default size.
+
+    Used to check the registry's facts (parameters, FLOPs) against the real network and to time it.
+    """
+
+    model: "torch.nn.Module"
+    example_inputs: dict[str, "torch.Tensor"] = field(default_factory=dict)
+
+
+class Classifier(ABC):
+    """A backbone with a classification head, ready to train, evaluate, predict and save."""
+
+    task: str
+    labels: list[str]
+    multi_label: bool = False
+    model: "torch.nn.Module"
+
+    @abstractmethod
+    def preprocess(self, example: Any, *, train: bool = False) -> dict[str, Any]:
+        """Turn one raw example (PIL image or path, text string, 1-D float waveform) into model inputs."""
+
+    @abstractmethod
+    def collate(self, items: Sequence[dict[str, Any]]) -> dict[str, "torch.Tensor"]:
+        """Batch preprocessed examples (padding dynamically where the input has a length)."""
+
+    @abstractmethod
+    def forward(self, batch: dict[str, "torch.Tensor"]) -> "torch.Tensor":
+        """Logits of shape (batch, len(labels))."""
+
+    @abstractmethod
+    def features(self, batch: dict[str, "torch.Tensor"]) -> "torch.Tensor":
+        """Pooled backbone features of shape (batch, dim): the head's input."""
+
+    @abstractmethod
+    def head_parameter_names(self) -> list[str]:
+        """Names (as in ``model.named_parameters()``) of the freshly initialised head."""
+
+    @abstractmethod
+    def parameter_groups(self) -> list[list[str]]:
+        """Parameter names grouped from the input end to the output end, for layer-wise learning-rate decay."""
+
+    @abstractmethod
+    def lora_targets(self) -> list[str]:
+        """Names of the modules a LoRA adapter should wrap."""
+
+    @abstractmethod
+    def save(self, directory: str | Path) -> list[Path]:
+        """Write the model, its preprocessing config and label names in the family's native format.
+
+        Returns the files written. Weights are written as safetensors only.
+        """
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+
+class Family(ABC):
+    """A plugin's adapter for one family of backbones (timm, transformers, ...)."""
+
+    name: ClassVar[str]                 # unique across plugins; the registry's `family` field refers to it
+    tasks: ClassVar[tuple[str, ...]]    # task types this family can build classifiers for
+    library: ClassVar[str] = ""         # the library that loads saved models (model cards, run records)
+
+    @abstractmethod
+    def load_classifier(self, spec: "BackboneSpec", *, task: str, labels: Sequence[str],
+                        multi_label: bool = False, pretrained: bool = True,
+                        trust_remote_code: bool = False) -> Classifier:
+        """Load the backbone of ``spec`` (with weights unless ``pretrained=False``) and attach a fresh head.
+
+        Weights come from the spec's Hub repo (through huggingface_hub, honouring ``HF_ENDPOINT`` and
+        ``HF_HUB_OFFLINE``) at its pinned revision, or from a ``local-dir:`` path.
+
+        Raises:
+            zoo.errors.ModelLoadError: with a message that says what to do.
+        """
+
+    @abstractmethod
+    def load_saved(self, directory: str | Path) -> Classifier:
+        """Load a classifier written by :meth:`Classifier.save`."""
+
+    @abstractmethod
+    def architecture(self, spec: "BackboneSpec", *, task: str, config: dict[str, Any] | None = None,
+                     device: str = "meta") -> Architecture:
+        """Build the published network of ``spec`` without weights (on ``device``), with an example input.
+
+        ``config`` may give the architecture's hyperparameters when they cannot be fetched.
+        """
+
+    def can_load_saved(self, directory: str | Path) -> bool:
+        """Whether ``directory`` holds a model this family saved. Default: no."""
+        return False
