@@ -46,14 +46,15 @@ def _quiet():
     """Silence transformers' per-load reports and progress bars; zoo reports what matters itself."""
     from transformers.utils import logging
 
-    verbosity = logging.get_verbosity()
+    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
     logging.set_verbosity_error()
     logging.disable_progress_bar()
     try:
         yield
     finally:
         logging.set_verbosity(verbosity)
-        logging.enable_progress_bar()
+        if bars:
+            logging.enable_progress_bar()
 
 
 def _source(spec) -> str:
@@ -254,8 +255,8 @@ def _example_inputs(config, spec, task: str, device: str) -> dict[str, Any]:
 
     if task == TEXT_TASK:
         length = int(spec.input["seq_len"])
-        return {"input_ids": torch.zeros(1, length, dtype=torch.long, device=device),
-                "attention_mask": torch.ones(1, length, dtype=torch.long, device=device)}
+        # No attention mask: all-ones is the same computation, and mask checks cannot run on meta tensors.
+        return {"input_ids": torch.zeros(1, length, dtype=torch.long, device=device)}
     if config.model_type == "whisper":
         return {"input_features": torch.empty(1, config.num_mel_bins, 3000, device=device)}
     if config.model_type == "audio-spectrogram-transformer":

@@ -194,6 +194,8 @@ def recommend_data_free(specs: Iterable[BackboneSpec], constraints: Constraints,
             excluded.append({"name": spec.name, "reason": "; ".join(problems)})
         else:
             kept.append((spec, cost))
+    if not pool:
+        raise NoCandidateError(f"the registry has no {task} backbones; add some with --registry FILE.")
     if not kept:
         detail = f" ({len(pool)} {task} backbones excluded; e.g. {excluded[0]['name']}: {excluded[0]['reason']})" \
             if excluded else ""

@@ -1,0 +1,84 @@
+"""Test fixtures: an isolated Hugging Face cache, a local Hub-compatible server with tiny models, helpers.
+
+The server is bound at import time, before anything imports huggingface_hub, because the client reads
+``HF_ENDPOINT`` once when it is imported. Nothing here touches the internet.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS))
+
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="zoo-tests-"))
+
+from hub_server import HubServer  # noqa: E402
+
+HUB = HubServer(_SESSION_DIR / "hub").__enter__()
+os.environ.update({
+    "HF_ENDPOINT": HUB.endpoint,
+    "HF_HOME": str(_SESSION_DIR / "hf-home"),
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "HF_HUB_OFFLINE": "0",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    "XDG_CONFIG_HOME": str(_SESSION_DIR / "config"),   # no user registry file leaks in
+    "XDG_CACHE_HOME": str(_SESSION_DIR / "cache"),
+})
+os.environ.pop("ZOO_REGISTRY", None)
+os.environ.pop("ZOO_DISABLE_PLUGIN_AUTOLOAD", None)
+os.environ.pop("HF_TOKEN", None)
+
+FIXTURE_REGISTRY = TESTS / "data" / "fixture_registry.toml"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    HUB.__exit__(None, None, None)
+    shutil.rmtree(_SESSION_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def hub() -> HubServer:
+    """The local Hub with every tiny model of tests/tiny_models.py uploaded."""
+    from tiny_models import TINY_REPOS
+
+    for repo_id, build in TINY_REPOS.items():
+        if repo_id not in HUB.store.repos:
+            folder = _SESSION_DIR / "tiny" / repo_id
+            folder.mkdir(parents=True)
+            build(folder)
+            HUB.store.add_repo(repo_id, folder)
+    return HUB
+
+
+@pytest.fixture
+def fresh_plugins():
+    """A plugin manager rediscovered for this test, and forgotten after it."""
+    from zoo.plugins import get_plugin_manager, reset_plugin_manager
+
+    reset_plugin_manager()
+    yield get_plugin_manager()
+    reset_plugin_manager()
+
+
+def run_zoo(*args: str, env: dict[str, str] | None = None, check: bool = False) -> subprocess.CompletedProcess:
+    """Run the installed `zoo` console script in a fresh process."""
+    zoo = shutil.which("zoo", path=str(Path(sys.executable).parent)) or "zoo"
+    result = subprocess.run([zoo, *args], capture_output=True, text=True, env={**os.environ, **(env or {})},
+                            timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"zoo {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def session_dir() -> Path:
+    return _SESSION_DIR

@@ -1,0 +1,74 @@
+"""The command line: help with examples, fast start, JSON, one-line errors, debug tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import run_zoo
+from zoo.cli import app
+
+COMMANDS = ["list", "info", "plugins", "recommend"]
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(command):
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0
+    assert "Example: zoo " in result.output
+    assert "--json" in result.output
+
+
+def test_help_does_not_import_torch():
+    # `zoo --help` stays fast by importing torch and the model libraries lazily.
+    code = ("import sys; from zoo.cli import app; from typer.testing import CliRunner; "
+            "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0; "
+            "heavy = [m for m in ('torch', 'timm', 'transformers', 'huggingface_hub') if m in sys.modules]; "
+            "print(heavy)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+    listing = subprocess.run([sys.executable, "-c", "import sys; from zoo import api; api.list_backbones(); "
+                              "print('torch' in sys.modules)"], capture_output=True, text=True, check=True)
+    assert listing.stdout.strip() == "False"
+
+
+def test_list_json_and_table():
+    data = json.loads(runner.invoke(app, ["list", "--json"]).stdout)
+    tasks = {t for entry in data for t in entry["tasks"]}
+    assert tasks == {"image-cls", "text-cls", "audio-cls"}
+    only_images = json.loads(runner.invoke(app, ["list", "--task", "image-cls", "--json"]).stdout)
+    assert only_images and all(e["tasks"] == ["image-cls"] for e in only_images)
+    pattern = json.loads(runner.invoke(app, ["list", "convnext*", "--json"]).stdout)
+    assert pattern and all(e["name"].startswith("convnext") for e in pattern)
+    table = runner.invoke(app, ["list", "--task", "image-cls"])
+    assert table.exit_code == 0 and "backbones" in table.output
+
+
+def test_info_shows_references_with_sources():
+    name = json.loads(runner.invoke(app, ["list", "--json"]).stdout)[0]["name"]
+    data = json.loads(runner.invoke(app, ["info", name, "--json"]).stdout)
+    assert data["name"] == name and data["family_available"]
+    assert all(ref["source"] for ref in data["reference"])
+    table = runner.invoke(app, ["info", name])
+    assert table.exit_code == 0 and "reference numbers" in table.output
+
+
+def test_unknown_name_suggests_close_ones():
+    result = run_zoo("info", "resnet50")
+    assert result.returncode != 0
+    assert result.stderr.count("\n") == 1 and "Did you mean" in result.stderr and "resnet50." in result.stderr
+
+
+def test_debug_variable_shows_the_traceback():
+    result = run_zoo("info", "no-such-backbone", env={"ZOO_DEBUG": "1"})
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("zoo ")

@@ -1,0 +1,145 @@
+"""Every family's contract, run on a tiny backbone of each, loaded through the local Hub with huggingface_hub."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import FIXTURE_REGISTRY
+from zoo.registry import read_registry_file
+
+FIXTURES = read_registry_file(FIXTURE_REGISTRY)
+LABELS = ["alpha", "beta", "gamma"]
+
+
+def example(task: str, seed: int):
+    rng = np.random.default_rng(seed)
+    if task == "image-cls":
+        from PIL import Image
+
+        return Image.fromarray(rng.integers(0, 255, (48 + seed, 40, 3), dtype=np.uint8))
+    if task == "text-cls":
+        return " ".join(rng.choice(["good", "bad", "movie", "film", "very", "slow", "service"], 3 + seed))
+    return rng.standard_normal(8000 + 1600 * seed).astype(np.float32)
+
+
+@pytest.fixture
+def classifier(request, hub, fresh_plugins):
+    spec = request.param
+    family = fresh_plugins.family(spec.family)
+    return spec, family.load_classifier(spec, task=spec.tasks[0], labels=LABELS)
+
+
+@pytest.mark.parametrize("classifier", FIXTURES, ids=lambda s: s.name, indirect=True)
+def test_classifier_contract(classifier, tmp_path):
+    import torch
+
+    spec, clf = classifier
+    assert clf.labels == LABELS and clf.task == spec.tasks[0] and not clf.multi_label
+    items = [clf.preprocess(example(clf.task, seed), train=seed == 0) for seed in range(3)]
+    batch = clf.collate(items)
+    clf.model.eval()
+    with torch.no_grad():
+        logits = clf.forward(batch)
+        features = clf.features(batch)
+    assert logits.shape == (3, 3) and torch.isfinite(logits).all()
+    assert features.ndim == 2 and features.shape[0] == 3 and torch.isfinite(features).all()
+
+    names = [n for n, _ in clf.model.named_parameters()]
+    head = clf.head_parameter_names()
+    assert head and set(head) < set(names)
+    groups = clf.parameter_groups()
+    flat = [n for group in groups for n in group]
+    assert sorted(flat) == sorted(names), "parameter groups cover every parameter exactly once"
+    assert len(groups) >= 2
+    modules = dict(clf.model.named_modules())
+    targets = clf.lora_targets()
+    assert targets and all(t in modules for t in targets)
+    assert not any(t.startswith(h.rsplit(".", 1)[0]) for t in targets for h in head)
+
+
+@pytest.mark.parametrize("classifier", FIXTURES, ids=lambda s: s.name, indirect=True)
+def test_saved_model_loads_natively_without_zoo(classifier, tmp_path, fresh_plugins):
+    """The saved folder loads with timm or transformers alone, in a process that never imports zoo."""
+    import torch
+
+    spec, clf = classifier
+    out = tmp_path / "saved"
+    written = clf.save(out)
+    assert all(p.exists() for p in written)
+    assert not list(out.glob("*.bin")) and not list(out.glob("*.pt")), "weights are safetensors only"
+    clf.model.eval()
+    inputs = [example(clf.task, seed) for seed in range(2)]
+    with torch.no_grad():
+        expected = clf.forward(clf.collate([clf.preprocess(x) for x in inputs])).softmax(-1).numpy()
+
+    payload = tmp_path / "inputs.npz"
+    if clf.task == "image-cls":
+        paths = []
+        for i, image in enumerate(inputs):
+            image.save(tmp_path / f"{i}.png")
+            paths.append(str(tmp_path / f"{i}.png"))
+        script = f"""
+import json, sys, timm, torch
+from PIL import Image
+model = timm.create_model("local-dir:{out}", pretrained=True).eval()
+cfg = timm.data.resolve_data_config({{}}, model=model)
+tf = timm.data.create_transform(**cfg)
+x = torch.stack([tf(Image.open(p).convert("RGB")) for p in {paths!r}])
+with torch.no_grad():
+    probs = model(x).softmax(-1)
+print(json.dumps({{"labels": model.pretrained_cfg.get("label_names"), "probs": probs.tolist()}}))
+"""
+    else:
+        if clf.task == "text-cls":
+            np.savez(payload, *[np.array(x) for x in inputs])
+        else:
+            np.savez(payload, *inputs)
+        pipeline_task = "text-classification" if clf.task == "text-cls" else "audio-classification"
+        script = f"""
+import json, sys, numpy as np
+from transformers import pipeline
+pipe = pipeline("{pipeline_task}", model="{out}", top_k=None)
+data = np.load("{payload}")
+inputs = [data[k].item() if data[k].ndim == 0 else data[k] for k in data.files]
+if "{clf.task}" == "audio-cls":
+    inputs = [{{"raw": x, "sampling_rate": pipe.feature_extractor.sampling_rate}} for x in inputs]
+results = [pipe(x) for x in inputs]
+results = [r[0] if r and isinstance(r[0], list) else r for r in results]
+labels = list(pipe.model.config.id2label.values())
+probs = [[next(r["score"] for r in res if r["label"] == l) for l in labels] for res in results]
+print(json.dumps({{"labels": labels, "probs": probs}}))
+"""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", "import sys; sys.modules['zoo'] = None\n" + script],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    native = json.loads(result.stdout.strip().splitlines()[-1])
+    assert native["labels"] == LABELS
+    np.testing.assert_allclose(np.array(native["probs"]), expected, atol=1e-4)
+
+    reloaded = fresh_plugins.family(spec.family).load_saved(out)
+    assert reloaded.labels == LABELS
+
+
+@pytest.mark.parametrize("spec", [s for s in FIXTURES if "text-cls" in s.tasks], ids=lambda s: s.name)
+def test_text_classifier_supports_multi_label(spec, hub, fresh_plugins):
+    clf = fresh_plugins.family(spec.family).load_classifier(spec, task="text-cls", labels=LABELS, multi_label=True)
+    assert clf.multi_label
+
+
+def test_missing_backbone_gives_a_load_error(hub, fresh_plugins):
+    from zoo.errors import ModelLoadError
+    from zoo.registry import BackboneSpec
+
+    for family, task, inp in (("timm", "image-cls", {"image_size": 32}),
+                              ("transformers", "text-cls", {"max_tokens": 8, "seq_len": 8})):
+        spec = BackboneSpec(name="ghost", family=family, source="zoo-test/does-not-exist", tasks=(task,),
+                            params_m=1, gflops=1, input=inp)
+        with pytest.raises(ModelLoadError, match="zoo fetch ghost"):
+            fresh_plugins.family(family).load_classifier(spec, task=task, labels=["a", "b"])

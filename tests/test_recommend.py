@@ -1,0 +1,140 @@
+"""The data-free recommender: constraints hold, every candidate is explained, scenarios parse visibly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import run_zoo
+from zoo import api
+from zoo.errors import InvalidInputError, NoCandidateError
+from zoo.recommend import Constraints, estimate_cost, parse_scenario
+from zoo.registry import CORE_REGISTRY, read_registry_file
+from zoo.tasks import TASKS
+
+CORE = {s.name: s for s in read_registry_file(CORE_REGISTRY)}
+
+SCENARIOS = {
+    "image-cls": "sort product photos from a phone camera, 5k labelled images, under 30 ms on a laptop CPU",
+    "text-cls": "classify support tickets in English, 2k labelled examples, must answer in 20 ms on a laptop CPU",
+    "audio-cls": "spot spoken keywords in 1 second clips recorded on a GPU server, 20k examples, 50 ms",
+}
+
+
+def assert_meets(candidate: dict, constraints: dict) -> None:
+    spec = CORE[candidate["name"]]
+    cost = estimate_cost(spec, constraints["device"])
+    if constraints["max_latency_ms"] is not None:
+        assert cost.latency_ms <= constraints["max_latency_ms"]
+        assert candidate["latency_ms"] <= constraints["max_latency_ms"]
+    if constraints["max_params_m"] is not None:
+        assert spec.params_m <= constraints["max_params_m"]
+    if constraints["max_memory_gb"] is not None:
+        assert cost.memory_gb <= constraints["max_memory_gb"]
+    if constraints["licenses"]:
+        assert spec.license in constraints["licenses"]
+    if constraints["language"] and constraints["language"] != "multilingual":
+        assert not spec.languages or constraints["language"] in spec.languages or "multilingual" in spec.languages
+    assert constraints["task"] in spec.tasks
+    assert candidate["reason"] and candidate["next_command"].startswith(f"zoo adapt {spec.name} ")
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_cli_json_candidates_meet_constraints(task):
+    latency = {"image-cls": 30, "text-cls": 150, "audio-cls": 100}[task]
+    result = run_zoo("recommend", "--task", task, "--device", "cpu", "--max-latency-ms", str(latency), "--json",
+                     check=True)
+    data = json.loads(result.stdout)
+    assert data["task"] == task and data["candidates"]
+    for candidate in data["candidates"]:
+        assert_meets(candidate, data["constraints"])
+    ranks = [c["rank"] for c in data["candidates"]]
+    assert ranks == list(range(1, len(ranks) + 1))
+    scores = [c["score"] for c in data["candidates"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_cli_json_with_scenario(task):
+    result = run_zoo("recommend", "--scenario", SCENARIOS[task], "--json", check=True)
+    data = json.loads(result.stdout)
+    assert data["task"] == task
+    assert data["scenario"]["values"]["task"] == task and data["scenario"]["evidence"]["task"]
+    for candidate in data["candidates"]:
+        assert_meets(candidate, data["constraints"])
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_every_registry_constraint_combination_is_respected(task):
+    for device in ("cpu", "cuda"):
+        for params in (None, 30.0, 120.0):
+            try:
+                rec = api.recommend(task, device=device, max_params_m=params, max_memory_gb=1.0, top=50)
+            except NoCandidateError:
+                continue
+            for candidate in rec.candidates:
+                assert_meets(candidate.to_dict(), rec.constraints.to_dict())
+
+
+def test_scenario_parse_is_shown_and_explicit_options_win():
+    rec = api.recommend(scenario=SCENARIOS["text-cls"], max_latency_ms=500, top=3)
+    assert rec.scenario.values == {"task": "text-cls", "max_latency_ms": 20.0, "device": "cpu",
+                                   "num_examples": 2000, "language": "en"}
+    assert rec.constraints.max_latency_ms == 500
+    assert rec.constraints.num_examples == 2000 and rec.strategy == "lora"
+    table = run_zoo("recommend", "--scenario", SCENARIOS["text-cls"], check=True).stdout
+    assert "Scenario parsed as" in table and "support tickets" not in table.split("Scenario parsed as")[0]
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("German customer emails, commercial use, at most 2 GB of RAM",
+     {"task": "text-cls", "language": "de", "licenses": ("permissive",), "max_memory_gb": 2.0}),
+    ("classify bird sounds, 800 recordings, on an H100", {"task": "audio-cls", "num_examples": 800,
+                                                          "device": "cuda"}),
+    ("x-ray images, 12k examples, under 50M parameters", {"task": "image-cls", "num_examples": 12000,
+                                                          "max_params_m": 50.0}),
+    ("reviews; latency under 0.2 seconds", {"task": "text-cls", "max_latency_ms": 200.0}),
+])
+def test_parse_scenario(text, expected):
+    assert parse_scenario(text).values == expected
+
+
+def test_impossible_constraints_say_why():
+    with pytest.raises(NoCandidateError, match="Relax a constraint"):
+        api.recommend("image-cls", max_latency_ms=0.5)
+    result = run_zoo("recommend", "--task", "image-cls", "--max-latency-ms", "0.5")
+    assert result.returncode != 0 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_missing_task_and_bad_values_are_one_line_errors():
+    with pytest.raises(InvalidInputError, match="no task given"):
+        api.recommend()
+    for args in (["--task", "video-cls"], ["--task", "image-cls", "--device", "tpu"],
+                 ["--task", "image-cls", "--max-params", "lots"], ["--task", "image-cls", "--top", "0"]):
+        result = run_zoo("recommend", *args)
+        assert result.returncode != 0, args
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert "did you mean 'image-cls'" in run_zoo("recommend", "--task", "imge-cls").stderr.lower()
+
+
+def test_language_and_license_filters():
+    rec = api.recommend("text-cls", language="de", licenses=["mit"], top=50)
+    for candidate in rec.candidates:
+        assert candidate.license == "mit"
+        assert "multilingual" in candidate.languages or "de" in candidate.languages
+    english = api.recommend("text-cls", language="en", top=50)
+    assert any("en" in c.languages for c in english.candidates)
+
+
+def test_strategy_follows_data_size():
+    assert api.recommend("image-cls", num_examples=300).strategy == "linear"
+    assert api.recommend("image-cls", num_examples=100_000).strategy == "full"
+    assert "--strategy linear" in api.recommend("image-cls", num_examples=300).candidates[0].next_command
+
+
+def test_cost_model_is_monotonic_in_flops():
+    specs = sorted(CORE.values(), key=lambda s: s.gflops)
+    latencies = [estimate_cost(s, "cpu").latency_ms for s in specs]
+    assert latencies == sorted(latencies)
+    assert Constraints(device="cpu", licenses=("permissive",)).licenses
