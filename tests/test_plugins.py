@@ -156,3 +156,18 @@ def test_disable_autoload_loads_only_named_plugins(installed_plugins, monkeypatc
     result = run_zoo("recommend", "--task", "text-cls", env=_env(installed_plugins, ZOO_DISABLE_PLUGIN_AUTOLOAD="1",
                                                                   ZOO_PLUGINS="timm"))
     assert result.returncode != 0 and "not available" in result.stderr
+
+
+def test_plugin_guide_code_is_the_tested_plugin():
+    """docs/plugins.md shows the example plugin's code; the installed-and-tested package is that code."""
+    import re
+
+    doc = (TESTS.parent / "docs" / "plugins.md").read_text()
+    blocks = re.findall(r"```(?:python|toml)\n(.*?)```", doc, re.S)
+    package = TESTS / "plugins" / "zoo_tinycnn"
+    files = {path: path.read_text() for path in [package / "pyproject.toml", *package.glob("zoo_tinycnn/*")]}
+    for block in blocks:
+        if "tinycnn" not in block.lower() or block.startswith("from zoo import api"):
+            continue
+        code_lines = [line.split("#")[0].rstrip() for line in block.splitlines() if line.split("#")[0].strip()]
+        assert any(all(line in text for line in code_lines) for text in files.values()), block[:80]

@@ -23,7 +23,7 @@ SCENARIOS = {
 
 
 def assert_meets(candidate: dict, constraints: dict) -> None:
-    spec = CORE[candidate["name"]]
+    spec = api.load_registry().get(candidate["name"])
     cost = estimate_cost(spec, constraints["device"])
     if constraints["max_latency_ms"] is not None:
         assert cost.latency_ms <= constraints["max_latency_ms"]

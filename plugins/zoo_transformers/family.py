@@ -246,7 +246,20 @@ class TransformersFamily(Family):
         with torch.device(device):
             encoder = _encoder(_auto_class(task).from_config(hf_config))
         encoder.eval()
-        return Architecture(encoder, _example_inputs(hf_config, spec, task, device))
+        inputs = _example_inputs(hf_config, spec, task, device)
+        if task == TEXT_TASK and device == "meta":
+            # Some encoders read mask values (BERT's mask helper), others read ids when no mask is given
+            # (DeBERTa's padding warning); meta tensors have no values, so use the form this encoder accepts.
+            with_mask = {**inputs, "attention_mask": torch.ones_like(inputs["input_ids"])}
+            for candidate in (inputs, with_mask):
+                try:
+                    with torch.no_grad():
+                        encoder(**candidate)
+                except RuntimeError:
+                    continue
+                inputs = candidate
+                break
+        return Architecture(encoder, inputs)
 
 
 def _example_inputs(config, spec, task: str, device: str) -> dict[str, Any]:
@@ -255,7 +268,6 @@ def _example_inputs(config, spec, task: str, device: str) -> dict[str, Any]:
 
     if task == TEXT_TASK:
         length = int(spec.input["seq_len"])
-        # No attention mask: all-ones is the same computation, and mask checks cannot run on meta tensors.
         return {"input_ids": torch.zeros(1, length, dtype=torch.long, device=device)}
     if config.model_type == "whisper":
         return {"input_features": torch.empty(1, config.num_mel_bins, 3000, device=device)}

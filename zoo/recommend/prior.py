@@ -3,7 +3,7 @@
 score = w_quality · quality + w_speed · speed + fit
 
 - quality: the backbone's published reference numbers, each turned into a percentile among every backbone of the
-  task that reports the same benchmark, averaged over its benchmarks (0.5 when it reports none);
+  task that reports the same benchmark, averaged over its benchmarks (UNKNOWN_QUALITY when it reports none);
 - speed: where its estimated latency sits between the fastest and slowest candidate, on a log scale;
 - fit: small adjustments for the data size (very large models on very little data) and language match.
 """
@@ -24,10 +24,15 @@ from zoo.tasks import get_task
 # Benchmarks that speak to transfer quality for each task, most telling first.
 PRIOR_METRICS = {
     "image-cls": ("imagenet-1k/top1", "imagenet-real/top1", "imagenet-v2/top1"),
-    "text-cls": ("glue/avg", "glue/mnli-m", "xnli/avg"),
+    "text-cls": ("glue/avg", "glue/mnli-m", "xnli/avg", "xnli/en"),
     "audio-cls": ("superb/ks", "superb/er", "superb/sid", "audioset/mAP", "esc50/accuracy",
                   "librispeech-test-clean/wer"),
 }
+
+
+# Quality assumed for a backbone with no comparable published number: below the median, so that documented
+# backbones win ties against undocumented ones, but not so low that a fast unknown can never be shown.
+UNKNOWN_QUALITY = 0.35
 
 
 @dataclass
@@ -36,7 +41,7 @@ class Candidate:
     name: str
     family: str
     score: float
-    quality: float                      # 0..1 percentile of published quality (0.5 = unknown)
+    quality: float                      # 0..1 percentile of published quality (UNKNOWN_QUALITY if none)
     speed: float                        # 0..1 among the candidates (1 = fastest)
     confidence: str                     # high | medium | low: how much published evidence backs `quality`
     params_m: float
@@ -125,7 +130,7 @@ def _percentiles(pool: list[BackboneSpec], metric: str) -> dict[str, float]:
 def _quality(spec: BackboneSpec, percentiles: dict[str, dict[str, float]], metrics: Iterable[str]):
     used = [(m, percentiles[m][spec.name]) for m in metrics if spec.name in percentiles.get(m, {})]
     if not used:
-        return 0.5, "low", []
+        return UNKNOWN_QUALITY, "low", []
     primary = next(iter(metrics))
     confidence = "high" if used[0][0] == primary else "medium"
     evidence = [{"metric": m, "value": spec.reference_value(m), "percentile": round(p, 3),
@@ -162,7 +167,7 @@ def _reason(spec: BackboneSpec, cand_quality: float, evidence: list[dict[str, An
         parts.append(f"{best['metric']} {best['value']:g} (top {100 - 100 * best['percentile']:.0f}% "
                      f"of the task's backbones)")
     else:
-        parts.append("no published number on this task's benchmarks (quality assumed average)")
+        parts.append("no published number on this task's benchmarks (quality assumed below median)")
     budget = f" of {c.max_latency_ms:g} ms budget" if c.max_latency_ms else ""
     parts.append(f"est. {cost.latency_ms:.1f} ms{budget} on {c.device}")
     parts.append(f"{spec.params_m:.1f}M params")

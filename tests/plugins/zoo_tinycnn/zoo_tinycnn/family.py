@@ -1,7 +1,5 @@
 """The `tinycnn` family: a config.json + model.safetensors pair per backbone, on the Hub or on disk."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 
@@ -15,9 +13,7 @@ MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
 
 class TinyCnn(nn.Module):
-    """Conv-BN-ReLU stages, global average pooling, a linear head."""
-
-    def __init__(self, widths=(8, 16, 32), num_classes: int = 10) -> None:
+    def __init__(self, widths=(8, 16, 32), num_classes=10):
         super().__init__()
         layers, channels = [], 3
         for width in widths:
@@ -26,14 +22,14 @@ class TinyCnn(nn.Module):
         self.stages = nn.Sequential(*layers)
         self.head = nn.Linear(channels, num_classes)
 
-    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+    def pooled(self, x):
         return self.stages(x).mean(dim=(2, 3))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x):
         return self.head(self.pooled(x))
 
 
-def _download(spec, filename: str) -> Path:
+def _download(spec, filename):
     """A file of the backbone: from its local folder, or from the Hub through huggingface_hub."""
     if spec.is_local:
         return spec.local_path / filename
@@ -43,7 +39,7 @@ def _download(spec, filename: str) -> Path:
 
 
 class TinyCnnClassifier(Classifier):
-    def __init__(self, model: TinyCnn, labels, image_size: int, config: dict) -> None:
+    def __init__(self, model, labels, image_size, config):
         self.model, self.labels, self.task = model, list(labels), "image-cls"
         self.image_size, self.config = image_size, config
 
