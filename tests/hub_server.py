@@ -16,7 +16,7 @@ import re
 import shutil
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,7 +28,7 @@ class Commit:
     sha: str
     files: dict[str, str]                   # path in repo -> blob sha256
     message: str = ""
-    date: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    date: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
 
 @dataclass
@@ -196,7 +196,7 @@ class HubServer:
         self.endpoint = f"http://{host}:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def __enter__(self) -> "HubServer":
+    def __enter__(self) -> HubServer:
         self._thread.start()
         return self
 

@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import run_zoo
 from typer.testing import CliRunner
 
-from conftest import run_zoo
 from zoo.cli import app
 
 COMMANDS = ["list", "info", "plugins", "recommend"]

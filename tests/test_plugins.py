@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import TESTS, run_zoo
+
 from zoo.family import Family
 from zoo.plugins import PluginManager, hookimpl
 
@@ -28,8 +28,8 @@ def installed_plugins(session_dir, hub) -> Path:
                    check=True, capture_output=True, text=True)
     sys.path.insert(0, str(target))
     importlib.invalidate_caches()
-    from zoo_tinycnn.family import TinyCnn
     from safetensors.torch import save_model
+    from zoo_tinycnn.family import TinyCnn
 
     folder = session_dir / "tiny" / "tinycnn-s"
     folder.mkdir(parents=True)
@@ -153,9 +153,11 @@ def test_disable_autoload_loads_only_named_plugins(installed_plugins, monkeypatc
     assert set(manager.families) == {"timm"}
     assert manager.infos["transformers"].status == "disabled"
     assert manager.infos["broken"].status == "disabled"
-    result = run_zoo("recommend", "--task", "text-cls", env=_env(installed_plugins, ZOO_DISABLE_PLUGIN_AUTOLOAD="1",
-                                                                  ZOO_PLUGINS="timm"))
-    assert result.returncode != 0 and "not available" in result.stderr
+    result = run_zoo("recommend", "--task", "text-cls", "--json",
+                     env=_env(installed_plugins, ZOO_DISABLE_PLUGIN_AUTOLOAD="1", ZOO_PLUGINS="timm"), check=True)
+    data = json.loads(result.stdout)
+    assert data["candidates"] == []
+    assert all("family 'transformers' is not available" in e["reason"] for e in data["excluded"])
 
 
 def test_plugin_guide_code_is_the_tested_plugin():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import run_zoo
+
 from zoo import api
 from zoo.errors import InvalidInputError, NoCandidateError
 from zoo.recommend import Constraints, estimate_cost, parse_scenario
@@ -69,10 +69,7 @@ def test_cli_json_with_scenario(task):
 def test_every_registry_constraint_combination_is_respected(task):
     for device in ("cpu", "cuda"):
         for params in (None, 30.0, 120.0):
-            try:
-                rec = api.recommend(task, device=device, max_params_m=params, max_memory_gb=1.0, top=50)
-            except NoCandidateError:
-                continue
+            rec = api.recommend(task, device=device, max_params_m=params, max_memory_gb=1.0, top=50)
             for candidate in rec.candidates:
                 assert_meets(candidate.to_dict(), rec.constraints.to_dict())
 
@@ -100,11 +97,25 @@ def test_parse_scenario(text, expected):
     assert parse_scenario(text).values == expected
 
 
-def test_impossible_constraints_say_why():
-    with pytest.raises(NoCandidateError, match="Relax a constraint"):
-        api.recommend("image-cls", max_latency_ms=0.5)
-    result = run_zoo("recommend", "--task", "image-cls", "--max-latency-ms", "0.5")
-    assert result.returncode != 0 and len(result.stderr.strip().splitlines()) == 1
+def test_impossible_constraints_give_the_nearest_misses():
+    rec = api.recommend("image-cls", max_latency_ms=0.5)
+    assert rec.candidates == [] and "Relax a constraint" in rec.message
+    assert rec.nearest and rec.nearest[0]["name"] in rec.message
+    distances = [miss["distance"] for miss in rec.nearest]
+    assert distances == sorted(distances)
+    result = run_zoo("recommend", "--task", "image-cls", "--max-latency-ms", "0.5", "--json", check=True)
+    data = json.loads(result.stdout)
+    assert data["candidates"] == [] and data["nearest"] and data["message"]
+    table = run_zoo("recommend", "--task", "image-cls", "--max-latency-ms", "0.5", check=True).stdout
+    assert "Nearest misses" in table
+
+
+def test_task_without_backbones_is_an_error(tmp_path, monkeypatch):
+    from zoo.recommend import recommend_data_free
+
+    with pytest.raises(NoCandidateError, match="no audio-cls backbones"):
+        recommend_data_free([s for s in CORE.values() if "audio-cls" not in s.tasks],
+                            Constraints(task="audio-cls"))
 
 
 def test_missing_task_and_bad_values_are_one_line_errors():

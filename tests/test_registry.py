@@ -6,8 +6,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
 from conftest import FIXTURE_REGISTRY, TESTS, run_zoo
+
 from zoo import api
 from zoo.errors import RegistryError, UnknownBackboneError
 from zoo.registry import CORE_REGISTRY, read_registry_file

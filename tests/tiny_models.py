@@ -6,8 +6,8 @@ them through huggingface_hub exactly as real backbones are loaded. They are seco
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 WORDS = ("good great fine love excellent happy bad awful poor hate terrible sad the a movie film was is it "
          "this very not service food slow fast ok cat dog yes no").split()

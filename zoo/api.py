@@ -8,9 +8,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from zoo.errors import InvalidInputError
 from zoo.plugins import PluginInfo, PluginManager, get_plugin_manager
@@ -95,7 +95,8 @@ def recommend(task: str | None = None, *, device: str | None = None, max_latency
 
     Raises:
         zoo.errors.InvalidInputError: if no task is given or found in the scenario, or an argument is invalid.
-        zoo.errors.NoCandidateError: if no backbone meets the constraints.
+        zoo.errors.NoCandidateError: if the registry has no backbone for the task. When backbones exist but none
+            meets every constraint, the result has no candidates, a ``message`` and the ``nearest`` misses.
     """
     parsed: ScenarioParse | None = parse_scenario(scenario) if scenario else None
     explicit: dict[str, Any] = {

@@ -96,6 +96,17 @@ class NoCandidateError(ZooError, LookupError):
 class ModelLoadError(ZooError, OSError):
     """Weights or configuration of a backbone could not be loaded."""
 
+    @classmethod
+    def for_backbone(cls, spec, family: str, exc: BaseException) -> ModelLoadError:
+        """The standard message for a family that failed to load ``spec``, naming where it looked."""
+        where = f"folder {spec.local_path}" if spec.is_local else f"Hub repo {spec.source!r}"
+        detail = (str(exc).strip().splitlines() or [""])[0]
+        return cls(
+            f"could not load {family} backbone {spec.name!r} from {where}: {type(exc).__name__}: {detail}. "
+            "Check the source and the connection to the Hub (HF_ENDPOINT); with HF_HUB_OFFLINE=1 the files must "
+            "already be in the Hugging Face cache."
+        )
+
 
 def suggest(name: str, known: list[str], n: int = 3) -> list[str]:
     """Return up to ``n`` names from ``known`` closest to ``name``, including prefix matches."""

@@ -12,9 +12,10 @@ family's library) belong inside the methods, so that listing plugins stays fast.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -29,8 +30,8 @@ class Architecture:
     Used to check the registry's facts (parameters, FLOPs) against the real network and to time it.
     """
 
-    model: "torch.nn.Module"
-    example_inputs: dict[str, "torch.Tensor"] = field(default_factory=dict)
+    model: torch.nn.Module
+    example_inputs: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class Classifier(ABC):
@@ -39,22 +40,22 @@ class Classifier(ABC):
     task: str
     labels: list[str]
     multi_label: bool = False
-    model: "torch.nn.Module"
+    model: torch.nn.Module
 
     @abstractmethod
     def preprocess(self, example: Any, *, train: bool = False) -> dict[str, Any]:
         """Turn one raw example (PIL image or path, text string, 1-D float waveform) into model inputs."""
 
     @abstractmethod
-    def collate(self, items: Sequence[dict[str, Any]]) -> dict[str, "torch.Tensor"]:
+    def collate(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """Batch preprocessed examples (padding dynamically where the input has a length)."""
 
     @abstractmethod
-    def forward(self, batch: dict[str, "torch.Tensor"]) -> "torch.Tensor":
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Logits of shape (batch, len(labels))."""
 
     @abstractmethod
-    def features(self, batch: dict[str, "torch.Tensor"]) -> "torch.Tensor":
+    def features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Pooled backbone features of shape (batch, dim): the head's input."""
 
     @abstractmethod
@@ -89,7 +90,7 @@ class Family(ABC):
     library: ClassVar[str] = ""         # the library that loads saved models (model cards, run records)
 
     @abstractmethod
-    def load_classifier(self, spec: "BackboneSpec", *, task: str, labels: Sequence[str],
+    def load_classifier(self, spec: BackboneSpec, *, task: str, labels: Sequence[str],
                         multi_label: bool = False, pretrained: bool = True,
                         trust_remote_code: bool = False) -> Classifier:
         """Load the backbone of ``spec`` (with weights unless ``pretrained=False``) and attach a fresh head.
@@ -106,7 +107,7 @@ class Family(ABC):
         """Load a classifier written by :meth:`Classifier.save`."""
 
     @abstractmethod
-    def architecture(self, spec: "BackboneSpec", *, task: str, config: dict[str, Any] | None = None,
+    def architecture(self, spec: BackboneSpec, *, task: str, config: dict[str, Any] | None = None,
                      device: str = "meta") -> Architecture:
         """Build the published network of ``spec`` without weights (on ``device``), with an example input.
 

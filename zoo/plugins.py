@@ -18,10 +18,11 @@ entry points named in ``ZOO_PLUGINS`` (comma-separated).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pluggy
 

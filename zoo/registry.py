@@ -12,9 +12,10 @@ import fnmatch
 import math
 import os
 import tomllib
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 from zoo.errors import RegistryError, UnknownBackboneError
 from zoo.tasks import TASKS
@@ -81,7 +82,7 @@ class BackboneSpec:
         return next((r.value for r in self.reference if r.metric == metric), None)
 
     @classmethod
-    def from_toml(cls, table: Mapping[str, Any], *, origin: str = "") -> "BackboneSpec":
+    def from_toml(cls, table: Mapping[str, Any], *, origin: str = "") -> BackboneSpec:
         """Build and validate a spec from one ``[[backbone]]`` table.
 
         Raises:

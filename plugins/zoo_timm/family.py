@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from zoo.errors import InvalidInputError, ModelLoadError
 from zoo.family import Architecture, Classifier, Family
@@ -21,14 +22,6 @@ def _timm_model_id(spec) -> str:
 
 def _arch(spec) -> str:
     return spec.arch or spec.name.split(".")[0]
-
-
-def _load_error(spec, exc: Exception) -> ModelLoadError:
-    where = f"folder {spec.local_path}" if spec.is_local else f"Hub repo {spec.source!r}"
-    return ModelLoadError(
-        f"could not load timm backbone {spec.name!r} from {where}: {type(exc).__name__}: {exc}. "
-        f"Check the source, or run 'zoo fetch {spec.name}' while online and retry with HF_HUB_OFFLINE=1."
-    )
 
 
 class TimmClassifier(Classifier):
@@ -138,7 +131,7 @@ class TimmFamily(Family):
         try:
             model = timm.create_model(model_id, pretrained=pretrained, num_classes=len(labels))
         except Exception as exc:  # timm raises many types (RuntimeError, OSError, hub errors)
-            raise _load_error(spec, exc) from exc
+            raise ModelLoadError.for_backbone(spec, "timm", exc) from exc
         return TimmClassifier(model, labels, task=task)
 
     def load_saved(self, directory: str | Path) -> TimmClassifier:

@@ -7,7 +7,6 @@ zoo's public plugin API (``zoo.plugins.hookimpl``, ``zoo.family``, ``zoo.errors`
 from __future__ import annotations
 
 from zoo.plugins import hookimpl
-
 from zoo_transformers.family import TransformersFamily
 
 __version__ = "0.1.0"

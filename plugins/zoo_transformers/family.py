@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from zoo.errors import InvalidInputError, ModelLoadError
 from zoo.family import Architecture, Classifier, Family
@@ -59,14 +60,6 @@ def _quiet():
 
 def _source(spec) -> str:
     return str(spec.local_path) if spec.is_local else spec.source
-
-
-def _load_error(spec, exc: Exception) -> ModelLoadError:
-    where = f"folder {spec.local_path}" if spec.is_local else f"Hub repo {spec.source!r}"
-    return ModelLoadError(
-        f"could not load transformers backbone {spec.name!r} from {where}: {type(exc).__name__}: {exc}. "
-        f"Check the source, or run 'zoo fetch {spec.name}' while online and retry with HF_HUB_OFFLINE=1."
-    )
 
 
 class TransformersClassifier(Classifier):
@@ -199,7 +192,7 @@ class TransformersFamily(Family):
                     config = transformers.AutoConfig.from_pretrained(source, **head, **common)
                     model = auto_model.from_config(config, trust_remote_code=trust_remote_code)
             except Exception as exc:  # transformers raises OSError, ValueError, hub errors...
-                raise _load_error(spec, exc) from exc
+                raise ModelLoadError.for_backbone(spec, "transformers", exc) from exc
         max_length = int(spec.input.get("max_tokens", 0)) or None
         return TransformersClassifier(model, processor, task=task, max_length=max_length)
 
@@ -216,7 +209,8 @@ class TransformersFamily(Family):
                     processor = transformers.AutoFeatureExtractor.from_pretrained(directory)
                 model = _auto_class(task).from_pretrained(directory)
             except Exception as exc:
-                raise ModelLoadError(f"{directory}: not a loadable transformers model ({exc})") from exc
+                detail = (str(exc).strip().splitlines() or [""])[0]
+                raise ModelLoadError(f"{directory}: not a loadable transformers model ({detail})") from exc
         return TransformersClassifier(model, processor, task=task)
 
     def can_load_saved(self, directory: str | Path) -> bool:
@@ -242,7 +236,7 @@ class TransformersFamily(Family):
             try:
                 hf_config = transformers.AutoConfig.from_pretrained(_source(spec), revision=spec.revision)
             except Exception as exc:
-                raise _load_error(spec, exc) from exc
+                raise ModelLoadError.for_backbone(spec, "transformers", exc) from exc
         with torch.device(device):
             encoder = _encoder(_auto_class(task).from_config(hf_config))
         encoder.eval()

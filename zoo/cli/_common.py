@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -17,12 +18,12 @@ DEBUG_ENV = "ZOO_DEBUG"
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
 RegistryOption = Annotated[
-    Optional[list[Path]],
+    list[Path] | None,
     typer.Option("--registry", "-r", help="Extra registry TOML file (repeatable); also read from ZOO_REGISTRY.",
                  show_default=False),
 ]
 TaskOption = Annotated[
-    Optional[str], typer.Option("--task", "-t", help="Task type: image-cls, text-cls or audio-cls.",
+    str | None, typer.Option("--task", "-t", help="Task type: image-cls, text-cls or audio-cls.",
                                 show_default=False),
 ]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -12,10 +12,10 @@ from zoo.cli._common import JsonOption, RegistryOption, TaskOption, console, han
 def register(app: typer.Typer) -> None:
     @app.command("list")
     def list_command(
-        pattern: Annotated[Optional[str], typer.Argument(help="Shell wildcard over names, e.g. 'convnext*'.",
+        pattern: Annotated[str | None, typer.Argument(help="Shell wildcard over names, e.g. 'convnext*'.",
                                                          show_default=False)] = None,
         task: TaskOption = None,
-        family: Annotated[Optional[str], typer.Option("--family", "-f", help="Only this family (e.g. timm).",
+        family: Annotated[str | None, typer.Option("--family", "-f", help="Only this family (e.g. timm).",
                                                       show_default=False)] = None,
         json_output: JsonOption = False,
         registry: RegistryOption = None,

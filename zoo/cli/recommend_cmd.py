@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,23 +13,23 @@ def register(app: typer.Typer) -> None:
     @app.command("recommend")
     def recommend_command(
         task: TaskOption = None,
-        device: Annotated[Optional[str], typer.Option(help="Where the model will run: cpu or cuda [default: cpu].",
+        device: Annotated[str | None, typer.Option(help="Where the model will run: cpu or cuda [default: cpu].",
                                                       show_default=False)] = None,
-        max_latency_ms: Annotated[Optional[float], typer.Option(
+        max_latency_ms: Annotated[float | None, typer.Option(
             help="Batch-1 latency budget in milliseconds (estimated from FLOPs).", show_default=False)] = None,
-        max_params: Annotated[Optional[str], typer.Option(
+        max_params: Annotated[str | None, typer.Option(
             help="Parameter budget, in millions or with a unit: 50, 50M, 1.5B.", show_default=False)] = None,
-        max_memory_gb: Annotated[Optional[str], typer.Option(
+        max_memory_gb: Annotated[str | None, typer.Option(
             help="Inference memory budget: 2, 2GB, 512MB.", show_default=False)] = None,
-        language: Annotated[Optional[str], typer.Option(
+        language: Annotated[str | None, typer.Option(
             help="Language of the data (ISO 639-1, e.g. en, de), or 'multilingual'.", show_default=False)] = None,
-        license: Annotated[Optional[list[str]], typer.Option(
+        license: Annotated[list[str] | None, typer.Option(
             "--license", help="Accepted licence (repeatable or comma-separated); 'permissive' = commercial use.",
             show_default=False)] = None,
-        examples: Annotated[Optional[int], typer.Option(
+        examples: Annotated[int | None, typer.Option(
             "--examples", help="Number of labelled examples you have (shapes the suggested strategy).",
             show_default=False)] = None,
-        scenario: Annotated[Optional[str], typer.Option(
+        scenario: Annotated[str | None, typer.Option(
             help="Free-text description, parsed into the constraints above (explicit options win).",
             show_default=False)] = None,
         top: Annotated[int, typer.Option(help="How many candidates to show.")] = 5,
@@ -73,6 +73,19 @@ def _print(result) -> None:
              "max memory": f"{c.max_memory_gb:g} GB" if c.max_memory_gb else None, "language": c.language,
              "licences": ",".join(c.licenses) or None, "examples": c.num_examples}
     out.print(f"[bold]{result.task}[/bold] — " + ", ".join(f"{k}: {v}" for k, v in shown.items() if v))
+    profile = result.device_profile
+    note = (f"Latency is estimated for the {profile['description']} "
+            f"({profile['source']}); real hardware differs.")
+    if not result.candidates:
+        out.print(f"[yellow]{result.message}[/yellow]")
+        table = Table(title="Nearest misses", title_justify="left")
+        for column in ("backbone", "est. ms", "params (M)", "what it breaks"):
+            table.add_column(column, overflow="fold")
+        for miss in result.nearest:
+            table.add_row(miss["name"], f"{miss['latency_ms']:.1f}", f"{miss['params_m']:.1f}", miss["reason"])
+        out.print(table)
+        out.print(f"[dim]{note}[/dim]")
+        return
     table = Table(title_justify="left", title=f"Top {len(result.candidates)} (data-free ranking)")
     for column, justify in (("#", "right"), ("backbone", "left"), ("score", "right"), ("est. ms", "right"),
                             ("params (M)", "right"), ("licence", "left"), ("why", "left")):
@@ -81,7 +94,6 @@ def _print(result) -> None:
         table.add_row(str(cand.rank), cand.name, f"{cand.score:.2f}", f"{cand.latency_ms:.1f}",
                       f"{cand.params_m:.1f}", cand.license, cand.reason)
     out.print(table)
-    out.print(f"[dim]{len(result.excluded)} backbones excluded by the constraints (see --json). Latency is "
-              f"estimated for a {result.device_profile['description']}; `zoo bench` measures it.[/dim]")
+    out.print(f"[dim]{len(result.excluded)} backbones excluded by the constraints (see --json). {note}[/dim]")
     out.print(f"Strategy: [bold]{result.strategy}[/bold] — {result.strategy_reason}")
     out.print(f"Next: [bold]{result.candidates[0].next_command}[/bold]")

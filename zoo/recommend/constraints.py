@@ -124,8 +124,8 @@ def parse_scenario(text: str) -> ScenarioParse:
 
     if match := re.search(r"\b(\d+(?:\.\d+)?)\s*(ms|milliseconds?)\b", lowered):
         found("max_latency_ms", float(match[1]), match)
-    elif match := re.search(r"(?:latency|respond|answer|reply|inference)\D{0,25}?\b(\d+(?:\.\d+)?)\s*(s|sec|seconds?)\b",
-                            lowered):
+    elif match := re.search(
+            r"(?:latency|respond|answer|reply|inference)\D{0,25}?\b(\d+(?:\.\d+)?)\s*(s|sec|seconds?)\b", lowered):
         found("max_latency_ms", float(match[1]) * 1000, match)
 
     if match := re.search(r"\b(gpus?|cuda|a100|h100|h200|l4|t4|v100|rtx\s*\d+)\b", lowered):

@@ -1,19 +1,24 @@
 """The data-free ranking: filter by hard constraints, then score what is known without data.
 
-score = w_quality · quality + w_speed · speed + fit
+score = (1 - w) · quality + w · speed + fit
 
-- quality: the backbone's published reference numbers, each turned into a percentile among every backbone of the
-  task that reports the same benchmark, averaged over its benchmarks (UNKNOWN_QUALITY when it reports none);
+- quality: each published reference number becomes a percentile among the task's backbones reporting the same
+  benchmark, shrunk toward the middle when few report it; the percentiles are averaged with the benchmark's
+  weight, and the result is blended with UNKNOWN_QUALITY in proportion to how little evidence there is
+  (a backbone with no comparable number gets UNKNOWN_QUALITY);
 - speed: where its estimated latency sits between the fastest and slowest candidate, on a log scale;
-- fit: small adjustments for the data size (very large models on very little data) and language match.
+- w: 0.35 on CPU with no latency budget (speed matters), 0.2 otherwise (a budget already bounds it);
+- fit: small penalties for very large models on very little data, and for multilingual models when one language
+  was asked for and a model dedicated to it is among the candidates.
 """
 
 from __future__ import annotations
 
 import math
 import shlex
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from zoo.errors import NoCandidateError
 from zoo.recommend.constraints import Constraints, ScenarioParse
@@ -21,18 +26,19 @@ from zoo.recommend.cost import DEVICE_PROFILES, CostEstimate, estimate_cost
 from zoo.registry import BackboneSpec
 from zoo.tasks import get_task
 
-# Benchmarks that speak to transfer quality for each task, most telling first.
-PRIOR_METRICS = {
-    "image-cls": ("imagenet-1k/top1", "imagenet-real/top1", "imagenet-v2/top1"),
-    "text-cls": ("glue/avg", "glue/mnli-m", "xnli/avg", "xnli/en"),
-    "audio-cls": ("superb/ks", "superb/er", "superb/sid", "audioset/mAP", "esc50/accuracy",
-                  "librispeech-test-clean/wer"),
+# Benchmarks that speak to transfer quality for each task, with how much each one counts.
+PRIOR_METRICS: dict[str, dict[str, float]] = {
+    "image-cls": {"imagenet-1k/top1": 1.0, "imagenet-real/top1": 0.5, "imagenet-v2/top1": 0.5},
+    "text-cls": {"glue/avg": 1.0, "glue/mnli-m": 1.0, "xnli/avg": 1.0, "xnli/en": 0.5},
+    # Speech recognition error says something about an encoder, but less about classification.
+    "audio-cls": {"superb/ks": 1.0, "superb/er": 0.7, "superb/sid": 0.7, "audioset/mAP": 0.7,
+                  "esc50/accuracy": 0.7, "librispeech-test-clean/wer": 0.3},
 }
-
-
-# Quality assumed for a backbone with no comparable published number: below the median, so that documented
-# backbones win ties against undocumented ones, but not so low that a fast unknown can never be shown.
+# Quality assumed for a backbone with no comparable published number: below the median, so documented backbones
+# win ties against undocumented ones, but not so low that a fast unknown can never be shown.
 UNKNOWN_QUALITY = 0.35
+# Pseudo-count of the shrinkage toward the middle: a benchmark reported by n backbones counts n / (n + 2).
+SHRINKAGE = 2.0
 
 
 @dataclass
@@ -41,7 +47,7 @@ class Candidate:
     name: str
     family: str
     score: float
-    quality: float                      # 0..1 percentile of published quality (UNKNOWN_QUALITY if none)
+    quality: float                      # 0..1, from published numbers (UNKNOWN_QUALITY if none)
     speed: float                        # 0..1 among the candidates (1 = fastest)
     confidence: str                     # high | medium | low: how much published evidence backs `quality`
     params_m: float
@@ -50,7 +56,7 @@ class Candidate:
     memory_gb: float                    # estimate
     license: str
     languages: list[str]
-    evidence: list[dict[str, Any]]      # the reference numbers used, with sources
+    evidence: list[dict[str, Any]]      # the reference numbers used, with their rank and source
     reason: str
     next_command: str
 
@@ -64,20 +70,31 @@ class Recommendation:
     constraints: Constraints
     scenario: ScenarioParse | None
     candidates: list[Candidate]
-    excluded: list[dict[str, str]] = field(default_factory=list)
+    excluded: list[dict[str, Any]] = field(default_factory=list)   # every backbone left out, and why
+    nearest: list[dict[str, Any]] = field(default_factory=list)    # when none fit: the closest misses
     device_profile: dict[str, Any] = field(default_factory=dict)
     strategy: str = "auto"
     strategy_reason: str = ""
     method: str = "data-free"
 
+    @property
+    def message(self) -> str:
+        if self.candidates:
+            return ""
+        closest = self.nearest[0] if self.nearest else None
+        hint = f" Closest: {closest['name']} ({closest['reason']})." if closest else ""
+        return f"No {self.task} backbone meets every constraint.{hint} Relax a constraint, or add your own " \
+               "backbone with --registry FILE."
+
     def to_dict(self) -> dict[str, Any]:
         return {
-            "task": self.task, "method": self.method,
+            "task": self.task, "method": self.method, "message": self.message,
             "constraints": self.constraints.to_dict(),
             "scenario": self.scenario.to_dict() if self.scenario else None,
             "device_profile": self.device_profile,
             "strategy": self.strategy, "strategy_reason": self.strategy_reason,
             "candidates": [c.to_dict() for c in self.candidates],
+            "nearest": self.nearest,
             "excluded": self.excluded,
         }
 
@@ -85,19 +102,21 @@ class Recommendation:
 # --- filtering --------------------------------------------------------------------------------------------------
 
 
-def _violations(spec: BackboneSpec, cost: CostEstimate, c: Constraints) -> list[str]:
-    reasons = []
+def _violations(spec: BackboneSpec, cost: CostEstimate, c: Constraints) -> list[tuple[str, float]]:
+    """Each broken constraint with how far off it is (ratio over the limit; 10 for a categorical mismatch)."""
+    broken = []
     if c.max_latency_ms is not None and cost.latency_ms > c.max_latency_ms:
-        reasons.append(f"est. {cost.latency_ms:.1f} ms on {c.device} > {c.max_latency_ms:g} ms")
+        broken.append((f"est. {cost.latency_ms:.1f} ms on {c.device} > {c.max_latency_ms:g} ms",
+                       cost.latency_ms / c.max_latency_ms))
     if c.max_params_m is not None and spec.params_m > c.max_params_m:
-        reasons.append(f"{spec.params_m:.1f}M params > {c.max_params_m:g}M")
+        broken.append((f"{spec.params_m:.1f}M params > {c.max_params_m:g}M", spec.params_m / c.max_params_m))
     if c.max_memory_gb is not None and cost.memory_gb > c.max_memory_gb:
-        reasons.append(f"est. {cost.memory_gb:.2f} GB > {c.max_memory_gb:g} GB")
+        broken.append((f"est. {cost.memory_gb:.2f} GB > {c.max_memory_gb:g} GB", cost.memory_gb / c.max_memory_gb))
     if c.language and not _speaks(spec, c.language):
-        reasons.append(f"languages {', '.join(spec.languages)} do not include {c.language}")
+        broken.append((f"languages {', '.join(spec.languages)} do not include {c.language}", 10.0))
     if c.licenses and spec.license not in c.licenses:
-        reasons.append(f"licence {spec.license} not in {', '.join(c.licenses)}")
-    return reasons
+        broken.append((f"licence {spec.license} not in {', '.join(c.licenses)}", 10.0))
+    return broken
 
 
 def _speaks(spec: BackboneSpec, language: str) -> bool:
@@ -110,32 +129,50 @@ def _speaks(spec: BackboneSpec, language: str) -> bool:
 # --- scoring ----------------------------------------------------------------------------------------------------
 
 
-def _percentiles(pool: list[BackboneSpec], metric: str) -> dict[str, float]:
-    """Each backbone's percentile (0..1, 1 = best) among the pool's backbones reporting ``metric``."""
+@dataclass
+class _Standing:
+    percentile: float   # 0..1, 1 = best
+    rank: int           # 1 = best
+    count: int          # backbones reporting the benchmark
+
+
+def _standings(pool: list[BackboneSpec], metric: str) -> dict[str, _Standing]:
+    """Each backbone's standing among the pool's backbones reporting ``metric`` (ties share the mean)."""
     values = [(spec.name, spec.reference_value(metric)) for spec in pool]
     values = [(name, v) for name, v in values if v is not None]
     if len(values) < 2:
         return {}
     lower_better = metric.endswith(("/wer", "/cer", "/error"))
-    ordered = sorted(values, key=lambda item: -item[1] if lower_better else item[1])
+    ordered = sorted(values, key=lambda item: item[1] if lower_better else -item[1])   # best first
     n = len(ordered)
-    result: dict[str, float] = {}
-    for value in {v for _, v in ordered}:   # ties share the mean position
-        positions = [i for i, (_, v) in enumerate(ordered) if v == value]
-        for i in positions:
-            result[ordered[i][0]] = (sum(positions) / len(positions)) / (n - 1)
+    result = {}
+    for name, value in ordered:
+        tied = [j for j, (_, v) in enumerate(ordered) if v == value]
+        position = sum(tied) / len(tied)
+        result[name] = _Standing(percentile=1 - position / (n - 1), rank=tied[0] + 1, count=n)
     return result
 
 
-def _quality(spec: BackboneSpec, percentiles: dict[str, dict[str, float]], metrics: Iterable[str]):
-    used = [(m, percentiles[m][spec.name]) for m in metrics if spec.name in percentiles.get(m, {})]
-    if not used:
+def _quality(spec: BackboneSpec, standings: dict[str, dict[str, _Standing]], weights: dict[str, float]):
+    evidence, weighted, total_weight, strength = [], 0.0, 0.0, 0.0
+    for metric, weight in weights.items():
+        standing = standings.get(metric, {}).get(spec.name)
+        if standing is None:
+            continue
+        reliability = standing.count / (standing.count + SHRINKAGE)
+        shrunk = reliability * standing.percentile + (1 - reliability) * 0.5
+        weighted += weight * shrunk
+        total_weight += weight
+        strength += weight * reliability
+        ref = next(r for r in spec.reference if r.metric == metric)
+        evidence.append({"metric": metric, "value": ref.value, "rank": standing.rank, "of": standing.count,
+                         "source": ref.source})
+    if not evidence:
         return UNKNOWN_QUALITY, "low", []
-    primary = next(iter(metrics))
-    confidence = "high" if used[0][0] == primary else "medium"
-    evidence = [{"metric": m, "value": spec.reference_value(m), "percentile": round(p, 3),
-                 "source": next(r.source for r in spec.reference if r.metric == m)} for m, p in used]
-    return sum(p for _, p in used) / len(used), confidence, evidence
+    strength = min(strength, 1.0)
+    quality = strength * (weighted / total_weight) + (1 - strength) * UNKNOWN_QUALITY
+    confidence = "high" if strength >= 0.7 else "medium" if strength >= 0.35 else "low"
+    return quality, confidence, evidence
 
 
 def choose_strategy(num_examples: int | None, params_m: float | None = None) -> tuple[str, str]:
@@ -159,19 +196,23 @@ def _next_command(spec: BackboneSpec, task: str, c: Constraints) -> str:
     return shlex.join(words)
 
 
-def _reason(spec: BackboneSpec, cand_quality: float, evidence: list[dict[str, Any]], cost: CostEstimate,
-            c: Constraints, fit_notes: list[str]) -> str:
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _reason(spec: BackboneSpec, evidence: list[dict[str, Any]], cost: CostEstimate, c: Constraints,
+            notes: list[str]) -> str:
     parts = []
     if evidence:
         best = evidence[0]
-        parts.append(f"{best['metric']} {best['value']:g} (top {100 - 100 * best['percentile']:.0f}% "
-                     f"of the task's backbones)")
+        parts.append(f"{best['metric']} {best['value']:g} ({_ordinal(best['rank'])} of {best['of']})")
     else:
-        parts.append("no published number on this task's benchmarks (quality assumed below median)")
+        parts.append("no comparable published number (quality assumed below median)")
     budget = f" of {c.max_latency_ms:g} ms budget" if c.max_latency_ms else ""
-    parts.append(f"est. {cost.latency_ms:.1f} ms{budget} on {c.device}")
+    parts.append(f"est. {cost.latency_ms:.1f} ms{budget}")
     parts.append(f"{spec.params_m:.1f}M params")
-    parts.extend(fit_notes)
+    parts.extend(notes)
     return "; ".join(parts)
 
 
@@ -180,49 +221,56 @@ def recommend_data_free(specs: Iterable[BackboneSpec], constraints: Constraints,
                         available_families: Iterable[str] | None = None) -> Recommendation:
     """Rank the backbones of ``constraints.task`` that meet every constraint, by what is known without data.
 
+    When nothing meets every constraint, the result has no candidates, a message, and the nearest misses.
+
     Raises:
-        NoCandidateError: if nothing meets the constraints; the message names the constraint that excluded most.
+        NoCandidateError: if the registry has no backbone at all for the task.
     """
     task = get_task(constraints.task or "").name
     pool = [spec for spec in specs if task in spec.tasks]
+    if not pool:
+        raise NoCandidateError(f"the registry has no {task} backbones; add some with --registry FILE.")
     families = set(available_families) if available_families is not None else None
-    metrics = PRIOR_METRICS.get(task, ())
-    percentiles = {m: _percentiles(pool, m) for m in metrics}
+    weights = PRIOR_METRICS.get(task, {})
+    standings = {metric: _standings(pool, metric) for metric in weights}
+    profile = DEVICE_PROFILES[constraints.device]
 
     kept, excluded = [], []
     for spec in pool:
         cost = estimate_cost(spec, constraints.device)
-        problems = _violations(spec, cost, constraints)
+        broken = _violations(spec, cost, constraints)
         if families is not None and spec.family not in families:
-            problems.append(f"family {spec.family!r} is not available (see `zoo plugins`)")
-        if problems:
-            excluded.append({"name": spec.name, "reason": "; ".join(problems)})
+            broken.append((f"family {spec.family!r} is not available (see `zoo plugins`)", 100.0))
+        if broken:
+            excluded.append({"name": spec.name, "reason": "; ".join(text for text, _ in broken),
+                             "distance": round(sum(math.log(ratio) for _, ratio in broken), 4),
+                             "latency_ms": round(cost.latency_ms, 2), "params_m": spec.params_m})
         else:
             kept.append((spec, cost))
-    if not pool:
-        raise NoCandidateError(f"the registry has no {task} backbones; add some with --registry FILE.")
     if not kept:
-        detail = f" ({len(pool)} {task} backbones excluded; e.g. {excluded[0]['name']}: {excluded[0]['reason']})" \
-            if excluded else ""
-        raise NoCandidateError(f"no {task} backbone meets the constraints{detail}. Relax a constraint, or add "
-                               "your own backbone with --registry FILE.")
+        nearest = sorted(excluded, key=lambda e: e["distance"])[:3]
+        return Recommendation(task=task, constraints=constraints, scenario=scenario, candidates=[],
+                              excluded=excluded, nearest=nearest, device_profile=profile.to_dict())
 
-    log_lat = [math.log(cost.latency_ms) for _, cost in kept]
-    lo, hi = min(log_lat), max(log_lat)
+    log_latency = [math.log(cost.latency_ms) for _, cost in kept]
+    lo, hi = min(log_latency), max(log_latency)
     weight_speed = 0.2 if constraints.max_latency_ms or constraints.device == "cuda" else 0.35
+    # Prefer a model made for the requested language only when one is among the candidates.
+    dedicated_language = constraints.language not in (None, "multilingual") and any(
+        constraints.language in spec.languages for spec, _ in kept)
     scored = []
-    for (spec, cost), ll in zip(kept, log_lat):
-        quality, confidence, evidence = _quality(spec, percentiles, metrics)
+    for (spec, cost), ll in zip(kept, log_latency, strict=True):
+        quality, confidence, evidence = _quality(spec, standings, weights)
         speed = 1.0 if hi == lo else (hi - ll) / (hi - lo)
         fit, notes = 0.0, []
         if constraints.num_examples is not None and constraints.num_examples < 1000 and spec.params_m > 300:
             fit -= 0.1
             notes.append(f"large for {constraints.num_examples} examples")
-        if constraints.language not in (None, "multilingual") and "multilingual" in spec.languages:
+        if dedicated_language and "multilingual" in spec.languages:
             fit -= 0.05
-            notes.append("multilingual: covers the language, but monolingual models are usually stronger")
+            notes.append(f"multilingual; a dedicated {constraints.language} model is usually stronger")
         if confidence == "low":
-            notes.append("ranked on size and speed only")
+            notes.append("little published evidence")
         score = (1 - weight_speed) * quality + weight_speed * speed + fit
         scored.append((score, spec, cost, quality, speed, confidence, evidence, notes))
     scored.sort(key=lambda item: (-item[0], item[1].gflops))
@@ -232,11 +280,11 @@ def recommend_data_free(specs: Iterable[BackboneSpec], constraints: Constraints,
                   quality=round(quality, 4), speed=round(speed, 4), confidence=confidence,
                   params_m=spec.params_m, gflops=spec.gflops, latency_ms=round(cost.latency_ms, 2),
                   memory_gb=round(cost.memory_gb, 3), license=spec.license, languages=list(spec.languages),
-                  evidence=evidence, reason=_reason(spec, quality, evidence, cost, constraints, notes),
+                  evidence=evidence, reason=_reason(spec, evidence, cost, constraints, notes),
                   next_command=_next_command(spec, task, constraints))
         for i, (score, spec, cost, quality, speed, confidence, evidence, notes) in enumerate(scored[:top])
     ]
     strategy, why = choose_strategy(constraints.num_examples, candidates[0].params_m)
     return Recommendation(task=task, constraints=constraints, scenario=scenario, candidates=candidates,
-                          excluded=excluded, device_profile=DEVICE_PROFILES[constraints.device].to_dict(),
-                          strategy=strategy, strategy_reason=why)
+                          excluded=excluded, device_profile=profile.to_dict(), strategy=strategy,
+                          strategy_reason=why)

@@ -3,7 +3,6 @@
 from pathlib import Path
 
 from zoo.plugins import hookimpl
-
 from zoo_tinycnn.family import TinyCnnFamily
 
 
