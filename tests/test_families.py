@@ -143,3 +143,27 @@ def test_missing_backbone_gives_a_load_error(hub, fresh_plugins):
                             params_m=1, gflops=1, input=inp)
         with pytest.raises(ModelLoadError, match=f"could not load {family} backbone 'ghost'.*zoo-test/does-not-exist"):
             fresh_plugins.family(family).load_classifier(spec, task=task, labels=["a", "b"])
+
+
+@pytest.mark.parametrize("classifier", FIXTURES, ids=lambda s: s.name, indirect=True)
+def test_head_replays_cached_head_inputs_exactly(classifier):
+    """Linear probing trains the head on cached head inputs; replaying them must give the model's own logits."""
+    import torch
+
+    spec, clf = classifier
+    clf.model.eval()
+    batch = clf.collate([clf.preprocess(example(clf.task, seed)) for seed in range(3)])
+    with torch.no_grad():
+        expected = clf.forward(batch)
+        replayed = clf.head_logits(clf.head_inputs(batch))
+    torch.testing.assert_close(replayed, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("classifier", [s for s in FIXTURES if "image-cls" in s.tasks], ids=lambda s: s.name,
+                         indirect=True)
+@pytest.mark.parametrize("augment", ["none", "light", "strong"])
+def test_image_augmentation_presets(classifier, augment):
+    spec, clf = classifier
+    clf.augment = augment
+    item = clf.preprocess(example(clf.task, 0), train=True)
+    assert item["pixel_values"].shape[-1] == spec.input["image_size"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from zoo.errors import InvalidInputError
@@ -146,3 +147,154 @@ def load_saved_classifier(directory: PathLike):
         if family.can_load_saved(directory):
             return family.load_saved(directory)
     raise InvalidInputError(f"{directory}: no loaded family recognises this folder as a saved model")
+
+
+# --- adapt, resume, predict -------------------------------------------------------------------------------------
+
+
+def default_run_dir(backbone: str, data: str, root: PathLike = "runs") -> Path:
+    """runs/<data>-<backbone>, with -2, -3... when taken."""
+    stem = Path(data.split(":", 1)[-1] if data.startswith("hf:") else data).stem or "data"
+    base = Path(root) / f"{stem}-{backbone.split('/')[-1]}".replace(" ", "_")
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def adapt(backbone: str, data: str, *, task: str | None = None, output: PathLike | None = None,
+          val: str | None = None, test: str | None = None, input_col: str | None = None,
+          label_col: str | None = None, label_sep: str = "|", multi_label: bool | None = None,
+          val_fraction: float = 0.1, skip_bad: bool = False, device: str = "auto", config=None,
+          registry_files: Iterable[PathLike] = (), reporter=None, store: bool = True) -> dict[str, Any]:
+    """Fine-tune ``backbone`` on ``data`` and write a run directory; returns the run record (zoo_run.json).
+
+    The data is read and checked, and the backbone loaded, before the run directory is created, so bad input
+    leaves nothing behind.
+
+    Raises:
+        zoo.errors.InvalidInputError: bad data, options or output folder (one line naming the file and problem).
+        zoo.errors.UnknownBackboneError, zoo.errors.ModelLoadError.
+    """
+    from zoo.engine.config import AdaptConfig
+    from zoo.engine.run import AdaptRequest, run_training
+
+    plugins = get_plugin_manager()
+    registry_files = [str(p) for p in registry_files]
+    spec = load_registry(registry_files, plugins=plugins).get(backbone)
+    if task is None:
+        if len(spec.tasks) != 1:
+            raise InvalidInputError(f"{spec.name} serves {', '.join(spec.tasks)}: say which with --task")
+        task = spec.tasks[0]
+    elif task not in spec.tasks:
+        raise InvalidInputError(f"backbone {spec.name!r} is registered for {', '.join(spec.tasks)}, not {task}")
+    family = plugins.family(spec.family, backbone=spec.name)
+    run_dir = Path(output) if output is not None else default_run_dir(spec.name, data)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise InvalidInputError(f"{run_dir}: already exists and is not empty; choose another --output, or "
+                                f"continue an interrupted run with --resume {run_dir}")
+    request = AdaptRequest(backbone=spec.name, task=task, data=data, val=val, test=test, input_col=input_col,
+                           label_col=label_col, label_sep=label_sep, multi_label=multi_label,
+                           val_fraction=val_fraction, skip_bad=skip_bad, device=device,
+                           registry_files=registry_files)
+    config = config or AdaptConfig()
+    splits = _read_request_data(request, seed=config.seed)
+    record = run_training(spec, family, splits, config, run_dir, request, reporter=reporter)
+    if store:
+        _record_run(record)
+    return record
+
+
+def resume(run_dir: PathLike, *, reporter=None, store: bool = True) -> dict[str, Any]:
+    """Continue an interrupted `adapt` from its last checkpoint and finish it.
+
+    Raises:
+        zoo.errors.InvalidInputError: not a run directory, already finished, or its data changed since.
+    """
+    from zoo.engine.config import AdaptConfig
+    from zoo.engine.run import AdaptRequest, read_record, run_training
+
+    run_dir = Path(run_dir)
+    previous = read_record(run_dir)
+    if previous.get("status") == "finished":
+        raise InvalidInputError(f"{run_dir}: this run already finished; nothing to resume")
+    request = AdaptRequest(**previous["request"])
+    config = AdaptConfig.from_dict(previous["config_requested"])
+    plugins = get_plugin_manager()
+    spec = load_registry(request.registry_files, plugins=plugins).get(request.backbone)
+    splits = _read_request_data(request, seed=config.seed)
+    if splits.fingerprint != previous["data"]["fingerprint"]:
+        raise InvalidInputError(f"{request.data}: the data changed since the run started (fingerprint "
+                                f"{previous['data']['fingerprint'][:12]} -> {splits.fingerprint[:12]}); start a new run")
+    family = plugins.family(spec.family, backbone=spec.name)
+    record = run_training(spec, family, splits, config, run_dir, request, resume=True, reporter=reporter)
+    if store:
+        _record_run(record)
+    return record
+
+
+def _read_request_data(request, *, seed: int):
+    from zoo.data import load_data
+
+    return load_data(request.data, task=request.task, val=request.val, test=request.test,
+                     input_col=request.input_col, label_col=request.label_col, label_sep=request.label_sep,
+                     multi_label=request.multi_label, val_fraction=request.val_fraction, seed=seed,
+                     skip_bad=request.skip_bad)
+
+
+def _record_run(record: dict[str, Any]) -> None:
+    from zoo.store import RunStore
+
+    record["store_id"] = RunStore().record_run(record)
+
+
+@dataclass
+class Prediction:
+    input: str
+    labels: list[dict[str, float]]     # [{"label": name, "score": probability}], best first
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"input": self.input, "labels": self.labels}
+
+
+def predict(run_dir: PathLike, inputs: Sequence[Any], *, top_k: int = 5, batch_size: int = 32) -> list[Prediction]:
+    """Classify ``inputs`` (image or audio paths, or texts) with a finished run's saved model.
+
+    Raises:
+        zoo.errors.InvalidInputError: an unfinished run, or an unreadable input (named).
+    """
+    import torch
+
+    from zoo.engine.run import read_record
+
+    record = read_record(Path(run_dir))
+    if record.get("status") != "finished":
+        raise InvalidInputError(f"{run_dir}: the run has not finished (status {record.get('status')!r}); "
+                                f"finish it with 'zoo adapt --resume {run_dir}'")
+    if top_k < 1:
+        raise InvalidInputError("--top-k must be at least 1")
+    classifier = load_saved_classifier(run_dir)
+    classifier.model.eval()
+    max_seconds = record.get("config", {}).get("max_seconds", 10.0)
+    results: list[Prediction] = []
+    for start in range(0, len(inputs), batch_size):
+        chunk = list(inputs[start:start + batch_size])
+        items = []
+        for value in chunk:
+            if classifier.task == "audio-cls" and isinstance(value, (str, Path)):
+                from zoo.audio import read_audio
+
+                value = read_audio(value, sample_rate=classifier.sample_rate, max_seconds=max_seconds)
+            elif classifier.task == "image-cls" and isinstance(value, (str, Path)) and not Path(value).is_file():
+                raise InvalidInputError(f"{value}: no such image file")
+            items.append(classifier.preprocess(value))
+        with torch.inference_mode():
+            logits = classifier.forward(classifier.collate(items)).float()
+        scores = torch.sigmoid(logits) if classifier.multi_label else logits.softmax(-1)
+        for value, row in zip(chunk, scores, strict=True):
+            best = torch.topk(row, min(top_k, len(classifier.labels)))
+            results.append(Prediction(str(value), [
+                {"label": classifier.labels[i], "score": round(float(s), 6)}
+                for s, i in zip(best.values.tolist(), best.indices.tolist(), strict=True)]))
+    return results

@@ -41,10 +41,18 @@ class Classifier(ABC):
     labels: list[str]
     multi_label: bool = False
     model: torch.nn.Module
+    # Training-time augmentation preset the engine sets: "none", "light" or "strong". Families apply their own
+    # (image transforms); audio waveforms are augmented by the engine before `preprocess`.
+    augment: str = "light"
+    # Audio classifiers: the sample rate their preprocessing expects (the engine resamples to it).
+    sample_rate: int | None = None
 
     @abstractmethod
     def preprocess(self, example: Any, *, train: bool = False) -> dict[str, Any]:
-        """Turn one raw example (PIL image or path, text string, 1-D float waveform) into model inputs."""
+        """Turn one raw example (PIL image or path, text string, 1-D float waveform) into model inputs.
+
+        With ``train=True`` the family's augmentation for ``self.augment`` is applied.
+        """
 
     @abstractmethod
     def collate(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -57,6 +65,18 @@ class Classifier(ABC):
     @abstractmethod
     def features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Pooled backbone features of shape (batch, dim): the head's input."""
+
+    def head_inputs(self, batch: dict[str, "torch.Tensor"]) -> "torch.Tensor":
+        """What the head consumes, computed by the backbone, as a (batch, dim) tensor that can be cached.
+
+        With the backbone frozen (linear probing), ``head_logits(head_inputs(batch)) == forward(batch)``, so the
+        head can be trained on cached head inputs and the model saved natively. Default: :meth:`features`.
+        """
+        return self.features(batch)
+
+    def head_logits(self, head_inputs: "torch.Tensor") -> "torch.Tensor":
+        """Logits from cached :meth:`head_inputs`, running only the head."""
+        raise NotImplementedError(f"{type(self).__name__} does not support training on cached features")
 
     @abstractmethod
     def head_parameter_names(self) -> list[str]:

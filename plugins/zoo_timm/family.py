@@ -11,6 +11,12 @@ from zoo.errors import InvalidInputError, ModelLoadError
 from zoo.family import Architecture, Classifier, Family
 
 IMAGE_TASK = "image-cls"
+# timm create_transform options for each training augmentation preset.
+_AUGMENT_PRESETS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "light": {"scale": (0.5, 1.0), "hflip": 0.5, "color_jitter": 0.1},
+    "strong": {"scale": (0.25, 1.0), "hflip": 0.5, "auto_augment": "rand-m9-mstd0.5-inc1", "re_prob": 0.25},
+}
 
 
 def _timm_model_id(spec) -> str:
@@ -37,12 +43,19 @@ class TimmClassifier(Classifier):
     # --- data ---------------------------------------------------------------------------------------------------
 
     def transform(self, *, train: bool):
-        """timm's own eval (resize, centre crop, normalise) or training transform for this model."""
+        """timm's own eval transform (resize, centre crop, normalise), or its training transform for the
+        augmentation preset: light = random-resized crop and flip; strong = also RandAugment and random erasing."""
         import timm.data
 
-        if train not in self._transforms:
-            self._transforms[train] = timm.data.create_transform(**self.data_config, is_training=train)
-        return self._transforms[train]
+        preset = self.augment if train else "none"
+        if preset not in self._transforms:
+            options = _AUGMENT_PRESETS.get(preset)
+            if options is None:
+                raise InvalidInputError(f"unknown augmentation {preset!r}; choose none, light or strong")
+            is_training = preset != "none"
+            self._transforms[preset] = timm.data.create_transform(
+                **self.data_config, is_training=is_training, **(options if is_training else {}))
+        return self._transforms[preset]
 
     def preprocess(self, example: Any, *, train: bool = False) -> dict[str, Any]:
         from PIL import Image, UnidentifiedImageError
@@ -71,6 +84,10 @@ class TimmClassifier(Classifier):
 
     def features(self, batch: dict[str, Any]):
         return self.model.forward_head(self.model.forward_features(batch["pixel_values"]), pre_logits=True)
+
+    def head_logits(self, head_inputs):
+        # timm's forward_head(pre_logits=True) stops right before the classifier module.
+        return self.model.get_classifier()(head_inputs)
 
     def _head_prefix(self) -> str:
         head = self.model.get_classifier()

@@ -58,6 +58,11 @@ def _quiet():
             logging.enable_progress_bar()
 
 
+def _encoder_kwargs(model, batch: dict[str, Any]) -> dict[str, Any]:
+    """The batch as the encoder takes it: the task model's own inputs, minus what only the head uses."""
+    return {key: value for key, value in batch.items() if key != "labels"}
+
+
 def _source(spec) -> str:
     return str(spec.local_path) if spec.is_local else spec.source
 
@@ -123,6 +128,66 @@ class TransformersClassifier(Classifier):
                 weights = mask.to(hidden.dtype).unsqueeze(-1)
                 pooled.append((hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0))
         return torch.stack(pooled).mean(0)
+
+    # --- training the head on cached inputs (linear probing) ----------------------------------------------------
+    #
+    # The heads of the supported task models read little of the encoder's output: text heads read the first
+    # token (directly, or through a pooler), audio heads project the frames and average them (which equals
+    # projecting their average, since the projection is affine), AST's head reads the pooled output. So the cached
+    # head input is that reduced output — the first token or the frame average, plus the pooler output when the
+    # encoder has one — and `head_logits` replays it through the model's own forward in place of the encoder.
+
+    def head_inputs(self, batch: dict[str, Any]):
+        import torch
+
+        outputs = _encoder(self.model)(**_encoder_kwargs(self.model, batch))
+        hidden = outputs[0]
+        if self.task == TEXT_TASK:
+            reduced = hidden[:, 0]
+        else:
+            mask = batch.get("attention_mask")
+            if mask is not None and self._uses_frame_mask():
+                frames = self.model._get_feature_vector_attention_mask(hidden.shape[1], mask)
+                weights = frames.to(hidden.dtype).unsqueeze(-1)
+                reduced = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+            else:
+                reduced = hidden.mean(dim=1)
+        pooled = getattr(outputs, "pooler_output", None)
+        return reduced if pooled is None else torch.cat([reduced, pooled], dim=-1)
+
+    def head_logits(self, head_inputs):
+        from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
+
+        hidden_size = self._hidden_size()
+        sequence = head_inputs[:, None, :hidden_size]
+        if head_inputs.shape[-1] > hidden_size:
+            replay = BaseModelOutputWithPooling(last_hidden_state=sequence, pooler_output=head_inputs[:, hidden_size:])
+        else:
+            replay = BaseModelOutput(last_hidden_state=sequence)
+        encoder = _encoder(self.model)
+        encoder.forward = lambda *args, **kwargs: replay  # the encoder's output is the cached one
+        try:
+            return self.model(**self._placeholder_inputs(head_inputs)).logits
+        finally:
+            del encoder.forward
+
+    def _hidden_size(self) -> int:
+        config = self.model.config
+        return getattr(config, "hidden_size", None) or config.d_model
+
+    def _uses_frame_mask(self) -> bool:
+        # Models that pass the sample mask to their head average only the frames that hold audio.
+        return hasattr(self.model, "_get_feature_vector_attention_mask") and \
+            getattr(self.processor, "return_attention_mask", False)
+
+    def _placeholder_inputs(self, head_inputs) -> dict[str, Any]:
+        """Inputs the task model's forward accepts; their values are never read, the encoder being replayed."""
+        import torch
+
+        batch = head_inputs.shape[0]
+        name = self.processor.model_input_names[0] if self.task == AUDIO_TASK else "input_ids"
+        dtype = torch.long if name == "input_ids" else head_inputs.dtype
+        return {name: torch.zeros(batch, 1, dtype=dtype, device=head_inputs.device)}
 
     def head_parameter_names(self) -> list[str]:
         prefix = _encoder_prefix(self.model)

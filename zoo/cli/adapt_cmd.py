@@ -1,0 +1,156 @@
+"""`zoo adapt`: fine-tune a backbone on your data; `--resume` finishes an interrupted run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from zoo.cli._common import JsonOption, RegistryOption, TaskOption, console, handle_errors, print_json
+
+
+class RichReporter:
+    """Draws the engine's progress with rich: a bar per epoch with loss and samples/s, a line per epoch."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.console = console()
+        self.progress = Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[speed]:.1f}/s"),
+                                 TimeRemainingColumn(), console=self.console, transient=True)
+        self.task_id: Any = None
+        self.batches = 0
+
+    def start(self, *, epochs: int, batches_per_epoch: int, first_epoch: int, first_batch: int) -> None:
+        self.batches = batches_per_epoch
+        self.progress.start()
+        self.task_id = self.progress.add_task("train", total=batches_per_epoch, completed=first_batch,
+                                              epoch=f"{first_epoch + 1}/{epochs}", loss=0.0, speed=0.0)
+        self.epochs = epochs
+
+    def step(self, *, epoch: int, batch: int, loss: float, samples_per_s: float) -> None:
+        self.progress.update(self.task_id, completed=batch, epoch=f"{epoch + 1}/{self.epochs}", loss=loss,
+                             speed=samples_per_s)
+
+    def epoch_end(self, record: dict[str, Any]) -> None:
+        val = ", ".join(f"{k} {v:.4f}" for k, v in record["val"].items())
+        mark = " [green]best[/green]" if record["best"] else ""
+        self.progress.console.print(f"epoch {record['epoch']}: loss {record['train_loss']:.4f}, {val}{mark}")
+        self.progress.reset(self.task_id, total=self.batches, completed=0)
+
+    def message(self, text: str) -> None:
+        self.console.print(f"[dim]{text}[/dim]")
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def _summary(record: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    metrics = record["metrics"]
+    table = Table(title=f"{record['backbone']['name']} → {record['run_dir']}", title_justify="left")
+    table.add_column("split")
+    names = ["micro_f1", "macro_f1", "subset_accuracy"] if record["multi_label"] else ["accuracy", "macro_f1"]
+    for name in names:
+        table.add_column(name, justify="right")
+    for split, values in (("validation (best epoch)", metrics["best"]), ("test", metrics.get("test"))):
+        if values:
+            table.add_row(split, *[f"{values[n]:.4f}" for n in names])
+    out = console()
+    out.print(table)
+    out.print(f"strategy {record['strategy']}, best epoch {record['best_epoch']} of "
+              f"{len(metrics['epochs'])}, {record['wall_s']:.1f} s; files: {', '.join(record['files'])}")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("adapt")
+    def adapt_command(
+        backbone: Annotated[Optional[str], typer.Argument(help="Registry name of the backbone.",
+                                                          show_default=False)] = None,
+        data: Annotated[Optional[str], typer.Option(
+            "--data", "-d", help="Training data: image/audio folder of class subfolders, CSV/TSV/JSONL, "
+            "or hf:NAME[:config].", show_default=False)] = None,
+        task: TaskOption = None,
+        output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Run directory [default: "
+                                                       "runs/<data>-<backbone>].", show_default=False)] = None,
+        val: Annotated[Optional[str], typer.Option(help="Validation data (default: a stratified split of "
+                                                   "--data).", show_default=False)] = None,
+        test: Annotated[Optional[str], typer.Option(help="Test data, evaluated once at the end.",
+                                                    show_default=False)] = None,
+        strategy: Annotated[str, typer.Option(help="auto, linear, lora or full.")] = "auto",
+        epochs: Annotated[Optional[int], typer.Option(help="Epochs [default: by strategy].",
+                                                      show_default=False)] = None,
+        batch_size: Annotated[int, typer.Option(help="Examples per batch.")] = 32,
+        lr: Annotated[Optional[float], typer.Option(help="Peak learning rate [default: by strategy].",
+                                                    show_default=False)] = None,
+        precision: Annotated[str, typer.Option(help="auto, bf16, fp16 or fp32.")] = "auto",
+        device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+        augment: Annotated[str, typer.Option(help="none, light or strong (images and audio).")] = "light",
+        grad_accum: Annotated[int, typer.Option(help="Batches per optimizer step.")] = 1,
+        label_smoothing: Annotated[float, typer.Option(help="Label smoothing for single-label tasks.")] = 0.0,
+        class_weights: Annotated[str, typer.Option(help="none, or auto to weigh rare classes up.")] = "none",
+        layer_decay: Annotated[Optional[float], typer.Option(
+            help="full: layer-wise learning-rate decay, e.g. 0.75.", show_default=False)] = None,
+        patience: Annotated[int, typer.Option(help="Stop after this many epochs without improvement "
+                                              "(0: never).")] = 3,
+        metric: Annotated[Optional[str], typer.Option(help="Metric to select and stop on [default: accuracy, "
+                                                      "or micro_f1 for multi-label].", show_default=False)] = None,
+        input_col: Annotated[Optional[str], typer.Option("--text-col", "--input-col", help="Column with the "
+                             "text (or file path) in CSV/JSONL data.", show_default=False)] = None,
+        label_col: Annotated[Optional[str], typer.Option(help="Column with the label(s).",
+                                                         show_default=False)] = None,
+        multi_label: Annotated[Optional[bool], typer.Option("--multi-label/--single-label", help="Several "
+                               "labels per example [default: detected].", show_default=False)] = None,
+        label_sep: Annotated[str, typer.Option(help="Separator of several labels in one CSV cell.")] = "|",
+        val_fraction: Annotated[float, typer.Option(help="Share of --data held out for validation when no "
+                                                    "--val is given.")] = 0.1,
+        max_seconds: Annotated[float, typer.Option(help="Audio: clips are cut to this length.")] = 10.0,
+        max_length: Annotated[Optional[int], typer.Option(help="Text: token limit [default: the backbone's].",
+                                                          show_default=False)] = None,
+        compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
+        skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable files and count them, "
+                                               "instead of stopping.")] = False,
+        seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+        resume: Annotated[Optional[Path], typer.Option(help="Finish the interrupted run in this directory.",
+                                                       show_default=False)] = None,
+        no_store: Annotated[bool, typer.Option("--no-store", help="Do not record the run in the history.")] = False,
+        json_output: JsonOption = False,
+        registry: RegistryOption = None,
+    ) -> None:
+        """Fine-tune a backbone on your data and write a run directory that loads without zoo.
+
+        Example: zoo adapt distilbert-base-uncased --data tickets.csv --strategy lora
+        \n\nExample: zoo adapt --resume runs/tickets-distilbert-base-uncased
+        """
+        from zoo import api
+        from zoo.engine.config import AdaptConfig
+
+        quiet = json_output or not sys.stderr.isatty()
+        with handle_errors():
+            reporter = None if quiet else RichReporter()
+            if resume is not None:
+                record = api.resume(resume, reporter=reporter, store=not no_store)
+            else:
+                if backbone is None or data is None:
+                    from zoo.errors import InvalidInputError
+
+                    raise InvalidInputError("give a BACKBONE and --data (or --resume RUN_DIR); "
+                                            "see 'zoo adapt --help'")
+                config = AdaptConfig(
+                    strategy=strategy, epochs=epochs, batch_size=batch_size, lr=lr, precision=precision,
+                    augment=augment, grad_accum=grad_accum, label_smoothing=label_smoothing,
+                    class_weights=class_weights, layer_decay=layer_decay, patience=patience, metric=metric,
+                    max_seconds=max_seconds, max_length=max_length, compile=compile_model, seed=seed)
+                record = api.adapt(backbone, data, task=task, output=output, val=val, test=test,
+                                   input_col=input_col, label_col=label_col, label_sep=label_sep,
+                                   multi_label=multi_label, val_fraction=val_fraction, skip_bad=skip_bad,
+                                   device=device, config=config, registry_files=registry or (), reporter=reporter,
+                                   store=not no_store)
+        if json_output:
+            print_json(record)
+        else:
+            _summary(record)

@@ -1,0 +1,74 @@
+"""What the format readers hand back before labels become indices, and the options every reader shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from zoo.errors import InvalidInputError
+
+# A label as read: one name, or a list of names (a JSON list, or a Hugging Face sequence of class labels).
+RawLabel = str | list[str]
+
+
+@dataclass(slots=True)
+class RawExample:
+    """One example as a reader found it; ``load_data`` turns the label into indices once all splits are read."""
+
+    input: Any
+    label: RawLabel
+    id: str           # becomes Example.id
+    where: str        # the file (and row) to name in a message about this example
+
+
+@dataclass
+class ReadOptions:
+    """The reader options of ``load_data`` plus the running list of skipped items."""
+
+    input_col: str | None = None
+    label_col: str | None = None
+    label_sep: str = "|"
+    multi_label: bool | None = None
+    skip_bad: bool = False
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def bad(self, item: str, where: str, reason: str) -> None:
+        """Record a bad item when skipping them, otherwise refuse the data.
+
+        Args:
+            item: the example's id, kept in ``DataSplits.skipped``.
+            where: the file (and row) the message names.
+            reason: what is wrong, one line.
+
+        Raises:
+            InvalidInputError: unless ``skip_bad`` is set.
+        """
+        if not self.skip_bad:
+            raise InvalidInputError(f"{where}: {reason}. Fix or remove it, or pass --skip-bad to skip bad items.")
+        self.skipped.append({"item": item, "reason": reason})
+
+
+def one_line(text: object, limit: int = 200) -> str:
+    """``text`` as a single line of at most ``limit`` characters, for embedding library messages in ours."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def clean_label(value: Any) -> RawLabel | None:
+    """A label cell or JSON value as a stripped name or list of names; ``None`` when it is empty.
+
+    Raises:
+        ValueError: for a value that cannot be a label (an object, a nested list); the message says which.
+    """
+    if value is None:
+        return None
+    if isinstance(value, list):
+        names = [clean_label(part) for part in value]
+        if any(isinstance(name, list) for name in names):
+            raise ValueError("the label is a nested list")
+        return [name for name in names if name] or None  # type: ignore[misc]
+    if isinstance(value, bool):   # before int: bool is an int
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return str(value).strip() or None
+    raise ValueError(f"the label is a JSON {type(value).__name__}, not a name or a list of names")

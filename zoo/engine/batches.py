@@ -1,0 +1,119 @@
+"""From examples to batches: preprocessing through the family, audio loading and augmentation, the order of
+examples in each epoch (seeded, length-grouped for text, resumable mid-epoch, sharded across processes)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo.data.base import Example
+
+
+def augment_waveform(waveform: np.ndarray, preset: str, rng: random.Random) -> np.ndarray:
+    """light: random gain (±6 dB) and time shift (±10%); strong: also Gaussian noise at 15-30 dB SNR."""
+    if preset == "none" or waveform.size == 0:
+        return waveform
+    out = waveform * (10 ** (rng.uniform(-6, 6) / 20))
+    shift = int(rng.uniform(-0.1, 0.1) * len(out))
+    out = np.roll(out, shift)
+    if preset == "strong":
+        power = float(np.mean(out**2)) or 1e-8
+        snr_db = rng.uniform(15, 30)
+        noise = np.random.default_rng(rng.randrange(2**32)).standard_normal(len(out)).astype(np.float32)
+        out = out + noise * np.sqrt(power / 10 ** (snr_db / 10))
+    return out.astype(np.float32)
+
+
+class ExampleDataset:
+    """A map-style dataset: example i, preprocessed by the classifier (train-time augmentation when training)."""
+
+    def __init__(self, examples: Sequence[Example], classifier, *, train: bool, max_seconds: float,
+                 num_labels: int, multi_label: bool, seed: int = 0) -> None:
+        self.examples, self.classifier, self.train = list(examples), classifier, train
+        self.max_seconds, self.num_labels, self.multi_label = max_seconds, num_labels, multi_label
+        self._rng = random.Random(seed)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def raw_input(self, example: Example) -> Any:
+        if self.classifier.task == "audio-cls":
+            from zoo.audio import read_audio
+
+            value = example.input
+            if isinstance(value, (str, Path)):
+                value = read_audio(value, sample_rate=self.classifier.sample_rate, max_seconds=self.max_seconds)
+            elif isinstance(value, dict) and "array" in value:   # Hugging Face datasets Audio feature
+                from zoo.audio import resample
+
+                value = resample(np.asarray(value["array"], dtype=np.float32), value["sampling_rate"],
+                                 self.classifier.sample_rate)
+                value = value[: int(self.max_seconds * self.classifier.sample_rate)]
+            if self.train:
+                value = augment_waveform(value, self.classifier.augment, self._rng)
+            return value
+        return example.input
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        example = self.examples[index]
+        item = dict(self.classifier.preprocess(self.raw_input(example), train=self.train))
+        if self.multi_label:
+            target = np.zeros(self.num_labels, dtype=np.float32)
+            target[list(example.labels)] = 1.0
+            item["_target"] = target
+        else:
+            item["_target"] = example.labels[0]
+        return item
+
+
+def make_collate(classifier, multi_label: bool):
+    """Batch preprocessed items with the family's collate, keeping the targets aside as a tensor."""
+    import torch
+
+    def collate(items: list[dict[str, Any]]) -> tuple[dict[str, Any], Any]:
+        targets = [item.pop("_target") for item in items]
+        target = torch.tensor(np.stack(targets)) if multi_label else torch.tensor(targets, dtype=torch.long)
+        return classifier.collate(items), target
+
+    return collate
+
+
+def epoch_order(num_examples: int, *, epoch: int, seed: int, batch_size: int,
+                lengths: Sequence[int] | None = None) -> list[list[int]]:
+    """The batches of one epoch, as example indices: a seeded shuffle, so a resumed run sees the same order.
+
+    With ``lengths`` (text), examples are sorted by length inside shuffled windows of 50 batches, so a batch
+    holds similar lengths (less padding), and the batches are shuffled again.
+    """
+    rng = random.Random(seed * 100_003 + epoch)
+    order = list(range(num_examples))
+    rng.shuffle(order)
+    if lengths is not None:
+        window = batch_size * 50
+        order = [i for start in range(0, len(order), window)
+                 for i in sorted(order[start:start + window], key=lambda j: lengths[j], reverse=True)]
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if lengths is not None:
+        rng.shuffle(batches)
+    return batches
+
+
+class EpochBatches:
+    """A batch sampler over precomputed batches, starting after ``skip`` of them and keeping this process's share."""
+
+    def __init__(self, batches: list[list[int]], *, skip: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        # Every process walks the same batches; each takes an equal share of each batch (data parallel). A batch
+        # too small to give every process an example is dropped, so no process waits on another in vain.
+        kept = [batch for batch in batches[skip:] if len(batch) >= world_size]
+        self.batches = [batch[rank::world_size] for batch in kept]
+        self.batches = [batch for batch in self.batches if batch]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)

@@ -1,0 +1,243 @@
+"""One adapt run from start to finish: the run directory's life, the strategy, the loop, and what is written.
+
+A run directory is created only after the data has been read and checked. Its ``zoo_run.json`` says
+``"status": "running"`` until the native model, plots and model card are in place; only then is it rewritten,
+atomically, as ``"finished"``. A killed run therefore never looks finished, and ``--resume`` picks it up from
+its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from zoo.data.base import DataSplits
+from zoo.engine.checkpoint import Progress, discard_checkpoints, load_checkpoint
+from zoo.engine.config import AdaptConfig, choose_strategy
+from zoo.engine.trainer import Reporter, Trainer, cosine_with_warmup, make_loss, parameter_groups
+from zoo.errors import InvalidInputError
+
+RUN_RECORD = "zoo_run.json"
+
+
+@dataclass
+class AdaptRequest:
+    """How the person asked for the run: enough to read the same data again on --resume."""
+
+    backbone: str
+    task: str
+    data: str
+    val: str | None = None
+    test: str | None = None
+    input_col: str | None = None
+    label_col: str | None = None
+    label_sep: str = "|"
+    multi_label: bool | None = None
+    val_fraction: float = 0.1
+    skip_bad: bool = False
+    device: str = "auto"
+    registry_files: list[str] = field(default_factory=list)
+
+
+def write_record(run_dir: Path, record: dict[str, Any]) -> None:
+    """Replace zoo_run.json atomically."""
+    path = Path(run_dir) / RUN_RECORD
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def read_record(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / RUN_RECORD
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InvalidInputError(f"{run_dir}: not a zoo run directory (no {RUN_RECORD})") from None
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(f"{path}: unreadable run record ({exc})") from None
+
+
+def _versions(family) -> dict[str, str]:
+    names = ["zoo-hub", "torch", "accelerate", "peft", "numpy", "huggingface-hub"]
+    if getattr(family, "library", ""):
+        names.append(family.library)
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _hardware(accelerator) -> dict[str, Any]:
+    import torch
+
+    device = accelerator.device
+    info = {"device": str(device), "processes": accelerator.num_processes, "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine(), "cuda": torch.version.cuda}
+    if device.type == "cuda":
+        info["device_name"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _mixed_precision(precision: str, device_type: str) -> str:
+    """auto: bf16 on GPUs that have it, else fp16 on GPUs; fp32 on CPUs (CPU autocast rarely pays off)."""
+    import torch
+
+    if precision == "auto":
+        if device_type != "cuda":
+            return "no"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision == "fp16" and device_type != "cuda":
+        raise InvalidInputError("--precision fp16 needs a CUDA device; use bf16 or fp32 on a CPU")
+    return {"fp32": "no"}.get(precision, precision)
+
+
+def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir: Path, request: AdaptRequest, *,
+                 resume: bool = False, reporter: Reporter | None = None) -> dict[str, Any]:
+    """Adapt ``spec`` on ``splits`` into ``run_dir``; returns the finished run record."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    reporter = reporter or Reporter()
+    run_dir = Path(run_dir)
+    started_wall = time.perf_counter()
+    cpu = request.device == "cpu" or (request.device == "auto" and not torch.cuda.is_available())
+    if request.device == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError("--device cuda: no CUDA device is available here")
+    device_type = "cpu" if cpu else "cuda"
+    accelerator = Accelerator(cpu=cpu, mixed_precision=_mixed_precision(config.precision, device_type))
+    set_seed(config.seed)
+
+    checkpoint = load_checkpoint(run_dir) if resume else None
+    previous = read_record(run_dir) if resume else {}
+    classifier = family.load_classifier(spec, task=request.task, labels=splits.label_names,
+                                        multi_label=splits.multi_label)
+    classifier.augment = config.augment
+    if config.max_length and hasattr(classifier, "max_length"):
+        classifier.max_length = config.max_length
+
+    if config.strategy == "auto":
+        strategy, reason = choose_strategy(len(splits.train), spec.params_m, device_type)
+    else:
+        strategy, reason = config.strategy, "chosen with --strategy"
+    if resume and previous.get("strategy"):
+        strategy, reason = previous["strategy"], previous.get("strategy_reason", reason)
+    resolved = config.resolved(strategy)
+    reporter.message(f"strategy {strategy}: {reason}")
+
+    record: dict[str, Any] = {
+        "zoo_run_version": 1, "status": "running", "run_dir": str(run_dir.resolve()),
+        "backbone": spec.to_dict(), "family_library": family.library, "task": request.task,
+        "strategy": strategy, "strategy_reason": reason, "labels": splits.label_names,
+        "multi_label": splits.multi_label, "data": splits.summary(), "request": asdict(request),
+        "config": resolved.to_dict(), "config_requested": config.to_dict(), "seed": resolved.seed,
+        "versions": _versions(family), "hardware": _hardware(accelerator),
+        "started_at": previous.get("started_at") or datetime.now(UTC).isoformat(),
+        "finished_at": None, "wall_s": None, "metrics": None, "best_epoch": None,
+        "resumed": previous.get("resumed", 0) + (1 if resume else 0),
+    }
+    # Only now, with data read and the backbone loaded, does the run directory appear.
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_record(run_dir, record)
+    accelerator.wait_for_everyone()
+    try:
+        return _train_and_save(spec, classifier, splits, config, resolved, strategy, run_dir, record, accelerator,
+                               checkpoint, reporter, started_wall)
+    except BaseException as exc:
+        if accelerator.is_main_process and (run_dir / RUN_RECORD).is_file():
+            record.update(status="failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+            write_record(run_dir, record)
+        raise
+
+
+def _train_and_save(spec, classifier, splits, config, resolved, strategy, run_dir, record, accelerator,
+                    checkpoint, reporter, started_wall) -> dict[str, Any]:
+    import torch
+
+    from zoo.engine.setup import build_setup, cached_head_inputs, finalize_model
+
+    device_type = accelerator.device.type
+
+    setup = build_setup(classifier, spec, splits, resolved, device=accelerator.device, reporter=reporter)
+    groups = parameter_groups(
+        setup.trainable.items(), lr=resolved.lr, weight_decay=resolved.weight_decay,
+        layer_groups=classifier.parameter_groups() if strategy == "full" else None,
+        layer_decay=resolved.layer_decay if strategy == "full" else None)
+    optimizer = torch.optim.AdamW(groups, lr=resolved.lr, fused=device_type == "cuda")
+    steps_per_epoch = -(-len(setup.train_data) // (resolved.batch_size * resolved.grad_accum))
+    total_steps = max(1, steps_per_epoch * resolved.epochs)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, cosine_with_warmup(int(resolved.warmup_ratio * total_steps), total_steps))
+    optimizer = accelerator.prepare(optimizer)
+    loss_fn = make_loss(resolved, multi_label=splits.multi_label,
+                        class_counts=list(splits.class_counts("train").values()), num_examples=len(splits.train),
+                        device=accelerator.device)
+
+    progress, best = Progress(), None
+    if checkpoint is not None:
+        with torch.no_grad():
+            for name, param in setup.trainable.items():
+                param.copy_(checkpoint.trainable[name].to(param.device))
+        optimizer.load_state_dict(checkpoint.optimizer_state)
+        scheduler.load_state_dict(checkpoint.scheduler_state)
+        progress, best = checkpoint.progress, checkpoint.best
+        checkpoint.restore_rng()
+        reporter.message(f"resuming at epoch {progress.epoch + 1}, batch {progress.batches_done}")
+
+    trainer = Trainer(setup, resolved, accelerator=accelerator, optimizer=optimizer, scheduler=scheduler,
+                      loss_fn=loss_fn, label_names=splits.label_names, multi_label=splits.multi_label,
+                      run_dir=run_dir, reporter=reporter, checkpoint_extra={"strategy": strategy})
+    progress, best = trainer.fit(progress, best)
+
+    # The best epoch's parameters become the model.
+    if best is not None:
+        with torch.no_grad():
+            for name, param in setup.trainable.items():
+                param.copy_(best[name].to(param.device))
+    best_metrics = trainer.evaluate(setup.val_data)
+    test_metrics = None
+    if splits.test:
+        if strategy == "linear":
+            from zoo.engine.setup import FeatureDataset
+
+            test_data = FeatureDataset(*cached_head_inputs(classifier, spec, splits, "test", resolved,
+                                                           accelerator.device, reporter))
+        else:
+            from zoo.engine.batches import ExampleDataset
+
+            test_data = ExampleDataset(splits.test, classifier, train=False, max_seconds=resolved.max_seconds,
+                                       num_labels=splits.num_labels, multi_label=splits.multi_label)
+        test_metrics = trainer.evaluate(test_data)
+    finalize_model(classifier, strategy)
+
+    if accelerator.is_main_process:
+        classifier.model.to("cpu").eval()
+        files = [str(p.relative_to(run_dir)) for p in classifier.save(run_dir)]
+        record.update({
+            "metrics": {"epochs": progress.history, "best": best_metrics, "test": test_metrics,
+                        "selection_metric": trainer.metric},
+            "best_epoch": (progress.best_epoch + 1) if progress.best_epoch is not None else None,
+            "wall_s": round(time.perf_counter() - started_wall, 2),   # this session's (a resumed run's last leg)
+        })
+        from zoo.engine.report import write_model_card, write_plots
+
+        files += write_plots(run_dir, record)
+        files.append(write_model_card(run_dir, record))
+        record["files"] = sorted(set(files))
+        record["finished_at"] = datetime.now(UTC).isoformat()
+        record["status"] = "finished"
+        discard_checkpoints(run_dir)
+        write_record(run_dir, record)
+    accelerator.wait_for_everyone()
+    return record

@@ -1,0 +1,141 @@
+"""Turning a classifier and a strategy into what the loop trains: `linear` (head on cached features),
+`lora` (peft adapters plus the head) or `full` (every parameter)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zoo.data.base import DataSplits
+from zoo.engine.batches import ExampleDataset, make_collate
+from zoo.engine.config import AdaptConfig
+from zoo.engine.features import cache_key, load_cached, save_cached
+from zoo.engine.trainer import Reporter, TrainingSetup
+
+
+class FeatureDataset:
+    """Cached head inputs and targets, item by item."""
+
+    def __init__(self, features, targets) -> None:
+        self.features, self.targets = features, targets
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int):
+        return self.features[index], self.targets[index]
+
+
+def _stack(items):
+    import torch
+
+    features, targets = zip(*items, strict=True)
+    return torch.stack(features), torch.stack(targets)
+
+
+def extract_head_inputs(classifier, dataset: ExampleDataset, *, batch_size: int, device, num_workers: int = 0):
+    """Run the frozen backbone over ``dataset`` once; returns (head inputs, targets) on the CPU."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from zoo.engine.trainer import _to_device
+
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        collate_fn=make_collate(classifier, dataset.multi_label))
+    classifier.model.eval()
+    features, targets = [], []
+    with torch.inference_mode():
+        for inputs, target in loader:
+            features.append(classifier.head_inputs(_to_device(inputs, device)).float().cpu())
+            targets.append(target)
+    return torch.cat(features), torch.cat(targets)
+
+
+def cached_head_inputs(classifier, spec, splits: DataSplits, split: str, config: AdaptConfig, device,
+                       reporter: Reporter):
+    examples = getattr(splits, split)
+    extra = {"max_seconds": config.max_seconds, "max_length": config.max_length, "labels": splits.label_names,
+             "multi_label": splits.multi_label}
+    key = cache_key(spec, fingerprint=splits.fingerprint, split=split, extra=extra)
+    cached = load_cached(key)
+    if cached is not None:
+        reporter.message(f"features for {split} ({len(examples)} examples): from the cache")
+        return cached
+    reporter.message(f"extracting features for {split} ({len(examples)} examples) with the frozen backbone")
+    dataset = ExampleDataset(examples, classifier, train=False, max_seconds=config.max_seconds,
+                             num_labels=splits.num_labels, multi_label=splits.multi_label)
+    features, targets = extract_head_inputs(classifier, dataset, batch_size=config.eval_batch_size, device=device,
+                                            num_workers=config.num_workers)
+    save_cached(key, features, targets)
+    return features, targets
+
+
+def _module_names(parameter_names: list[str]) -> list[str]:
+    return sorted({name.rsplit(".", 1)[0] for name in parameter_names})
+
+
+def build_setup(classifier, spec, splits: DataSplits, config: AdaptConfig, *, device,
+                reporter: Reporter) -> TrainingSetup:
+    """Freeze, wrap or open the model for ``config.strategy`` and return what the loop needs."""
+    model = classifier.model
+    head = set(classifier.head_parameter_names())
+    if config.strategy == "linear":
+        for name, param in model.named_parameters():
+            param.requires_grad_(name in head)
+        model.to(device)
+        train = FeatureDataset(*cached_head_inputs(classifier, spec, splits, "train", config, device, reporter))
+        val = FeatureDataset(*cached_head_inputs(classifier, spec, splits, "val", config, device, reporter))
+
+        def train_mode(training: bool) -> None:
+            model.train(training)
+
+        return TrainingSetup(forward=classifier.head_logits, train_data=train, val_data=val, collate=_stack,
+                             trainable={n: p for n, p in model.named_parameters() if p.requires_grad},
+                             train_mode=train_mode)
+
+    if config.strategy == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        targets = classifier.lora_targets()
+        if not targets:
+            from zoo.errors import InvalidInputError
+
+            raise InvalidInputError(f"{spec.name}: its family names no LoRA target modules; use --strategy full "
+                                    "or linear")
+        lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                          target_modules=targets, modules_to_save=_module_names(sorted(head)))
+        classifier.model = model = get_peft_model(model, lora)
+    else:
+        for param in model.parameters():
+            param.requires_grad_(True)
+    model.to(device)
+    if classifier.task == "image-cls" and getattr(device, "type", str(device)) == "cuda":
+        import torch
+
+        model.to(memory_format=torch.channels_last)   # convolutions run faster in NHWC on GPUs
+    if config.compile:
+        import torch
+
+        compiled = torch.compile(model)
+        classifier.model = compiled
+    common: dict[str, Any] = {"max_seconds": config.max_seconds, "num_labels": splits.num_labels,
+                              "multi_label": splits.multi_label}
+    train = ExampleDataset(splits.train, classifier, train=True, seed=config.seed, **common)
+    val = ExampleDataset(splits.val, classifier, train=False, **common)
+    lengths = [len(ex.input) for ex in splits.train] if classifier.task == "text-cls" else None
+
+    def train_mode(training: bool) -> None:
+        classifier.model.train(training)
+
+    return TrainingSetup(forward=classifier.forward, train_data=train, val_data=val,
+                         collate=make_collate(classifier, splits.multi_label), lengths=lengths,
+                         trainable={n: p for n, p in classifier.model.named_parameters() if p.requires_grad},
+                         train_mode=train_mode)
+
+
+def finalize_model(classifier, strategy: str) -> None:
+    """Make the trained classifier plain again: LoRA adapters merged into the weights, compile undone."""
+    model = classifier.model
+    model = getattr(model, "_orig_mod", model)          # torch.compile wrapper
+    if strategy == "lora":
+        model = model.merge_and_unload()
+    classifier.model = model

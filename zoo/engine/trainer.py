@@ -1,0 +1,262 @@
+"""The training loop shared by every task, family and strategy.
+
+It reads top to bottom: set the order of the epoch, forward under autocast, backward, step with the schedule,
+checkpoint, evaluate at the end of the epoch, keep the best, stop early. Accelerate places the model and data,
+runs mixed precision and scales fp16 losses; gradients of the trainable parameters are averaged across processes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from zoo.engine.checkpoint import Progress, save_checkpoint
+from zoo.engine.config import AdaptConfig
+from zoo.engine.metrics import compute_metrics, headline
+
+
+class Reporter:
+    """Receives progress; the CLI draws it with rich, scripts and tests ignore it."""
+
+    def start(self, *, epochs: int, batches_per_epoch: int, first_epoch: int, first_batch: int) -> None: ...
+    def step(self, *, epoch: int, batch: int, loss: float, samples_per_s: float) -> None: ...
+    def epoch_end(self, record: dict[str, Any]) -> None: ...
+    def message(self, text: str) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass
+class TrainingSetup:
+    """What the loop trains: a forward function over batches, and the parameters it may change."""
+
+    forward: Callable[[Any], Any]                  # inputs -> logits
+    trainable: dict[str, Any]                      # name -> parameter being trained
+    train_data: Any                                # map-style dataset of (inputs, target) items
+    val_data: Any
+    collate: Callable
+    lengths: list[int] | None = None               # text lengths, for length-grouped batches
+    train_mode: Callable[[bool], None] = lambda training: None
+
+
+def cosine_with_warmup(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    """Learning-rate factor: linear warm-up, then cosine decay to zero."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def make_loss(config: AdaptConfig, *, multi_label: bool, class_counts: list[int], num_examples: int, device):
+    """Cross-entropy (with label smoothing) or, for multi-label, binary cross-entropy; `class_weights=auto`
+    weighs classes by inverse frequency (multi-label: positives by negatives/positives)."""
+    import torch
+
+    counts = torch.tensor(class_counts, dtype=torch.float32)
+    if multi_label:
+        pos_weight = None
+        if config.class_weights == "auto":
+            pos_weight = ((num_examples - counts) / counts.clamp(min=1)).clamp(max=100.0).to(device)
+        return torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    weight = None
+    if config.class_weights == "auto":
+        weight = (counts.sum() / (len(counts) * counts.clamp(min=1))).to(device)
+    return torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    return "out of memory" in str(exc).lower()
+
+
+class Trainer:
+    def __init__(self, setup: TrainingSetup, config: AdaptConfig, *, accelerator, optimizer, scheduler, loss_fn,
+                 label_names: list[str], multi_label: bool, run_dir, reporter: Reporter,
+                 checkpoint_extra: dict[str, Any]) -> None:
+        self.setup, self.config, self.accelerator = setup, config, accelerator
+        self.optimizer, self.scheduler, self.loss_fn = optimizer, scheduler, loss_fn
+        self.label_names, self.multi_label = label_names, multi_label
+        self.run_dir, self.reporter, self.checkpoint_extra = run_dir, reporter, checkpoint_extra
+        self.metric = config.metric or ("micro_f1" if multi_label else "accuracy")
+        self.micro_batches = 1        # raised when a batch does not fit in device memory
+
+    # --- one optimizer step -----------------------------------------------------------------------------
+
+    def _backward(self, inputs, target) -> float:
+        """Forward and backward over ``micro_batches`` slices of the batch; returns the mean loss."""
+        size = len(target)
+        step = math.ceil(size / self.micro_batches)
+        total = 0.0
+        for start in range(0, size, step):
+            part = slice(start, min(start + step, size))
+            weight = (part.stop - part.start) / size
+            part_inputs = {k: v[part] for k, v in inputs.items()} if isinstance(inputs, dict) else inputs[part]
+            with self.accelerator.autocast():
+                logits = self.setup.forward(part_inputs)
+                loss = self.loss_fn(logits.float(), target[part])
+            self.accelerator.backward(loss * weight / self.config.grad_accum)
+            total += float(loss.detach()) * weight
+        return total
+
+    def _train_batch(self, inputs, target) -> float:
+        import torch
+
+        while True:
+            try:
+                return self._backward(inputs, target)
+            except torch.cuda.OutOfMemoryError as exc:   # only raised on CUDA
+                if len(target) // (self.micro_batches * 2) < 1:
+                    raise
+                self.optimizer.zero_grad(set_to_none=True)
+                torch.cuda.empty_cache()
+                self.micro_batches *= 2
+                self.reporter.message(f"out of memory ({exc.__class__.__name__}): splitting each batch into "
+                                      f"{self.micro_batches} parts")
+
+    def _sync_gradients(self) -> None:
+        """Average gradients across processes (data parallel), once per optimizer step."""
+        if self.accelerator.num_processes == 1:
+            return
+        import torch.distributed as dist
+
+        for param in self.setup.trainable.values():
+            if param.grad is not None:
+                dist.all_reduce(param.grad)
+                param.grad /= self.accelerator.num_processes
+
+    def _optimizer_step(self) -> None:
+        self._sync_gradients()
+        self.accelerator.clip_grad_norm_(list(self.setup.trainable.values()), 1.0)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    # --- evaluation -------------------------------------------------------------------------------------
+
+    def predict(self, dataset) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+        from torch.utils.data import DataLoader
+
+        self.setup.train_mode(False)
+        loader = DataLoader(dataset, batch_size=self.config.eval_batch_size, shuffle=False,
+                            collate_fn=self.setup.collate, num_workers=self.config.num_workers)
+        logits, targets = [], []
+        with torch.inference_mode():
+            for inputs, target in loader:
+                inputs = _to_device(inputs, self.accelerator.device)
+                with self.accelerator.autocast():
+                    out = self.setup.forward(inputs)
+                logits.append(out.float().cpu().numpy())
+                targets.append(target.numpy())
+        return np.concatenate(targets), np.concatenate(logits)
+
+    def evaluate(self, dataset) -> dict[str, Any]:
+        targets, logits = self.predict(dataset)
+        return compute_metrics(targets, logits, self.label_names, multi_label=self.multi_label)
+
+    # --- the loop ---------------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        return {name: param.detach().cpu().clone() for name, param in self.setup.trainable.items()}
+
+    def fit(self, progress: Progress, best: dict | None) -> tuple[Progress, dict | None]:
+        from torch.utils.data import DataLoader
+
+        from zoo.engine.batches import EpochBatches, epoch_order
+
+        config, accelerator = self.config, self.accelerator
+        num_train = len(self.setup.train_data)
+        batches_per_epoch = math.ceil(num_train / config.batch_size)
+        self.reporter.start(epochs=config.epochs, batches_per_epoch=batches_per_epoch,
+                            first_epoch=progress.epoch, first_batch=progress.batches_done)
+        while progress.epoch < config.epochs:
+            epoch, started = progress.epoch, time.perf_counter()
+            # The order of this epoch: seeded, so a resumed run continues the same sequence.
+            batches = epoch_order(num_train, epoch=epoch, seed=config.seed, batch_size=config.batch_size,
+                                  lengths=self.setup.lengths if config.group_by_length else None)
+            sampler = EpochBatches(batches, skip=progress.batches_done, rank=accelerator.process_index,
+                                   world_size=accelerator.num_processes)
+            loader = DataLoader(self.setup.train_data, batch_sampler=sampler, collate_fn=self.setup.collate,
+                                num_workers=config.num_workers)
+            self.setup.train_mode(True)
+            losses, seen, pending = [], 0, 0
+            for inputs, target in loader:
+                inputs, target = _to_device(inputs, accelerator.device), target.to(accelerator.device)
+                # Forward and backward (accumulating gradients over grad_accum batches).
+                losses.append(self._train_batch(inputs, target))
+                seen += len(target) * accelerator.num_processes
+                pending += 1
+                progress.batches_done += 1
+                last = progress.batches_done >= len(batches)
+                # Step the optimizer and the learning-rate schedule.
+                if pending == config.grad_accum or last:
+                    self._optimizer_step()
+                    pending = 0
+                    progress.global_step += 1
+                    # Checkpoint now and then, so a killed run loses little.
+                    if progress.global_step % config.checkpoint_every == 0 and not last:
+                        self._checkpoint(progress, best)
+                elapsed = time.perf_counter() - started
+                self.reporter.step(epoch=epoch, batch=progress.batches_done, loss=float(np.mean(losses)),
+                                   samples_per_s=seen / elapsed if elapsed > 0 else 0.0)
+            train_seconds = time.perf_counter() - started
+            # Evaluate, keep the best, decide whether to go on.
+            metrics = self.evaluate(self.setup.val_data)
+            value = metrics[self.metric]
+            improved = progress.best_metric is None or value > progress.best_metric + 1e-9
+            if improved:
+                progress.best_metric, progress.best_epoch = value, epoch
+                progress.epochs_without_improvement = 0
+                best = self.snapshot()
+            else:
+                progress.epochs_without_improvement += 1
+            record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None,
+                      "lr": self.scheduler.get_last_lr()[0], "seconds": round(train_seconds, 3),
+                      "samples_per_s": round(seen / train_seconds, 2) if train_seconds > 0 else None,
+                      "val": headline(metrics), "best": improved}
+            progress.history.append(record)
+            self.reporter.epoch_end(record)
+            progress.epoch, progress.batches_done = epoch + 1, 0
+            self._checkpoint(progress, best)
+            if config.patience and progress.epochs_without_improvement >= config.patience:
+                self.reporter.message(f"early stop: no {self.metric} improvement for {config.patience} epochs")
+                break
+        self.reporter.stop()
+        return progress, best
+
+    def _checkpoint(self, progress: Progress, best: dict | None) -> None:
+        if self.accelerator.is_main_process:
+            save_checkpoint(self.run_dir, trainable=self.setup.trainable, best=best, optimizer=self.optimizer,
+                            scheduler=self.scheduler, progress=progress, extra=self.checkpoint_extra)
+        self.accelerator.wait_for_everyone()
+
+
+def _to_device(inputs, device):
+    if isinstance(inputs, dict):
+        return {k: (v.to(device) if hasattr(v, "to") else v) for k, v in inputs.items()}
+    return inputs.to(device)
+
+
+def parameter_groups(named: Iterable[tuple[str, Any]], *, lr: float, weight_decay: float,
+                     layer_groups: list[list[str]] | None = None, layer_decay: float | None = None):
+    """AdamW groups: no weight decay on biases and norms; with ``layer_decay``, smaller rates toward the input."""
+    named = list(named)
+    depth: dict[str, int] = {}
+    if layer_groups and layer_decay:
+        for index, group in enumerate(layer_groups):
+            for name in group:
+                depth[name] = index
+    last = (len(layer_groups) - 1) if layer_groups else 0
+    groups: dict[tuple[float, float], list] = {}
+    for name, param in named:
+        decay = 0.0 if param.ndim <= 1 or name.endswith(".bias") else weight_decay
+        scale = layer_decay ** (last - depth.get(name, last)) if layer_decay else 1.0
+        groups.setdefault((decay, lr * scale), []).append(param)
+    return [{"params": params, "weight_decay": decay, "lr": group_lr}
+            for (decay, group_lr), params in groups.items()]
