@@ -226,7 +226,8 @@ def resume(run_dir: PathLike, *, reporter=None, store: bool = True) -> dict[str,
     splits = _read_request_data(request, seed=config.seed)
     if splits.fingerprint != previous["data"]["fingerprint"]:
         raise InvalidInputError(f"{request.data}: the data changed since the run started (fingerprint "
-                                f"{previous['data']['fingerprint'][:12]} -> {splits.fingerprint[:12]}); start a new run")
+                                f"{previous['data']['fingerprint'][:12]} -> {splits.fingerprint[:12]}); "
+                                "start a new run")
     family = plugins.family(spec.family, backbone=spec.name)
     record = run_training(spec, family, splits, config, run_dir, request, resume=True, reporter=reporter)
     if store:

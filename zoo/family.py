@@ -66,7 +66,7 @@ class Classifier(ABC):
     def features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Pooled backbone features of shape (batch, dim): the head's input."""
 
-    def head_inputs(self, batch: dict[str, "torch.Tensor"]) -> "torch.Tensor":
+    def head_inputs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """What the head consumes, computed by the backbone, as a (batch, dim) tensor that can be cached.
 
         With the backbone frozen (linear probing), ``head_logits(head_inputs(batch)) == forward(batch)``, so the
@@ -74,7 +74,7 @@ class Classifier(ABC):
         """
         return self.features(batch)
 
-    def head_logits(self, head_inputs: "torch.Tensor") -> "torch.Tensor":
+    def head_logits(self, head_inputs: torch.Tensor) -> torch.Tensor:
         """Logits from cached :meth:`head_inputs`, running only the head."""
         raise NotImplementedError(f"{type(self).__name__} does not support training on cached features")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -69,23 +69,23 @@ def _summary(record: dict[str, Any]) -> None:
 def register(app: typer.Typer) -> None:
     @app.command("adapt")
     def adapt_command(
-        backbone: Annotated[Optional[str], typer.Argument(help="Registry name of the backbone.",
+        backbone: Annotated[str | None, typer.Argument(help="Registry name of the backbone.",
                                                           show_default=False)] = None,
-        data: Annotated[Optional[str], typer.Option(
+        data: Annotated[str | None, typer.Option(
             "--data", "-d", help="Training data: image/audio folder of class subfolders, CSV/TSV/JSONL, "
             "or hf:NAME[:config].", show_default=False)] = None,
         task: TaskOption = None,
-        output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Run directory [default: "
+        output: Annotated[Path | None, typer.Option("--output", "-o", help="Run directory [default: "
                                                        "runs/<data>-<backbone>].", show_default=False)] = None,
-        val: Annotated[Optional[str], typer.Option(help="Validation data (default: a stratified split of "
+        val: Annotated[str | None, typer.Option(help="Validation data (default: a stratified split of "
                                                    "--data).", show_default=False)] = None,
-        test: Annotated[Optional[str], typer.Option(help="Test data, evaluated once at the end.",
+        test: Annotated[str | None, typer.Option(help="Test data, evaluated once at the end.",
                                                     show_default=False)] = None,
         strategy: Annotated[str, typer.Option(help="auto, linear, lora or full.")] = "auto",
-        epochs: Annotated[Optional[int], typer.Option(help="Epochs [default: by strategy].",
+        epochs: Annotated[int | None, typer.Option(help="Epochs [default: by strategy].",
                                                       show_default=False)] = None,
         batch_size: Annotated[int, typer.Option(help="Examples per batch.")] = 32,
-        lr: Annotated[Optional[float], typer.Option(help="Peak learning rate [default: by strategy].",
+        lr: Annotated[float | None, typer.Option(help="Peak learning rate [default: by strategy].",
                                                     show_default=False)] = None,
         precision: Annotated[str, typer.Option(help="auto, bf16, fp16 or fp32.")] = "auto",
         device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -93,29 +93,31 @@ def register(app: typer.Typer) -> None:
         grad_accum: Annotated[int, typer.Option(help="Batches per optimizer step.")] = 1,
         label_smoothing: Annotated[float, typer.Option(help="Label smoothing for single-label tasks.")] = 0.0,
         class_weights: Annotated[str, typer.Option(help="none, or auto to weigh rare classes up.")] = "none",
-        layer_decay: Annotated[Optional[float], typer.Option(
+        layer_decay: Annotated[float | None, typer.Option(
             help="full: layer-wise learning-rate decay, e.g. 0.75.", show_default=False)] = None,
         patience: Annotated[int, typer.Option(help="Stop after this many epochs without improvement "
                                               "(0: never).")] = 3,
-        metric: Annotated[Optional[str], typer.Option(help="Metric to select and stop on [default: accuracy, "
+        metric: Annotated[str | None, typer.Option(help="Metric to select and stop on [default: accuracy, "
                                                       "or micro_f1 for multi-label].", show_default=False)] = None,
-        input_col: Annotated[Optional[str], typer.Option("--text-col", "--input-col", help="Column with the "
+        input_col: Annotated[str | None, typer.Option("--text-col", "--input-col", help="Column with the "
                              "text (or file path) in CSV/JSONL data.", show_default=False)] = None,
-        label_col: Annotated[Optional[str], typer.Option(help="Column with the label(s).",
+        label_col: Annotated[str | None, typer.Option(help="Column with the label(s).",
                                                          show_default=False)] = None,
-        multi_label: Annotated[Optional[bool], typer.Option("--multi-label/--single-label", help="Several "
+        multi_label: Annotated[bool | None, typer.Option("--multi-label/--single-label", help="Several "
                                "labels per example [default: detected].", show_default=False)] = None,
         label_sep: Annotated[str, typer.Option(help="Separator of several labels in one CSV cell.")] = "|",
         val_fraction: Annotated[float, typer.Option(help="Share of --data held out for validation when no "
                                                     "--val is given.")] = 0.1,
         max_seconds: Annotated[float, typer.Option(help="Audio: clips are cut to this length.")] = 10.0,
-        max_length: Annotated[Optional[int], typer.Option(help="Text: token limit [default: the backbone's].",
+        max_length: Annotated[int | None, typer.Option(help="Text: token limit [default: the backbone's].",
                                                           show_default=False)] = None,
         compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
         skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable files and count them, "
                                                "instead of stopping.")] = False,
         seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-        resume: Annotated[Optional[Path], typer.Option(help="Finish the interrupted run in this directory.",
+        checkpoint_every: Annotated[int, typer.Option(help="Optimizer steps between checkpoints (there is "
+                                                      "one at every epoch end too).")] = 50,
+        resume: Annotated[Path | None, typer.Option(help="Finish the interrupted run in this directory.",
                                                        show_default=False)] = None,
         no_store: Annotated[bool, typer.Option("--no-store", help="Do not record the run in the history.")] = False,
         json_output: JsonOption = False,
@@ -144,7 +146,8 @@ def register(app: typer.Typer) -> None:
                     strategy=strategy, epochs=epochs, batch_size=batch_size, lr=lr, precision=precision,
                     augment=augment, grad_accum=grad_accum, label_smoothing=label_smoothing,
                     class_weights=class_weights, layer_decay=layer_decay, patience=patience, metric=metric,
-                    max_seconds=max_seconds, max_length=max_length, compile=compile_model, seed=seed)
+                    max_seconds=max_seconds, max_length=max_length, compile=compile_model, seed=seed,
+                    checkpoint_every=checkpoint_every)
                 record = api.adapt(backbone, data, task=task, output=output, val=val, test=test,
                                    input_col=input_col, label_col=label_col, label_sep=label_sep,
                                    multi_label=multi_label, val_fraction=val_fraction, skip_bad=skip_bad,

@@ -94,7 +94,8 @@ def write_model_card(run_dir: Path, record: dict[str, Any]) -> str:
     link = f"https://huggingface.co/{backbone['source']}" if base_model else backbone["source"]
     lines = [
         f"# {backbone['name']} adapted for {task.title}", "",
-        f"Fine-tuned from [{backbone['source']}]({link}) with `zoo adapt` (strategy **{record['strategy']}**: {record['strategy_reason']}).", "",
+        f"Fine-tuned from [{backbone['source']}]({link}) with `zoo adapt` "
+        f"(strategy **{record['strategy']}**: {record['strategy_reason']}).", "",
         "## Results", "",
         f"Measured on the {split} split ({sizes['test'] if test else sizes['val']} examples):", "",
         "| metric | value |", "| --- | ---: |",

@@ -1,0 +1,278 @@
+"""zoo adapt end to end: every family with every strategy, learning, native loading, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import data_factory as factory
+from conftest import FIXTURE_REGISTRY, run_zoo
+from zoo import api
+from zoo.engine.config import AdaptConfig
+from zoo.registry import read_registry_file
+
+FIXTURES = read_registry_file(FIXTURE_REGISTRY)
+REGISTRY = [str(FIXTURE_REGISTRY)]
+STRATEGIES = ["linear", "lora", "full"]
+
+
+@pytest.fixture(scope="session")
+def datasets(session_dir) -> dict[str, Path]:
+    root = session_dir / "datasets"
+    return {
+        "image-cls": factory.make_image_folder(root / "images", per_class=16),
+        "text-cls": factory.make_text_csv(root / "reviews.csv", per_class=40),
+        "audio-cls": factory.make_audio_folder(root / "tones", per_class=12),
+    }
+
+
+def small_config(strategy: str, **overrides) -> AdaptConfig:
+    values = {"strategy": strategy, "epochs": 2, "batch_size": 8, "patience": 0,
+              "lr": {"linear": 3e-2, "lora": 3e-3, "full": 1e-3}[strategy]}
+    values.update(overrides)
+    return AdaptConfig(**values)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("spec", FIXTURES, ids=lambda s: s.name)
+def test_every_family_and_strategy_finishes_a_run(spec, strategy, hub, datasets, tmp_path):
+    task = spec.tasks[0]
+    record = api.adapt(spec.name, str(datasets[task]), output=tmp_path / "run", config=small_config(strategy),
+                       val_fraction=0.25, registry_files=REGISTRY, store=False)
+    run = tmp_path / "run"
+    assert record["status"] == "finished" and record["strategy"] == strategy
+    on_disk = json.loads((run / "zoo_run.json").read_text())
+    assert on_disk["status"] == "finished" and on_disk["data"]["fingerprint"]
+    for key in ("backbone", "config", "seed", "versions", "hardware", "metrics", "wall_s", "data"):
+        assert on_disk[key] is not None, key
+    assert len(on_disk["metrics"]["epochs"]) == 2
+    for name in ("README.md", "curves.png", "confusion.png", "zoo_run.json"):
+        assert (run / name).is_file(), name
+    assert not (run / ".zoo").exists(), "checkpoints are removed once the run finishes"
+    assert not list(run.glob("*.bin")) and not list(run.glob("*.pt")), "weights are safetensors only"
+    # The saved model is the trained one: reloading it gives the metrics the run recorded.
+    predictions = api.predict(run, [ex.input for ex in _val_examples(record, datasets[task], task)], top_k=1)
+    assert len(predictions) == record["data"]["sizes"]["val"]
+    card = (run / "README.md").read_text()
+    assert "model-index" in card and f"base_model: {spec.source}" in card
+
+
+def _val_examples(record, data, task):
+    from zoo.data import load_data
+
+    request = record["request"]
+    return load_data(request["data"], task=task, val_fraction=request["val_fraction"], seed=record["seed"]).val
+
+
+@pytest.mark.parametrize("backbone,task,epochs", [("test_resnet.r160_in1k", "image-cls", 4),
+                                                  ("tiny-bert", "text-cls", 10),
+                                                  ("tiny-wav2vec2", "audio-cls", 6)])
+def test_full_fine_tuning_learns_far_above_chance(backbone, task, epochs, hub, datasets, tmp_path):
+    record = api.adapt(backbone, str(datasets[task]), output=tmp_path / "run", val_fraction=0.25,
+                       config=small_config("full", epochs=epochs), registry_files=REGISTRY, store=False)
+    chance = 1 / len(record["labels"])
+    assert record["metrics"]["best"]["accuracy"] >= max(0.8, chance + 0.3)
+
+
+def test_linear_probe_on_cached_features_learns_and_reuses_the_cache(hub, datasets, tmp_path):
+    config = small_config("linear", epochs=20)
+    first = api.adapt("test_resnet.r160_in1k", str(datasets["image-cls"]), output=tmp_path / "a", config=config,
+                      val_fraction=0.25, registry_files=REGISTRY, store=False)
+    assert first["metrics"]["best"]["accuracy"] >= 0.8
+    from zoo.engine.features import cache_root
+
+    cached = sorted(cache_root().glob("test_resnet.r160_in1k-*.safetensors"))
+    assert len(cached) >= 2
+    stamps = {p: p.stat().st_mtime_ns for p in cached}
+    second = api.adapt("test_resnet.r160_in1k", str(datasets["image-cls"]), output=tmp_path / "b", config=config,
+                       val_fraction=0.25, registry_files=REGISTRY, store=False)
+    assert second["metrics"]["best"]["accuracy"] == first["metrics"]["best"]["accuracy"]
+    assert all(p.stat().st_mtime_ns == stamp for p, stamp in stamps.items()), "features were reused, not rebuilt"
+
+
+NATIVE_SCRIPTS = {
+    "timm": """
+import json, sys, timm, torch
+from PIL import Image
+model = timm.create_model("local-dir:{run}", pretrained=True).eval()
+tf = timm.data.create_transform(**timm.data.resolve_data_config({{}}, model=model))
+x = torch.stack([tf(Image.open(p).convert("RGB")) for p in {inputs!r}])
+with torch.no_grad():
+    probs = model(x).softmax(-1)
+labels = model.pretrained_cfg["label_names"]
+print(json.dumps([{{l: float(p) for l, p in zip(labels, row)}} for row in probs.tolist()]))
+""",
+    "text-cls": """
+import json
+from transformers import pipeline
+pipe = pipeline("text-classification", model="{run}", top_k=None)
+out = [pipe(x) for x in {inputs!r}]
+out = [r[0] if r and isinstance(r[0], list) else r for r in out]
+print(json.dumps([{{d["label"]: d["score"] for d in r}} for r in out]))
+""",
+    "audio-cls": """
+import json, soundfile
+from transformers import pipeline
+pipe = pipeline("audio-classification", model="{run}", top_k=None)
+out = []
+for path in {inputs!r}:
+    audio, rate = soundfile.read(path, dtype="float32")
+    out.append(pipe({{"raw": audio, "sampling_rate": rate}}))
+print(json.dumps([{{d["label"]: d["score"] for d in r}} for r in out]))
+""",
+}
+
+
+@pytest.mark.parametrize("backbone", ["test_vit.r160_in1k", "tiny-bert", "tiny-wav2vec2"])
+def test_run_loads_without_zoo_and_agrees_with_zoo_predict(backbone, hub, datasets, tmp_path):
+    spec = next(s for s in FIXTURES if s.name == backbone)
+    task = spec.tasks[0]
+    run = tmp_path / "run"
+    record = api.adapt(backbone, str(datasets[task]), output=run, config=small_config("lora"), val_fraction=0.25,
+                       registry_files=REGISTRY, store=False)
+    examples = _val_examples(record, datasets[task], task)[:3]
+    inputs = [str(ex.input) for ex in examples]
+    if task == "audio-cls":   # resampled to the model's rate; the pipeline gets the same samples
+        inputs = [str(ex.input) for ex in examples if _rate(ex.input) == 16000][:3]
+    ours = api.predict(run, inputs, top_k=len(record["labels"]))
+    script = NATIVE_SCRIPTS["timm" if spec.family == "timm" else task].format(run=run, inputs=inputs)
+    result = subprocess.run([sys.executable, "-c", "import sys; sys.modules['zoo'] = None\n" + script],
+                            capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    native = json.loads(result.stdout.strip().splitlines()[-1])
+    for prediction, scores in zip(ours, native, strict=True):
+        for entry in prediction.labels:
+            assert entry["score"] == pytest.approx(scores[entry["label"]], abs=1e-4)
+
+
+def _rate(path) -> int:
+    import soundfile
+
+    return soundfile.info(str(path)).samplerate
+
+
+def test_killed_run_resumes_to_a_finished_run(hub, datasets, tmp_path):
+    run = tmp_path / "run"
+    args = ["adapt", "test_resnet.r160_in1k", "--data", str(datasets["image-cls"]), "--output", str(run),
+            "--strategy", "full", "--epochs", "6", "--batch-size", "4", "--lr", "1e-3", "--patience", "0",
+            "--val-fraction", "0.25", "--checkpoint-every", "2", "--registry", str(FIXTURE_REGISTRY), "--json"]
+    zoo = Path(sys.executable).with_name("zoo")
+    process = subprocess.Popen([str(zoo), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env=os.environ.copy(), start_new_session=True)
+    state = run / ".zoo" / "checkpoint" / "state.json"
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        if state.is_file() and json.loads(state.read_text())["progress"]["epoch"] >= 1:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the run ended before it could be interrupted"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+    record = json.loads((run / "zoo_run.json").read_text())
+    assert record["status"] == "running"
+    unfinished = run_zoo("predict", str(run), "x.png")
+    assert unfinished.returncode != 0 and "has not finished" in unfinished.stderr
+
+    resumed = run_zoo("adapt", "--resume", str(run), "--json", check=True)
+    final = json.loads(resumed.stdout)
+    assert final["status"] == "finished" and final["resumed"] == 1
+    assert len(final["metrics"]["epochs"]) == 6
+    uninterrupted = api.adapt("test_resnet.r160_in1k", str(datasets["image-cls"]), output=tmp_path / "straight",
+                              config=AdaptConfig(strategy="full", epochs=6, batch_size=4, lr=1e-3, patience=0),
+                              val_fraction=0.25, registry_files=REGISTRY, store=False)
+    assert final["metrics"]["best"]["accuracy"] >= uninterrupted["metrics"]["best"]["accuracy"] - 0.1
+    again = run_zoo("adapt", "--resume", str(run))
+    assert again.returncode != 0 and "already finished" in again.stderr
+
+
+def _bad_inputs(tmp: Path, datasets: dict[str, Path]) -> dict[str, tuple[list[str], str]]:
+    one_class = tmp / "one_class.csv"
+    one_class.write_text("text,label\ngood movie,pos\ngreat film,pos\n")
+    no_label = tmp / "no_label.csv"
+    no_label.write_text("text,stars\ngood movie,5\nbad film,1\n")
+    empty = tmp / "empty.csv"
+    empty.write_text("text,label\n")
+    latin1 = tmp / "latin1.csv"
+    latin1.write_bytes("text,label\nd\xe9j\xe0 vu,pos\nbad,neg\n".encode("latin-1"))
+    unseen = tmp / "unseen_val.csv"
+    unseen.write_text("text,label\ngood movie,pos\nbad film,meh\n")
+    corrupt = factory.make_image_folder(tmp / "corrupt_images", per_class=4)
+    factory.write_corrupt_image(corrupt / "red" / "broken.png")
+    text = ["tiny-bert", "--data"]
+    return {
+        "missing file": (text + [str(tmp / "nope.csv")], "nope.csv"),
+        "single class": (text + [str(one_class)], "one_class.csv"),
+        "missing column": (text + [str(no_label)], "no_label.csv"),
+        "empty dataset": (text + [str(empty)], "empty.csv"),
+        "bad encoding": (text + [str(latin1)], "latin1.csv"),
+        "unseen eval labels": (text + [str(datasets["text-cls"]), "--val", str(unseen)], "unseen_val.csv"),
+        "corrupt image": (["test_resnet.r160_in1k", "--data", str(corrupt)], "broken.png"),
+        "unknown backbone": (["tiny-bret", "--data", str(datasets["text-cls"])], "tiny-bert"),
+        "wrong task": (["tiny-bert", "--task", "image-cls", "--data", str(datasets["image-cls"])], "text-cls"),
+        "bad option": (text + [str(datasets["text-cls"]), "--strategy", "magic"], "magic"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing file", "single class", "missing column", "empty dataset", "bad encoding",
+                                  "unseen eval labels", "corrupt image", "unknown backbone", "wrong task",
+                                  "bad option"])
+def test_bad_input_is_one_line_and_leaves_no_run(case, hub, datasets, tmp_path):
+    args, named = _bad_inputs(tmp_path, datasets)[case]
+    out = tmp_path / "run"
+    result = run_zoo("adapt", *args, "--output", str(out), "--registry", str(FIXTURE_REGISTRY))
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0] and "Traceback" not in result.stderr, result.stderr
+    assert not out.exists(), "nothing half-written"
+
+
+def test_skip_bad_skips_and_counts(hub, tmp_path):
+    images = factory.make_image_folder(tmp_path / "images", per_class=6)
+    factory.write_corrupt_image(images / "red" / "broken.png")
+    record = api.adapt("test_resnet.r160_in1k", str(images), output=tmp_path / "run", skip_bad=True,
+                       config=small_config("linear"), registry_files=REGISTRY, store=False)
+    assert record["data"]["skipped"] == 1
+
+
+def test_cli_adapt_predict_and_run_history(hub, datasets, tmp_path):
+    run = tmp_path / "run"
+    adapted = run_zoo("adapt", "tiny-bert", "--data", str(datasets["text-cls"]), "--output", str(run),
+                      "--strategy", "full", "--epochs", "2", "--lr", "1e-3", "--registry", str(FIXTURE_REGISTRY),
+                      "--json", check=True)
+    record = json.loads(adapted.stdout)
+    assert record["status"] == "finished" and record["store_id"]
+    texts = tmp_path / "texts.txt"
+    texts.write_text("great movie\nterrible film\n")
+    predicted = json.loads(run_zoo("predict", str(run), str(texts), "a good film", "--top-k", "2", "--json",
+                                   check=True).stdout)
+    assert [p["input"] for p in predicted] == ["great movie", "terrible film", "a good film"]
+    assert all(len(p["labels"]) == 2 for p in predicted)
+    runs = json.loads(run_zoo("runs", "--json", check=True).stdout)
+    assert any(r["id"] == record["store_id"] and r["status"] == "finished" for r in runs)
+    shown = run_zoo("runs", "show", str(record["store_id"]), check=True).stdout
+    assert "tiny-bert" in shown
+
+
+def test_auto_strategy_is_chosen_and_explained(hub, datasets, tmp_path):
+    record = api.adapt("tiny-bert", str(datasets["text-cls"]), output=tmp_path / "run",
+                       config=AdaptConfig(epochs=1), registry_files=REGISTRY, store=False)
+    assert record["strategy"] == "linear" and "examples" in record["strategy_reason"]
+
+
+def test_multi_label_text(hub, tmp_path):
+    data = factory.make_text_csv(tmp_path / "multi.jsonl", per_class=30, fmt="jsonl", multi_label=True)
+    record = api.adapt("tiny-bert", str(data), output=tmp_path / "run", config=small_config("full", epochs=2),
+                       registry_files=REGISTRY, store=False)
+    assert record["multi_label"] and "micro_f1" in record["metrics"]["best"]
+    predictions = api.predict(tmp_path / "run", ["great movie"], top_k=4)
+    assert all(0 <= p["score"] <= 1 for p in predictions[0].labels)
+    assert np.isfinite([p["score"] for p in predictions[0].labels]).all()
