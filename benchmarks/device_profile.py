@@ -28,15 +28,10 @@ MODELS = [
 def fingerprint() -> str:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}; {torch.get_num_threads()} threads; torch {torch.__version__}; Python {platform.python_version()}"
+    from zoo.hardware import cpu_name
+
+    return f"{cpu_name()}; {torch.get_num_threads()} threads; torch {torch.__version__}; " \
+           f"Python {platform.python_version()}"
 
 
 def main() -> int:

@@ -10,11 +10,11 @@ import sys
 import time
 from pathlib import Path
 
+import data_factory as factory
 import numpy as np
 import pytest
-
-import data_factory as factory
 from conftest import FIXTURE_REGISTRY, run_zoo
+
 from zoo import api
 from zoo.engine.config import AdaptConfig
 from zoo.registry import read_registry_file
@@ -276,3 +276,15 @@ def test_multi_label_text(hub, tmp_path):
     predictions = api.predict(tmp_path / "run", ["great movie"], top_k=4)
     assert all(0 <= p["score"] <= 1 for p in predictions[0].labels)
     assert np.isfinite([p["score"] for p in predictions[0].labels]).all()
+
+
+def test_two_processes_reach_the_quality_of_one(hub, datasets, tmp_path):
+    config = small_config("full", epochs=4)
+    one = api.adapt("test_resnet.r160_in1k", str(datasets["image-cls"]), output=tmp_path / "one", config=config,
+                    val_fraction=0.25, registry_files=REGISTRY, store=False)
+    two = api.adapt("test_resnet.r160_in1k", str(datasets["image-cls"]), output=tmp_path / "two", config=config,
+                    val_fraction=0.25, registry_files=REGISTRY, store=False, processes=2)
+    assert two["status"] == "finished" and two["hardware"]["processes"] == 2
+    assert two["hardware"]["replicas_in_sync"] is True
+    assert two["metrics"]["best"]["accuracy"] >= one["metrics"]["best"]["accuracy"] - 0.1
+    assert api.predict(tmp_path / "two", [str(next((datasets["image-cls"] / "red").iterdir()))])

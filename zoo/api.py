@@ -167,11 +167,13 @@ def adapt(backbone: str, data: str, *, task: str | None = None, output: PathLike
           val: str | None = None, test: str | None = None, input_col: str | None = None,
           label_col: str | None = None, label_sep: str = "|", multi_label: bool | None = None,
           val_fraction: float = 0.1, skip_bad: bool = False, device: str = "auto", config=None,
-          registry_files: Iterable[PathLike] = (), reporter=None, store: bool = True) -> dict[str, Any]:
+          registry_files: Iterable[PathLike] = (), reporter=None, store: bool = True,
+          processes: int = 1) -> dict[str, Any]:
     """Fine-tune ``backbone`` on ``data`` and write a run directory; returns the run record (zoo_run.json).
 
     The data is read and checked, and the backbone loaded, before the run directory is created, so bad input
-    leaves nothing behind.
+    leaves nothing behind. ``processes > 1`` trains data-parallel in that many local processes (gloo on CPUs);
+    for many GPUs or machines, start `python -m zoo adapt ...` under `accelerate launch` instead.
 
     Raises:
         zoo.errors.InvalidInputError: bad data, options or output folder (one line naming the file and problem).
@@ -191,7 +193,8 @@ def adapt(backbone: str, data: str, *, task: str | None = None, output: PathLike
         raise InvalidInputError(f"backbone {spec.name!r} is registered for {', '.join(spec.tasks)}, not {task}")
     family = plugins.family(spec.family, backbone=spec.name)
     run_dir = Path(output) if output is not None else default_run_dir(spec.name, data)
-    if run_dir.exists() and any(run_dir.iterdir()):
+    rank = int(os.environ.get("RANK", "0"))   # set by torchrun / accelerate launch in each process
+    if rank == 0 and run_dir.exists() and any(run_dir.iterdir()):
         raise InvalidInputError(f"{run_dir}: already exists and is not empty; choose another --output, or "
                                 f"continue an interrupted run with --resume {run_dir}")
     request = AdaptRequest(backbone=spec.name, task=task, data=data, val=val, test=test, input_col=input_col,
@@ -199,9 +202,20 @@ def adapt(backbone: str, data: str, *, task: str | None = None, output: PathLike
                            val_fraction=val_fraction, skip_bad=skip_bad, device=device,
                            registry_files=registry_files)
     config = config or AdaptConfig()
+    if processes < 1:
+        raise InvalidInputError("--processes must be at least 1")
     splits = _read_request_data(request, seed=config.seed)
-    record = run_training(spec, family, splits, config, run_dir, request, reporter=reporter)
-    if store:
+    if processes > 1:
+        from zoo.engine.launch import launch
+
+        call = {"backbone": spec.name, "data": data, "task": task, "output": str(run_dir), "val": val,
+                "test": test, "input_col": input_col, "label_col": label_col, "label_sep": label_sep,
+                "multi_label": multi_label, "val_fraction": val_fraction, "skip_bad": skip_bad, "device": device,
+                "config": config.to_dict(), "registry_files": registry_files}
+        record = launch(processes, call, run_dir)
+    else:
+        record = run_training(spec, family, splits, config, run_dir, request, reporter=reporter)
+    if store and rank == 0:
         _record_run(record)
     return record
 

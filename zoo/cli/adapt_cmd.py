@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -39,7 +40,8 @@ class RichReporter:
         val = ", ".join(f"{k} {v:.4f}" for k, v in record["val"].items())
         mark = " [green]best[/green]" if record["best"] else ""
         self.progress.console.print(f"epoch {record['epoch']}: loss {record['train_loss']:.4f}, {val}{mark}")
-        self.progress.reset(self.task_id, total=self.batches, completed=0)
+        self.progress.reset(self.task_id, total=self.batches, completed=0,
+                            epoch=f"{min(record['epoch'] + 1, self.epochs)}/{self.epochs}")
 
     def message(self, text: str) -> None:
         self.console.print(f"[dim]{text}[/dim]")
@@ -117,6 +119,8 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
         checkpoint_every: Annotated[int, typer.Option(help="Optimizer steps between checkpoints (there is "
                                                       "one at every epoch end too).")] = 50,
+        processes: Annotated[int, typer.Option(help="Train data-parallel in this many local processes (gloo on "
+                                               "CPUs). Many GPUs or machines: see docs/adapt.md.")] = 1,
         resume: Annotated[Path | None, typer.Option(help="Finish the interrupted run in this directory.",
                                                        show_default=False)] = None,
         no_store: Annotated[bool, typer.Option("--no-store", help="Do not record the run in the history.")] = False,
@@ -131,7 +135,7 @@ def register(app: typer.Typer) -> None:
         from zoo import api
         from zoo.engine.config import AdaptConfig
 
-        quiet = json_output or not sys.stderr.isatty()
+        quiet = json_output or not sys.stderr.isatty() or int(os.environ.get("RANK", "0")) != 0
         with handle_errors():
             reporter = None if quiet else RichReporter()
             if resume is not None:
@@ -152,7 +156,9 @@ def register(app: typer.Typer) -> None:
                                    input_col=input_col, label_col=label_col, label_sep=label_sep,
                                    multi_label=multi_label, val_fraction=val_fraction, skip_bad=skip_bad,
                                    device=device, config=config, registry_files=registry or (), reporter=reporter,
-                                   store=not no_store)
+                                   store=not no_store, processes=processes)
+        if int(os.environ.get("RANK", "0")) != 0:
+            return   # under accelerate launch, rank 0 speaks for the run
         if json_output:
             print_json(record)
         else:

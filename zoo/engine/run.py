@@ -23,6 +23,7 @@ from zoo.engine.checkpoint import Progress, discard_checkpoints, load_checkpoint
 from zoo.engine.config import AdaptConfig, choose_strategy
 from zoo.engine.trainer import Reporter, Trainer, cosine_with_warmup, make_loss, parameter_groups
 from zoo.errors import InvalidInputError
+from zoo.hardware import cpu_name
 
 RUN_RECORD = "zoo_run.json"
 
@@ -82,7 +83,7 @@ def _hardware(accelerator) -> dict[str, Any]:
 
     device = accelerator.device
     info = {"device": str(device), "processes": accelerator.num_processes, "threads": torch.get_num_threads(),
-            "cpu": platform.processor() or platform.machine(), "cuda": torch.version.cuda}
+            "cpu": cpu_name(), "cuda": torch.version.cuda}
     if device.type == "cuda":
         info["device_name"] = torch.cuda.get_device_name(device)
     return info
@@ -205,6 +206,8 @@ def _train_and_save(spec, classifier, splits, config, resolved, strategy, run_di
         with torch.no_grad():
             for name, param in setup.trainable.items():
                 param.copy_(best[name].to(param.device))
+    if accelerator.num_processes > 1:
+        record["hardware"]["replicas_in_sync"] = _replicas_in_sync(setup.trainable)
     best_metrics = trainer.evaluate(setup.val_data)
     test_metrics = None
     if splits.test:
@@ -241,3 +244,15 @@ def _train_and_save(spec, classifier, splits, config, resolved, strategy, run_di
         write_record(run_dir, record)
     accelerator.wait_for_everyone()
     return record
+
+
+def _replicas_in_sync(trainable: dict[str, Any]) -> bool:
+    """Whether every process ended with the same trained parameters (data parallel done right)."""
+    import torch
+    import torch.distributed as dist
+
+    checksum = torch.tensor([sum(float(p.detach().double().sum()) for p in trainable.values())],
+                            dtype=torch.float64)
+    gathered = [torch.zeros_like(checksum) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, checksum)
+    return all(abs(float(g) - float(checksum)) <= 1e-6 * max(1.0, abs(float(checksum))) for g in gathered)

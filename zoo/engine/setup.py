@@ -90,7 +90,7 @@ def build_setup(classifier, spec, splits: DataSplits, config: AdaptConfig, *, de
 
         return TrainingSetup(forward=classifier.head_logits, train_data=train, val_data=val, collate=_stack,
                              trainable={n: p for n, p in model.named_parameters() if p.requires_grad},
-                             train_mode=train_mode)
+                             train_mode=train_mode, model=model)
 
     if config.strategy == "lora":
         from peft import LoraConfig, get_peft_model
@@ -129,7 +129,7 @@ def build_setup(classifier, spec, splits: DataSplits, config: AdaptConfig, *, de
     return TrainingSetup(forward=classifier.forward, train_data=train, val_data=val,
                          collate=make_collate(classifier, splits.multi_label), lengths=lengths,
                          trainable={n: p for n, p in classifier.model.named_parameters() if p.requires_grad},
-                         train_mode=train_mode)
+                         train_mode=train_mode, model=classifier.model)
 
 
 def finalize_model(classifier, strategy: str) -> None:

@@ -41,6 +41,7 @@ class TrainingSetup:
     collate: Callable
     lengths: list[int] | None = None               # text lengths, for length-grouped batches
     train_mode: Callable[[bool], None] = lambda training: None
+    model: Any = None                              # the module trained (its buffers are kept in sync)
 
 
 def cosine_with_warmup(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
@@ -130,6 +131,15 @@ class Trainer:
                 dist.all_reduce(param.grad)
                 param.grad /= self.accelerator.num_processes
 
+    def _sync_buffers(self) -> None:
+        """Give every process rank 0's buffers (batch-norm statistics), as DDP does, so all evaluate alike."""
+        if self.accelerator.num_processes == 1 or self.setup.model is None:
+            return
+        import torch.distributed as dist
+
+        for buffer in self.setup.model.buffers():
+            dist.broadcast(buffer, src=0)
+
     def _optimizer_step(self) -> None:
         self._sync_gradients()
         self.accelerator.clip_grad_norm_(list(self.setup.trainable.values()), 1.0)
@@ -207,6 +217,7 @@ class Trainer:
                                    samples_per_s=seen / elapsed if elapsed > 0 else 0.0)
             train_seconds = time.perf_counter() - started
             # Evaluate, keep the best, decide whether to go on.
+            self._sync_buffers()
             metrics = self.evaluate(self.setup.val_data)
             value = metrics[self.metric]
             improved = progress.best_metric is None or value > progress.best_metric + 1e-9

@@ -1,0 +1,66 @@
+"""Data-parallel adapt across processes: `zoo adapt --processes N` (or `api.adapt(..., processes=N)`).
+
+The parent writes the call's arguments to a JSON file and starts N copies of this module with
+``torch.distributed.run`` (torchrun). Each copy is one rank: accelerate reads the rank from the environment and
+joins the process group (gloo on CPUs, NCCL on GPUs); the engine shards every batch across the ranks and
+averages gradients. Rank 0 writes the run directory; the parent reads its zoo_run.json when all have exited.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import InvalidInputError, ZooError
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch(processes: int, call: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """Run ``api.adapt(**call)`` in ``processes`` ranks and return rank 0's run record."""
+    from zoo.engine.run import read_record
+
+    with tempfile.TemporaryDirectory(prefix="zoo-launch-") as tmp:
+        spec = Path(tmp) / "call.json"
+        spec.write_text(json.dumps(call, default=str))
+        errors = Path(tmp) / "error.txt"
+        command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={processes}",
+                   "--master-addr=127.0.0.1", f"--master-port={_free_port()}", "-m", "zoo.engine.launch",
+                   str(spec), str(errors)]
+        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // processes))}
+        result = subprocess.run(command, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            if errors.is_file():   # a ZooError in a rank: its one-line message
+                raise InvalidInputError(errors.read_text().strip())
+            tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            raise ZooError(f"the {processes}-process run failed: {tail}")
+    return read_record(run_dir)
+
+
+def main(argv: list[str]) -> int:
+    from zoo import api
+    from zoo.engine.config import AdaptConfig
+
+    call = json.loads(Path(argv[0]).read_text())
+    call["config"] = AdaptConfig.from_dict(call["config"])
+    try:
+        api.adapt(**call, store=False)
+    except ZooError as exc:
+        if int(os.environ.get("RANK", "0")) == 0:
+            Path(argv[1]).write_text(str(exc))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
