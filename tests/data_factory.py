@@ -64,6 +64,16 @@ def write_image(path: Path, colour: tuple[int, int, int], size: int = 40, seed: 
     return path
 
 
+def _split_counts(layout: str, per_class: int, eval_per_class: int | None) -> dict[str, int]:
+    """Files per class in each sub-folder: one unnamed folder ("flat"), or train/val/test ("splits")."""
+    if layout == "flat":
+        return {"": per_class}
+    if layout == "splits":
+        n_eval = eval_per_class if eval_per_class is not None else max(2, per_class // 4)
+        return {"train": per_class, "val": n_eval, "test": n_eval}
+    raise ValueError(f"layout must be 'flat' or 'splits', not {layout!r}")
+
+
 def make_image_folder(root: str | Path, classes: Sequence[str] = ("red", "green", "blue"), per_class: int = 12,
                       size: int = 40, layout: str = "flat", seed: int = 0, eval_per_class: int | None = None,
                       ext: str = "png") -> Path:
@@ -83,13 +93,7 @@ def make_image_folder(root: str | Path, classes: Sequence[str] = ("red", "green"
         ``root``.
     """
     root = Path(root)
-    if layout == "flat":
-        parts = {"": per_class}
-    elif layout == "splits":
-        n_eval = eval_per_class if eval_per_class is not None else max(2, per_class // 4)
-        parts = {"train": per_class, "val": n_eval, "test": n_eval}
-    else:
-        raise ValueError(f"layout must be 'flat' or 'splits', not {layout!r}")
+    parts = _split_counts(layout, per_class, eval_per_class)
     for offset, (part, count) in enumerate(parts.items()):
         for c, name in enumerate(classes):
             colour = class_colour(name, c, len(classes))
@@ -202,13 +206,7 @@ def make_audio_folder(root: str | Path, classes: Sequence[str] = ("low", "mid", 
         ``root``.
     """
     root = Path(root)
-    if layout == "flat":
-        parts = {"": per_class}
-    elif layout == "splits":
-        n_eval = eval_per_class if eval_per_class is not None else max(2, per_class // 4)
-        parts = {"train": per_class, "val": n_eval, "test": n_eval}
-    else:
-        raise ValueError(f"layout must be 'flat' or 'splits', not {layout!r}")
+    parts = _split_counts(layout, per_class, eval_per_class)
     for offset, (part, count) in enumerate(parts.items()):
         for c, name in enumerate(classes):
             for i in range(count):

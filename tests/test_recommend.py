@@ -79,7 +79,11 @@ def test_scenario_parse_is_shown_and_explicit_options_win():
     assert rec.scenario.values == {"task": "text-cls", "max_latency_ms": 20.0, "device": "cpu",
                                    "num_examples": 2000, "language": "en"}
     assert rec.constraints.max_latency_ms == 500
-    assert rec.constraints.num_examples == 2000 and rec.strategy == "lora"
+    top = rec.candidates[0]
+    from zoo.engine.config import choose_strategy
+
+    assert rec.constraints.num_examples == 2000
+    assert rec.strategy == choose_strategy(2000, top.params_m, "cpu")[0]
     table = run_zoo("recommend", "--scenario", SCENARIOS["text-cls"], check=True).stdout
     assert "Scenario parsed as" in table and "support tickets" not in table.split("Scenario parsed as")[0]
 
@@ -138,9 +142,12 @@ def test_language_and_license_filters():
     assert any("en" in c.languages for c in english.candidates)
 
 
-def test_strategy_follows_data_size():
+def test_strategy_follows_data_size_like_adapt_auto():
     assert api.recommend("image-cls", num_examples=300).strategy == "linear"
-    assert api.recommend("image-cls", num_examples=100_000).strategy == "full"
+    assert api.recommend("image-cls", num_examples=100_000, device="cuda").strategy == "full"
+    assert api.recommend("image-cls", num_examples=5000, device="cuda", max_params_m=25).strategy == "full"
+    big = api.recommend("text-cls", num_examples=5000, device="cuda", top=1)
+    assert big.candidates[0].params_m > 30 and big.strategy == "lora"
     assert "--strategy linear" in api.recommend("image-cls", num_examples=300).candidates[0].next_command
 
 

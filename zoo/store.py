@@ -216,15 +216,8 @@ class RunStore:
         if backbone:
             where.append("backbone GLOB ?" if any(ch in backbone for ch in "*?[") else "backbone = ?")
             params.append(backbone)
-        sql = f"SELECT {_SUMMARY_COLUMNS} FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY started_at IS NULL, started_at DESC, id DESC"
-        if limit:
-            sql += " LIMIT ?"
-            params.append(int(limit))
-        with self._connection() as conn:
-            rows = conn.execute(sql, params).fetchall()
+        rows = self._select(f"SELECT {_SUMMARY_COLUMNS} FROM runs", where, params,
+                            "started_at IS NULL, started_at DESC, id DESC", limit)
         return [_summary(row) for row in rows]
 
     def get_run(self, run_id: int) -> dict[str, Any]:
@@ -323,16 +316,17 @@ class RunStore:
         if target:
             where.append("target = ?")
             params.append(target)
-        sql = "SELECT id, record_json FROM benches"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC, id DESC"
+        rows = self._select("SELECT id, record_json FROM benches", where, params, "created_at DESC, id DESC", limit)
+        return [{"id": row["id"], **json.loads(row["record_json"])} for row in rows]
+
+    def _select(self, select: str, where: list[str], params: list[Any], order: str, limit: int | None) -> list:
+        """Run ``select`` with the AND of ``where``, ``order`` and an optional ``limit``."""
+        sql = select + (" WHERE " + " AND ".join(where) if where else "") + f" ORDER BY {order}"
         if limit:
             sql += " LIMIT ?"
-            params.append(int(limit))
+            params = [*params, int(limit)]
         with self._connection() as conn:
-            rows = conn.execute(sql, params).fetchall()
-        return [{"id": row["id"], **json.loads(row["record_json"])} for row in rows]
+            return conn.execute(sql, params).fetchall()
 
     # --- connections ---
 

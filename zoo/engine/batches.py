@@ -107,10 +107,11 @@ class EpochBatches:
 
     def __init__(self, batches: list[list[int]], *, skip: int = 0, rank: int = 0, world_size: int = 1) -> None:
         # Every process walks the same batches; each takes an equal share of each batch (data parallel). A batch
-        # too small to give every process an example is dropped, so no process waits on another in vain.
-        kept = [batch for batch in batches[skip:] if len(batch) >= world_size]
-        self.batches = [batch[rank::world_size] for batch in kept]
-        self.batches = [batch for batch in self.batches if batch]
+        # too small to give every process an example repeats some, as DistributedSampler pads, so every process
+        # steps the same number of times and batch positions stay those of the full order (for resume).
+        padded = [batch if len(batch) >= world_size else (batch * world_size)[:world_size]
+                  for batch in batches[skip:]]
+        self.batches = [batch[rank::world_size] for batch in padded]
 
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self.batches)

@@ -175,21 +175,17 @@ def _quality(spec: BackboneSpec, standings: dict[str, dict[str, _Standing]], wei
     return quality, confidence, evidence
 
 
-def choose_strategy(num_examples: int | None, params_m: float | None = None) -> tuple[str, str]:
-    """The adapt strategy that fits the data size, and why."""
+def choose_strategy(num_examples: int | None, params_m: float, device: str) -> tuple[str, str]:
+    """The adapt strategy `zoo adapt --strategy auto` would pick for this data size and backbone, and why."""
     if num_examples is None:
-        return "auto", "data size unknown: let `zoo adapt` choose from the data it reads"
-    if num_examples < 1000:
-        return "linear", f"{num_examples} examples: a linear probe on frozen features resists over-fitting"
-    if num_examples < 20000:
-        if params_m is not None and params_m <= 30:
-            return "full", f"{num_examples} examples and a small backbone: full fine-tuning is affordable"
-        return "lora", f"{num_examples} examples: LoRA adapts the backbone with few trainable parameters"
-    return "full", f"{num_examples} examples: enough data to fine-tune every layer"
+        return "auto", "data size unknown: `zoo adapt` chooses from the data it reads"
+    from zoo.engine.config import choose_strategy as engine_choice
+
+    return engine_choice(num_examples, params_m, device)
 
 
 def _next_command(spec: BackboneSpec, task: str, c: Constraints) -> str:
-    strategy, _ = choose_strategy(c.num_examples, spec.params_m)
+    strategy, _ = choose_strategy(c.num_examples, spec.params_m, c.device)
     words = ["zoo", "adapt", spec.name, "--task", task, "--data", "DATA", "--strategy", strategy]
     if c.device == "cuda":
         words += ["--precision", "bf16"]
@@ -284,7 +280,7 @@ def recommend_data_free(specs: Iterable[BackboneSpec], constraints: Constraints,
                   next_command=_next_command(spec, task, constraints))
         for i, (score, spec, cost, quality, speed, confidence, evidence, notes) in enumerate(scored[:top])
     ]
-    strategy, why = choose_strategy(constraints.num_examples, candidates[0].params_m)
+    strategy, why = choose_strategy(constraints.num_examples, candidates[0].params_m, constraints.device)
     return Recommendation(task=task, constraints=constraints, scenario=scenario, candidates=candidates,
                           excluded=excluded, device_profile=profile.to_dict(), strategy=strategy,
                           strategy_reason=why)
