@@ -72,3 +72,26 @@ def test_debug_variable_shows_the_traceback():
 def test_version():
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.startswith("zoo ")
+
+
+def test_rich_progress_reporter_draws_a_whole_run():
+    """The progress display of `zoo adapt` (shown on terminals only, so CliRunner never exercises it)."""
+    import io
+
+    from rich.console import Console
+
+    from zoo.cli.adapt_cmd import RichReporter
+
+    reporter = RichReporter()
+    buffer = io.StringIO()
+    reporter.console = reporter.progress.console = Console(file=buffer, force_terminal=True, width=100)
+    reporter.start(epochs=2, batches_per_epoch=3, first_epoch=0, first_batch=0)
+    for epoch in range(2):
+        for batch in range(1, 4):
+            reporter.step(epoch=epoch, batch=batch, loss=0.5, samples_per_s=10.0)
+        reporter.epoch_end({"epoch": epoch + 1, "train_loss": 0.5, "samples_per_s": 10.0,
+                            "val": {"accuracy": 0.9}, "best": epoch == 0})
+    reporter.message("done")
+    reporter.stop()
+    output = buffer.getvalue()
+    assert "epoch 1: loss 0.5000, accuracy 0.9000" in output and "epoch 2:" in output

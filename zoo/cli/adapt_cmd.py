@@ -40,8 +40,10 @@ class RichReporter:
         val = ", ".join(f"{k} {v:.4f}" for k, v in record["val"].items())
         mark = " [green]best[/green]" if record["best"] else ""
         self.progress.console.print(f"epoch {record['epoch']}: loss {record['train_loss']:.4f}, {val}{mark}")
+        # reset() replaces every field, so all of them are given again.
         self.progress.reset(self.task_id, total=self.batches, completed=0,
-                            epoch=f"{min(record['epoch'] + 1, self.epochs)}/{self.epochs}")
+                            epoch=f"{min(record['epoch'] + 1, self.epochs)}/{self.epochs}",
+                            loss=record["train_loss"] or 0.0, speed=record["samples_per_s"] or 0.0)
 
     def message(self, text: str) -> None:
         self.console.print(f"[dim]{text}[/dim]")
