@@ -82,9 +82,8 @@ def test_rich_progress_reporter_draws_a_whole_run():
 
     from zoo.cli.adapt_cmd import RichReporter
 
-    reporter = RichReporter()
     buffer = io.StringIO()
-    reporter.console = reporter.progress.console = Console(file=buffer, force_terminal=True, width=100)
+    reporter = RichReporter(Console(file=buffer, force_terminal=True, width=100))
     reporter.start(epochs=2, batches_per_epoch=3, first_epoch=0, first_batch=0)
     for epoch in range(2):
         for batch in range(1, 4):

@@ -15,10 +15,10 @@ from zoo.cli._common import JsonOption, RegistryOption, TaskOption, console, han
 class RichReporter:
     """Draws the engine's progress with rich: a bar per epoch with loss and samples/s, a line per epoch."""
 
-    def __init__(self) -> None:
+    def __init__(self, out=None) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.console = console()
+        self.console = out or console()
         self.progress = Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[speed]:.1f}/s"),
                                  TimeRemainingColumn(), console=self.console, transient=True)
