@@ -1,8 +1,9 @@
 """A local Hugging Face Hub-compatible server for offline tests.
 
-It answers the endpoints ``huggingface_hub`` uses to read models — model info, file trees, and resolve/download
-with the headers the client checks (``X-Repo-Commit``, ``ETag``, ``X-Linked-Size``, error codes) — so that the
-families' loading code runs through the real client, pointed here with ``HF_ENDPOINT``.
+It answers the endpoints ``huggingface_hub`` (and the ``datasets`` library through it) uses to read model and
+dataset repos — repo info, file trees, and resolve/download with the headers the client checks
+(``X-Repo-Commit``, ``ETag``, ``X-Linked-Size``, error codes) — so that loading code runs through the real
+client, pointed here with ``HF_ENDPOINT``.
 
 Storage: content-addressed blobs, and per repo an ordered list of commits, each a full ``path -> blob`` map, with
 branch refs. Repos are added from folders with :meth:`HubStore.add_repo`.
@@ -28,7 +29,8 @@ class Commit:
     sha: str
     files: dict[str, str]                   # path in repo -> blob sha256
     message: str = ""
-    date: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    # The Hub's own format, which huggingface_hub parses strictly: 2026-01-31T12:00:00.000000Z
+    date: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
 
 
 @dataclass
@@ -37,6 +39,11 @@ class Repo:
     private: bool = False
     commits: list[Commit] = field(default_factory=list)
     refs: dict[str, str] = field(default_factory=dict)  # branch -> commit sha
+
+
+def _key(repo_type: str, repo_id: str) -> str:
+    """Repos of each type live apart: models under their id, datasets under "datasets/<id>"."""
+    return repo_id if repo_type == "model" else f"{repo_type}s/{repo_id}"
 
 
 class HubStore:
@@ -56,12 +63,14 @@ class HubStore:
             shutil.copyfile(data_path, target)
         return digest
 
-    def add_repo(self, repo_id: str, folder: Path, *, private: bool = False, message: str = "initial") -> str:
+    def add_repo(self, repo_id: str, folder: Path, *, repo_type: str = "model", private: bool = False,
+                 message: str = "initial") -> str:
         """Create (or add a commit to) ``repo_id`` holding every file under ``folder``; returns the commit sha."""
         files = {p.relative_to(folder).as_posix(): self._put_blob(p)
                  for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+        key = _key(repo_type, repo_id)
         with self.lock:
-            repo = self.repos.setdefault(repo_id, Repo(repo_id, private=private))
+            repo = self.repos.setdefault(key, Repo(repo_id, private=private))
             return self._commit(repo, files, message, branch="main")
 
     def _commit(self, repo: Repo, files: dict[str, str], message: str, branch: str) -> str:
@@ -71,8 +80,8 @@ class HubStore:
         repo.refs[branch] = sha
         return sha
 
-    def resolve(self, repo_id: str, revision: str) -> Commit | None:
-        repo = self.repos.get(repo_id)
+    def resolve(self, key: str, revision: str) -> Commit | None:
+        repo = self.repos.get(key)
         if repo is None:
             return None
         sha = repo.refs.get(revision, revision)
@@ -108,9 +117,11 @@ class HubHandler(BaseHTTPRequestHandler):
 
     # --- routing ------------------------------------------------------------------------------------------------
 
-    _RESOLVE = re.compile(r"^/(?:models/)?(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
-    _INFO = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+?)(?:/revision/(?P<rev>[^/]+))?$")
-    _TREE = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?$")
+    _RESOLVE = re.compile(r"^/(?:(?P<type>models|datasets)/)?(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/"
+                          r"(?P<path>.+)$")
+    _INFO = re.compile(r"^/api/(?P<type>models|datasets)/(?P<repo>[^/]+/[^/]+?)(?:/revision/(?P<rev>[^/]+))?$")
+    _TREE = re.compile(r"^/api/(?P<type>models|datasets)/(?P<repo>[^/]+/[^/]+)/tree/(?P<rev>[^/]+)"
+                       r"(?:/(?P<path>.*))?$")
 
     def do_HEAD(self) -> None:
         self._route(head=True)
@@ -121,11 +132,14 @@ class HubHandler(BaseHTTPRequestHandler):
     def _route(self, *, head: bool) -> None:
         path = unquote(urlsplit(self.path).path)
         if match := self._RESOLVE.match(path):
-            return self._resolve_file(match["repo"], match["rev"], match["path"], head=head)
+            key = _key((match["type"] or "models")[:-1], match["repo"])
+            return self._resolve_file(key, match["rev"], match["path"], head=head)
         if match := self._TREE.match(path):
-            return self._tree(match["repo"], match["rev"], match["path"] or "", head=head)
+            key = _key(match["type"][:-1], match["repo"])
+            return self._tree(key, match["rev"], match["path"] or "", head=head)
         if match := self._INFO.match(path):
-            return self._model_info(match["repo"], match["rev"] or "main", head=head)
+            key = _key(match["type"][:-1], match["repo"])
+            return self._repo_info(key, match["rev"] or "main", head=head)
         self._error(404, "NotFound", f"no route for {path}", head=head)
 
     def _commit_or_error(self, repo_id: str, revision: str, *, head: bool) -> Commit | None:
@@ -155,11 +169,12 @@ class HubHandler(BaseHTTPRequestHandler):
             headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
         self._send(status, body, headers, head=head)
 
-    def _model_info(self, repo_id: str, revision: str, *, head: bool) -> None:
-        commit = self._commit_or_error(repo_id, revision, head=head)
+    def _repo_info(self, key: str, revision: str, *, head: bool) -> None:
+        commit = self._commit_or_error(key, revision, head=head)
         if commit is None:
             return
-        repo = self.store.repos[repo_id]
+        repo = self.store.repos[key]
+        repo_id = repo.repo_id
         self._json(200, {
             "_id": repo_id, "id": repo_id, "modelId": repo_id, "sha": commit.sha, "private": repo.private,
             "lastModified": commit.date, "tags": [], "downloads": 0, "likes": 0,
