@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from zoo.cli import app
 
-COMMANDS = ["list", "info", "plugins", "recommend", "adapt", "predict", "runs"]
+COMMANDS = ["list", "info", "plugins", "recommend", "adapt", "predict", "bench", "runs"]
 runner = CliRunner()
 
 

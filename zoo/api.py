@@ -313,3 +313,80 @@ def predict(run_dir: PathLike, inputs: Sequence[Any], *, top_k: int = 5, batch_s
                 {"label": classifier.labels[i], "score": round(float(s), 6)}
                 for s, i in zip(best.values.tolist(), best.indices.tolist(), strict=True)]))
     return results
+
+
+# --- bench ------------------------------------------------------------------------------------------------------
+
+
+def bench(target: str, *, device: str = "cpu", precision: str = "fp32", batch_sizes: Sequence[int] = (1, 8, 32),
+          image_size: int | None = None, seq_len: int = 128, seconds: float = 1.0, warmup: int = 10,
+          iters: int = 50, min_seconds: float = 1.0, data: str | None = None, weights: str = "pretrained",
+          task: str | None = None, family: str | None = None, registry_files: Iterable[PathLike] = (),
+          store: bool = True):
+    """Measure latency, throughput, memory, FLOPs (and with ``data``, accuracy) of one model on this machine.
+
+    ``target`` is a run directory, a registry name, a folder holding a saved model, or a Hub id / ``local-dir:``
+    path with ``family`` (and ``task``) given. ``weights="random"`` times a registry backbone without downloading
+    its weights. Results of a run directory are added to its zoo_run.json and model card.
+
+    Raises:
+        zoo.errors.InvalidInputError, zoo.errors.UnknownBackboneError, zoo.errors.ModelLoadError.
+    """
+    from zoo.bench import evaluate_on_data, is_run_dir, measure
+
+    if weights not in ("pretrained", "random"):
+        raise InvalidInputError("--weights must be 'pretrained' or 'random'")
+    plugins = get_plugin_manager()
+    run_record = None
+    if is_run_dir(target):
+        from zoo.engine.run import read_record
+
+        run_record = read_record(Path(target))
+        if run_record.get("status") != "finished":
+            raise InvalidInputError(f"{target}: the run has not finished (status {run_record.get('status')!r})")
+        classifier = load_saved_classifier(target)
+        backbone, family_name, kind = run_record["backbone"]["name"], run_record["backbone"]["family"], "adapted"
+    elif Path(target).is_dir() and any(f.can_load_saved(target) for f in plugins.families.values()):
+        classifier = load_saved_classifier(target)
+        backbone, family_name, kind = Path(target).name, type(classifier).__module__.split(".")[0], "saved"
+    else:
+        spec = _bench_spec(target, task=task, family=family, registry_files=registry_files, plugins=plugins)
+        family_impl = plugins.family(spec.family, backbone=spec.name)
+        classifier = family_impl.load_classifier(spec, task=task or spec.tasks[0], labels=["0", "1"],
+                                                 pretrained=weights == "pretrained")
+        backbone, family_name, kind = spec.name, spec.family, weights
+        if data is not None:
+            raise InvalidInputError("--data measures accuracy of an adapted model: give a run directory (the "
+                                    f"classification head of {spec.name} is untrained)")
+    result = measure(classifier, target=target, backbone=backbone, family=family_name, weights=kind, device=device,
+                     precision=precision, batch_sizes=tuple(batch_sizes), image_size=image_size, seq_len=seq_len,
+                     seconds=seconds, warmup=warmup, iters=iters, min_seconds=min_seconds)
+    if data is not None:
+        result.accuracy = evaluate_on_data(classifier, data, device=device)
+    if run_record is not None:
+        from zoo.engine.report import write_model_card
+        from zoo.engine.run import write_record
+
+        result.run_dir = str(Path(target).resolve())
+        run_record.setdefault("bench", []).append(result.to_dict())
+        write_record(Path(target), run_record)
+        write_model_card(Path(target), run_record)
+    if store:
+        from zoo.store import RunStore
+
+        RunStore().record_bench(result.to_dict())
+    return result
+
+
+def _bench_spec(target: str, *, task: str | None, family: str | None, registry_files, plugins) -> BackboneSpec:
+    registry = load_registry(registry_files, plugins=plugins)
+    if target in registry or family is None:
+        return registry.get(target)   # raises with close names when unknown
+    if task is None:
+        known = plugins.family(family)
+        task = known.tasks[0]
+    get_task(task)
+    defaults = {"image-cls": {"image_size": 224}, "text-cls": {"max_tokens": 512, "seq_len": 128},
+                "audio-cls": {"sample_rate": 16000, "seconds": 1.0}}[task]
+    return BackboneSpec(name=target, family=family, source=target, tasks=(task,), params_m=1.0, gflops=1.0,
+                        input=defaults, origin="command line")

@@ -87,7 +87,8 @@ class TransformersClassifier(Classifier):
         if self.task == TEXT_TASK:
             if not isinstance(example, str):
                 raise InvalidInputError(f"expected a text string, got {type(example).__name__}")
-            limit = self.max_length or self.processor.model_max_length
+            # Never past what the tokenizer (and so the position embeddings) allow.
+            limit = min(self.max_length or self.processor.model_max_length, self.processor.model_max_length)
             return dict(self.processor(example, truncation=True, max_length=min(limit, 10**6)))
         import numpy as np
 

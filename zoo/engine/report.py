@@ -111,6 +111,7 @@ def write_model_card(run_dir: Path, record: dict[str, Any]) -> str:
         f"batch size {config['batch_size']}, learning rate {config['lr']}, precision {config['precision']}, "
         f"augmentation {config['augment']}, seed {config['seed']}",
         f"- hardware: {record['hardware']['device']}, {record['hardware']['processes']} process(es)",
+        *_bench_section(record.get("bench") or []),
         "", "## Use", "", "```python", _load_snippet(record), "```", "",
         "## Limitations", "",
         f"- Trained on {sizes['train']} examples; quality outside that data's distribution is unmeasured.",
@@ -122,3 +123,23 @@ def write_model_card(run_dir: Path, record: dict[str, Any]) -> str:
     card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
     (Path(run_dir) / "README.md").write_text(str(card))
     return "README.md"
+
+
+def _bench_section(benches: list[dict[str, Any]]) -> list[str]:
+    """The model card's speed table: the latest `zoo bench` per device and precision."""
+    if not benches:
+        return []
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for result in benches:
+        latest[(result["device"], result["precision"])] = result
+    lines = ["", "## Speed", "", "Measured with `zoo bench` (forward pass only, after warm-up):", "",
+             "| device | precision | latency p50 / p95 (batch 1) | throughput | peak memory | GFLOPs |",
+             "| --- | --- | --- | --- | --- | ---: |"]
+    for result in latest.values():
+        prints = result["fingerprint"]
+        where = prints.get("device_name") or f"{prints.get('cpu')} ({prints.get('threads')} threads)"
+        speed = ", ".join(f"{t['samples_per_s']:.1f}/s at {t['batch_size']}" for t in result["throughput"])
+        lines.append(f"| {where} | {result['precision']} | {result['latency_ms']['p50']:.2f} / "
+                     f"{result['latency_ms']['p95']:.2f} ms | {speed} | {result['peak_memory_mb']:.0f} MB "
+                     f"({result['peak_memory_kind']}) | {result['gflops']:.3f} |")
+    return lines

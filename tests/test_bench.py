@@ -1,0 +1,126 @@
+"""zoo bench: what is measured, where results go, and the errors; never how fast (no timed assertions)."""
+
+from __future__ import annotations
+
+import json
+
+import data_factory as factory
+import pytest
+from conftest import FIXTURE_REGISTRY, run_zoo
+
+from zoo import api
+from zoo.bench import gpu_peak_tflops
+from zoo.engine.config import AdaptConfig
+from zoo.registry import read_registry_file
+
+FIXTURES = read_registry_file(FIXTURE_REGISTRY)
+REGISTRY = [str(FIXTURE_REGISTRY)]
+FAST = {"warmup": 1, "iters": 3, "min_seconds": 0.0, "batch_sizes": (1, 2), "store": False}
+
+
+@pytest.mark.parametrize("spec", FIXTURES, ids=lambda s: s.name)
+def test_bench_every_fixture_backbone(spec, hub):
+    result = api.bench(spec.name, registry_files=REGISTRY, **FAST)
+    assert result.weights == "pretrained" and result.task == spec.tasks[0]
+    assert 0 < result.latency_ms["min"] <= result.latency_ms["p50"] <= result.latency_ms["p95"]
+    assert [t["batch_size"] for t in result.throughput] == [1, 2]
+    assert all(t["samples_per_s"] > 0 for t in result.throughput)
+    assert result.peak_memory_mb > 0 and result.peak_memory_kind == "process peak RSS"
+    assert result.mfu is None, "no MFU without a GPU"
+    assert result.fingerprint["cpu"] and result.fingerprint["torch"] and result.fingerprint["threads"] >= 1
+    # FLOPs at the registry's default input: the registry counts the encoder as published, bench the whole
+    # classifier (audio heads project every frame); images differ only by the head's size.
+    if spec.tasks[0] == "image-cls":
+        assert result.gflops == pytest.approx(spec.gflops, rel=0.02)
+    elif spec.tasks[0] == "audio-cls":
+        assert spec.gflops * 0.98 <= result.gflops <= spec.gflops * 1.2
+
+
+def test_random_weights_need_no_download(hub):
+    result = api.bench("test_vit.r160_in1k", weights="random", registry_files=REGISTRY, **FAST)
+    assert result.weights == "random" and result.params_m > 0
+
+
+def test_input_size_options_change_the_cost(hub):
+    small = api.bench("tiny-bert", seq_len=8, registry_files=REGISTRY, **FAST)
+    large = api.bench("tiny-bert", seq_len=48, registry_files=REGISTRY, **FAST)
+    assert small.input["shapes"]["input_ids"] == [1, 8] and large.input["shapes"]["input_ids"] == [1, 48]
+    assert large.gflops > small.gflops
+    image = api.bench("test_resnet.r160_in1k", image_size=96, registry_files=REGISTRY, **FAST)
+    assert image.input["shapes"]["pixel_values"] == [1, 3, 96, 96]
+    audio = api.bench("tiny-wav2vec2", seconds=0.5, registry_files=REGISTRY, **FAST)
+    assert audio.input["shapes"]["input_values"] == [1, 8000]
+
+
+@pytest.fixture(scope="module")
+def finished_run(hub, tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    images = factory.make_image_folder(root / "images", per_class=10)
+    held_out = factory.make_image_folder(root / "held_out", per_class=4, seed=7)
+    api.adapt("test_resnet.r160_in1k", str(images), output=root / "run", registry_files=REGISTRY, store=False,
+              config=AdaptConfig(strategy="full", epochs=3, batch_size=6, lr=1e-3, patience=0))
+    return root / "run", held_out
+
+
+def test_bench_a_run_with_data_updates_record_card_and_history(finished_run):
+    run, held_out = finished_run
+    result = run_zoo("bench", str(run), "--data", str(held_out), "--batch-sizes", "1,4", "--iters", "5",
+                     "--warmup", "1", "--json", check=True)
+    data = json.loads(result.stdout)
+    assert data["weights"] == "adapted" and data["run_dir"] == str(run.resolve())
+    assert data["accuracy"]["examples"] == 12 and len(data["accuracy"]["confusion"]) == 3
+    record = json.loads((run / "zoo_run.json").read_text())
+    assert record["status"] == "finished" and record["bench"][-1]["created_at"] == data["created_at"]
+    card = (run / "README.md").read_text()
+    assert "## Speed" in card and "model-index" in card
+    history = json.loads(run_zoo("runs", "--json", check=True).stdout)
+    assert isinstance(history, list)
+    from zoo.store import RunStore
+
+    assert any(b["created_at"] == data["created_at"] for b in RunStore().list_benches(run_dir=run))
+
+
+def test_compare_shows_targets_side_by_side(finished_run, hub):
+    run, _ = finished_run
+    result = run_zoo("bench", "--compare", str(run), "test_vit.r160_in1k", "--batch-sizes", "1", "--iters", "3",
+                     "--warmup", "1", "--registry", str(FIXTURE_REGISTRY), "--json", "--no-store", check=True)
+    data = json.loads(result.stdout)
+    assert [d["backbone"] for d in data] == ["test_resnet.r160_in1k", "test_vit.r160_in1k"]
+    table = run_zoo("bench", str(run), "test_vit.r160_in1k", "--batch-sizes", "1", "--iters", "3", "--warmup", "1",
+                    "--registry", str(FIXTURE_REGISTRY), "--no-store", check=True).stdout
+    assert "test_resnet.r160_in1k" in table and "test_vit.r160_in1k" in table and "latency p50" in table
+
+
+@pytest.mark.parametrize("args,message", [
+    (["test_resnet.r160_in1k", "--data", "x"], "give a run directory"),
+    (["test_resnet.r160_in1k", "--batch-sizes", "one"], "--batch-sizes"),
+    (["test_resnet.r160_in1k", "--device", "cuda"], "no CUDA device"),
+    (["test_resnet.r160_in1k", "--precision", "fp16"], "needs a CUDA device"),
+    (["test_resnett"], "Did you mean"),
+])
+def test_bench_errors_are_one_line(args, message, hub):
+    result = run_zoo("bench", *args, "--registry", str(FIXTURE_REGISTRY), "--no-store")
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_unfinished_run_is_refused(finished_run, tmp_path):
+    run, _ = finished_run
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    record = json.loads((copy / "zoo_run.json").read_text())
+    record["status"] = "running"
+    (copy / "zoo_run.json").write_text(json.dumps(record))
+    result = run_zoo("bench", str(copy), "--no-store")
+    assert result.returncode != 0 and "has not finished" in result.stderr
+
+
+def test_gpu_peak_table_and_mfu_inputs():
+    assert gpu_peak_tflops("NVIDIA H100 80GB HBM3", "bf16") == 989.0
+    assert gpu_peak_tflops("NVIDIA H100 PCIe", "bf16") == 756.0
+    assert gpu_peak_tflops("NVIDIA A100-SXM4-80GB", "fp32") == 19.5
+    assert gpu_peak_tflops("Tesla T4", "bf16") is None        # no bf16 tensor cores
+    assert gpu_peak_tflops("Some Future GPU", "bf16") is None

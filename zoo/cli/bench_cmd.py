@@ -1,0 +1,100 @@
+"""`zoo bench`: speed, memory and accuracy of models on this machine, one or side by side."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from zoo.cli._common import JsonOption, RegistryOption, TaskOption, console, handle_errors, print_json
+
+
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    from zoo.errors import InvalidInputError
+
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise InvalidInputError(f"--batch-sizes: cannot read {text!r}; give integers like 1,8,32") from None
+    if not sizes:
+        raise InvalidInputError("--batch-sizes: give at least one batch size")
+    return sizes
+
+
+def _rows(result) -> list[tuple[str, str]]:
+    rows = [("weights", result.weights), ("device", result.fingerprint.get("device_name") or
+                                          f"{result.fingerprint['cpu']} ({result.fingerprint['threads']} threads)"),
+            ("precision", result.precision),
+            ("input", ", ".join(f"{k} {v}" for k, v in result.input["shapes"].items())),
+            ("parameters", f"{result.params_m:.2f} M"), ("GFLOPs / example", f"{result.gflops:.3f}"),
+            ("latency p50 (batch 1)", f"{result.latency_ms['p50']:.2f} ms"),
+            ("latency p95 (batch 1)", f"{result.latency_ms['p95']:.2f} ms")]
+    rows += [(f"throughput (batch {t['batch_size']})", f"{t['samples_per_s']:.1f} /s") for t in result.throughput]
+    rows.append((f"peak memory ({result.peak_memory_kind})", f"{result.peak_memory_mb:.0f} MB"))
+    if result.mfu is not None:
+        rows.append(("model FLOPs utilisation", f"{100 * result.mfu:.1f}%"))
+    if result.accuracy:
+        names = ["micro_f1", "macro_f1"] if "micro_f1" in result.accuracy else ["accuracy", "macro_f1"]
+        rows += [(f"{name} ({result.accuracy['examples']} examples)", f"{result.accuracy[name]:.4f}")
+                 for name in names]
+    return rows
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("bench")
+    def bench_command(
+        targets: Annotated[list[str], typer.Argument(help="Run directories, registry names, saved-model folders, "
+                                                     "or Hub ids / local-dir: paths with --family.")],
+        compare: Annotated[bool, typer.Option("--compare", help="Show several targets side by side (implied "
+                                              "by more than one target).")] = False,
+        device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+        precision: Annotated[str, typer.Option(help="fp32, bf16 or fp16 (fp16 on CUDA only).")] = "fp32",
+        batch_sizes: Annotated[str, typer.Option(help="Batch sizes to measure throughput at.")] = "1,8,32",
+        image_size: Annotated[int | None, typer.Option(help="Images: square input size [default: the model's].",
+                                                       show_default=False)] = None,
+        seq_len: Annotated[int, typer.Option(help="Text: tokens per example.")] = 128,
+        seconds: Annotated[float, typer.Option(help="Audio: seconds per example.")] = 1.0,
+        warmup: Annotated[int, typer.Option(help="Untimed calls before timing.")] = 10,
+        iters: Annotated[int, typer.Option(help="Timed calls at batch 1 (at least; a quarter at larger "
+                                           "batches).")] = 50,
+        data: Annotated[str | None, typer.Option(help="Labelled data to measure accuracy, macro-F1 and the "
+                                                 "confusion matrix on (run directories).", show_default=False)] = None,
+        weights: Annotated[str, typer.Option(help="Registry backbones: pretrained, or random (no "
+                                             "download; same speed).")] = "pretrained",
+        task: TaskOption = None,
+        family: Annotated[str | None, typer.Option(help="Family of a Hub id or local-dir: path that is not in "
+                                                   "the registry.", show_default=False)] = None,
+        no_store: Annotated[bool, typer.Option("--no-store", help="Do not record results in the history.")] = False,
+        json_output: JsonOption = False,
+        registry: RegistryOption = None,
+    ) -> None:
+        """Measure latency (p50/p95), throughput, peak memory, FLOPs and, with --data, accuracy.
+
+        Example: zoo bench runs/tickets-distilbert-base-uncased --data tickets_test.csv
+        \n\nExample: zoo bench --compare resnet50.a1_in1k convnext_tiny.in12k_ft_in1k --weights random
+        """
+        from zoo import api
+
+        with handle_errors():
+            sizes = _batch_sizes(batch_sizes)
+            results = [api.bench(target, device=device, precision=precision, batch_sizes=sizes,
+                                 image_size=image_size, seq_len=seq_len, seconds=seconds, warmup=warmup, iters=iters,
+                                 data=data, weights=weights, task=task, family=family,
+                                 registry_files=registry or (), store=not no_store) for target in targets]
+        if json_output:
+            print_json([r.to_dict() for r in results] if len(results) > 1 or compare else results[0].to_dict())
+            return
+        from rich.table import Table
+
+        table = Table(title="zoo bench", title_justify="left")
+        table.add_column("")
+        for result in results:
+            table.add_column(result.backbone, justify="right", overflow="fold")
+        per_target = [dict(_rows(r)) for r in results]
+        labels = list(dict.fromkeys(label for rows in per_target for label in rows))
+        for label in labels:
+            table.add_row(label, *[rows.get(label, "") for rows in per_target])
+        out = console()
+        out.print(table)
+        out.print(f"[dim]torch {results[0].fingerprint['torch']}; forward pass only, after {warmup} warm-up "
+                  "calls, inference mode.[/dim]")
