@@ -54,6 +54,9 @@ def test_every_family_and_strategy_finishes_a_run(spec, strategy, hub, datasets,
     for key in ("backbone", "config", "seed", "versions", "hardware", "metrics", "wall_s", "data"):
         assert on_disk[key] is not None, key
     assert len(on_disk["metrics"]["epochs"]) == 2
+    # The saved model is the best epoch's, batch-norm statistics included: re-scored, it gives that epoch's number.
+    best_epoch = on_disk["metrics"]["epochs"][on_disk["best_epoch"] - 1]
+    assert on_disk["metrics"]["best"]["accuracy"] == pytest.approx(best_epoch["val"]["accuracy"])
     for name in ("README.md", "curves.png", "confusion.png", "zoo_run.json"):
         assert (run / name).is_file(), name
     assert not (run / ".zoo").exists(), "checkpoints are removed once the run finishes"
@@ -219,12 +222,14 @@ def _bad_inputs(tmp: Path, datasets: dict[str, Path]) -> dict[str, tuple[list[st
         "unknown backbone": (["tiny-bret", "--data", str(datasets["text-cls"])], "tiny-bert"),
         "wrong task": (["tiny-bert", "--task", "image-cls", "--data", str(datasets["image-cls"])], "text-cls"),
         "bad option": (text + [str(datasets["text-cls"]), "--strategy", "magic"], "magic"),
+        "no validation data": (text + [str(datasets["text-cls"]), "--val-fraction", "0"], "--val-fraction"),
+        "unknown metric": (text + [str(datasets["text-cls"]), "--metric", "f1"], "--metric 'f1'"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing file", "single class", "missing column", "empty dataset", "bad encoding",
                                   "unseen eval labels", "corrupt image", "unknown backbone", "wrong task",
-                                  "bad option"])
+                                  "bad option", "no validation data", "unknown metric"])
 def test_bad_input_is_one_line_and_leaves_no_run(case, hub, datasets, tmp_path):
     args, named = _bad_inputs(tmp_path, datasets)[case]
     out = tmp_path / "run"

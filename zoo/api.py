@@ -205,6 +205,7 @@ def adapt(backbone: str, data: str, *, task: str | None = None, output: PathLike
     if processes < 1:
         raise InvalidInputError("--processes must be at least 1")
     splits = _read_request_data(request, seed=config.seed)
+    _check_trainable(splits, config, data)
     if processes > 1:
         from zoo.engine.launch import launch
 
@@ -247,6 +248,17 @@ def resume(run_dir: PathLike, *, reporter=None, store: bool = True) -> dict[str,
     if store:
         _record_run(record)
     return record
+
+
+def _check_trainable(splits, config, data: str) -> None:
+    """What the data read cannot tell, checked before the run directory exists."""
+    if not splits.val:
+        raise InvalidInputError(f"{data}: no validation examples; give --val, or a --val-fraction above 0")
+    if config.metric is not None:
+        allowed = ("micro_f1", "macro_f1", "subset_accuracy") if splits.multi_label else ("accuracy", "macro_f1")
+        if config.metric not in allowed:
+            raise InvalidInputError(f"--metric {config.metric!r} is not reported for this data; choose one of "
+                                    f"{', '.join(allowed)}")
 
 
 def _read_request_data(request, *, seed: int):
@@ -358,11 +370,15 @@ def bench(target: str, *, device: str = "cpu", precision: str = "fp32", batch_si
         if data is not None:
             raise InvalidInputError("--data measures accuracy of an adapted model: give a run directory (the "
                                     f"classification head of {spec.name} is untrained)")
+    # Accuracy first: timing changes the text length the classifier cuts to (--seq-len).
+    accuracy = None
+    if data is not None:
+        max_seconds = (run_record or {}).get("config", {}).get("max_seconds", 10.0)
+        accuracy = evaluate_on_data(classifier, data, device=device, max_seconds=max_seconds)
     result = measure(classifier, target=target, backbone=backbone, family=family_name, weights=kind, device=device,
                      precision=precision, batch_sizes=tuple(batch_sizes), image_size=image_size, seq_len=seq_len,
                      seconds=seconds, warmup=warmup, iters=iters, min_seconds=min_seconds)
-    if data is not None:
-        result.accuracy = evaluate_on_data(classifier, data, device=device)
+    result.accuracy = accuracy
     if run_record is not None:
         from zoo.engine.report import write_model_card
         from zoo.engine.run import write_record

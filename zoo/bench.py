@@ -241,8 +241,12 @@ def _input_description(batch, task: str, *, seq_len: int, seconds: float) -> dic
     return {"shapes": shapes, **extra}
 
 
-def evaluate_on_data(classifier, data_path: str, *, device: str, batch_size: int = 32) -> dict[str, Any]:
-    """Accuracy, macro-F1 and the confusion matrix of an adapted classifier on a labelled set."""
+def evaluate_on_data(classifier, data_path: str, *, device: str, batch_size: int = 32,
+                     max_seconds: float = 10.0) -> dict[str, Any]:
+    """Accuracy, macro-F1 and the confusion matrix of an adapted classifier on a labelled set.
+
+    A dataset with a test split (a test/ folder, an hf: test split) is scored on it; otherwise on all of it.
+    """
     import numpy as np
     import torch
     from torch.utils.data import DataLoader
@@ -256,9 +260,10 @@ def evaluate_on_data(classifier, data_path: str, *, device: str, batch_size: int
     if unknown:
         raise InvalidInputError(f"{data_path}: labels the model was not trained on: {', '.join(unknown)}")
     remap = [classifier.labels.index(name) for name in data.label_names]
-    examples = [type(ex)(ex.input, tuple(remap[i] for i in ex.labels), ex.id) for ex in data.train]
-    dataset = ExampleDataset(examples, classifier, train=False, max_seconds=30.0, num_labels=len(classifier.labels),
-                             multi_label=classifier.multi_label)
+    scored = data.test or (data.train + data.val)
+    examples = [type(ex)(ex.input, tuple(remap[i] for i in ex.labels), ex.id) for ex in scored]
+    dataset = ExampleDataset(examples, classifier, train=False, max_seconds=max_seconds,
+                             num_labels=len(classifier.labels), multi_label=classifier.multi_label)
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=make_collate(classifier, classifier.multi_label))
     classifier.model.to(device).eval()
     logits, targets = [], []

@@ -219,6 +219,9 @@ class TransformersClassifier(Classifier):
     def save(self, directory: str | Path) -> list[Path]:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        if self.task == TEXT_TASK and self.max_length:
+            # The token limit used in training travels with the tokenizer, so pipelines cut texts alike.
+            self.processor.model_max_length = min(self.max_length, self.processor.model_max_length)
         with _quiet():
             self.model.save_pretrained(directory)   # safetensors: the only format transformers writes by default
             self.processor.save_pretrained(directory)

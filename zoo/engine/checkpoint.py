@@ -1,9 +1,10 @@
 """Training checkpoints, written so that a run killed at any instant can resume from the last complete one.
 
-A checkpoint is a folder: ``trainable.safetensors`` (the parameters being trained), ``best.safetensors`` (the
-best so far), ``optimizer.pt`` and ``scheduler.pt`` (state dicts of tensors and numbers, read back with
-``torch.load(weights_only=True)``), ``rng.safetensors`` and ``state.json`` (progress, history, config). It is
-written to a temporary folder and swapped in with renames; the previous one is kept until the swap is done.
+A checkpoint is a folder: ``trainable.safetensors`` (the parameters being trained and the model's buffers),
+``best.safetensors`` (the same, of the best epoch so far), ``optimizer.pt`` and ``scheduler.pt`` (state dicts of
+tensors and numbers, read back with ``torch.load(weights_only=True)``), ``rng.safetensors`` and ``state.json``
+(progress and history). It is written to a temporary folder and swapped in with renames; the previous one is kept
+until the swap is done.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def _set_rng_state(tensors: dict[str, Any], plain: dict[str, Any]) -> None:
 
 
 def save_checkpoint(run_dir: Path, *, trainable: dict, best: dict | None, optimizer, scheduler,
-                    progress: Progress, extra: dict[str, Any]) -> None:
+                    progress: Progress) -> None:
     import torch
     from safetensors.torch import save_file
 
@@ -79,7 +80,7 @@ def save_checkpoint(run_dir: Path, *, trainable: dict, best: dict | None, optimi
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     rng_tensors, rng_plain = _rng_state()
     save_file(rng_tensors, str(tmp / "rng.safetensors"))
-    (tmp / "state.json").write_text(json.dumps({"progress": asdict(progress), "rng": rng_plain, **extra}))
+    (tmp / "state.json").write_text(json.dumps({"progress": asdict(progress), "rng": rng_plain}))
     # Swap: checkpoint -> checkpoint.old, tmp -> checkpoint, drop old. A kill between the renames leaves .old.
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -95,7 +96,6 @@ class Checkpoint:
     optimizer_state: dict
     scheduler_state: dict
     progress: Progress
-    extra: dict[str, Any]
 
     def restore_rng(self) -> None:
         _set_rng_state(self._rng_tensors, self._rng_plain)
@@ -120,7 +120,6 @@ def load_checkpoint(run_dir: Path) -> Checkpoint | None:
         optimizer_state=torch.load(folder / "optimizer.pt", weights_only=True),
         scheduler_state=torch.load(folder / "scheduler.pt", weights_only=True),
         progress=Progress(**state["progress"]),
-        extra={k: v for k, v in state.items() if k not in ("progress", "rng")},
     )
     checkpoint._rng_tensors = load_file(str(folder / "rng.safetensors"))
     checkpoint._rng_plain = state["rng"]

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import InvalidInputError, ZooError
+from zoo.errors import ZooError
 
 
 def _free_port() -> int:
@@ -40,8 +40,11 @@ def launch(processes: int, call: dict[str, Any], run_dir: Path) -> dict[str, Any
         env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // processes))}
         result = subprocess.run(command, env=env, capture_output=True, text=True)
         if result.returncode != 0:
-            if errors.is_file():   # a ZooError in a rank: its one-line message
-                raise InvalidInputError(errors.read_text().strip())
+            if errors.is_file():   # a ZooError in a rank: its one-line message and exit code
+                failure = json.loads(errors.read_text())
+                error = ZooError(failure["message"])
+                error.exit_code = failure["exit_code"]
+                raise error
             tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
             raise ZooError(f"the {processes}-process run failed: {tail}")
     return read_record(run_dir)
@@ -57,7 +60,7 @@ def main(argv: list[str]) -> int:
         api.adapt(**call, store=False)
     except ZooError as exc:
         if int(os.environ.get("RANK", "0")) == 0:
-            Path(argv[1]).write_text(str(exc))
+            Path(argv[1]).write_text(json.dumps({"message": str(exc), "exit_code": exc.exit_code}))
         return 1
     return 0
 

@@ -187,27 +187,25 @@ def _train_and_save(spec, classifier, splits, config, resolved, strategy, run_di
 
     progress, best = Progress(), None
     if checkpoint is not None:
-        with torch.no_grad():
-            for name, param in setup.trainable.items():
-                param.copy_(checkpoint.trainable[name].to(param.device))
+        setup.load_state_tensors(checkpoint.trainable)
         optimizer.load_state_dict(checkpoint.optimizer_state)
         scheduler.load_state_dict(checkpoint.scheduler_state)
         progress, best = checkpoint.progress, checkpoint.best
         checkpoint.restore_rng()
         reporter.message(f"resuming at epoch {progress.epoch + 1}, batch {progress.batches_done}")
+    elif record["resumed"]:
+        reporter.message("no complete checkpoint was written before the interruption: training starts over")
 
     trainer = Trainer(setup, resolved, accelerator=accelerator, optimizer=optimizer, scheduler=scheduler,
                       loss_fn=loss_fn, label_names=splits.label_names, multi_label=splits.multi_label,
-                      run_dir=run_dir, reporter=reporter, checkpoint_extra={"strategy": strategy})
+                      run_dir=run_dir, reporter=reporter)
     progress, best = trainer.fit(progress, best)
 
-    # The best epoch's parameters become the model.
+    # The best epoch's parameters (and its batch-norm statistics) become the model.
     if best is not None:
-        with torch.no_grad():
-            for name, param in setup.trainable.items():
-                param.copy_(best[name].to(param.device))
+        setup.load_state_tensors(best)
     if accelerator.num_processes > 1:
-        record["hardware"]["replicas_in_sync"] = _replicas_in_sync(setup.trainable)
+        record["hardware"]["replicas_in_sync"] = _replicas_in_sync(setup.trainable, accelerator.device)
     best_metrics = trainer.evaluate(setup.val_data)
     test_metrics = None
     if splits.test:
@@ -240,19 +238,20 @@ def _train_and_save(spec, classifier, splits, config, resolved, strategy, run_di
         record["files"] = sorted(set(files))
         record["finished_at"] = datetime.now(UTC).isoformat()
         record["status"] = "finished"
-        discard_checkpoints(run_dir)
         write_record(run_dir, record)
+        discard_checkpoints(run_dir)   # only once the run says finished: a kill before leaves a resumable run
     accelerator.wait_for_everyone()
     return record
 
 
-def _replicas_in_sync(trainable: dict[str, Any]) -> bool:
+def _replicas_in_sync(trainable: dict[str, Any], device) -> bool:
     """Whether every process ended with the same trained parameters (data parallel done right)."""
     import torch
     import torch.distributed as dist
 
+    # On the accelerator's device: NCCL process groups refuse CPU tensors.
     checksum = torch.tensor([sum(float(p.detach().double().sum()) for p in trainable.values())],
-                            dtype=torch.float64)
+                            dtype=torch.float64, device=device)
     gathered = [torch.zeros_like(checksum) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, checksum)
     return all(abs(float(g) - float(checksum)) <= 1e-6 * max(1.0, abs(float(checksum))) for g in gathered)

@@ -19,6 +19,8 @@ from zoo.engine.checkpoint import Progress, save_checkpoint
 from zoo.engine.config import AdaptConfig
 from zoo.engine.metrics import compute_metrics, headline
 
+BUFFER_PREFIX = "buffer::"
+
 
 class Reporter:
     """Receives progress; the CLI draws it with rich, scripts and tests ignore it."""
@@ -42,6 +44,27 @@ class TrainingSetup:
     lengths: list[int] | None = None               # text lengths, for length-grouped batches
     train_mode: Callable[[bool], None] = lambda training: None
     model: Any = None                              # the module trained (its buffers are kept in sync)
+
+    def state_tensors(self) -> dict[str, Any]:
+        """What a snapshot or checkpoint keeps: the trainable parameters and the model's buffers (batch-norm
+        statistics belong with the weights they were gathered for)."""
+        tensors = dict(self.trainable)
+        if self.model is not None:
+            tensors.update({BUFFER_PREFIX + name: buffer for name, buffer in self.model.named_buffers()})
+        return tensors
+
+    def load_state_tensors(self, tensors: dict[str, Any]) -> None:
+        import torch
+
+        buffers = dict(self.model.named_buffers()) if self.model is not None else {}
+        with torch.no_grad():
+            for name, value in tensors.items():
+                if name.startswith(BUFFER_PREFIX):
+                    target = buffers.get(name[len(BUFFER_PREFIX):])
+                else:
+                    target = self.trainable.get(name)
+                if target is not None:
+                    target.copy_(value.to(target.device))
 
 
 def cosine_with_warmup(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
@@ -78,19 +101,21 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 
 class Trainer:
     def __init__(self, setup: TrainingSetup, config: AdaptConfig, *, accelerator, optimizer, scheduler, loss_fn,
-                 label_names: list[str], multi_label: bool, run_dir, reporter: Reporter,
-                 checkpoint_extra: dict[str, Any]) -> None:
+                 label_names: list[str], multi_label: bool, run_dir, reporter: Reporter) -> None:
         self.setup, self.config, self.accelerator = setup, config, accelerator
         self.optimizer, self.scheduler, self.loss_fn = optimizer, scheduler, loss_fn
         self.label_names, self.multi_label = label_names, multi_label
-        self.run_dir, self.reporter, self.checkpoint_extra = run_dir, reporter, checkpoint_extra
+        self.run_dir, self.reporter = run_dir, reporter
         self.metric = config.metric or ("micro_f1" if multi_label else "accuracy")
         self.micro_batches = 1        # raised when a batch does not fit in device memory
 
     # --- one optimizer step -----------------------------------------------------------------------------
 
-    def _backward(self, inputs, target) -> float:
-        """Forward and backward over ``micro_batches`` slices of the batch; returns the mean loss."""
+    def _backward(self, inputs, target, window: int) -> float:
+        """Forward and backward over ``micro_batches`` slices of the batch; returns the mean loss.
+
+        ``window`` is how many batches this optimizer step accumulates (grad_accum, or fewer at an epoch's end).
+        """
         size = len(target)
         step = math.ceil(size / self.micro_batches)
         total = 0.0
@@ -101,16 +126,16 @@ class Trainer:
             with self.accelerator.autocast():
                 logits = self.setup.forward(part_inputs)
                 loss = self.loss_fn(logits.float(), target[part])
-            self.accelerator.backward(loss * weight / self.config.grad_accum)
+            self.accelerator.backward(loss * weight / window)
             total += float(loss.detach()) * weight
         return total
 
-    def _train_batch(self, inputs, target) -> float:
+    def _train_batch(self, inputs, target, window: int) -> float:
         import torch
 
         while True:
             try:
-                return self._backward(inputs, target)
+                return self._backward(inputs, target, window)
             except torch.cuda.OutOfMemoryError as exc:   # only raised on CUDA
                 if len(target) // (self.micro_batches * 2) < 1:
                     raise
@@ -173,7 +198,7 @@ class Trainer:
     # --- the loop ---------------------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        return {name: param.detach().cpu().clone() for name, param in self.setup.trainable.items()}
+        return {name: tensor.detach().cpu().clone() for name, tensor in self.setup.state_tensors().items()}
 
     def fit(self, progress: Progress, best: dict | None) -> tuple[Progress, dict | None]:
         from torch.utils.data import DataLoader
@@ -195,17 +220,19 @@ class Trainer:
             loader = DataLoader(self.setup.train_data, batch_sampler=sampler, collate_fn=self.setup.collate,
                                 num_workers=config.num_workers)
             self.setup.train_mode(True)
-            losses, seen, pending = [], 0, 0
-            for inputs, target in loader:
+            losses, seen, pending, window = [], 0, 0, config.grad_accum
+            for index, (inputs, target) in enumerate(loader):
                 inputs, target = _to_device(inputs, accelerator.device), target.to(accelerator.device)
-                # Forward and backward (accumulating gradients over grad_accum batches).
-                losses.append(self._train_batch(inputs, target))
+                if pending == 0:   # a new accumulation window: the epoch's last one may be shorter
+                    window = min(config.grad_accum, len(sampler) - index)
+                # Forward and backward (accumulating gradients over the window's batches).
+                losses.append(self._train_batch(inputs, target, window))
                 seen += len(target) * accelerator.num_processes
                 pending += 1
                 progress.batches_done += 1
                 last = progress.batches_done >= len(batches)
                 # Step the optimizer and the learning-rate schedule.
-                if pending == config.grad_accum or last:
+                if pending == window or last:
                     self._optimizer_step()
                     pending = 0
                     progress.global_step += 1
@@ -243,8 +270,8 @@ class Trainer:
 
     def _checkpoint(self, progress: Progress, best: dict | None) -> None:
         if self.accelerator.is_main_process:
-            save_checkpoint(self.run_dir, trainable=self.setup.trainable, best=best, optimizer=self.optimizer,
-                            scheduler=self.scheduler, progress=progress, extra=self.checkpoint_extra)
+            save_checkpoint(self.run_dir, trainable=self.setup.state_tensors(), best=best, optimizer=self.optimizer,
+                            scheduler=self.scheduler, progress=progress)
         self.accelerator.wait_for_everyone()
 
 
@@ -267,7 +294,8 @@ def parameter_groups(named: Iterable[tuple[str, Any]], *, lr: float, weight_deca
     groups: dict[tuple[float, float], list] = {}
     for name, param in named:
         decay = 0.0 if param.ndim <= 1 or name.endswith(".bias") else weight_decay
-        scale = layer_decay ** (last - depth.get(name, last)) if layer_decay else 1.0
+        plain = name.replace("_orig_mod.", "")    # torch.compile's wrapper prefixes every name
+        scale = layer_decay ** (last - depth.get(plain, last)) if layer_decay else 1.0
         groups.setdefault((decay, lr * scale), []).append(param)
     return [{"params": params, "weight_decay": decay, "lr": group_lr}
             for (decay, group_lr), params in groups.items()]

@@ -188,7 +188,7 @@ def _next_command(spec: BackboneSpec, task: str, c: Constraints) -> str:
     strategy, _ = choose_strategy(c.num_examples, spec.params_m, c.device)
     words = ["zoo", "adapt", spec.name, "--task", task, "--data", "DATA", "--strategy", strategy]
     if c.device == "cuda":
-        words += ["--precision", "bf16"]
+        words += ["--device", "cuda"]   # precision auto: bf16 where the GPU has it, else fp16
     return shlex.join(words)
 
 
