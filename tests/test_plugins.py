@@ -173,3 +173,18 @@ def test_plugin_guide_code_is_the_tested_plugin():
             continue
         code_lines = [line.split("#")[0].rstrip() for line in block.splitlines() if line.split("#")[0].strip()]
         assert any(all(line in text for line in code_lines) for text in files.values()), block[:80]
+
+
+def test_installed_plugin_backbone_adapts_with_every_strategy(installed_plugins, fresh_plugins, tmp_path):
+    """An outsider's family gets the whole engine: linear (cached head inputs), LoRA and full fine-tuning."""
+    import data_factory as factory
+
+    from zoo import api
+    from zoo.engine.config import AdaptConfig
+
+    images = factory.make_image_folder(tmp_path / "images", per_class=6)
+    for strategy in ("linear", "lora", "full"):
+        record = api.adapt("tinycnn-s", str(images), output=tmp_path / strategy, store=False,
+                           config=AdaptConfig(strategy=strategy, epochs=1, batch_size=6))
+        assert record["status"] == "finished"
+        assert api.predict(tmp_path / strategy, [str(next((images / "red").iterdir()))], top_k=1)

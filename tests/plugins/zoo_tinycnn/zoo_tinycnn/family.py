@@ -62,6 +62,9 @@ class TinyCnnClassifier(Classifier):
     def features(self, batch):
         return self.model.pooled(batch["pixel_values"])
 
+    def head_logits(self, head_inputs):
+        return self.model.head(head_inputs)
+
     def head_parameter_names(self):
         return ["head.weight", "head.bias"]
 
