@@ -97,3 +97,14 @@ def test_rich_progress_reporter_draws_a_whole_run():
     output = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", buffer.getvalue())
     assert "epoch 1: loss 0.5000, accuracy 0.9000 best" in output and "epoch 2: loss" in output
     assert "epoch 2/2" in output
+
+
+def test_ci_runs_the_readme_test_command():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    commands = re.findall(r"```bash\n(.*?)\n```", (root / "README.md").read_text(), re.S)
+    assert len(commands) >= 2, "the README gives the install-and-run and the test commands"
+    ci = [line for line in (root / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
+    assert ci[-1] == commands[1].strip()
