@@ -247,12 +247,8 @@ def evaluate_on_data(classifier, data_path: str, *, device: str, batch_size: int
 
     A dataset with a test split (a test/ folder, an hf: test split) is scored on it; otherwise on all of it.
     """
-    import numpy as np
-    import torch
-    from torch.utils.data import DataLoader
-
     from zoo.data import load_data
-    from zoo.engine.batches import ExampleDataset, make_collate
+    from zoo.engine.batches import ExampleDataset, collect_logits, make_collate
     from zoo.engine.metrics import compute_metrics
 
     data = load_data(data_path, task=classifier.task, val_fraction=0.0, multi_label=classifier.multi_label or None)
@@ -264,15 +260,10 @@ def evaluate_on_data(classifier, data_path: str, *, device: str, batch_size: int
     examples = [type(ex)(ex.input, tuple(remap[i] for i in ex.labels), ex.id) for ex in scored]
     dataset = ExampleDataset(examples, classifier, train=False, max_seconds=max_seconds,
                              num_labels=len(classifier.labels), multi_label=classifier.multi_label)
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=make_collate(classifier, classifier.multi_label))
     classifier.model.to(device).eval()
-    logits, targets = [], []
-    with torch.inference_mode():
-        for inputs, target in loader:
-            inputs = {k: v.to(device) if hasattr(v, "to") else v for k, v in inputs.items()}
-            logits.append(classifier.forward(inputs).float().cpu().numpy())
-            targets.append(target.numpy())
-    metrics = compute_metrics(np.concatenate(targets), np.concatenate(logits), classifier.labels,
+    targets, logits = collect_logits(classifier.forward, dataset, batch_size=batch_size, device=device,
+                                     collate=make_collate(classifier, classifier.multi_label))
+    metrics = compute_metrics(targets, logits, classifier.labels,
                               multi_label=classifier.multi_label)
     metrics["examples"] = len(examples)
     metrics["data"] = data_path

@@ -118,3 +118,29 @@ class EpochBatches:
 
     def __len__(self) -> int:
         return len(self.batches)
+
+
+def to_device(inputs, device):
+    """A batch (dict of tensors, or one tensor) on ``device``; non-tensor values stay as they are."""
+    if isinstance(inputs, dict):
+        return {k: (v.to(device) if hasattr(v, "to") else v) for k, v in inputs.items()}
+    return inputs.to(device)
+
+
+def collect_logits(forward, dataset, *, collate, batch_size: int, device, num_workers: int = 0,
+                   autocast=None) -> tuple[np.ndarray, np.ndarray]:
+    """(targets, logits) of ``forward`` over ``dataset`` in order, under inference mode."""
+    from contextlib import nullcontext
+
+    import torch
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers)
+    logits, targets = [], []
+    with torch.inference_mode():
+        for inputs, target in loader:
+            with autocast() if autocast else nullcontext():
+                out = forward(to_device(inputs, device))
+            logits.append(out.float().cpu().numpy())
+            targets.append(target.numpy())
+    return np.concatenate(targets), np.concatenate(logits)

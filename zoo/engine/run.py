@@ -166,7 +166,7 @@ def _train_and_save(spec, classifier, splits, config, resolved, strategy, run_di
                     checkpoint, reporter, started_wall) -> dict[str, Any]:
     import torch
 
-    from zoo.engine.setup import build_setup, cached_head_inputs, finalize_model
+    from zoo.engine.setup import build_setup, evaluation_data, finalize_model
 
     device_type = accelerator.device.type
 
@@ -209,16 +209,8 @@ def _train_and_save(spec, classifier, splits, config, resolved, strategy, run_di
     best_metrics = trainer.evaluate(setup.val_data)
     test_metrics = None
     if splits.test:
-        if strategy == "linear":
-            from zoo.engine.setup import FeatureDataset
-
-            test_data = FeatureDataset(*cached_head_inputs(classifier, spec, splits, "test", resolved,
-                                                           accelerator.device, reporter))
-        else:
-            from zoo.engine.batches import ExampleDataset
-
-            test_data = ExampleDataset(splits.test, classifier, train=False, max_seconds=resolved.max_seconds,
-                                       num_labels=splits.num_labels, multi_label=splits.multi_label)
+        test_data = evaluation_data(classifier, spec, splits, "test", resolved, device=accelerator.device,
+                                    reporter=reporter)
         test_metrics = trainer.evaluate(test_data)
     finalize_model(classifier, strategy)
 

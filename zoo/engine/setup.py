@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from zoo.data.base import DataSplits
-from zoo.engine.batches import ExampleDataset, make_collate
+from zoo.engine.batches import ExampleDataset, make_collate, to_device
 from zoo.engine.config import AdaptConfig
 from zoo.engine.features import cache_key, load_cached, save_cached
 from zoo.engine.trainer import Reporter, TrainingSetup
@@ -37,15 +35,13 @@ def extract_head_inputs(classifier, dataset: ExampleDataset, *, batch_size: int,
     import torch
     from torch.utils.data import DataLoader
 
-    from zoo.engine.trainer import _to_device
-
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=make_collate(classifier, dataset.multi_label))
     classifier.model.eval()
     features, targets = [], []
     with torch.inference_mode():
         for inputs, target in loader:
-            features.append(classifier.head_inputs(_to_device(inputs, device)).float().cpu())
+            features.append(classifier.head_inputs(to_device(inputs, device)).float().cpu())
             targets.append(target)
     return torch.cat(features), torch.cat(targets)
 
@@ -69,6 +65,15 @@ def cached_head_inputs(classifier, spec, splits: DataSplits, split: str, config:
     return features, targets
 
 
+def evaluation_data(classifier, spec, splits: DataSplits, split: str, config: AdaptConfig, *, device,
+                    reporter: Reporter):
+    """The ``split`` (val or test) as the loop evaluates it: cached head inputs for `linear`, examples otherwise."""
+    if config.strategy == "linear":
+        return FeatureDataset(*cached_head_inputs(classifier, spec, splits, split, config, device, reporter))
+    return ExampleDataset(getattr(splits, split), classifier, train=False, max_seconds=config.max_seconds,
+                          num_labels=splits.num_labels, multi_label=splits.multi_label)
+
+
 def _module_names(parameter_names: list[str]) -> list[str]:
     return sorted({name.rsplit(".", 1)[0] for name in parameter_names})
 
@@ -83,7 +88,7 @@ def build_setup(classifier, spec, splits: DataSplits, config: AdaptConfig, *, de
             param.requires_grad_(name in head)
         model.to(device)
         train = FeatureDataset(*cached_head_inputs(classifier, spec, splits, "train", config, device, reporter))
-        val = FeatureDataset(*cached_head_inputs(classifier, spec, splits, "val", config, device, reporter))
+        val = evaluation_data(classifier, spec, splits, "val", config, device=device, reporter=reporter)
 
         def train_mode(training: bool) -> None:
             model.train(training)
@@ -117,10 +122,9 @@ def build_setup(classifier, spec, splits: DataSplits, config: AdaptConfig, *, de
 
         compiled = torch.compile(model)
         classifier.model = compiled
-    common: dict[str, Any] = {"max_seconds": config.max_seconds, "num_labels": splits.num_labels,
-                              "multi_label": splits.multi_label}
-    train = ExampleDataset(splits.train, classifier, train=True, seed=config.seed, **common)
-    val = ExampleDataset(splits.val, classifier, train=False, **common)
+    train = ExampleDataset(splits.train, classifier, train=True, seed=config.seed, max_seconds=config.max_seconds,
+                           num_labels=splits.num_labels, multi_label=splits.multi_label)
+    val = evaluation_data(classifier, spec, splits, "val", config, device=device, reporter=reporter)
     lengths = [len(ex.input) for ex in splits.train] if classifier.task == "text-cls" else None
 
     def train_mode(training: bool) -> None:

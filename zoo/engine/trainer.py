@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo.engine.batches import collect_logits, to_device
 from zoo.engine.checkpoint import Progress, save_checkpoint
 from zoo.engine.config import AdaptConfig
 from zoo.engine.metrics import compute_metrics, headline
@@ -175,21 +176,10 @@ class Trainer:
     # --- evaluation -------------------------------------------------------------------------------------
 
     def predict(self, dataset) -> tuple[np.ndarray, np.ndarray]:
-        import torch
-        from torch.utils.data import DataLoader
-
         self.setup.train_mode(False)
-        loader = DataLoader(dataset, batch_size=self.config.eval_batch_size, shuffle=False,
-                            collate_fn=self.setup.collate, num_workers=self.config.num_workers)
-        logits, targets = [], []
-        with torch.inference_mode():
-            for inputs, target in loader:
-                inputs = _to_device(inputs, self.accelerator.device)
-                with self.accelerator.autocast():
-                    out = self.setup.forward(inputs)
-                logits.append(out.float().cpu().numpy())
-                targets.append(target.numpy())
-        return np.concatenate(targets), np.concatenate(logits)
+        return collect_logits(self.setup.forward, dataset, collate=self.setup.collate,
+                              batch_size=self.config.eval_batch_size, device=self.accelerator.device,
+                              num_workers=self.config.num_workers, autocast=self.accelerator.autocast)
 
     def evaluate(self, dataset) -> dict[str, Any]:
         targets, logits = self.predict(dataset)
@@ -222,7 +212,7 @@ class Trainer:
             self.setup.train_mode(True)
             losses, seen, pending, window = [], 0, 0, config.grad_accum
             for index, (inputs, target) in enumerate(loader):
-                inputs, target = _to_device(inputs, accelerator.device), target.to(accelerator.device)
+                inputs, target = to_device(inputs, accelerator.device), target.to(accelerator.device)
                 if pending == 0:   # a new accumulation window: the epoch's last one may be shorter
                     window = min(config.grad_accum, len(sampler) - index)
                 # Forward and backward (accumulating gradients over the window's batches).
@@ -273,12 +263,6 @@ class Trainer:
             save_checkpoint(self.run_dir, trainable=self.setup.state_tensors(), best=best, optimizer=self.optimizer,
                             scheduler=self.scheduler, progress=progress)
         self.accelerator.wait_for_everyone()
-
-
-def _to_device(inputs, device):
-    if isinstance(inputs, dict):
-        return {k: (v.to(device) if hasattr(v, "to") else v) for k, v in inputs.items()}
-    return inputs.to(device)
 
 
 def parameter_groups(named: Iterable[tuple[str, Any]], *, lr: float, weight_decay: float,
