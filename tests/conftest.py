@@ -82,3 +82,16 @@ def run_zoo(*args: str, env: dict[str, str] | None = None, check: bool = False) 
 @pytest.fixture(scope="session")
 def session_dir() -> Path:
     return _SESSION_DIR
+
+
+@pytest.fixture(scope="session")
+def datasets(session_dir) -> dict[str, Path]:
+    """Small learnable datasets of each task type (tests/data_factory.py)."""
+    import data_factory as factory
+
+    root = session_dir / "datasets"
+    return {
+        "image-cls": factory.make_image_folder(root / "images", per_class=16),
+        "text-cls": factory.make_text_csv(root / "reviews.csv", per_class=40),
+        "audio-cls": factory.make_audio_folder(root / "tones", per_class=12),
+    }

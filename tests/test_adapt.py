@@ -14,6 +14,7 @@ import data_factory as factory
 import numpy as np
 import pytest
 from conftest import FIXTURE_REGISTRY, run_zoo
+from native_loading import native_predictions
 
 from zoo import api
 from zoo.engine.config import AdaptConfig
@@ -22,16 +23,6 @@ from zoo.registry import read_registry_file
 FIXTURES = read_registry_file(FIXTURE_REGISTRY)
 REGISTRY = [str(FIXTURE_REGISTRY)]
 STRATEGIES = ["linear", "lora", "full"]
-
-
-@pytest.fixture(scope="session")
-def datasets(session_dir) -> dict[str, Path]:
-    root = session_dir / "datasets"
-    return {
-        "image-cls": factory.make_image_folder(root / "images", per_class=16),
-        "text-cls": factory.make_text_csv(root / "reviews.csv", per_class=40),
-        "audio-cls": factory.make_audio_folder(root / "tones", per_class=12),
-    }
 
 
 def small_config(strategy: str, **overrides) -> AdaptConfig:
@@ -101,39 +92,6 @@ def test_linear_probe_on_cached_features_learns_and_reuses_the_cache(hub, datase
     assert all(p.stat().st_mtime_ns == stamp for p, stamp in stamps.items()), "features were reused, not rebuilt"
 
 
-NATIVE_SCRIPTS = {
-    "timm": """
-import json, sys, timm, torch
-from PIL import Image
-model = timm.create_model("local-dir:{run}", pretrained=True).eval()
-tf = timm.data.create_transform(**timm.data.resolve_data_config({{}}, model=model))
-x = torch.stack([tf(Image.open(p).convert("RGB")) for p in {inputs!r}])
-with torch.no_grad():
-    probs = model(x).softmax(-1)
-labels = model.pretrained_cfg["label_names"]
-print(json.dumps([{{l: float(p) for l, p in zip(labels, row)}} for row in probs.tolist()]))
-""",
-    "text-cls": """
-import json
-from transformers import pipeline
-pipe = pipeline("text-classification", model="{run}", top_k=None)
-out = [pipe(x) for x in {inputs!r}]
-out = [r[0] if r and isinstance(r[0], list) else r for r in out]
-print(json.dumps([{{d["label"]: d["score"] for d in r}} for r in out]))
-""",
-    "audio-cls": """
-import json, soundfile
-from transformers import pipeline
-pipe = pipeline("audio-classification", model="{run}", top_k=None)
-out = []
-for path in {inputs!r}:
-    audio, rate = soundfile.read(path, dtype="float32")
-    out.append(pipe({{"raw": audio, "sampling_rate": rate}}))
-print(json.dumps([{{d["label"]: d["score"] for d in r}} for r in out]))
-""",
-}
-
-
 @pytest.mark.parametrize("backbone", ["test_vit.r160_in1k", "tiny-bert", "tiny-wav2vec2"])
 def test_run_loads_without_zoo_and_agrees_with_zoo_predict(backbone, hub, datasets, tmp_path):
     spec = next(s for s in FIXTURES if s.name == backbone)
@@ -146,11 +104,8 @@ def test_run_loads_without_zoo_and_agrees_with_zoo_predict(backbone, hub, datase
     if task == "audio-cls":   # resampled to the model's rate; the pipeline gets the same samples
         inputs = [str(ex.input) for ex in examples if _rate(ex.input) == 16000][:3]
     ours = api.predict(run, inputs, top_k=len(record["labels"]))
-    script = NATIVE_SCRIPTS["timm" if spec.family == "timm" else task].format(run=run, inputs=inputs)
-    result = subprocess.run([sys.executable, "-c", "import sys; sys.modules['zoo'] = None\n" + script],
-                            capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
-    assert result.returncode == 0, result.stderr
-    native = json.loads(result.stdout.strip().splitlines()[-1])
+    model = f"local-dir:{run}" if spec.family == "timm" else str(run)
+    native = native_predictions(spec.family, task, model, inputs, env={"HF_HUB_OFFLINE": "1"})
     for prediction, scores in zip(ours, native, strict=True):
         for entry in prediction.labels:
             assert entry["score"] == pytest.approx(scores[entry["label"]], abs=1e-4)

@@ -86,6 +86,27 @@ def test_creates_parent_folders_and_versions_the_schema(tmp_path):
             "best_metric_json", "record_json"} <= columns
 
 
+def test_a_version_1_history_is_upgraded_in_place(tmp_path):
+    from zoo.store import _SCHEMA_V1
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(_SCHEMA_V1)
+        conn.execute("PRAGMA user_version = 1")
+    old = make_record(tmp_path / "run-old")
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO runs (run_dir, status, record_json, recorded_at) VALUES (?, ?, ?, ?)",
+                     (old["run_dir"], "finished", json.dumps(old), "2026-01-01T00:00:00+00:00"))
+    store = RunStore(path)
+    assert [run.run_dir for run in store.list_runs()] == [old["run_dir"]]
+    store.record_push({"run_dir": old["run_dir"], "repo_id": "me/model", "commit": "abc"})
+    store.record_fetch({"backbone": "tiny-bert", "commit": "def"})
+    assert [p["repo_id"] for p in store.list_pushes(run_dir=old["run_dir"])] == ["me/model"]
+    assert [f["commit"] for f in store.list_fetches(backbone="tiny-bert")] == ["def"]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+
+
 def test_record_and_get_round_trip(store, tmp_path):
     record = make_record(tmp_path / "run-a", test={"accuracy": 0.87})
     run_id = store.record_run(record)
@@ -397,7 +418,7 @@ def test_runs_show(app, filled):
     path, (a, b, _) = filled
     result = invoke(app, "show", str(b), "--store", str(path), "--json")
     assert result.exit_code == 0
-    assert json.loads(result.stdout) == RunStore(path).get_run(b)
+    assert json.loads(result.stdout) == {**RunStore(path).get_run(b), "pushes": []}
     # options given before the subcommand count too
     before = invoke(app, "--store", str(path), "--json", "show", str(b))
     assert before.exit_code == 0 and json.loads(before.stdout)["id"] == b

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import InvalidInputError
+from zoo.hub.fetch import ensure_fetched
 from zoo.plugins import PluginInfo, PluginManager, get_plugin_manager
 from zoo.recommend import Constraints, Recommendation, ScenarioParse, parse_scenario, recommend_data_free
 from zoo.registry import CORE_REGISTRY, BackboneSpec, Registry, read_registry_file, user_registry_files
@@ -136,6 +137,8 @@ def load_classifier(name: str, *, task: str, labels: Sequence[str], multi_label:
     if task not in spec.tasks:
         raise InvalidInputError(f"backbone {spec.name!r} is registered for {', '.join(spec.tasks)}, not {task}")
     family = plugins.family(spec.family, backbone=spec.name)
+    if pretrained:
+        ensure_fetched(spec)
     return family.load_classifier(spec, task=task, labels=list(labels), multi_label=multi_label,
                                   pretrained=pretrained, trust_remote_code=trust_remote_code)
 
@@ -364,6 +367,8 @@ def bench(target: str, *, device: str = "cpu", precision: str = "fp32", batch_si
     else:
         spec = _bench_spec(target, task=task, family=family, registry_files=registry_files, plugins=plugins)
         family_impl = plugins.family(spec.family, backbone=spec.name)
+        if weights == "pretrained":
+            ensure_fetched(spec)
         classifier = family_impl.load_classifier(spec, task=task or spec.tasks[0], labels=["0", "1"],
                                                  pretrained=weights == "pretrained")
         backbone, family_name, kind = spec.name, spec.family, weights

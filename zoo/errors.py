@@ -100,12 +100,40 @@ class ModelLoadError(ZooError, OSError):
     def for_backbone(cls, spec, family: str, exc: BaseException) -> ModelLoadError:
         """The standard message for a family that failed to load ``spec``, naming where it looked."""
         where = f"folder {spec.local_path}" if spec.is_local else f"Hub repo {spec.source!r}"
+        if not spec.is_local and _offline():
+            return cls(f"could not load {family} backbone {spec.name!r} from the local Hugging Face cache with "
+                       f"HF_HUB_OFFLINE=1 set: run 'zoo fetch {spec.name}' while online, then run this again.")
         detail = (str(exc).strip().splitlines() or [""])[0]
         return cls(
             f"could not load {family} backbone {spec.name!r} from {where}: {type(exc).__name__}: {detail}. "
             "Check the source and the connection to the Hub (HF_ENDPOINT); with HF_HUB_OFFLINE=1 the files must "
             "already be in the Hugging Face cache."
         )
+
+
+# --- Hub ----------------------------------------------------------------------------------------------------------
+
+
+class HubError(ZooError, OSError):
+    """The Hub refused a request, or the connection to it broke."""
+
+
+class BackboneNotFetchedError(ZooError, LookupError):
+    """Offline mode is on and a backbone's files are not in the local Hugging Face cache."""
+
+    def __init__(self, name: str, source: str) -> None:
+        self.name, self.source = name, source
+        super().__init__(f"backbone {name!r} ({source}) is not in the local Hugging Face cache and HF_HUB_OFFLINE=1 "
+                         f"is set: run 'zoo fetch {name}' while online, then run this again.")
+
+    def __str__(self) -> str:  # LookupError is fine, but keep the message as written
+        return self.args[0]
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
 
 
 def suggest(name: str, known: list[str], n: int = 3) -> list[str]:

@@ -1,4 +1,4 @@
-"""Run history: every `zoo adapt` run (and later every `zoo bench` result) in one SQLite file.
+"""Run history: every `zoo adapt` run, `zoo bench` result, `zoo push` and `zoo fetch` in one SQLite file.
 
 The engine writes a run record as ``zoo_run.json`` in the run directory and hands the same dict to
 :meth:`RunStore.record_run`, once when the run starts and again when it ends; the run directory is the key, so the
@@ -28,7 +28,7 @@ from typing import Any
 from zoo.errors import InvalidInputError, ZooError
 
 DEFAULT_ENV = "ZOO_STORE"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 30.0
 RUN_STATUSES = ("running", "finished", "failed")
 _HEADLINE_METRICS = ("accuracy", "micro_f1", "macro_f1")  # listed first in a comparison
@@ -61,8 +61,27 @@ CREATE TABLE IF NOT EXISTS benches (
 CREATE INDEX IF NOT EXISTS benches_run_dir ON benches (run_dir);
 """
 
+# Version 2: what was published (`zoo push`) and what was downloaded ahead of time (`zoo fetch`).
+_SCHEMA_V2 = """
+CREATE TABLE IF NOT EXISTS pushes (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_dir     TEXT NOT NULL,
+    repo_id     TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    record_json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pushes_run_dir ON pushes (run_dir);
+CREATE TABLE IF NOT EXISTS fetches (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    backbone    TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    record_json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS fetches_backbone ON fetches (backbone);
+"""
+
 # from_version -> SQL that brings a database from that version to the next one. Version 0 is an empty file.
-_MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1}
+_MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1, 1: _SCHEMA_V2}
 
 _RUN_COLUMNS = ("run_dir", "status", "task", "backbone", "strategy", "started_at", "finished_at", "wall_s",
                 "best_metric_json", "record_json", "recorded_at")
@@ -317,6 +336,38 @@ class RunStore:
             where.append("target = ?")
             params.append(target)
         rows = self._select("SELECT id, record_json FROM benches", where, params, "created_at DESC, id DESC", limit)
+        return [{"id": row["id"], **json.loads(row["record_json"])} for row in rows]
+
+    # --- pushes and fetches ---
+
+    def record_push(self, record: Mapping[str, Any]) -> int:
+        """Add one completed `zoo push` (needs ``run_dir`` and ``repo_id``; never a token)."""
+        record = {**record, "run_dir": os.path.abspath(os.fspath(record["run_dir"]))}
+        record.setdefault("created_at", _now())
+        with self._transaction() as conn:
+            cursor = conn.execute("INSERT INTO pushes (run_dir, repo_id, created_at, record_json) VALUES (?, ?, ?, ?)",
+                                  (record["run_dir"], record["repo_id"], record["created_at"], _dumps(record)))
+            return int(cursor.lastrowid)
+
+    def list_pushes(self, *, run_dir: str | os.PathLike | None = None, limit: int | None = 50) -> list[dict[str, Any]]:
+        """Recorded pushes, newest first."""
+        where, params = ([], []) if not run_dir else (["run_dir = ?"], [os.path.abspath(os.fspath(run_dir))])
+        rows = self._select("SELECT id, record_json FROM pushes", where, params, "created_at DESC, id DESC", limit)
+        return [{"id": row["id"], **json.loads(row["record_json"])} for row in rows]
+
+    def record_fetch(self, record: Mapping[str, Any]) -> int:
+        """Add one backbone downloaded by `zoo fetch` (needs ``backbone``)."""
+        record = dict(record)
+        record.setdefault("created_at", _now())
+        with self._transaction() as conn:
+            cursor = conn.execute("INSERT INTO fetches (backbone, created_at, record_json) VALUES (?, ?, ?)",
+                                  (record["backbone"], record["created_at"], _dumps(record)))
+            return int(cursor.lastrowid)
+
+    def list_fetches(self, *, backbone: str | None = None, limit: int | None = 50) -> list[dict[str, Any]]:
+        """Recorded fetches, newest first."""
+        where, params = ([], []) if not backbone else (["backbone = ?"], [backbone])
+        rows = self._select("SELECT id, record_json FROM fetches", where, params, "created_at DESC, id DESC", limit)
         return [{"id": row["id"], **json.loads(row["record_json"])} for row in rows]
 
     def _select(self, select: str, where: list[str], params: list[Any], order: str, limit: int | None) -> list:

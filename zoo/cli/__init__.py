@@ -5,7 +5,18 @@ from __future__ import annotations
 import typer
 
 from zoo import __version__
-from zoo.cli import adapt_cmd, bench_cmd, info_cmd, list_cmd, plugins_cmd, predict_cmd, recommend_cmd, runs_cmd
+from zoo.cli import (
+    adapt_cmd,
+    bench_cmd,
+    fetch_cmd,
+    info_cmd,
+    list_cmd,
+    plugins_cmd,
+    predict_cmd,
+    push_cmd,
+    recommend_cmd,
+    runs_cmd,
+)
 
 app = typer.Typer(
     name="zoo",
@@ -30,7 +41,8 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     """zoo: a plugin-based model-zoo hub."""
 
 
-for module in (list_cmd, info_cmd, plugins_cmd, recommend_cmd, adapt_cmd, predict_cmd, bench_cmd, runs_cmd):
+for module in (list_cmd, info_cmd, plugins_cmd, recommend_cmd, fetch_cmd, adapt_cmd, predict_cmd, bench_cmd, push_cmd,
+               runs_cmd):
     module.register(app)
 
 

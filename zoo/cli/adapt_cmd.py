@@ -79,17 +79,17 @@ def register(app: typer.Typer) -> None:
             "--data", "-d", help="Training data: image/audio folder of class subfolders, CSV/TSV/JSONL, "
             "or hf:NAME[:config].", show_default=False)] = None,
         task: TaskOption = None,
-        output: Annotated[Path | None, typer.Option("--output", "-o", help="Run directory [default: "
+        output: Annotated[Path | None, typer.Option("--output", "-o", help="Run directory \\[default: "
                                                        "runs/<data>-<backbone>].", show_default=False)] = None,
         val: Annotated[str | None, typer.Option(help="Validation data (default: a stratified split of "
                                                    "--data).", show_default=False)] = None,
         test: Annotated[str | None, typer.Option(help="Test data, evaluated once at the end.",
                                                     show_default=False)] = None,
         strategy: Annotated[str, typer.Option(help="auto, linear, lora or full.")] = "auto",
-        epochs: Annotated[int | None, typer.Option(help="Epochs [default: by strategy].",
+        epochs: Annotated[int | None, typer.Option(help="Epochs \\[default: by strategy].",
                                                       show_default=False)] = None,
         batch_size: Annotated[int, typer.Option(help="Examples per batch.")] = 32,
-        lr: Annotated[float | None, typer.Option(help="Peak learning rate [default: by strategy].",
+        lr: Annotated[float | None, typer.Option(help="Peak learning rate \\[default: by strategy].",
                                                     show_default=False)] = None,
         precision: Annotated[str, typer.Option(help="auto, bf16, fp16 or fp32.")] = "auto",
         device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -101,19 +101,19 @@ def register(app: typer.Typer) -> None:
             help="full: layer-wise learning-rate decay, e.g. 0.75.", show_default=False)] = None,
         patience: Annotated[int, typer.Option(help="Stop after this many epochs without improvement "
                                               "(0: never).")] = 3,
-        metric: Annotated[str | None, typer.Option(help="Metric to select and stop on [default: accuracy, "
+        metric: Annotated[str | None, typer.Option(help="Metric to select and stop on \\[default: accuracy, "
                                                       "or micro_f1 for multi-label].", show_default=False)] = None,
         input_col: Annotated[str | None, typer.Option("--text-col", "--input-col", help="Column with the "
                              "text (or file path) in CSV/JSONL data.", show_default=False)] = None,
         label_col: Annotated[str | None, typer.Option(help="Column with the label(s).",
                                                          show_default=False)] = None,
         multi_label: Annotated[bool | None, typer.Option("--multi-label/--single-label", help="Several "
-                               "labels per example [default: detected].", show_default=False)] = None,
+                               "labels per example \\[default: detected].", show_default=False)] = None,
         label_sep: Annotated[str, typer.Option(help="Separator of several labels in one CSV cell.")] = "|",
         val_fraction: Annotated[float, typer.Option(help="Share of --data held out for validation when no "
                                                     "--val is given.")] = 0.1,
         max_seconds: Annotated[float, typer.Option(help="Audio: clips are cut to this length.")] = 10.0,
-        max_length: Annotated[int | None, typer.Option(help="Text: token limit [default: the backbone's].",
+        max_length: Annotated[int | None, typer.Option(help="Text: token limit \\[default: the backbone's].",
                                                           show_default=False)] = None,
         compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
         skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable files and count them, "

@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
         device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
         precision: Annotated[str, typer.Option(help="fp32, bf16 or fp16 (fp16 on CUDA only).")] = "fp32",
         batch_sizes: Annotated[str, typer.Option(help="Batch sizes to measure throughput at.")] = "1,8,32",
-        image_size: Annotated[int | None, typer.Option(help="Images: square input size [default: the model's].",
+        image_size: Annotated[int | None, typer.Option(help="Images: square input size \\[default: the model's].",
                                                        show_default=False)] = None,
         seq_len: Annotated[int, typer.Option(help="Text: tokens per example.")] = 128,
         seconds: Annotated[float, typer.Option(help="Audio: seconds per example.")] = 1.0,

@@ -13,7 +13,7 @@ def register(app: typer.Typer) -> None:
     @app.command("recommend")
     def recommend_command(
         task: TaskOption = None,
-        device: Annotated[str | None, typer.Option(help="Where the model will run: cpu or cuda [default: cpu].",
+        device: Annotated[str | None, typer.Option(help="Where the model will run: cpu or cuda \\[default: cpu].",
                                                       show_default=False)] = None,
         max_latency_ms: Annotated[float | None, typer.Option(
             help="Batch-1 latency budget in milliseconds (estimated from FLOPs).", show_default=False)] = None,

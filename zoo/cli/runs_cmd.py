@@ -71,7 +71,10 @@ def register(app: typer.Typer) -> None:
         """
         store, json_output = _inherit(ctx, store, json_output)
         with handle_errors():
-            record = _open(store).get_run(run_id)
+            history = _open(store)
+            record = history.get_run(run_id)
+            if record.get("run_dir"):
+                record["pushes"] = history.list_pushes(run_dir=record["run_dir"])
         if json_output:
             print_json(record)
             return
@@ -177,6 +180,9 @@ def _print_run(record: dict[str, Any]) -> None:
         ("data fingerprint", data.get("fingerprint")),
         ("best epoch", record.get("best_epoch")),
         ("error", record.get("error")),
+        *[("published", f"{push['url']} at commit {push['commit'][:12]} "
+                        f"({'private' if push.get('private') else 'public'}, {_when(push.get('created_at'))})")
+          for push in record.get("pushes") or []],
     ]
     for key, value in rows:
         if value not in (None, ""):

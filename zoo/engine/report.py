@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -55,21 +56,38 @@ def write_plots(run_dir: Path, record: dict[str, Any]) -> list[str]:
     return written
 
 
-def _load_snippet(record: dict[str, Any]) -> str:
+def _load_snippet(record: dict[str, Any], repo_id: str | None) -> str:
+    """Plain timm or transformers code that loads the model from the Hub repo (or PATH for a local run)."""
     if record["family_library"] == "timm":
+        where = f"hf-hub:{repo_id}" if repo_id else "local-dir:PATH"
         return ('import timm\n'
-                'model = timm.create_model("local-dir:PATH", pretrained=True).eval()\n'
+                f'model = timm.create_model("{where}", pretrained=True).eval()\n'
                 'config = timm.data.resolve_data_config({}, model=model)\n'
                 'transform = timm.data.create_transform(**config)\n'
                 'labels = model.pretrained_cfg["label_names"]')
     if record["family_library"] == "transformers":
         tag = TASKS[record["task"]].pipeline_tag
-        return f'from transformers import pipeline\nclassifier = pipeline("{tag}", model="PATH")'
-    return f"# load with {record['family_library']} from PATH"
+        return f'from transformers import pipeline\nclassifier = pipeline("{tag}", model="{repo_id or "PATH"}")'
+    return f"# load with {record['family_library']} from {repo_id or 'PATH'}"
 
 
-def write_model_card(run_dir: Path, record: dict[str, Any]) -> str:
-    """README.md: card metadata (base model, library, pipeline tag, licence, model-index) and the facts."""
+def wilson_interval(proportion: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion measured on ``n`` examples (95% for the default ``z``)."""
+    centre = (proportion + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(proportion * (1 - proportion) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def hub_dataset_id(source: str) -> str | None:
+    """The Hub dataset behind an ``hf:NAME[:config]`` data source, else None."""
+    return source.removeprefix("hf:").split(":")[0] if source.startswith("hf:") else None
+
+
+def model_card(record: dict[str, Any], *, repo_id: str | None = None, plots: list[str] = ()) -> str:
+    """The model card README.md: Hub metadata (base model, library, pipeline tag, licence, datasets, model-index)
+    and the facts of the run. ``repo_id`` makes the usage snippet load from the Hub instead of a local PATH."""
+    import json
+
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     backbone, task = record["backbone"], TASKS[record["task"]]
@@ -77,7 +95,9 @@ def write_model_card(run_dir: Path, record: dict[str, Any]) -> str:
     scored = test or best
     split = "test" if test else "validation"
     metric_names = ["micro_f1", "macro_f1"] if record["multi_label"] else ["accuracy", "macro_f1"]
-    dataset_name = Path(record["data"]["source"]).name or record["data"]["source"]
+    source = record["data"]["source"]
+    hub_dataset = hub_dataset_id(source)
+    dataset_name = hub_dataset or Path(source).name or source
     eval_results = [EvalResult(task_type=task.pipeline_tag, dataset_type=dataset_name, dataset_name=dataset_name,
                                dataset_split=split, metric_type=name, metric_name=name,
                                metric_value=round(float(scored[name]), 4)) for name in metric_names]
@@ -86,21 +106,27 @@ def write_model_card(run_dir: Path, record: dict[str, Any]) -> str:
         base_model=base_model, library_name=record["family_library"], pipeline_tag=task.pipeline_tag,
         license=backbone["license"] if backbone["license"] != "unknown" else None,
         language=[lang for lang in backbone["languages"] if lang != "multilingual"] or None,
+        datasets=[hub_dataset] if hub_dataset else None,
         tags=["zoo", record["task"], record["strategy"]], eval_results=eval_results,
-        model_name=f"{backbone['name']}-{dataset_name}")
+        model_name=(repo_id.split("/")[-1] if repo_id else f"{backbone['name']}-{dataset_name}"))
     sizes, counts = record["data"]["sizes"], record["data"]["class_counts"]["train"]
     smallest, largest = min(counts.values()), max(counts.values())
     config = record["config"]
-    link = f"https://huggingface.co/{backbone['source']}" if base_model else backbone["source"]
+    link = f"https://huggingface.co/{backbone['source']}" if base_model else Path(backbone["source"]).name
+    data_link = f"[{hub_dataset}](https://huggingface.co/datasets/{hub_dataset})" if hub_dataset else dataset_name
+    captions = {"curves.png": "training curves", "confusion.png": "validation confusion matrix"}
     lines = [
         f"# {backbone['name']} adapted for {task.title}", "",
-        f"Fine-tuned from [{backbone['source']}]({link}) with `zoo adapt` "
+        f"Fine-tuned from [{backbone['source'] if base_model else link}]({link}) with `zoo adapt` "
         f"(strategy **{record['strategy']}**: {record['strategy_reason']}).", "",
         "## Results", "",
         f"Measured on the {split} split ({sizes['test'] if test else sizes['val']} examples):", "",
         "| metric | value |", "| --- | ---: |",
         *[f"| {name} | {scored[name]:.4f} |" for name in metric_names], "",
+        *[f"![{captions.get(name, name)}]({name})" for name in plots],
+        *([""] if plots else []),
         "## Data", "",
+        f"- source: {data_link}",
         f"- labels ({len(record['labels'])}): {', '.join(record['labels'])}",
         f"- examples: {sizes['train']} train, {sizes['val']} validation, {sizes['test']} test "
         f"({record['data']['split'].get('val', '')})",
@@ -111,17 +137,30 @@ def write_model_card(run_dir: Path, record: dict[str, Any]) -> str:
         f"batch size {config['batch_size']}, learning rate {config['lr']}, precision {config['precision']}, "
         f"augmentation {config['augment']}, seed {config['seed']}",
         f"- hardware: {record['hardware']['device']}, {record['hardware']['processes']} process(es)",
+        f"- wall time: {record['wall_s']:.0f} s" if record.get("wall_s") else "",
+        "", "<details><summary>Full training configuration</summary>", "", "```json",
+        json.dumps(config, indent=2, sort_keys=True, default=str), "```", "", "</details>",
         *_bench_section(record.get("bench") or []),
-        "", "## Use", "", "```python", _load_snippet(record), "```", "",
+        "", "## Use", "", "```python", _load_snippet(record, repo_id), "```", "",
         "## Limitations", "",
         f"- Trained on {sizes['train']} examples; quality outside that data's distribution is unmeasured.",
     ]
     if largest > 2 * max(smallest, 1):
         lines.append(f"- Classes are imbalanced ({smallest} to {largest} training examples); check per-class "
                      "recall in zoo_run.json before relying on rare classes.")
+    scored_n = sizes["test"] if test else sizes["val"]
+    if not record["multi_label"] and scored_n:
+        low, high = wilson_interval(float(scored["accuracy"]), scored_n)
+        lines.append(f"- The {split} accuracy comes from {scored_n} examples: its 95% (Wilson) interval is "
+                     f"{low:.3f} to {high:.3f}.")
     lines.append("")
-    card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
-    (Path(run_dir) / "README.md").write_text(str(card))
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines)))
+
+
+def write_model_card(run_dir: Path, record: dict[str, Any]) -> str:
+    """README.md in the run directory, with the plots that are there."""
+    plots = [name for name in ("curves.png", "confusion.png") if (Path(run_dir) / name).is_file()]
+    (Path(run_dir) / "README.md").write_text(model_card(record, plots=plots))
     return "README.md"
 
 

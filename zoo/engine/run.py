@@ -24,6 +24,7 @@ from zoo.engine.config import AdaptConfig, choose_strategy
 from zoo.engine.trainer import Reporter, Trainer, cosine_with_warmup, make_loss, parameter_groups
 from zoo.errors import InvalidInputError
 from zoo.hardware import cpu_name
+from zoo.hub.fetch import ensure_fetched
 
 RUN_RECORD = "zoo_run.json"
 
@@ -121,6 +122,7 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
 
     checkpoint = load_checkpoint(run_dir) if resume else None
     previous = read_record(run_dir) if resume else {}
+    ensure_fetched(spec)
     classifier = family.load_classifier(spec, task=request.task, labels=splits.label_names,
                                         multi_label=splits.multi_label)
     classifier.augment = config.augment

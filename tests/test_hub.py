@@ -1,0 +1,330 @@
+"""`zoo push` and `zoo fetch` against the local Hub server, through the real huggingface_hub client.
+
+Round trip: adapt a tiny model of each task type, push it, load it back from the same endpoint in a process that
+never imports zoo, and compare predictions with the local run. Also: the model card, privacy, tokens, a connection
+that breaks mid-push, and offline work after `zoo fetch`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURE_REGISTRY, run_zoo
+from native_loading import native_predictions
+
+from zoo import api
+from zoo.engine.config import AdaptConfig
+from zoo.registry import read_registry_file
+from zoo.store import RunStore
+
+FIXTURES = {spec.name: spec for spec in read_registry_file(FIXTURE_REGISTRY)}
+REGISTRY = [str(FIXTURE_REGISTRY)]
+USER, TOKEN = "alice", "hf_zooTestTokenAlice0123456789"
+OTHER_USER, OTHER_TOKEN = "mallory", "hf_zooTestTokenMallory987654321"
+ROUND_TRIP = ["test_resnet.r160_in1k", "tiny-bert", "tiny-wav2vec2"]
+
+
+@pytest.fixture(scope="module")
+def hub_users(hub):
+    hub.store.add_token(TOKEN, USER)
+    hub.store.add_token(OTHER_TOKEN, OTHER_USER)
+    return hub
+
+
+@pytest.fixture(scope="module")
+def runs(hub, datasets, tmp_path_factory) -> dict[str, Path]:
+    """One finished run per round-trip backbone."""
+    root = tmp_path_factory.mktemp("runs")
+    out = {}
+    for name in ROUND_TRIP:
+        task = FIXTURES[name].tasks[0]
+        api.adapt(name, str(datasets[task]), output=root / name, val_fraction=0.25, registry_files=REGISTRY,
+                  config=AdaptConfig(strategy="full", epochs=2, batch_size=8, lr=1e-3, patience=0), store=False)
+        out[name] = root / name
+    return out
+
+
+def _val_inputs(run: Path, n: int = 3) -> list[str]:
+    from zoo.data import load_data
+
+    record = json.loads((run / "zoo_run.json").read_text())
+    request = record["request"]
+    val = load_data(request["data"], task=record["task"], val_fraction=request["val_fraction"],
+                    seed=record["seed"]).val
+    inputs = [str(example.input) for example in val]
+    if record["task"] == "audio-cls":   # the pipeline gets the file's samples: keep files at the model's rate
+        import soundfile
+
+        inputs = [path for path in inputs if soundfile.info(path).samplerate == 16000]
+    return inputs[:n]
+
+
+def _push(run: Path, repo_id: str, *args: str, env: dict[str, str] | None = None):
+    return run_zoo("push", str(run), "--repo-id", repo_id, "--json", *args, env=env)
+
+
+@pytest.mark.parametrize("name", ROUND_TRIP)
+def test_push_round_trip_loads_without_zoo_and_predicts_the_same(name, hub_users, runs, tmp_path):
+    run, spec = runs[name], FIXTURES[name]
+    repo_id = f"{USER}/{name.replace('.', '-')}-round-trip"
+    pushed = _push(run, repo_id, "--token", TOKEN)
+    assert pushed.returncode == 0, pushed.stderr
+    result = json.loads(pushed.stdout)
+    assert result["created"] and result["private"] and result["verified"]
+    assert result["url"] == f"{hub_users.endpoint}/{repo_id}"
+    sent = {f["path"] for f in result["files"]}
+    assert {"README.md", "zoo_run.json", "curves.png", "config.json"} <= sent
+    assert any(path.endswith(".safetensors") for path in sent)
+    assert not any(path.startswith(".") or path.endswith((".bin", ".pt", ".pkl")) for path in sent)
+
+    # What the server holds is byte for byte what zoo sent.
+    commit = hub_users.store.resolve(repo_id, "main")
+    assert commit.sha == result["commit"]
+    for entry in result["files"]:
+        import hashlib
+
+        assert hashlib.sha256(hub_users.store.blob_bytes(commit.files[entry["path"]])).hexdigest() == entry["sha256"]
+
+    # A fresh process that never imports zoo, with an empty cache, loads the model from the endpoint.
+    inputs = _val_inputs(run)
+    model = f"hf-hub:{repo_id}" if spec.family == "timm" else repo_id
+    native = native_predictions(spec.family, spec.tasks[0], model, inputs,
+                                env={"HF_TOKEN": TOKEN, "HF_HOME": str(tmp_path / "fresh-hf-home")})
+    ours = api.predict(run, inputs, top_k=len(json.loads((run / "zoo_run.json").read_text())["labels"]))
+    for prediction, scores in zip(ours, native, strict=True):
+        for entry in prediction.labels:
+            assert entry["score"] == pytest.approx(scores[entry["label"]], abs=1e-4)
+
+    # The pushed card parses with huggingface_hub and carries the run's metrics and metadata.
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(repo_id, token=TOKEN)
+    record = json.loads((run / "zoo_run.json").read_text())
+    scored = record["metrics"].get("test") or record["metrics"]["best"]
+    metrics = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert metrics == {name: pytest.approx(round(scored[name], 4)) for name in ("accuracy", "macro_f1")}
+    assert card.data.base_model == spec.source and card.data.license == spec.license
+    assert card.data.library_name == ("timm" if spec.family == "timm" else "transformers")
+    assert card.data.pipeline_tag == {"image-cls": "image-classification", "text-cls": "text-classification",
+                                      "audio-cls": "audio-classification"}[spec.tasks[0]]
+    assert repo_id in card.text and "## Limitations" in card.text and "Full training configuration" in card.text
+
+    # The published record shows no path of this machine.
+    published = hub_users.store.blob_bytes(commit.files["zoo_run.json"]).decode()
+    assert str(run.parent) not in published and str(Path.home()) not in published
+    assert [p["repo_id"] for p in RunStore().list_pushes(run_dir=run)][0] == repo_id
+
+
+def test_private_stays_private_and_wrong_tokens_are_refused(hub_users, runs, tmp_path):
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    run = runs["tiny-bert"]
+    private_repo = f"{USER}/private-by-default"
+    assert _push(run, private_repo, "--token", TOKEN).returncode == 0
+    cache = tmp_path / "cache"
+    with pytest.raises(RepositoryNotFoundError):
+        hf_hub_download(private_repo, "config.json", token=False, cache_dir=cache)
+    with pytest.raises(RepositoryNotFoundError):
+        hf_hub_download(private_repo, "config.json", token=OTHER_TOKEN, cache_dir=cache)
+    with pytest.raises(HfHubHTTPError):
+        hf_hub_download(private_repo, "config.json", token="hf_wrong", cache_dir=cache)
+    assert Path(hf_hub_download(private_repo, "config.json", token=TOKEN, cache_dir=cache)).is_file()
+
+    public_repo = f"{USER}/public-by-choice"
+    public = _push(run, public_repo, "--token", TOKEN, "--public")
+    assert public.returncode == 0 and json.loads(public.stdout)["private"] is False
+    assert Path(hf_hub_download(public_repo, "config.json", token=False, cache_dir=cache)).is_file()
+
+    # An existing repo keeps its visibility; the person is told.
+    again = _push(run, private_repo, "--token", TOKEN, "--public")
+    result = json.loads(again.stdout)
+    assert result["private"] is True and "visibility was left" in result["notes"][0]
+    assert result["changed"] is False, "the same files again make no new commit"
+
+    wrong = run_zoo("push", str(run), "--repo-id", f"{USER}/never", "--token", "hf_wrong")
+    assert wrong.returncode == 1 and "401" in wrong.stderr and len(wrong.stderr.strip().splitlines()) == 1
+    foreign = run_zoo("push", str(run), "--repo-id", f"{USER}/not-mallorys", "--token", OTHER_TOKEN)
+    assert foreign.returncode == 1 and "403" in foreign.stderr
+    assert f"{USER}/never" not in hub_users.store.repos and f"{USER}/not-mallorys" not in hub_users.store.repos
+
+
+def test_push_to_a_branch_and_from_the_stored_login(hub_users, runs, tmp_path):
+    run = runs["test_resnet.r160_in1k"]
+    repo_id = f"{USER}/branched"
+    home = tmp_path / "hf-home"
+    home.mkdir()
+    (home / "token").write_text(TOKEN)   # what `hf auth login` leaves behind
+    pushed = _push(run, repo_id, "--branch", "experiment", "--commit-message", "first try",
+                   env={"HF_HOME": str(home)})
+    assert pushed.returncode == 0, pushed.stderr
+    result = json.loads(pushed.stdout)
+    assert result["branch"] == "experiment" and result["url"].endswith("/tree/experiment")
+    repo = hub_users.store.repos[repo_id]
+    assert "model.safetensors" in hub_users.store.resolve(repo_id, "experiment").files
+    assert "model.safetensors" not in hub_users.store.resolve(repo_id, "main").files
+    assert repo.commits[-1].message == "first try"
+
+
+def test_push_refuses_unfinished_runs_and_bad_repo_ids(hub_users, runs, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(runs["tiny-bert"], copy)
+    record = json.loads((copy / "zoo_run.json").read_text())
+    (copy / "zoo_run.json").write_text(json.dumps({**record, "status": "running"}))
+    unfinished = run_zoo("push", str(copy), "--repo-id", f"{USER}/unfinished", "--token", TOKEN)
+    assert unfinished.returncode == 2 and "has not finished" in unfinished.stderr and "--resume" in unfinished.stderr
+    (copy / "zoo_run.json").write_text(json.dumps({**record, "status": "failed", "error": "RuntimeError: boom"}))
+    failed = run_zoo("push", str(copy), "--repo-id", f"{USER}/unfinished", "--token", TOKEN)
+    assert failed.returncode == 2 and "boom" in failed.stderr
+    bad = run_zoo("push", str(runs["tiny-bert"]), "--repo-id", "no-namespace", "--token", TOKEN)
+    assert bad.returncode == 2 and "NAMESPACE/NAME" in bad.stderr
+    no_token = run_zoo("push", str(runs["tiny-bert"]), "--repo-id", f"{USER}/x", env={"HF_HOME": str(tmp_path)})
+    assert no_token.returncode == 1 and "HF_TOKEN" in no_token.stderr
+    assert f"{USER}/unfinished" not in hub_users.store.repos
+
+
+def test_connection_broken_mid_push_is_a_clean_error_and_pushing_again_completes(hub_users, runs):
+    run = runs["tiny-wav2vec2"]
+    repo_id = f"{USER}/interrupted"
+    before = len(RunStore().list_pushes(run_dir=run))
+    hub_users.store.drop_next("commit")
+    broken = run_zoo("push", str(run), "--repo-id", repo_id, "--token", TOKEN)
+    assert broken.returncode == 1
+    assert broken.stderr.startswith("Error: the connection to") and "committing to" in broken.stderr
+    assert "run the same command again" in broken.stderr and len(broken.stderr.strip().splitlines()) == 1
+    assert broken.stdout == "", "nothing is reported as published"
+    assert "model.safetensors" not in hub_users.store.resolve(repo_id, "main").files
+    assert len(RunStore().list_pushes(run_dir=run)) == before
+
+    again = _push(run, repo_id, "--token", TOKEN)
+    assert again.returncode == 0, again.stderr
+    result = json.loads(again.stdout)
+    assert result["changed"] and "model.safetensors" in hub_users.store.resolve(repo_id, "main").files
+    assert len(RunStore().list_pushes(run_dir=run)) == before + 1
+
+
+def test_token_is_never_printed_or_written(hub_users, runs, datasets, tmp_path):
+    """Every command runs with the token in HF_TOKEN (and --token where it exists, a wrong one included); no
+    output and no file any of them wrote contains it."""
+    home, cache, config = tmp_path / "hf-home", tmp_path / "cache", tmp_path / "config"
+    env = {"HF_TOKEN": TOKEN, "HF_HOME": str(home), "XDG_CACHE_HOME": str(cache), "XDG_CONFIG_HOME": str(config),
+           "ZOO_STORE": str(tmp_path / "runs.sqlite")}
+    run = tmp_path / "run"
+    commands = [
+        ["list"], ["info", "tiny-bert", "-r", *REGISTRY], ["plugins"],
+        ["recommend", "--task", "text-cls", "-r", *REGISTRY],
+        ["fetch", "tiny-bert", "-r", *REGISTRY, "--token", TOKEN],
+        ["fetch", "tiny-bert", "-r", *REGISTRY, "--json"],
+        ["adapt", "tiny-bert", "--data", str(datasets["text-cls"]), "--output", str(run), "--epochs", "1",
+         "--strategy", "linear", "-r", *REGISTRY],
+        ["predict", str(run), "a fine day"], ["bench", str(run), "--iters", "3", "--warmup", "1",
+                                             "--batch-sizes", "1"],
+        ["runs"], ["runs", "show", "1"],
+        ["push", str(run), "--repo-id", f"{USER}/token-check", "--token", TOKEN],
+        ["push", str(run), "--repo-id", f"{USER}/token-check", "--json"],
+        ["push", str(run), "--repo-id", f"{USER}/token-check-2", "--token", OTHER_TOKEN + "x"],
+        ["push", str(run), "--repo-id", f"{OTHER_USER}/token-check"],
+    ]
+    outputs = []
+    for command in commands:
+        result = run_zoo(*command, env=env)
+        outputs.append(result.stdout + result.stderr)
+        assert result.returncode == (1 if command[0] == "push" and command[-1] in (OTHER_TOKEN + "x",
+                                                                                      f"{OTHER_USER}/token-check")
+                                     else 0), (command, result.stderr)
+    for secret in (TOKEN, OTHER_TOKEN + "x"):
+        assert not any(secret in output for output in outputs)
+        for root in (home, cache, config, run, tmp_path):
+            for path in root.rglob("*"):
+                if path.is_file():
+                    assert secret.encode() not in path.read_bytes(), path
+    for commit in hub_users.store.repos[f"{USER}/token-check"].commits:
+        for blob in commit.files.values():
+            assert TOKEN.encode() not in hub_users.store.blob_bytes(blob)
+
+
+# --- zoo fetch and offline work -----------------------------------------------------------------------------------
+
+
+def test_fetch_then_every_command_works_offline(hub, datasets, tmp_path):
+    env = {"HF_HOME": str(tmp_path / "hf-home"), "ZOO_STORE": str(tmp_path / "runs.sqlite"),
+           "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    fetched = run_zoo("fetch", "tiny-bert", "test_resnet.r160_in1k", "-r", *REGISTRY, "--json", env=env)
+    assert fetched.returncode == 0, fetched.stderr
+    results = {r["backbone"]: r for r in json.loads(fetched.stdout)}
+    for name, result in results.items():
+        assert result["status"] == "fetched" and result["files"] > 0
+        assert result["commit"] == hub.store.resolve(FIXTURES[name].source, "main").sha, "the resolved commit"
+    assert {f["backbone"] for f in RunStore(tmp_path / "runs.sqlite").list_fetches()} == set(results)
+
+    # No server at all now: a closed port, and offline mode.
+    offline = {**env, "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
+    run = tmp_path / "run"
+    adapt = run_zoo("adapt", "tiny-bert", "--data", str(datasets["text-cls"]), "--output", str(run), "--epochs",
+                    "1", "--strategy", "full", "-r", *REGISTRY, "--json", env=offline)
+    assert adapt.returncode == 0, adapt.stderr
+    image_run = tmp_path / "image-run"
+    adapt_image = run_zoo("adapt", "test_resnet.r160_in1k", "--data", str(datasets["image-cls"]), "--output",
+                          str(image_run), "--epochs", "1", "--strategy", "linear", "-r", *REGISTRY, env=offline)
+    assert adapt_image.returncode == 0, adapt_image.stderr
+    for command in (["predict", str(run), "what a lovely film", "--json"],
+                    ["bench", "tiny-bert", "-r", *REGISTRY, "--iters", "3", "--warmup", "1", "--batch-sizes", "1",
+                     "--json"],
+                    ["bench", str(image_run), "--iters", "3", "--warmup", "1", "--batch-sizes", "1", "--json"],
+                    ["recommend", "--task", "text-cls", "-r", *REGISTRY, "--json"]):
+        result = run_zoo(*command, env=offline)
+        assert result.returncode == 0, (command, result.stderr)
+        json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("command", [
+    ["adapt", "tiny-bert", "--data", "{text}", "--epochs", "1"],
+    ["bench", "tiny-wav2vec2"],
+    ["adapt", "test_vit.r160_in1k", "--data", "{images}", "--epochs", "1"],
+], ids=["adapt-text", "bench-audio", "adapt-image"])
+def test_offline_without_fetch_says_to_run_zoo_fetch(command, hub, datasets, tmp_path):
+    env = {"HF_HOME": str(tmp_path / "empty-hf-home"), "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
+    args = [arg.format(text=datasets["text-cls"], images=datasets["image-cls"]) for arg in command]
+    result = run_zoo(*args, "-r", *REGISTRY, "--output" if args[0] == "adapt" else "--json",
+                     *([str(tmp_path / "run")] if args[0] == "adapt" else []), env=env)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"zoo fetch {args[1]}" in lines[0], result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_fetch_errors_are_reported_per_backbone(hub, tmp_path):
+    env = {"HF_HOME": str(tmp_path / "hf-home"), "ZOO_STORE": str(tmp_path / "runs.sqlite")}
+    # --task adds the top recommendations; those from the core registry are not on the test server: each is
+    # reported, and the others are still fetched.
+    top = [c.name for c in api.recommend("text-cls", top=3, registry_files=REGISTRY).candidates]
+    missing = [name for name in top if name not in FIXTURES]
+    assert missing, "the core registry has text backbones the test server does not serve"
+    result = run_zoo("fetch", "tiny-bert", "--task", "text-cls", "--top", "3", "-r", *REGISTRY, "--json", env=env)
+    assert result.returncode == 1
+    rows = {r["backbone"]: r for r in json.loads(result.stdout)}
+    assert set(rows) == {"tiny-bert", *top}
+    assert rows["tiny-bert"]["status"] == "fetched"
+    failed = [r for r in rows.values() if r["status"] == "failed"]
+    assert {r["backbone"] for r in failed} == set(missing) and all("not found" in r["error"] for r in failed)
+    assert result.stderr.count("\n") == 1 and all(name in result.stderr for name in missing)
+    assert run_zoo("fetch", env=env).returncode == 2
+    offline = run_zoo("fetch", "tiny-bert", "-r", *REGISTRY, env={**env, "HF_HUB_OFFLINE": "1"})
+    assert offline.returncode == 2 and "HF_HUB_OFFLINE" in offline.stderr
+    unknown = run_zoo("fetch", "tiny-bertt", "-r", *REGISTRY, env=env)
+    assert unknown.returncode != 0 and "tiny-bert" in unknown.stderr
+    assert os.environ.get("HF_HUB_OFFLINE") == "0"
+
+
+def test_wilson_interval_matches_the_textbook_value():
+    from zoo.engine.report import wilson_interval
+
+    low, high = wilson_interval(0.5, 8)           # 4 of 8: Wilson 95% is 0.2152 to 0.7848
+    assert (round(low, 4), round(high, 4)) == (0.2152, 0.7848)
+    low, high = wilson_interval(1.0, 20)          # never above 1, and not degenerate at 100%
+    assert high == 1.0 and 0.83 < low < 0.84

@@ -1,0 +1,159 @@
+"""`zoo fetch`: download backbones into the Hugging Face cache ahead of time, so later commands run offline.
+
+A backbone is downloaded with ``snapshot_download`` at the registry's pinned revision, or at the branch head,
+whose commit is then recorded (in the result and the run history). The cache is the standard one
+(``HF_HOME``/``HF_HUB_CACHE``), so transformers and timm find the files there by themselves when
+``HF_HUB_OFFLINE=1``.
+
+Which files: everything in the repo except weights in formats zoo never loads (TensorFlow, Flax, ONNX, Core ML,
+OpenVINO, GGUF, Rust) and, when the repo has safetensors weights, its pickled PyTorch copies too. That keeps a
+fetch close to what loading the model reads, without zoo knowing any family's file names.
+
+:func:`ensure_fetched` is the offline guard the commands call before a family loads a backbone: with
+``HF_HUB_OFFLINE=1`` and nothing cached it raises the one-line hint to run ``zoo fetch NAME``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import BackboneNotFetchedError, HubError, InvalidInputError, ZooError
+from zoo.registry import BackboneSpec
+
+# Weights in formats zoo never loads.
+OTHER_FRAMEWORKS = ["*.h5", "*.msgpack", "*.ot", "*.onnx", "*.onnx_data", "*.tflite", "*.gguf", "*.mlmodel",
+                    "onnx/*", "openvino/*", "coreml/*", "*.mlpackage/*", "tf_model*", "flax_model*", "rust_model*"]
+# Pickled PyTorch weights, skipped when safetensors are there.
+PICKLED_WEIGHTS = ["*.bin", "*.pth", "*.pt", "*.ckpt"]
+
+
+@dataclass
+class FetchResult:
+    backbone: str
+    source: str
+    status: str                   # "fetched", "local" (weights already on disk) or "failed"
+    revision: str | None = None   # as asked: the registry's pin, or None for the branch head
+    commit: str | None = None     # what was downloaded
+    files: int = 0
+    bytes: int = 0
+    path: str | None = None       # the snapshot folder in the Hugging Face cache
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def is_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def cached_snapshot(spec: BackboneSpec) -> Path | None:
+    """The cached snapshot folder of ``spec`` at its revision, or None when nothing is cached."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(spec.source, revision=spec.revision, local_files_only=True))
+    except Exception:  # huggingface_hub raises several types for "not in the cache"
+        return None
+
+
+def ensure_fetched(spec: BackboneSpec) -> None:
+    """In offline mode, fail with the fetch hint unless ``spec``'s files are cached (or on disk already)."""
+    if spec.is_local or not is_offline():
+        return
+    if cached_snapshot(spec) is None:
+        raise BackboneNotFetchedError(spec.name, spec.source)
+
+
+def fetch_backbones(names: Sequence[str] = (), *, task: str | None = None, top: int = 3,
+                    registry_files: Iterable[str | os.PathLike] = (), token: str | None = None,
+                    store: bool = True, progress: Callable[[str], None] | None = None) -> list[FetchResult]:
+    """Download backbones by name, or the ``top`` data-free recommendations for ``task``.
+
+    A backbone that fails is reported with ``status="failed"`` and its reason; the others still download.
+
+    Raises:
+        zoo.errors.InvalidInputError: neither names nor a task, or offline mode is on.
+        zoo.errors.UnknownBackboneError: a name not in the registry.
+    """
+    from zoo import api
+
+    if is_offline():
+        raise InvalidInputError("zoo fetch downloads from the Hub, but HF_HUB_OFFLINE=1 is set; unset it to fetch")
+    if not names and task is None:
+        raise InvalidInputError("name one or more backbones, or give --task (with --top N) to fetch the top "
+                                "recommendations")
+    if top < 1:
+        raise InvalidInputError("--top must be at least 1")
+    registry = api.load_registry(registry_files)
+    specs = [registry.get(name) for name in names]
+    if task is not None:
+        recommendation = api.recommend(task, top=top, registry_files=registry_files)
+        specs += [registry.get(c.name) for c in recommendation.candidates if c.name not in names]
+    say = progress or (lambda message: None)
+    results = []
+    for index, spec in enumerate(specs, start=1):
+        say(f"[{index}/{len(specs)}] {spec.name} from {spec.source}")
+        results.append(fetch_one(spec, token=token))
+    if store:
+        from zoo.store import RunStore
+
+        history = RunStore()
+        for result in results:
+            if result.status == "fetched":
+                history.record_fetch(result.to_dict())
+    return results
+
+
+def fetch_one(spec: BackboneSpec, *, token: str | None = None) -> FetchResult:
+    """Download one backbone's files at its revision into the Hugging Face cache."""
+    from huggingface_hub import HfApi, snapshot_download
+
+    if spec.is_local:
+        return FetchResult(spec.name, spec.source, "local", path=str(spec.local_path))
+    hub = HfApi(token=token)
+    try:
+        info = hub.model_info(spec.source, revision=spec.revision)
+        names = [sibling.rfilename for sibling in info.siblings or []]
+        ignore = OTHER_FRAMEWORKS + (PICKLED_WEIGHTS if any(n.endswith(".safetensors") for n in names) else [])
+        folder = Path(snapshot_download(spec.source, revision=spec.revision, ignore_patterns=ignore, token=token))
+    except ZooError:
+        raise
+    except Exception as exc:
+        return FetchResult(spec.name, spec.source, "failed", revision=spec.revision,
+                           error=_describe(exc, spec, hub.endpoint))
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    return FetchResult(spec.name, spec.source, "fetched", revision=spec.revision, commit=folder.name,
+                       files=len(files), bytes=sum(p.stat().st_size for p in files), path=str(folder))
+
+
+def _describe(exc: Exception, spec: BackboneSpec, endpoint: str) -> str:
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+    from zoo.hub.push import transport_errors
+
+    if isinstance(exc, RevisionNotFoundError):
+        return f"revision {spec.revision!r} of {spec.source} not found at {endpoint}; fix the registry entry's revision"
+    if isinstance(exc, RepositoryNotFoundError):
+        return (f"{spec.source} not found at {endpoint} (a private or gated repo needs --token or HF_TOKEN with "
+                "access)")
+    if isinstance(exc, HfHubHTTPError):
+        status = exc.response.status_code if exc.response is not None else "?"
+        return f"the Hub answered {status} for {spec.source}: {(str(exc).splitlines() or [''])[0]}"
+    if isinstance(exc, transport_errors()):
+        return f"could not reach {endpoint} ({(str(exc).splitlines() or [type(exc).__name__])[0]}); check the " \
+               "connection or HF_ENDPOINT"
+    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+
+
+def raise_for_failures(results: Sequence[FetchResult]) -> None:
+    """One error naming every backbone that failed, if any did."""
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        raise HubError("; ".join(f"{r.backbone}: {r.error}" for r in failed))
