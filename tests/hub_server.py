@@ -5,7 +5,8 @@ publishing code runs through the real client, pointed here with ``HF_ENDPOINT``:
 
 - reading: repo info, file trees (recursive too), and resolve/download with the headers the client checks
   (``X-Repo-Commit``, ``ETag``, ``X-Linked-Size``, error codes), at a branch or a commit;
-- writing: ``whoami-v2``, repo creation (public or private), README metadata validation, branch creation,
+- writing: ``whoami-v2``, repo creation (public or private), the README metadata check (always answered with no
+  errors: this server does not validate model cards), branch creation,
   pre-upload (every file is answered "regular", so contents travel inline in the commit) and the NDJSON commit;
 - authorisation: tokens map to user names (:meth:`HubStore.add_token`). A request carrying an unknown token is
   refused with 401 whatever it asks for; writing needs the namespace's own token; a private repo answers 401

@@ -73,7 +73,7 @@ def test_push_round_trip_loads_without_zoo_and_predicts_the_same(name, hub_users
     pushed = _push(run, repo_id, "--token", TOKEN)
     assert pushed.returncode == 0, pushed.stderr
     result = json.loads(pushed.stdout)
-    assert result["created"] and result["private"] and result["verified"]
+    assert result["created"] and result["private"] and result["changed"]
     assert result["url"] == f"{hub_users.endpoint}/{repo_id}"
     sent = {f["path"] for f in result["files"]}
     assert {"README.md", "zoo_run.json", "curves.png", "config.json"} <= sent
@@ -144,6 +144,8 @@ def test_private_stays_private_and_wrong_tokens_are_refused(hub_users, runs, tmp
     result = json.loads(again.stdout)
     assert result["private"] is True and "visibility was left" in result["notes"][0]
     assert result["changed"] is False, "the same files again make no new commit"
+    default = json.loads(_push(run, public_repo, "--token", TOKEN).stdout)
+    assert default["private"] is False and "visibility was left" in default["notes"][0], "told, not silently public"
 
     wrong = run_zoo("push", str(run), "--repo-id", f"{USER}/never", "--token", "hf_wrong")
     assert wrong.returncode == 1 and "401" in wrong.stderr and len(wrong.stderr.strip().splitlines()) == 1
@@ -167,6 +169,19 @@ def test_push_to_a_branch_and_from_the_stored_login(hub_users, runs, tmp_path):
     assert "model.safetensors" in hub_users.store.resolve(repo_id, "experiment").files
     assert "model.safetensors" not in hub_users.store.resolve(repo_id, "main").files
     assert repo.commits[-1].message == "first try"
+    card = hub_users.store.blob_bytes(hub_users.store.resolve(repo_id, "experiment").files["README.md"]).decode()
+    assert f'hf-hub:{repo_id}@experiment' in card, "the card's snippet loads the branch it was pushed to"
+
+
+def test_pushing_another_run_to_a_repo_replaces_its_files(hub_users, runs):
+    repo_id = f"{USER}/replaced"
+    assert _push(runs["tiny-bert"], repo_id, "--token", TOKEN).returncode == 0
+    assert "tokenizer_config.json" in hub_users.store.resolve(repo_id, "main").files
+    replaced = _push(runs["test_resnet.r160_in1k"], repo_id, "--token", TOKEN)
+    assert replaced.returncode == 0, replaced.stderr
+    files = set(hub_users.store.resolve(repo_id, "main").files)
+    assert files == {f["path"] for f in json.loads(replaced.stdout)["files"]} | {".gitattributes"}
+    assert "tokenizer_config.json" not in files
 
 
 def test_push_refuses_unfinished_runs_and_bad_repo_ids(hub_users, runs, tmp_path):
@@ -185,6 +200,17 @@ def test_push_refuses_unfinished_runs_and_bad_repo_ids(hub_users, runs, tmp_path
     assert bad.returncode == 2 and "NAMESPACE/NAME" in bad.stderr
     no_token = run_zoo("push", str(runs["tiny-bert"]), "--repo-id", f"{USER}/x", env={"HF_HOME": str(tmp_path)})
     assert no_token.returncode == 1 and "HF_TOKEN" in no_token.stderr
+    bad_branch = run_zoo("push", str(runs["tiny-bert"]), "--repo-id", f"{USER}/x", "--branch", "", "--token", TOKEN)
+    assert bad_branch.returncode == 2 and "--branch" in bad_branch.stderr
+    offline = run_zoo("push", str(runs["tiny-bert"]), "--repo-id", f"{USER}/x", "--token", TOKEN,
+                      env={"HF_HUB_OFFLINE": "1"})
+    assert offline.returncode == 1 and "HF_HUB_OFFLINE" in offline.stderr
+    (copy / "zoo_run.json").write_text(json.dumps(record))
+    for weights in copy.glob("*.safetensors"):
+        weights.unlink()
+    no_weights = run_zoo("push", str(copy), "--repo-id", f"{USER}/x", "--token", TOKEN)
+    assert no_weights.returncode == 2 and "no model weights" in no_weights.stderr
+    assert f"{USER}/x" not in hub_users.store.repos
     assert f"{USER}/unfinished" not in hub_users.store.repos
 
 

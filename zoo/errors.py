@@ -100,7 +100,7 @@ class ModelLoadError(ZooError, OSError):
     def for_backbone(cls, spec, family: str, exc: BaseException) -> ModelLoadError:
         """The standard message for a family that failed to load ``spec``, naming where it looked."""
         where = f"folder {spec.local_path}" if spec.is_local else f"Hub repo {spec.source!r}"
-        if not spec.is_local and _offline():
+        if not spec.is_local and _offline() and _not_cached(spec):
             return cls(f"could not load {family} backbone {spec.name!r} from the local Hugging Face cache with "
                        f"HF_HUB_OFFLINE=1 set: run 'zoo fetch {spec.name}' while online, then run this again.")
         detail = (str(exc).strip().splitlines() or [""])[0]
@@ -128,6 +128,12 @@ class BackboneNotFetchedError(ZooError, LookupError):
 
     def __str__(self) -> str:  # LookupError is fine, but keep the message as written
         return self.args[0]
+
+
+def _not_cached(spec) -> bool:
+    from zoo.hub.fetch import cached_snapshot
+
+    return cached_snapshot(spec) is None
 
 
 def _offline() -> bool:

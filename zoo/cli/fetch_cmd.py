@@ -22,7 +22,8 @@ def register(app: typer.Typer) -> None:
         registry: RegistryOption = None,
         json_output: JsonOption = False,
     ) -> None:
-        """Download backbones into the Hugging Face cache at a pinned revision, for offline work.
+        """Download backbones into the Hugging Face cache, for offline work: at the registry entry's revision, or
+        the head of main, whose commit is recorded.
 
         Example: zoo fetch distilbert-base-uncased deberta-v3-small   (or: zoo fetch --task image-cls --top 3)
         """
@@ -48,8 +49,9 @@ def register(app: typer.Typer) -> None:
             for column in ("backbone", "status", "revision", "commit", "files", "size"):
                 table.add_column(column, justify="right" if column in ("files", "size") else "left")
             for r in results:
+                revision = r.revision or ("main" if r.status != "local" else "")
                 table.add_row(r.backbone, r.status if r.status != "failed" else "[red]failed[/]",
-                              r.revision or "main", (r.commit or "")[:12], str(r.files) if r.files else "",
+                              revision, (r.commit or "")[:12], str(r.files) if r.files else "",
                               f"{r.bytes / 1e6:.1f} MB" if r.bytes else "")
             out.print(table)
             if all(r.status != "failed" for r in results):

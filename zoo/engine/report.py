@@ -56,10 +56,11 @@ def write_plots(run_dir: Path, record: dict[str, Any]) -> list[str]:
     return written
 
 
-def _load_snippet(record: dict[str, Any], repo_id: str | None) -> str:
+def _load_snippet(record: dict[str, Any], repo_id: str | None, revision: str = "main") -> str:
     """Plain timm or transformers code that loads the model from the Hub repo (or PATH for a local run)."""
+    pinned = revision and revision != "main"
     if record["family_library"] == "timm":
-        where = f"hf-hub:{repo_id}" if repo_id else "local-dir:PATH"
+        where = (f"hf-hub:{repo_id}" + (f"@{revision}" if pinned else "")) if repo_id else "local-dir:PATH"
         return ('import timm\n'
                 f'model = timm.create_model("{where}", pretrained=True).eval()\n'
                 'config = timm.data.resolve_data_config({}, model=model)\n'
@@ -67,7 +68,8 @@ def _load_snippet(record: dict[str, Any], repo_id: str | None) -> str:
                 'labels = model.pretrained_cfg["label_names"]')
     if record["family_library"] == "transformers":
         tag = TASKS[record["task"]].pipeline_tag
-        return f'from transformers import pipeline\nclassifier = pipeline("{tag}", model="{repo_id or "PATH"}")'
+        extra = f', revision="{revision}"' if repo_id and pinned else ""
+        return f'from transformers import pipeline\nclassifier = pipeline("{tag}", model="{repo_id or "PATH"}"{extra})'
     return f"# load with {record['family_library']} from {repo_id or 'PATH'}"
 
 
@@ -83,9 +85,11 @@ def hub_dataset_id(source: str) -> str | None:
     return source.removeprefix("hf:").split(":")[0] if source.startswith("hf:") else None
 
 
-def model_card(record: dict[str, Any], *, repo_id: str | None = None, plots: list[str] = ()) -> str:
+def model_card(record: dict[str, Any], *, repo_id: str | None = None, revision: str = "main",
+               plots: list[str] = ()) -> str:
     """The model card README.md: Hub metadata (base model, library, pipeline tag, licence, datasets, model-index)
-    and the facts of the run. ``repo_id`` makes the usage snippet load from the Hub instead of a local PATH."""
+    and the facts of the run. ``repo_id`` (and a ``revision`` other than main) makes the usage snippet load from
+    the Hub instead of a local PATH."""
     import json
 
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -141,7 +145,7 @@ def model_card(record: dict[str, Any], *, repo_id: str | None = None, plots: lis
         "", "<details><summary>Full training configuration</summary>", "", "```json",
         json.dumps(config, indent=2, sort_keys=True, default=str), "```", "", "</details>",
         *_bench_section(record.get("bench") or []),
-        "", "## Use", "", "```python", _load_snippet(record, repo_id), "```", "",
+        "", "## Use", "", "```python", _load_snippet(record, repo_id, revision), "```", "",
         "## Limitations", "",
         f"- Trained on {sizes['train']} examples; quality outside that data's distribution is unmeasured.",
     ]

@@ -91,6 +91,8 @@ def fetch_backbones(names: Sequence[str] = (), *, task: str | None = None, top: 
                                 "recommendations")
     if top < 1:
         raise InvalidInputError("--top must be at least 1")
+    if top != 3 and task is None:
+        raise InvalidInputError("--top picks among the recommendations for --task; give --task too")
     registry = api.load_registry(registry_files)
     specs = [registry.get(name) for name in names]
     if task is not None:
@@ -116,6 +118,9 @@ def fetch_one(spec: BackboneSpec, *, token: str | None = None) -> FetchResult:
     from huggingface_hub import HfApi, snapshot_download
 
     if spec.is_local:
+        if not spec.local_path.is_dir():
+            return FetchResult(spec.name, spec.source, "failed",
+                               error=f"local folder {spec.local_path} does not exist; fix the registry entry's source")
         return FetchResult(spec.name, spec.source, "local", path=str(spec.local_path))
     hub = HfApi(token=token)
     try:

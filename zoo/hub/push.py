@@ -21,11 +21,13 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from zoo.engine.run import RUN_RECORD, read_record
 from zoo.errors import HubError, InvalidInputError
 
 PLOTS = ("curves.png", "confusion.png")
+KEPT_REPO_FILES = (".gitattributes",)   # the Hub's own, never removed
 _SKIPPED_SUFFIXES = (".tmp", ".partial")
 
 
@@ -51,7 +53,7 @@ class PushResult:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "verified": True}
+        return asdict(self)
 
 
 def push_run(run_dir: str | os.PathLike, repo_id: str, *, private: bool | None = None, branch: str = "main",
@@ -67,17 +69,20 @@ def push_run(run_dir: str | os.PathLike, repo_id: str, *, private: bool | None =
         zoo.errors.HubError: no token, a refusal by the Hub, a broken connection, or files that did not arrive
             intact. Nothing is recorded as published then.
     """
-    from huggingface_hub import CommitOperationAdd, HfApi, get_token
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants, get_token
     from huggingface_hub.errors import RepositoryNotFoundError
 
     run_dir = Path(run_dir)
     record = _finished_record(run_dir)
     _check_repo_id(repo_id)
+    _check_branch(branch)
+    if constants.HF_HUB_OFFLINE:
+        raise HubError("zoo push uploads to the Hub, but HF_HUB_OFFLINE=1 is set; unset it to push")
     token = token or get_token()
     if not token:
         raise HubError("no Hugging Face token: pass --token, set HF_TOKEN, or log in once with 'hf auth login'")
     say = progress or (lambda message: None)
-    payload = _payload(run_dir, record, repo_id)
+    payload = _payload(run_dir, record, repo_id, branch)
     hub = HfApi(token=token)
     endpoint = hub.endpoint.rstrip("/")
     with _hub_errors(repo_id, endpoint) as stage:
@@ -91,7 +96,8 @@ def push_run(run_dir: str | os.PathLike, repo_id: str, *, private: bool | None =
             hub.create_repo(repo_id, private=private is not False, exist_ok=True)
             info, created = hub.repo_info(repo_id), True
         notes = []
-        if private is not None and not created and bool(info.private) != private:
+        wanted = True if private is None else private
+        if not created and bool(info.private) != wanted:
             notes.append(f"{repo_id} already exists and is {'private' if info.private else 'public'}; its "
                          "visibility was left as it is (change it in the repo's settings on the Hub)")
         if branch != "main":
@@ -99,10 +105,16 @@ def push_run(run_dir: str | os.PathLike, repo_id: str, *, private: bool | None =
             hub.create_branch(repo_id, branch=branch, exist_ok=True)
         stage("reading")
         before = hub.repo_info(repo_id, revision=branch).sha
+        # Files of an earlier push that this run does not have (another backbone's tokenizer, say) would sit
+        # beside the new model and confuse loaders: the commit removes them.
+        sent = {path for path, _ in payload}
+        stale = sorted(entry.path for entry in hub.list_repo_tree(repo_id, revision=before, recursive=True)
+                       if _is_file(entry) and entry.path not in sent and entry.path not in KEPT_REPO_FILES)
         size = sum(len(data) for _, data in payload)
         say(f"uploading {len(payload)} files ({size / 1e6:.1f} MB) to {repo_id}@{branch}")
         stage("committing to")
         operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=data) for path, data in payload]
+        operations += [CommitOperationDelete(path_in_repo=path) for path in stale]
         message = commit_message or _default_message(record)
         with _quiet_unchanged():
             commit = hub.create_commit(repo_id, operations, commit_message=message, revision=branch)
@@ -110,11 +122,11 @@ def push_run(run_dir: str | os.PathLike, repo_id: str, *, private: bool | None =
         say("checking what arrived")
         files = _verify(hub, repo_id, commit.oid, payload)
         private_now = bool(hub.repo_info(repo_id).private)
-    url = f"{endpoint}/{repo_id}" + (f"/tree/{branch}" if branch != "main" else "")
+    url = f"{endpoint}/{repo_id}" + (f"/tree/{quote(branch, safe='')}" if branch != "main" else "")
     result = PushResult(repo_id=repo_id, url=url, endpoint=endpoint, branch=branch, commit=commit.oid,
                         commit_url=commit.commit_url, private=private_now, created=created,
                         changed=commit.oid != before, files=files, notes=notes)
-    if store:
+    if store and result.changed:
         from zoo.store import RunStore
 
         RunStore().record_push({"run_dir": str(run_dir), **result.to_dict()})
@@ -150,6 +162,17 @@ def _finished_record(run_dir: Path) -> dict[str, Any]:
                             f"'zoo adapt --resume {run_dir}' before pushing")
 
 
+def _check_branch(branch: str) -> None:
+    if not branch.strip() or branch.startswith(("refs/", "/")) or branch != branch.strip() or ".." in branch:
+        raise InvalidInputError(f"--branch {branch!r}: give a plain branch name such as 'main' or 'experiment-2'")
+
+
+def _is_file(entry) -> bool:
+    from huggingface_hub.hf_api import RepoFile
+
+    return isinstance(entry, RepoFile)
+
+
 def _check_repo_id(repo_id: str) -> None:
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
@@ -162,22 +185,24 @@ def _check_repo_id(repo_id: str) -> None:
                                 "then the model's name)")
 
 
-def _payload(run_dir: Path, record: dict[str, Any], repo_id: str) -> list[tuple[str, bytes]]:
+def _payload(run_dir: Path, record: dict[str, Any], repo_id: str, branch: str) -> list[tuple[str, bytes]]:
     """(path in repo, content) for every file to publish: the run's files with a card and a record for the Hub."""
     from zoo.engine.report import model_card
 
     files: list[tuple[str, bytes]] = []
     for path in sorted(run_dir.rglob("*")):
         relative = path.relative_to(run_dir)
-        if not path.is_file() or any(part.startswith(".") for part in relative.parts):
-            continue   # checkpoints (.zoo/) and other hidden files stay local
+        if path.is_symlink() or not path.is_file() or any(part.startswith(".") for part in relative.parts):
+            continue   # checkpoints (.zoo/), hidden files and links to elsewhere stay local
         if relative.as_posix() in ("README.md", RUN_RECORD) or path.name.endswith(_SKIPPED_SUFFIXES):
             continue
         files.append((relative.as_posix(), path.read_bytes()))
+    if not any(path.endswith(".safetensors") for path, _ in files):
+        raise InvalidInputError(f"{run_dir}: no model weights (*.safetensors) in the run directory; nothing to push")
     plots = [name for name in PLOTS if (run_dir / name).is_file()]
     public = public_record(record)
     files.append((RUN_RECORD, json.dumps(public, indent=2, default=str).encode()))
-    files.append(("README.md", model_card(public, repo_id=repo_id, plots=plots).encode()))
+    files.append(("README.md", model_card(public, repo_id=repo_id, revision=branch, plots=plots).encode()))
     return files
 
 
@@ -213,7 +238,8 @@ def _verify(hub, repo_id: str, commit: str, payload: list[tuple[str, bytes]]) ->
 
     remote = {entry.path: entry for entry in hub.list_repo_tree(repo_id, revision=commit, recursive=True)
               if isinstance(entry, RepoFile)}
-    pushed, broken = [], []
+    sent = {path for path, _ in payload}
+    pushed, broken = [], sorted(set(remote) - sent - set(KEPT_REPO_FILES))   # left over from before
     for path, data in payload:
         sha256 = hashlib.sha256(data).hexdigest()
         entry = remote.get(path)
@@ -248,7 +274,7 @@ def transport_errors() -> tuple[type[BaseException], ...]:
 @contextmanager
 def _hub_errors(repo_id: str, endpoint: str) -> Iterator[Callable[[str], None]]:
     """Turn what huggingface_hub and the network raise into one-line HubErrors naming the step that failed."""
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
     step = ["contacting"]
 
@@ -261,6 +287,9 @@ def _hub_errors(repo_id: str, endpoint: str) -> Iterator[Callable[[str], None]]:
         yield stage
     except HubError:
         raise
+    except RepositoryNotFoundError:
+        raise HubError(f"the Hub at {endpoint} found no repo {repo_id} that this token can see while {step[0]} it: "
+                       "check the name, and that the token's account can write there") from None
     except HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else None
         server = (exc.server_message or str(exc)).strip().splitlines()
