@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoo.errors import InvalidInputError
 from zoo.hub.fetch import ensure_fetched
@@ -19,6 +19,9 @@ from zoo.plugins import PluginInfo, PluginManager, get_plugin_manager
 from zoo.recommend import Constraints, Recommendation, ScenarioParse, parse_scenario, recommend_data_free
 from zoo.registry import CORE_REGISTRY, BackboneSpec, Registry, read_registry_file, user_registry_files
 from zoo.tasks import get_task
+
+if TYPE_CHECKING:
+    from zoo.recommend.transfer import DataRecommendation
 
 PathLike = str | os.PathLike[str]
 
@@ -89,11 +92,18 @@ def recommend(task: str | None = None, *, device: str | None = None, max_latency
               max_params_m: float | None = None, max_memory_gb: float | None = None,
               language: str | None = None, licenses: Sequence[str] = (), num_examples: int | None = None,
               scenario: str | None = None, top: int = 5,
-              registry_files: Iterable[PathLike] = ()) -> Recommendation:
+              registry_files: Iterable[PathLike] = (), data: str | None = None, sample: int = 1000,
+              shortlist: int = 5, candidates: Sequence[str] = (), budget_s: float = 600.0,
+              layers: str = "mean", bootstrap: int = 30, seed: int = 0, progress=None,
+              message=None) -> Recommendation | DataRecommendation:
     """Recommend backbones for a task under hard constraints, ranked by what is known without data.
 
     A free-text ``scenario`` is parsed into the same constraints; explicit arguments win over the parse, and the
     parse is returned so it can be shown and corrected.
+
+    With ``data``, the ``shortlist`` best data-free candidates (or the named ``candidates``) are also scored on a
+    stratified ``sample`` of it by transferability estimators and re-ranked (:mod:`zoo.recommend.transfer`); the
+    result is then a :class:`zoo.recommend.transfer.DataRecommendation`, which holds the data-free one.
 
     Raises:
         zoo.errors.InvalidInputError: if no task is given or found in the scenario, or an argument is invalid.
@@ -120,8 +130,38 @@ def recommend(task: str | None = None, *, device: str | None = None, max_latency
                               licenses=values["licenses"] or (), num_examples=values["num_examples"])
     plugins = get_plugin_manager()
     registry = load_registry(registry_files, plugins=plugins)
-    return recommend_data_free(registry, constraints, top=top, scenario=parsed,
-                               available_families=plugins.families)
+    if data is None:
+        return recommend_data_free(registry, constraints, top=top, scenario=parsed,
+                                   available_families=plugins.families)
+    from zoo.recommend.transfer import recommend_with_data
+
+    if shortlist < 2 and not candidates:
+        raise InvalidInputError(f"--shortlist must be at least 2 to rank anything, got {shortlist}")
+    data_free = recommend_data_free(registry, constraints, top=len(registry) if candidates else shortlist,
+                                    scenario=parsed, available_families=plugins.families)
+    if candidates:
+        data_free = _only(data_free, candidates, registry)
+    if not data_free.candidates:
+        return data_free
+    specs = {c.name: registry.get(c.name) for c in data_free.candidates}
+    return recommend_with_data(data_free, specs, plugins.families, data=data, task=constraints.task,
+                               sample_size=sample, shortlist=shortlist, budget_s=budget_s, layers=layers,
+                               bootstrap=bootstrap, seed=seed, progress=progress, message=message)
+
+
+def _only(data_free: Recommendation, names: Sequence[str], registry: Registry) -> Recommendation:
+    """The data-free recommendation narrowed to ``names``, ranked among themselves."""
+    from dataclasses import replace
+
+    ranked = {c.name: c for c in data_free.candidates}
+    excluded = {e["name"]: e["reason"] for e in data_free.excluded}
+    for name in names:
+        spec = registry.get(name)          # unknown names get the did-you-mean error
+        if spec.name not in ranked:
+            why = excluded.get(spec.name) or f"not a {data_free.task} backbone"
+            raise InvalidInputError(f"--candidates: {spec.name} does not meet the constraints ({why})")
+    chosen = sorted({registry.get(n).name for n in names}, key=lambda n: ranked[n].rank)
+    return replace(data_free, candidates=[replace(ranked[n], rank=i) for i, n in enumerate(chosen, start=1)])
 
 
 def load_classifier(name: str, *, task: str, labels: Sequence[str], multi_label: bool = False,

@@ -33,29 +33,118 @@ def register(app: typer.Typer) -> None:
             help="Free-text description, parsed into the constraints above (explicit options win).",
             show_default=False)] = None,
         top: Annotated[int, typer.Option(help="How many candidates to show.")] = 5,
+        data: Annotated[str | None, typer.Option(
+            help="Your labelled data (as for zoo adapt): score the shortlist on a sample of it and re-rank.",
+            show_default=False)] = None,
+        sample: Annotated[int, typer.Option(help="With --data: examples to sample, stratified by class.")] = 1000,
+        shortlist: Annotated[int, typer.Option(help="With --data: how many data-free candidates to score.")] = 5,
+        candidates: Annotated[str | None, typer.Option(
+            "--candidates", help="With --data: score these backbones (comma-separated) instead of the data-free "
+            "shortlist.", show_default=False)] = None,
+        budget_s: Annotated[float, typer.Option("--budget-s", help="With --data: time budget for feature "
+                                                "extraction, in seconds; backbones not reached are listed as "
+                                                "not scored.")] = 600.0,
+        layers: Annotated[str, typer.Option(help="With --data: pool the last layer, or the mean over layers "
+                                            "(families that have layers: text and audio).")] = "mean",
+        bootstrap: Annotated[int, typer.Option(help="With --data: subsamples for the uncertainty intervals.")] = 30,
+        seed: Annotated[int, typer.Option(help="With --data: seed of the sample and subsamples.")] = 0,
         json_output: JsonOption = False,
         registry: RegistryOption = None,
     ) -> None:
-        """Recommend backbones for a task, filtered by hard constraints and ranked without data.
+        """Recommend backbones for a task, filtered by hard constraints, ranked without data or on a sample of yours.
 
         Example: zoo recommend --task text-cls --device cpu --max-latency-ms 20
         \n\nExample: zoo recommend --scenario "classify support tickets in German, 2k examples, 20 ms on a laptop CPU"
+        \n\nExample: zoo recommend --task image-cls --data photos/ --sample 500 --budget-s 300
         """
         from zoo import api
         from zoo.recommend.constraints import parse_size
 
         with handle_errors():
             licenses = [item for value in (license or ()) for item in value.split(",") if item.strip()]
-            result = api.recommend(
-                task, device=device, max_latency_ms=max_latency_ms,
+            options = dict(
+                device=device, max_latency_ms=max_latency_ms,
                 max_params_m=parse_size(max_params, unit="params") if max_params else None,
                 max_memory_gb=parse_size(max_memory_gb, unit="memory") if max_memory_gb else None,
                 language=language, licenses=licenses, num_examples=examples, scenario=scenario, top=top,
                 registry_files=registry or ())
+            if data is None:
+                result = api.recommend(task, **options)
+            else:
+                names = [n.strip() for n in (candidates or "").split(",") if n.strip()]
+                result = _recommend_with_data(task, options, data=data, sample=sample, shortlist=shortlist,
+                                              candidates=names,
+                                              budget_s=budget_s, layers=layers, bootstrap=bootstrap, seed=seed,
+                                              quiet=json_output)
         if json_output:
             print_json(result.to_dict())
             return
-        _print(result)
+        if getattr(result, "method", "") == "data":
+            _print_data(result, top)
+        else:
+            _print(result)
+
+
+def _recommend_with_data(task, options, *, quiet: bool, **data_options):
+    """Run the data-driven recommendation with a progress bar per backbone (none for --json)."""
+    from zoo import api
+
+    if quiet:
+        return api.recommend(task, **options, **data_options)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    out = console()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=out, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(f"features: {name}", total=total)
+            bar.update(tasks[name], completed=done)
+
+        return api.recommend(task, **options, **data_options, progress=progress,
+                             message=lambda text: out.print(f"[dim]{text}[/dim]"))
+
+
+def _print_data(result, top: int) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    out = console()
+    sample = result.sample
+    out.print(f"[bold]{result.task}[/bold] — scored on {sample['size']} of {sample['of']} examples of "
+              f"{escape(result.data)} ({len([n for n in sample['class_counts'].values() if n])} classes), "
+              f"features: {result.layers} layer(s), prior weight {result.prior_weight:.2f}, "
+              f"{result.elapsed_s:.0f} s")
+    labels = {"logme": "LogME", "hscore": "H-score", "knn": "kNN-LOO"}
+    table = Table(title=f"Top {min(top, len(result.candidates))} with your data (combined ranking) beside the "
+                        "data-free ranking", title_justify="left")
+    for column, justify in (("# (range)", "right"), ("backbone", "left"), ("data-free #", "right"),
+                            *((labels[e], "right") for e in result.estimators), ("combined [5–95%]", "right"),
+                            ("why", "left")):
+        table.add_column(column, justify=justify, overflow="fold")
+    for cand in result.candidates[:top]:
+        if cand.rank is None:
+            table.add_row("—", escape(cand.name), str(cand.prior_rank), *("" for _ in result.estimators), "",
+                          f"[yellow]not scored: {escape(cand.status)}[/yellow]"
+                          + (" (reason in --json)" if cand.error else ""))
+            continue
+        interval = f"{cand.combined:+.2f} [{cand.interval[0]:+.2f}, {cand.interval[1]:+.2f}]"
+        ranks = f" ({cand.rank_interval[0]}–{cand.rank_interval[1]})" if cand.rank_interval else ""
+        table.add_row(f"{cand.rank}{ranks}", escape(cand.name), str(cand.prior_rank),
+                      *(f"{cand.scores[e]:.3f}" for e in result.estimators), interval, escape(cand.reason))
+    out.print(table)
+    agree = result.agreement
+    if agree.get("mean") is not None:
+        pairs = ", ".join(f"{k.replace('~', ' vs ')} τ={v:+.2f}" for k, v in agree["pairs"].items() if v is not None)
+        versus = agree["prior_vs_combined"]
+        out.print(f"Estimator agreement (Kendall τ): {pairs}; data-free vs combined τ="
+                  f"{versus:+.2f}" if versus is not None else "")
+    elif agree.get("note"):
+        out.print(f"[dim]{agree['note']}[/dim]")
+    out.print(f"Strategy: [bold]{result.strategy}[/bold] — {escape(result.strategy_reason)}")
+    out.print(f"Next: [bold]{escape(result.next_command)}[/bold]")
 
 
 def _print(result) -> None:
