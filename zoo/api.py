@@ -145,8 +145,8 @@ def recommend(task: str | None = None, *, device: str | None = None, max_latency
         return data_free
     specs = {c.name: registry.get(c.name) for c in data_free.candidates}
     return recommend_with_data(data_free, specs, plugins.families, data=data, task=constraints.task,
-                               sample_size=sample, shortlist=shortlist, budget_s=budget_s, layers=layers,
-                               bootstrap=bootstrap, seed=seed, progress=progress, message=message)
+                               sample_size=sample, shortlist=0 if candidates else shortlist, budget_s=budget_s,
+                               layers=layers, bootstrap=bootstrap, seed=seed, progress=progress, message=message)
 
 
 def _only(data_free: Recommendation, names: Sequence[str], registry: Registry) -> Recommendation:
