@@ -100,7 +100,7 @@ class ModelLoadError(ZooError, OSError):
     def for_backbone(cls, spec, family: str, exc: BaseException) -> ModelLoadError:
         """The standard message for a family that failed to load ``spec``, naming where it looked."""
         where = f"folder {spec.local_path}" if spec.is_local else f"Hub repo {spec.source!r}"
-        if not spec.is_local and _offline() and _not_cached(spec):
+        if not spec.is_local and _not_cached_offline(spec):
             return cls(f"could not load {family} backbone {spec.name!r} from the local Hugging Face cache with "
                        f"HF_HUB_OFFLINE=1 set: run 'zoo fetch {spec.name}' while online, then run this again.")
         detail = (str(exc).strip().splitlines() or [""])[0]
@@ -130,16 +130,10 @@ class BackboneNotFetchedError(ZooError, LookupError):
         return self.args[0]
 
 
-def _not_cached(spec) -> bool:
-    from zoo.hub.fetch import cached_snapshot
+def _not_cached_offline(spec) -> bool:
+    from zoo.hub.fetch import cached_snapshot, is_offline
 
-    return cached_snapshot(spec) is None
-
-
-def _offline() -> bool:
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE)
+    return is_offline() and cached_snapshot(spec) is None
 
 
 def suggest(name: str, known: list[str], n: int = 3) -> list[str]:

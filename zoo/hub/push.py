@@ -46,7 +46,7 @@ class PushResult:
     branch: str
     commit: str
     commit_url: str
-    private: bool                 # as the Hub reports it after the push
+    private: bool                 # as the Hub reports it (a push never changes it)
     created: bool                 # the repo did not exist before
     changed: bool                 # False when the repo already held exactly these files
     files: list[PushedFile] = field(default_factory=list)
@@ -121,10 +121,9 @@ def push_run(run_dir: str | os.PathLike, repo_id: str, *, private: bool | None =
         stage("verifying")
         say("checking what arrived")
         files = _verify(hub, repo_id, commit.oid, payload)
-        private_now = bool(hub.repo_info(repo_id).private)
     url = f"{endpoint}/{repo_id}" + (f"/tree/{quote(branch, safe='')}" if branch != "main" else "")
     result = PushResult(repo_id=repo_id, url=url, endpoint=endpoint, branch=branch, commit=commit.oid,
-                        commit_url=commit.commit_url, private=private_now, created=created,
+                        commit_url=commit.commit_url, private=bool(info.private), created=created,
                         changed=commit.oid != before, files=files, notes=notes)
     if store and result.changed:
         from zoo.store import RunStore

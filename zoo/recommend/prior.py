@@ -184,12 +184,17 @@ def choose_strategy(num_examples: int | None, params_m: float, device: str) -> t
     return engine_choice(num_examples, params_m, device)
 
 
-def _next_command(spec: BackboneSpec, task: str, c: Constraints) -> str:
-    strategy, _ = choose_strategy(c.num_examples, spec.params_m, c.device)
-    words = ["zoo", "adapt", spec.name, "--task", task, "--data", "DATA", "--strategy", strategy]
-    if c.device == "cuda":
+def adapt_command(name: str, task: str, data: str, strategy: str, device: str) -> str:
+    """The `zoo adapt` command line a recommendation suggests."""
+    words = ["zoo", "adapt", name, "--task", task, "--data", data, "--strategy", strategy]
+    if device == "cuda":
         words += ["--device", "cuda"]   # precision auto: bf16 where the GPU has it, else fp16
     return shlex.join(words)
+
+
+def _next_command(spec: BackboneSpec, task: str, c: Constraints) -> str:
+    strategy, _ = choose_strategy(c.num_examples, spec.params_m, c.device)
+    return adapt_command(spec.name, task, "DATA", strategy, c.device)
 
 
 def _ordinal(n: int) -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,7 +29,7 @@ import numpy as np
 
 from zoo.errors import InvalidInputError, ZooError
 from zoo.recommend.estimators import ESTIMATORS
-from zoo.recommend.prior import _ordinal
+from zoo.recommend.prior import _ordinal, adapt_command
 
 PRIOR_PSEUDO_COUNT = 200
 SUBSAMPLE_FRACTION = 0.8
@@ -330,7 +329,7 @@ def recommend_with_data(data_free, specs: dict[str, Any], families: dict[str, An
     strategy, strategy_reason = _strategy(scored, num_examples, specs, data_free.constraints.device)
     for entry in scored:
         entry.reason = _reason(entry, scored, estimators)
-        entry.next_command = _next_command(entry.name, task, data, strategy, data_free.constraints.device)
+        entry.next_command = adapt_command(entry.name, task, data, strategy, data_free.constraints.device)
     top = scored[0]
     return DataRecommendation(
         task=task, data=data,
@@ -375,11 +374,3 @@ def _reason(entry: ScoredCandidate, scored: Sequence[ScoredCandidate], estimator
     best = [ESTIMATOR_SHORT[est] for est, place in places.items() if place == 1]
     ranks = ", ".join(f"{ESTIMATOR_SHORT[est]} {_ordinal(place)}" for est, place in places.items())
     return f"{where}; {'best by ' + ' and '.join(best) if best else ranks}"
-
-
-def _next_command(name: str, task: str, data: str, strategy: str, device: str) -> str:
-    words = ["zoo", "adapt", name, "--task", task, "--data", data, "--strategy", strategy]
-    if device == "cuda":
-        words += ["--device", "cuda"]
-    return shlex.join(words)
-
