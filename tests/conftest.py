@@ -48,13 +48,14 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.fixture(scope="session")
 def hub() -> HubServer:
     """The local Hub with every tiny model of tests/tiny_models.py uploaded."""
-    from tiny_models import TINY_REPOS
+    from tiny_models import TINY_REPOS, seeded
 
     for repo_id, build in TINY_REPOS.items():
         if repo_id not in HUB.store.repos:
             folder = _SESSION_DIR / "tiny" / repo_id
             folder.mkdir(parents=True)
-            build(folder)
+            with seeded(repo_id):
+                build(folder)
             HUB.store.add_repo(repo_id, folder)
     return HUB
 
