@@ -125,16 +125,40 @@ def test_knn_leave_one_out_matches_scikit_learn(k):
 CANDIDATES = {
     "image-cls": "test_resnet.r160_in1k,test_vit.r160_in1k",
     "audio-cls": "tiny-wav2vec2,tiny-whisper",
-    # the second is a core-registry model the test Hub does not serve: it is reported as not scored
-    "text-cls": "tiny-bert,distilbert-base-uncased",
+    # tiny-distilbert is a local folder (see _text_registry); distilbert-base-uncased is a core-registry model the
+    # test Hub does not serve: it is reported as not scored
+    "text-cls": "tiny-bert,tiny-distilbert,distilbert-base-uncased",
 }
+
+
+def _text_registry(folder) -> str:
+    """A registry file with a second tiny text backbone, saved in a local folder."""
+    from tiny_models import build_distilbert, seeded
+
+    with seeded("tiny-distilbert"):
+        build_distilbert(folder / "tiny-distilbert")
+    registry = folder / "text.toml"
+    registry.write_text(f'''[[backbone]]
+name = "tiny-distilbert"
+family = "transformers"
+source = "local-dir:{folder / 'tiny-distilbert'}"
+tasks = ["text-cls"]
+params_m = 0.07
+gflops = 0.002
+input = {{ max_tokens = 64, seq_len = 16 }}
+license = "apache-2.0"
+languages = ["en"]
+pretrain = "random weights (test fixture)"
+''')
+    return str(registry)
 
 
 @pytest.mark.parametrize("task", list(CANDIDATES))
 def test_recommend_with_data_returns_both_rankings_scores_intervals_and_next_command(task, hub, datasets, tmp_path):
     env = {"ZOO_FEATURE_CACHE": str(tmp_path / "features")}
+    registries = [*REGISTRY, _text_registry(tmp_path)] if task == "text-cls" else REGISTRY
     args = ["recommend", "--task", task, "--data", str(datasets[task]), "--candidates", CANDIDATES[task],
-            "--bootstrap", "10", "--budget-s", "240", "-r", *REGISTRY, "--json"]
+            "--bootstrap", "10", "--budget-s", "240", *(f"--registry={r}" for r in registries), "--json"]
     result = run_zoo(*args, env=env)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
@@ -153,8 +177,8 @@ def test_recommend_with_data_returns_both_rankings_scores_intervals_and_next_com
     if task == "text-cls":
         missing = next(c for c in out["candidates"] if c["name"] == "distilbert-base-uncased")
         assert missing["status"] == "failed" and missing["error"]
-    else:
-        assert len(scored) == 2 and {c["rank"] for c in scored} == {1, 2}
+    assert len(scored) == 2 and {c["rank"] for c in scored} == {1, 2}
+    assert len({c["feature_dim"] for c in scored}) == 2, "each backbone's own features were scored"
 
     again = json.loads(run_zoo(*args, env=env).stdout)
     assert all(c["cached"] for c in again["candidates"] if c["status"] == "scored"), "features come from the cache"

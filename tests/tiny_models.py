@@ -54,6 +54,19 @@ def build_bert(folder: Path) -> None:
     tokenizer.save_pretrained(folder)
 
 
+def build_distilbert(folder: Path) -> None:
+    """A second text architecture (not served by the test Hub): for rankings that need two text backbones."""
+    from transformers import BertTokenizerFast, DistilBertConfig, DistilBertModel
+
+    build_bert(folder)      # the same vocabulary and tokenizer files
+    tokenizer = BertTokenizerFast.from_pretrained(folder)
+    for name in ("config.json", "model.safetensors"):
+        (folder / name).unlink()
+    config = DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=48, n_layers=2, n_heads=2, hidden_dim=96,
+                              max_position_embeddings=64)
+    DistilBertModel(config).save_pretrained(folder)
+
+
 def build_wav2vec2(folder: Path) -> None:
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
