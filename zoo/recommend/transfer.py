@@ -162,6 +162,13 @@ def _standardise(values: np.ndarray) -> np.ndarray:
     return (values - values.mean()) / spread if spread > 0 else np.zeros_like(values)
 
 
+def combine_scores(prior: np.ndarray, estimates: dict[str, np.ndarray], prior_weight: float) -> np.ndarray:
+    """The combined score of each backbone: its standardised prior score and the mean of its standardised
+    estimator scores, weighted ``prior_weight`` and ``1 - prior_weight``."""
+    data = np.mean([_standardise(np.asarray(values, dtype=float)) for values in estimates.values()], axis=0)
+    return prior_weight * _standardise(np.asarray(prior, dtype=float)) + (1 - prior_weight) * data
+
+
 def score_candidates(features: dict[str, np.ndarray], labels: np.ndarray, prior: dict[str, float], *,
                      estimators: Sequence[str], prior_weight: float, bootstrap: int, seed: int) -> dict[str, Any]:
     """Estimator scores on the whole sample, the combined score, and subsample intervals, per backbone.
@@ -169,13 +176,12 @@ def score_candidates(features: dict[str, np.ndarray], labels: np.ndarray, prior:
     ``labels`` are class indices (N,), or a 0/1 matrix (N × K) for multi-label data (LogME only).
     """
     names = list(features)
+    prior_scores = np.array([prior[name] for name in names])
 
     def combine(rows: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         raw = {est: np.array([ESTIMATORS[est](features[name][rows], labels[rows]) for name in names])
                for est in estimators}
-        data = np.mean([_standardise(raw[est]) for est in estimators], axis=0)
-        prior_z = _standardise(np.array([prior[name] for name in names]))
-        return prior_weight * prior_z + (1 - prior_weight) * data, raw
+        return combine_scores(prior_scores, raw, prior_weight), raw
 
     everything = np.arange(len(labels))
     combined, raw = combine(everything)
