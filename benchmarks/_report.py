@@ -33,3 +33,19 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def timm_local_entry(name: str, arch: str, folder: Path, *, params_m: float, gflops: float, image_size: int,
+                     extra: str = "") -> str:
+    """A registry entry (TOML) for a timm model saved in ``folder``; ``extra`` adds lines such as `pretrain = ...`."""
+    return f'''[[backbone]]
+name = "{name}"
+family = "timm"
+arch = "{arch}"
+source = "local-dir:{folder}"
+tasks = ["image-cls"]
+params_m = {params_m:.4f}
+gflops = {gflops:.5f}
+input = {{ image_size = {image_size} }}
+license = "apache-2.0"
+{extra}'''

@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _report import machine, table, write_section
+from _report import machine, table, timm_local_entry, write_section
 
 COLOURS = {"red": (200, 40, 40), "green": (40, 180, 40), "blue": (40, 40, 200), "yellow": (210, 200, 40)}
 
@@ -52,17 +52,8 @@ def main() -> int:
         torch.manual_seed(0)
         save_for_hf(timm.create_model("resnet18", pretrained=False), str(work / "resnet18"), safe_serialization=True)
         registry = work / "registry.toml"
-        registry.write_text(f'''[[backbone]]
-name = "bench-resnet18"
-family = "timm"
-arch = "resnet18"
-source = "local-dir:{work / 'resnet18'}"
-tasks = ["image-cls"]
-params_m = 11.69
-gflops = 3.63
-input = {{ image_size = 224 }}
-license = "apache-2.0"
-''')
+        registry.write_text(timm_local_entry("bench-resnet18", "resnet18", work / "resnet18", params_m=11.69,
+                                             gflops=3.63, image_size=224))
         train = make_images(work / "train", args.per_class, seed=1)
         val = make_images(work / "val", max(8, args.per_class // 4), seed=2)
         import os

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import os
 import statistics
 import sys
@@ -37,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from _report import machine, table, write_section
+from _report import machine, table, timm_local_entry, write_section
 
 SIZE = 32                      # pixels; the backbones' input size
 ARCH = "test_resnet"           # timm's smallest ResNet: 0.4M parameters, cheap to pretrain on a CPU
@@ -50,15 +51,11 @@ SHAPES = ("circle", "square", "triangle", "diamond", "cross", "star", "ring", "f
 
 # --- rendered data ----------------------------------------------------------------------------------------------
 
-_FONTS: dict[int, object] = {}
-
-
+@functools.cache
 def _font(size: int):
     from PIL import ImageFont
 
-    if size not in _FONTS:
-        _FONTS[size] = ImageFont.load_default(size=size)   # Pillow's bundled scalable font: no system fonts needed
-    return _FONTS[size]
+    return ImageFont.load_default(size=size)   # Pillow's bundled scalable font: no system fonts needed
 
 
 def _colours(rng: np.random.Generator) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -261,22 +258,12 @@ def build_zoo(work: Path, *, seed: int, scale: float = 1.0) -> tuple[Path, list[
             model.eval()(torch.zeros(1, 3, SIZE, SIZE))
         name = f"{ARCH}.{recipe.name}"
         params = sum(p.numel() for p in model.parameters()) / 1e6
-        entries.append({"name": name, "recipe": recipe, "source_top1": accuracy,
-                        "pretrain_s": time.monotonic() - t0})
-        blocks.append(f'''[[backbone]]
-name = "{name}"
-family = "timm"
-arch = "{ARCH}"
-source = "local-dir:{folder}"
-tasks = ["image-cls"]
-params_m = {params:.4f}
-gflops = {counter.get_total_flops() / 1e9:.5f}
-input = {{ image_size = {SIZE} }}
-license = "apache-2.0"
-pretrain = "{recipe.description}"
-reference = [{{ metric = "imagenet-1k/top1", value = {accuracy * 100:.2f}, source = "benchmarks/recommend_eval.py: \
-top-1 on held-out images of the surrogate source task" }}]
-''')
+        entries.append({"name": name, "recipe": recipe, "source_top1": accuracy})
+        extra = (f'pretrain = "{recipe.description}"\nreference = [{{ metric = "imagenet-1k/top1", value = '
+                 f'{accuracy * 100:.2f}, source = "benchmarks/recommend_eval.py: top-1 on held-out images of the '
+                 'surrogate source task" }]\n')
+        blocks.append(timm_local_entry(name, ARCH, folder, params_m=params, gflops=counter.get_total_flops() / 1e9,
+                                       image_size=SIZE, extra=extra))
         print(f"  {name}: source top-1 {accuracy:.3f} ({time.monotonic() - t0:.0f} s)", file=sys.stderr)
     registry = work / "zoo.toml"
     registry.write_text("\n".join(blocks))
