@@ -308,6 +308,65 @@ def test_fetch_then_every_command_works_offline(hub, datasets, tmp_path):
         json.loads(result.stdout)
 
 
+def _pinned_registry(folder: Path, name: str, source: str, revision: str) -> str:
+    """A registry file with a copy of fixture entry ``name`` renamed "pinned-NAME", served from ``source`` and
+    pinned to ``revision``."""
+    blocks = FIXTURE_REGISTRY.read_text().split("[[backbone]]")
+    block = next(b for b in blocks if f'name = "{name}"\n' in b)
+    block = block.replace(f'name = "{name}"', f'name = "pinned-{name}"').replace(
+        f'source = "{FIXTURES[name].source}"', f'source = "{source}"\nrevision = "{revision}"')
+    registry = folder / "pinned.toml"
+    registry.write_text("[[backbone]]" + block)
+    return str(registry)
+
+
+@pytest.mark.parametrize(("name", "pin"), [("tiny-bert", "commit"), ("test_resnet.r160_in1k", "branch")])
+def test_fetch_downloads_the_pinned_revision_and_offline_work_uses_it(name, pin, hub, datasets, tmp_path):
+    """The repo moves on after the pin: fetch downloads the pinned files only, and offline commands load them."""
+    from tiny_models import TINY_REPOS, seeded
+
+    repo_id = f"zoo-test/pinned-{name}-{pin}"
+    build = TINY_REPOS[FIXTURES[name].source]
+    shas = []
+    for version in (0, 1):
+        folder = tmp_path / f"v{version}"
+        with seeded(repo_id, salt=version):
+            build(folder)
+        shas.append(hub.store.add_repo(repo_id, folder, message=f"version {version}"))
+        if version == 0 and pin == "branch":
+            hub.store.create_branch(repo_id, "v0")
+    pinned, head = (hub.store.resolve(repo_id, sha) for sha in shas)
+    assert pinned.files["model.safetensors"] != head.files["model.safetensors"], "the versions differ"
+    revision = shas[0] if pin == "commit" else "v0"
+    registry = _pinned_registry(tmp_path, name, repo_id, revision)
+    env = {"HF_HOME": str(tmp_path / "hf-home"), "ZOO_STORE": str(tmp_path / "runs.sqlite")}
+
+    fetched = run_zoo("fetch", f"pinned-{name}", "-r", registry, "--json", env=env)
+    assert fetched.returncode == 0, fetched.stderr
+    [result] = json.loads(fetched.stdout)
+    assert (result["revision"], result["commit"]) == (revision, shas[0])
+    snapshots = tmp_path / "hf-home" / "hub" / f"models--{repo_id.replace('/', '--')}" / "snapshots"
+    assert [p.name for p in snapshots.iterdir()] == [shas[0]], "only the pinned commit is in the cache"
+
+    offline = {**env, "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
+    task = FIXTURES[name].tasks[0]
+    run = tmp_path / "run"
+    adapt = run_zoo("adapt", f"pinned-{name}", "--data", str(datasets[task]), "--output", str(run), "--epochs", "1",
+                    "--strategy", "linear", "-r", registry, env=offline)
+    assert adapt.returncode == 0, adapt.stderr
+    assert json.loads((run / "zoo_run.json").read_text())["backbone"]["revision"] == revision
+    bench = run_zoo("bench", f"pinned-{name}", "-r", registry, "--iters", "3", "--warmup", "1", "--batch-sizes", "1",
+                    "--json", env=offline)
+    assert bench.returncode == 0, bench.stderr
+
+    # A pin the repo does not have is reported, not silently replaced by the head.
+    missing = _pinned_registry(tmp_path, name, repo_id, "f" * 40)
+    failed = run_zoo("fetch", f"pinned-{name}", "-r", missing, "--json", env=env)
+    assert failed.returncode == 1
+    [result] = json.loads(failed.stdout)
+    assert result["status"] == "failed" and "revision 'ffff" in result["error"] and "not found" in result["error"]
+
+
 @pytest.mark.parametrize("command", [
     ["adapt", "tiny-bert", "--data", "{text}", "--epochs", "1"],
     ["bench", "tiny-wav2vec2"],
