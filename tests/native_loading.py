@@ -45,11 +45,16 @@ print(json.dumps([{{d["label"]: d["score"] for d in r}} for r in out]))
 }
 
 
+def run_without_zoo(script: str, env: dict[str, str] | None = None) -> str:
+    """Run ``script`` in a fresh Python process where ``import zoo`` fails; returns its standard output."""
+    result = subprocess.run([sys.executable, "-c", "import sys; sys.modules['zoo'] = None\n" + script],
+                            capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def native_predictions(family: str, task: str, model: str, inputs: list[str],
                        env: dict[str, str] | None = None) -> list[dict[str, float]]:
     """Run the loading script for ``family``/``task`` on ``model`` in a fresh process without zoo."""
     script = SCRIPTS["timm" if family == "timm" else task].format(model=model, inputs=inputs)
-    result = subprocess.run([sys.executable, "-c", "import sys; sys.modules['zoo'] = None\n" + script],
-                            capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(run_without_zoo(script, env).strip().splitlines()[-1])

@@ -7,16 +7,18 @@ that breaks mid-push, and offline work after `zoo fetch`.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 from pathlib import Path
 
 import pytest
 from conftest import FIXTURE_REGISTRY, run_zoo
-from native_loading import native_predictions
+from native_loading import native_predictions, run_without_zoo
 
 from zoo import api
 from zoo.engine.config import AdaptConfig
+from zoo.engine.report import SNIPPET_INPUTS
 from zoo.registry import read_registry_file
 from zoo.store import RunStore
 
@@ -111,6 +113,18 @@ def test_push_round_trip_loads_without_zoo_and_predicts_the_same(name, hub_users
     assert card.data.pipeline_tag == {"image-cls": "image-classification", "text-cls": "text-classification",
                                       "audio-cls": "audio-classification"}[spec.tasks[0]]
     assert repo_id in card.text and "## Limitations" in card.text and "Full training configuration" in card.text
+    base_commit = hub_users.store.resolve(spec.source, "main").sha
+    assert record["backbone"]["commit"] == base_commit and f"at commit `{base_commit[:12]}`" in card.text
+
+    # The card's usage snippet, run as written (on one of the inputs) without zoo, gives the same scores.
+    snippet = card.text.split("```python\n", 1)[1].split("```", 1)[0]
+    assert SNIPPET_INPUTS[spec.tasks[0]] in snippet
+    printed = run_without_zoo(snippet.replace(SNIPPET_INPUTS[spec.tasks[0]], inputs[0]),
+                              env={"HF_TOKEN": TOKEN, "HF_HOME": str(tmp_path / "snippet-hf-home")})
+    shown = ast.literal_eval(printed.strip().splitlines()[-1])
+    if isinstance(shown, list):   # the pipeline's [{"label": ..., "score": ...}, ...]
+        shown = {entry["label"]: entry["score"] for entry in shown}
+    assert shown == pytest.approx({entry["label"]: entry["score"] for entry in ours[0].labels}, abs=1e-3)
 
     # The published record shows no path of this machine.
     published = hub_users.store.blob_bytes(commit.files["zoo_run.json"]).decode()

@@ -97,4 +97,4 @@ def register(app: typer.Typer) -> None:
         out = console()
         out.print(table)
         out.print(f"[dim]torch {results[0].fingerprint['torch']}; forward pass only, after {warmup} warm-up "
-                  "calls, inference mode.[/dim]")
+                  f"call{'s' if warmup != 1 else ''}, inference mode.[/dim]")

@@ -56,20 +56,36 @@ def write_plots(run_dir: Path, record: dict[str, Any]) -> list[str]:
     return written
 
 
+# What the card's usage snippet classifies, per task: a person replaces it with their own input.
+SNIPPET_INPUTS = {"image-cls": "example.jpg", "text-cls": "an example text to classify", "audio-cls": "example.wav"}
+
+
 def _load_snippet(record: dict[str, Any], repo_id: str | None, revision: str = "main") -> str:
-    """Plain timm or transformers code that loads the model from the Hub repo (or PATH for a local run)."""
+    """Plain timm or transformers code that loads the model from the Hub repo (or PATH for a local run) and
+    classifies one input (``SNIPPET_INPUTS``)."""
     pinned = revision and revision != "main"
+    example = SNIPPET_INPUTS[record["task"]]
     if record["family_library"] == "timm":
         where = (f"hf-hub:{repo_id}" + (f"@{revision}" if pinned else "")) if repo_id else "local-dir:PATH"
-        return ('import timm\n'
+        activation = "sigmoid()" if record["multi_label"] else "softmax(-1)"
+        return ('import timm\nimport torch\nfrom PIL import Image\n\n'
                 f'model = timm.create_model("{where}", pretrained=True).eval()\n'
-                'config = timm.data.resolve_data_config({}, model=model)\n'
-                'transform = timm.data.create_transform(**config)\n'
-                'labels = model.pretrained_cfg["label_names"]')
+                'transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=model))\n'
+                'labels = model.pretrained_cfg["label_names"]\n\n'
+                f'image = Image.open("{example}").convert("RGB")\n'
+                'with torch.inference_mode():\n'
+                f'    scores = model(transform(image).unsqueeze(0)).{activation}[0]\n'
+                'print({label: round(float(score), 4) for label, score in zip(labels, scores)})')
     if record["family_library"] == "transformers":
         tag = TASKS[record["task"]].pipeline_tag
         extra = f', revision="{revision}"' if repo_id and pinned else ""
-        return f'from transformers import pipeline\nclassifier = pipeline("{tag}", model="{repo_id or "PATH"}"{extra})'
+        load = f'classifier = pipeline("{tag}", model="{repo_id or "PATH"}"{extra})\n'
+        if record["task"] == "audio-cls":
+            return ('import soundfile\nfrom transformers import pipeline\n\n' + load + '\n'
+                    f'audio, rate = soundfile.read("{example}", dtype="float32")\n'
+                    'audio = audio.mean(axis=1) if audio.ndim > 1 else audio   # the model takes one channel\n'
+                    'print(classifier({"raw": audio, "sampling_rate": rate}, top_k=None))')
+        return f'from transformers import pipeline\n\n{load}print(classifier("{example}", top_k=None))'
     return f"# load with {record['family_library']} from {repo_id or 'PATH'}"
 
 
@@ -121,7 +137,8 @@ def model_card(record: dict[str, Any], *, repo_id: str | None = None, revision: 
     captions = {"curves.png": "training curves", "confusion.png": "validation confusion matrix"}
     lines = [
         f"# {backbone['name']} adapted for {task.title}", "",
-        f"Fine-tuned from [{backbone['source'] if base_model else link}]({link}) with `zoo adapt` "
+        f"Fine-tuned from [{backbone['source'] if base_model else link}]({link})"
+        + (f" at commit `{backbone['commit'][:12]}`" if backbone.get("commit") else "") + " with `zoo adapt` "
         f"(strategy **{record['strategy']}**: {record['strategy_reason']}).", "",
         "## Results", "",
         f"Measured on the {split} split ({sizes['test'] if test else sizes['val']} examples):", "",

@@ -24,7 +24,7 @@ from zoo.engine.config import AdaptConfig, choose_strategy
 from zoo.engine.trainer import Reporter, Trainer, cosine_with_warmup, make_loss, parameter_groups
 from zoo.errors import InvalidInputError
 from zoo.hardware import cpu_name
-from zoo.hub.fetch import ensure_fetched
+from zoo.hub.fetch import ensure_fetched, loaded_commit
 
 RUN_RECORD = "zoo_run.json"
 
@@ -140,7 +140,8 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
 
     record: dict[str, Any] = {
         "zoo_run_version": 1, "status": "running", "run_dir": str(run_dir.resolve()),
-        "backbone": spec.to_dict(), "family_library": family.library, "task": request.task,
+        "backbone": {**spec.to_dict(), "commit": loaded_commit(spec)},   # the commit read, when unpinned too
+        "family_library": family.library, "task": request.task,
         "strategy": strategy, "strategy_reason": reason, "labels": splits.label_names,
         "multi_label": splits.multi_label, "data": splits.summary(), "request": asdict(request),
         "config": resolved.to_dict(), "config_requested": config.to_dict(), "seed": resolved.seed,

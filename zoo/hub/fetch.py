@@ -63,6 +63,15 @@ def cached_snapshot(spec: BackboneSpec) -> Path | None:
         return None
 
 
+def loaded_commit(spec: BackboneSpec) -> str | None:
+    """The commit of ``spec``'s files in the local cache, which is what loading it just read (None for a local
+    folder, or when nothing is cached)."""
+    if spec.is_local:
+        return None
+    folder = cached_snapshot(spec)
+    return folder.name if folder is not None else None
+
+
 def ensure_fetched(spec: BackboneSpec) -> None:
     """In offline mode, fail with the fetch hint unless ``spec``'s files are cached (or on disk already)."""
     if spec.is_local or not is_offline():
