@@ -320,6 +320,12 @@ def test_fetch_then_every_command_works_offline(hub, datasets, tmp_path):
         result = run_zoo(*command, env=offline)
         assert result.returncode == 0, (command, result.stderr)
         json.loads(result.stdout)
+    # Ranking on data offline scores what was fetched, and says how to fetch the rest.
+    ranked = run_zoo("recommend", "--task", "text-cls", "--data", str(datasets["text-cls"]), "--candidates",
+                     "tiny-bert,distilbert-base-uncased", "--bootstrap", "3", "-r", *REGISTRY,
+                     env={**offline, "COLUMNS": "200", "ZOO_FEATURE_CACHE": str(tmp_path / "features")})
+    assert ranked.returncode == 0, ranked.stderr
+    assert "Next: zoo adapt tiny-bert" in ranked.stdout and "run 'zoo fetch distilbert-base-uncased'" in ranked.stdout
 
 
 def _pinned_registry(folder: Path, name: str, source: str, revision: str) -> str:

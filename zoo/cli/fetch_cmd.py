@@ -45,7 +45,9 @@ def register(app: typer.Typer) -> None:
         else:
             from rich.table import Table
 
-            table = Table(title="fetched into the Hugging Face cache", title_justify="left")
+            ready = sum(r.status != "failed" for r in results)
+            table = Table(title=f"{ready} of {len(results)} backbone{'s' if len(results) != 1 else ''} in the Hugging "
+                          "Face cache", title_justify="left")
             for column in ("backbone", "status", "revision", "commit", "files", "size"):
                 table.add_column(column, justify="right" if column in ("files", "size") else "left")
             for r in results:

@@ -128,13 +128,16 @@ def _print_data(result, top: int) -> None:
         if cand.rank is None:
             table.add_row("—", escape(cand.name), str(cand.prior_rank), *("" for _ in result.estimators), "",
                           f"[yellow]not scored: {escape(cand.status)}[/yellow]"
-                          + (" (reason in --json)" if cand.error else ""))
+                          + (" (reason below)" if cand.error else ""))
             continue
         interval = f"{cand.combined:+.2f} [{cand.interval[0]:+.2f}, {cand.interval[1]:+.2f}]"
         ranks = f" ({cand.rank_interval[0]}–{cand.rank_interval[1]})" if cand.rank_interval else ""
         table.add_row(f"{cand.rank}{ranks}", escape(cand.name), str(cand.prior_rank),
                       *(f"{cand.scores[e]:.3f}" for e in result.estimators), interval, escape(cand.reason))
     out.print(table)
+    for cand in result.candidates[:top]:
+        if cand.rank is None and cand.error:
+            out.print(f"[yellow]{escape(cand.name)}[/yellow]: {escape(cand.error)}", soft_wrap=True)
     agree = result.agreement
     if agree.get("mean") is not None:
         pairs = ", ".join(f"{k.replace('~', ' vs ')} τ={v:+.2f}" for k, v in agree["pairs"].items() if v is not None)
