@@ -248,7 +248,7 @@ def evaluate_on_data(classifier, data_path: str, *, device: str, batch_size: int
     A dataset with a test split (a test/ folder, an hf: test split) is scored on it; otherwise on all of it.
     """
     from zoo.data import load_data
-    from zoo.engine.batches import ExampleDataset, collect_logits, make_collate
+    from zoo.engine.batches import ExampleDataset, collect_outputs, make_collate
     from zoo.engine.metrics import compute_metrics
 
     data = load_data(data_path, task=classifier.task, val_fraction=0.0, multi_label=classifier.multi_label or None)
@@ -261,8 +261,8 @@ def evaluate_on_data(classifier, data_path: str, *, device: str, batch_size: int
     dataset = ExampleDataset(examples, classifier, train=False, max_seconds=max_seconds,
                              num_labels=len(classifier.labels), multi_label=classifier.multi_label)
     classifier.model.to(device).eval()
-    targets, logits = collect_logits(classifier.forward, dataset, batch_size=batch_size, device=device,
-                                     collate=make_collate(classifier, classifier.multi_label))
+    targets, logits = collect_outputs(classifier.forward, dataset, batch_size=batch_size, device=device,
+                                      collate=make_collate(classifier, classifier.multi_label))
     metrics = compute_metrics(targets, logits, classifier.labels,
                               multi_label=classifier.multi_label)
     metrics["examples"] = len(examples)

@@ -4,7 +4,7 @@ examples in each epoch (seeded, length-grouped for text, resumable mid-epoch, sh
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -127,20 +127,29 @@ def to_device(inputs, device):
     return inputs.to(device)
 
 
-def collect_logits(forward, dataset, *, collate, batch_size: int, device, num_workers: int = 0,
-                   autocast=None) -> tuple[np.ndarray, np.ndarray]:
-    """(targets, logits) of ``forward`` over ``dataset`` in order, under inference mode."""
+def collect_outputs(forward, dataset, *, collate, batch_size: int, device, num_workers: int = 0, autocast=None,
+                    should_stop: Callable[[], bool] | None = None,
+                    on_batch: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(targets, float32 outputs) of ``forward`` over ``dataset`` in order, under inference mode: the logits of an
+    evaluation, the head inputs of a linear probe, the pooled features a recommendation scores.
+
+    ``should_stop`` is asked before each batch; when it says yes, the pass ends and None is returned.
+    """
     from contextlib import nullcontext
 
     import torch
     from torch.utils.data import DataLoader
 
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers)
-    logits, targets = [], []
+    outputs, targets = [], []
     with torch.inference_mode():
         for inputs, target in loader:
+            if should_stop is not None and should_stop():
+                return None
             with autocast() if autocast else nullcontext():
                 out = forward(to_device(inputs, device))
-            logits.append(out.float().cpu().numpy())
+            outputs.append(out.float().cpu().numpy())
             targets.append(target.numpy())
-    return np.concatenate(targets), np.concatenate(logits)
+            if on_batch is not None:
+                on_batch(len(out))
+    return np.concatenate(targets), np.concatenate(outputs)

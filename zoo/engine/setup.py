@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from zoo.data.base import DataSplits
-from zoo.engine.batches import ExampleDataset, make_collate, to_device
+from zoo.engine.batches import ExampleDataset, collect_outputs, make_collate
 from zoo.engine.config import AdaptConfig
 from zoo.engine.features import cache_key, load_cached, save_cached
 from zoo.engine.trainer import Reporter, TrainingSetup
@@ -30,22 +30,6 @@ def _stack(items):
     return torch.stack(features), torch.stack(targets)
 
 
-def extract_head_inputs(classifier, dataset: ExampleDataset, *, batch_size: int, device, num_workers: int = 0):
-    """Run the frozen backbone over ``dataset`` once; returns (head inputs, targets) on the CPU."""
-    import torch
-    from torch.utils.data import DataLoader
-
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=make_collate(classifier, dataset.multi_label))
-    classifier.model.eval()
-    features, targets = [], []
-    with torch.inference_mode():
-        for inputs, target in loader:
-            features.append(classifier.head_inputs(to_device(inputs, device)).float().cpu())
-            targets.append(target)
-    return torch.cat(features), torch.cat(targets)
-
-
 def cached_head_inputs(classifier, spec, splits: DataSplits, split: str, config: AdaptConfig, device,
                        reporter: Reporter):
     examples = getattr(splits, split)
@@ -59,8 +43,13 @@ def cached_head_inputs(classifier, spec, splits: DataSplits, split: str, config:
     reporter.message(f"extracting features for {split} ({len(examples)} examples) with the frozen backbone")
     dataset = ExampleDataset(examples, classifier, train=False, max_seconds=config.max_seconds,
                              num_labels=splits.num_labels, multi_label=splits.multi_label)
-    features, targets = extract_head_inputs(classifier, dataset, batch_size=config.eval_batch_size, device=device,
-                                            num_workers=config.num_workers)
+    import torch
+
+    classifier.model.eval()   # the frozen backbone, run once
+    targets, features = collect_outputs(classifier.head_inputs, dataset, batch_size=config.eval_batch_size,
+                                        device=device, num_workers=config.num_workers,
+                                        collate=make_collate(classifier, dataset.multi_label))
+    features, targets = torch.from_numpy(features), torch.from_numpy(targets)
     save_cached(key, features, targets)
     return features, targets
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo.engine.batches import collect_logits, to_device
+from zoo.engine.batches import collect_outputs, to_device
 from zoo.engine.checkpoint import Progress, save_checkpoint
 from zoo.engine.config import AdaptConfig
 from zoo.engine.metrics import compute_metrics, headline
@@ -177,9 +177,9 @@ class Trainer:
 
     def predict(self, dataset) -> tuple[np.ndarray, np.ndarray]:
         self.setup.train_mode(False)
-        return collect_logits(self.setup.forward, dataset, collate=self.setup.collate,
-                              batch_size=self.config.eval_batch_size, device=self.accelerator.device,
-                              num_workers=self.config.num_workers, autocast=self.accelerator.autocast)
+        return collect_outputs(self.setup.forward, dataset, collate=self.setup.collate,
+                               batch_size=self.config.eval_batch_size, device=self.accelerator.device,
+                               num_workers=self.config.num_workers, autocast=self.accelerator.autocast)
 
     def evaluate(self, dataset) -> dict[str, Any]:
         targets, logits = self.predict(dataset)

@@ -129,29 +129,21 @@ def extract_features(classifier, examples: Sequence, *, layers: str, max_seconds
     """Pooled features of ``examples`` as a float64 array, or None when ``deadline`` passes first."""
     import inspect
 
-    import torch
-    from torch.utils.data import DataLoader
-
-    from zoo.engine.batches import ExampleDataset, make_collate, to_device
+    from zoo.engine.batches import ExampleDataset, collect_outputs, make_collate
 
     dataset = ExampleDataset(examples, classifier, train=False, max_seconds=max_seconds,
                              num_labels=len(classifier.labels), multi_label=classifier.multi_label)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                        collate_fn=make_collate(classifier, classifier.multi_label))
     # Averaging over layers is a family option (transformers has it); others pool their one representation.
     takes_layers = "layers" in inspect.signature(classifier.features).parameters
+
+    def pooled(batch):
+        return classifier.features(batch, layers=layers) if takes_layers else classifier.features(batch)
+
     classifier.model.to(device).eval()
-    chunks = []
-    with torch.inference_mode():
-        for inputs, _ in loader:
-            if deadline is not None and time.monotonic() > deadline:
-                return None
-            batch = to_device(inputs, device)
-            pooled = classifier.features(batch, layers=layers) if takes_layers else classifier.features(batch)
-            chunks.append(pooled.double().cpu().numpy())
-            if on_batch:
-                on_batch(len(pooled))
-    return np.concatenate(chunks)
+    collected = collect_outputs(pooled, dataset, collate=make_collate(classifier, classifier.multi_label),
+                                batch_size=batch_size, device=device, on_batch=on_batch,
+                                should_stop=None if deadline is None else lambda: time.monotonic() > deadline)
+    return None if collected is None else collected[1].astype(np.float64)
 
 
 # --- scoring ----------------------------------------------------------------------------------------------------
