@@ -32,6 +32,8 @@ def _stack(items):
 
 def cached_head_inputs(classifier, spec, splits: DataSplits, split: str, config: AdaptConfig, device,
                        reporter: Reporter):
+    import torch
+
     examples = getattr(splits, split)
     extra = {"max_seconds": config.max_seconds, "max_length": config.max_length, "labels": splits.label_names,
              "multi_label": splits.multi_label}
@@ -43,8 +45,6 @@ def cached_head_inputs(classifier, spec, splits: DataSplits, split: str, config:
     reporter.message(f"extracting features for {split} ({len(examples)} examples) with the frozen backbone")
     dataset = ExampleDataset(examples, classifier, train=False, max_seconds=config.max_seconds,
                              num_labels=splits.num_labels, multi_label=splits.multi_label)
-    import torch
-
     classifier.model.eval()   # the frozen backbone, run once
     targets, features = collect_outputs(classifier.head_inputs, dataset, batch_size=config.eval_batch_size,
                                         device=device, num_workers=config.num_workers,
