@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zoo import checks
 from zoo.errors import InvalidInputError
+from zoo.hardware import check_device
 from zoo.hub.fetch import ensure_fetched
 from zoo.plugins import PluginInfo, PluginManager, get_plugin_manager
 from zoo.recommend import Constraints, Recommendation, ScenarioParse, parse_scenario, recommend_data_free
@@ -121,8 +123,15 @@ def recommend(task: str | None = None, *, device: str | None = None, max_latency
     if values["task"] is None:
         raise InvalidInputError("no task given: pass --task image-cls|text-cls|audio-cls, or describe the data "
                                 "in --scenario")
-    if top < 1:
-        raise InvalidInputError(f"--top must be at least 1, got {top}")
+    checks.whole("--top", top, low=1, allow_none=False)
+    if data is not None:
+        checks.text("--data", data, allow_none=False)
+        checks.whole("--sample", sample, low=10, allow_none=False)
+        checks.choice("--layers", layers, ("last", "mean"))
+        checks.whole("--shortlist", shortlist, low=1, allow_none=False)
+        checks.number("--budget-s", budget_s, low=0, low_open=True, allow_none=False)
+        checks.whole("--bootstrap", bootstrap, low=0, allow_none=False)
+        checks.seed("--seed", seed)
     get_task(values["task"])
     constraints = Constraints(task=values["task"], device=values["device"] or "cpu",
                               max_latency_ms=values["max_latency_ms"], max_params_m=values["max_params_m"],
@@ -196,14 +205,9 @@ def load_saved_classifier(directory: PathLike):
 
 
 def default_run_dir(backbone: str, data: str, root: PathLike = "runs") -> Path:
-    """runs/<data>-<backbone>, with -2, -3... when taken."""
+    """runs/<data>-<backbone>: the folder a run gets without --output (-2, -3... are added when it is taken)."""
     stem = Path(data.split(":", 1)[-1] if data.startswith("hf:") else data).stem or "data"
-    base = Path(root) / f"{stem}-{backbone.split('/')[-1]}".replace(" ", "_")
-    candidate, n = base, 1
-    while candidate.exists():
-        n += 1
-        candidate = base.with_name(f"{base.name}-{n}")
-    return candidate
+    return Path(root) / f"{stem}-{backbone.split('/')[-1]}".replace(" ", "_")
 
 
 def adapt(backbone: str, data: str, *, task: str | None = None, output: PathLike | None = None,
@@ -214,16 +218,32 @@ def adapt(backbone: str, data: str, *, task: str | None = None, output: PathLike
           processes: int = 1) -> dict[str, Any]:
     """Fine-tune ``backbone`` on ``data`` and write a run directory; returns the run record (zoo_run.json).
 
-    The data is read and checked, and the backbone loaded, before the run directory is created, so bad input
-    leaves nothing behind. ``processes > 1`` trains data-parallel in that many local processes (gloo on CPUs);
-    for many GPUs or machines, start `python -m zoo adapt ...` under `accelerate launch` instead.
+    Every option is checked, and the run directory claimed (one run per folder, :mod:`zoo.engine.rundir`),
+    before anything else; the data is read and checked, and the backbone loaded, before the run record is
+    written, so bad input leaves nothing behind. The run history records the run when it starts and when it
+    ends. ``processes > 1`` trains data-parallel in that many local processes (gloo on CPUs); for many GPUs or
+    machines, start `python -m zoo adapt ...` under `accelerate launch` instead, with ``output`` given.
 
     Raises:
         zoo.errors.InvalidInputError: bad data, options or output folder (one line naming the file and problem).
+        zoo.errors.RunDirectoryBusyError: another run holds the output folder.
         zoo.errors.UnknownBackboneError, zoo.errors.ModelLoadError.
     """
     from zoo.engine.config import AdaptConfig
     from zoo.engine.run import AdaptRequest, run_training
+
+    checks.text("BACKBONE", backbone, allow_none=False)
+    checks.text("--data", data, allow_none=False)
+    for option, value in (("--val", val), ("--test", test), ("--output", None if output is None else str(output)),
+                          ("--input-col", input_col), ("--label-col", label_col), ("--label-sep", label_sep)):
+        checks.text(option, value)
+    checks.number("--val-fraction", val_fraction, low=0, high=1, high_open=True, allow_none=False)
+    checks.whole("--processes", processes, low=1, allow_none=False)
+    # One GPU per process: a particular one is chosen with CUDA_VISIBLE_DEVICES, as accelerate expects.
+    device = check_device("--device", device, allow_index=False)
+    config = config or AdaptConfig()
+    if not isinstance(config, AdaptConfig):
+        raise InvalidInputError(f"config must be an AdaptConfig, not {type(config).__name__}")
 
     plugins = get_plugin_manager()
     registry_files = [str(p) for p in registry_files]
@@ -233,64 +253,97 @@ def adapt(backbone: str, data: str, *, task: str | None = None, output: PathLike
             raise InvalidInputError(f"{spec.name} serves {', '.join(spec.tasks)}: say which with --task")
         task = spec.tasks[0]
     elif task not in spec.tasks:
+        get_task(task)
         raise InvalidInputError(f"backbone {spec.name!r} is registered for {', '.join(spec.tasks)}, not {task}")
     family = plugins.family(spec.family, backbone=spec.name)
-    run_dir = Path(output) if output is not None else default_run_dir(spec.name, data)
     rank = int(os.environ.get("RANK", "0"))   # set by torchrun / accelerate launch in each process
-    if rank == 0 and run_dir.exists() and any(run_dir.iterdir()):
-        raise InvalidInputError(f"{run_dir}: already exists and is not empty; choose another --output, or "
-                                f"continue an interrupted run with --resume {run_dir}")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and output is None:
+        raise InvalidInputError("several processes train one run: give the run directory with --output, so "
+                                "every process writes to the same one")
+    history = _open_store() if store and rank == 0 else None
     request = AdaptRequest(backbone=spec.name, task=task, data=data, val=val, test=test, input_col=input_col,
                            label_col=label_col, label_sep=label_sep, multi_label=multi_label,
                            val_fraction=val_fraction, skip_bad=skip_bad, device=device,
                            registry_files=registry_files)
-    config = config or AdaptConfig()
-    if processes < 1:
-        raise InvalidInputError("--processes must be at least 1")
-    splits = _read_request_data(request, seed=config.seed)
-    _check_trainable(splits, config, data)
-    if processes > 1:
-        from zoo.engine.launch import launch
+    claim = _claim(output, default_run_dir(spec.name, data), rank=rank)
+    run_dir = claim.run_dir if claim is not None else Path(output)
+    try:
+        splits = _read_request_data(request, seed=config.seed)
+        _check_trainable(splits, config, data)
+        if processes > 1:
+            from zoo.engine.launch import launch
 
-        call = {"backbone": spec.name, "data": data, "task": task, "output": str(run_dir), "val": val,
-                "test": test, "input_col": input_col, "label_col": label_col, "label_sep": label_sep,
-                "multi_label": multi_label, "val_fraction": val_fraction, "skip_bad": skip_bad, "device": device,
-                "config": config.to_dict(), "registry_files": registry_files}
-        record = launch(processes, call, run_dir)
-    else:
-        record = run_training(spec, family, splits, config, run_dir, request, reporter=reporter)
-    if store and rank == 0:
-        _record_run(record)
-    return record
+            call = {"backbone": spec.name, "data": data, "task": task, "output": str(run_dir), "val": val,
+                    "test": test, "input_col": input_col, "label_col": label_col, "label_sep": label_sep,
+                    "multi_label": multi_label, "val_fraction": val_fraction, "skip_bad": skip_bad,
+                    "device": device, "config": config.to_dict(), "registry_files": registry_files}
+            record = launch(processes, call, run_dir, history=history)
+        else:
+            record = run_training(spec, family, splits, config, run_dir, request, reporter=reporter,
+                                  on_record=history.record_run if history else None)
+        if history is not None:
+            record["store_id"] = history.record_run(record)
+        return record
+    finally:
+        if claim is not None:
+            claim.release()
+
+
+def _claim(output: PathLike | None, default: Path, *, rank: int):
+    """The run directory's claim, taken by the process that writes it (rank 0 of a launch it did not start)."""
+    from zoo.engine.rundir import CLAIMED_ENV, claim_new
+
+    if rank != 0 or os.environ.get(CLAIMED_ENV):
+        return None
+    return claim_new(output, default=default)
+
+
+def _open_store():
+    """The run history, opened now: a history that cannot be used is an error before training, not after."""
+    from zoo.store import RunStore
+
+    history = RunStore()
+    history.check()
+    return history
 
 
 def resume(run_dir: PathLike, *, reporter=None, store: bool = True) -> dict[str, Any]:
     """Continue an interrupted `adapt` from its last checkpoint and finish it.
 
+    The backbone comes from the run record's snapshot of its registry entry, so the registry files the run was
+    started with are not needed.
+
     Raises:
         zoo.errors.InvalidInputError: not a run directory, already finished, or its data changed since.
+        zoo.errors.RunDirectoryBusyError: another process is running it.
     """
     from zoo.engine.config import AdaptConfig
     from zoo.engine.run import AdaptRequest, read_record, run_training
+    from zoo.engine.rundir import claim_existing
 
+    checks.text("--resume", str(run_dir), allow_none=False)
     run_dir = Path(run_dir)
-    previous = read_record(run_dir)
-    if previous.get("status") == "finished":
-        raise InvalidInputError(f"{run_dir}: this run already finished; nothing to resume")
-    request = AdaptRequest(**previous["request"])
-    config = AdaptConfig.from_dict(previous["config_requested"])
-    plugins = get_plugin_manager()
-    spec = load_registry(request.registry_files, plugins=plugins).get(request.backbone)
-    splits = _read_request_data(request, seed=config.seed)
-    if splits.fingerprint != previous["data"]["fingerprint"]:
-        raise InvalidInputError(f"{request.data}: the data changed since the run started (fingerprint "
-                                f"{previous['data']['fingerprint'][:12]} -> {splits.fingerprint[:12]}); "
-                                "start a new run")
-    family = plugins.family(spec.family, backbone=spec.name)
-    record = run_training(spec, family, splits, config, run_dir, request, resume=True, reporter=reporter)
-    if store:
-        _record_run(record)
-    return record
+    history = _open_store() if store else None
+    with claim_existing(run_dir):
+        previous = read_record(run_dir)
+        if previous.get("status") == "finished":
+            raise InvalidInputError(f"{run_dir}: this run already finished; nothing to resume")
+        request = AdaptRequest(**previous["request"])
+        config = AdaptConfig.from_dict(previous["config_requested"])
+        spec = BackboneSpec.from_dict(previous["backbone"], origin=f"{run_dir / 'zoo_run.json'} (backbone)")
+        plugins = get_plugin_manager()
+        splits = _read_request_data(request, seed=config.seed)
+        if splits.fingerprint != previous["data"]["fingerprint"]:
+            raise InvalidInputError(f"{request.data}: the data changed since the run started (fingerprint "
+                                    f"{previous['data']['fingerprint'][:12]} -> {splits.fingerprint[:12]}); "
+                                    "start a new run")
+        family = plugins.family(spec.family, backbone=spec.name)
+        record = run_training(spec, family, splits, config, run_dir, request, resume=True, reporter=reporter,
+                              on_record=history.record_run if history else None)
+        if history is not None:
+            record["store_id"] = history.record_run(record)
+        return record
 
 
 def _check_trainable(splits, config, data: str) -> None:
@@ -313,12 +366,6 @@ def _read_request_data(request, *, seed: int):
                      skip_bad=request.skip_bad)
 
 
-def _record_run(record: dict[str, Any]) -> None:
-    from zoo.store import RunStore
-
-    record["store_id"] = RunStore().record_run(record)
-
-
 @dataclass
 class Prediction:
     input: str
@@ -336,14 +383,13 @@ def predict(run_dir: PathLike, inputs: Sequence[Any], *, top_k: int = 5, batch_s
     """
     import torch
 
-    from zoo.engine.run import read_record
+    from zoo.engine.run import read_finished_record
 
-    record = read_record(Path(run_dir))
-    if record.get("status") != "finished":
-        raise InvalidInputError(f"{run_dir}: the run has not finished (status {record.get('status')!r}); "
-                                f"finish it with 'zoo adapt --resume {run_dir}'")
-    if top_k < 1:
-        raise InvalidInputError("--top-k must be at least 1")
+    checks.whole("--top-k", top_k, low=1, allow_none=False)
+    checks.whole("--batch-size", batch_size, low=1, allow_none=False)
+    if not inputs:
+        raise InvalidInputError("give at least one INPUT to classify")
+    record = read_finished_record(Path(run_dir))
     classifier = load_saved_classifier(run_dir)
     classifier.model.eval()
     max_seconds = record.get("config", {}).get("max_seconds", 10.0)
@@ -389,16 +435,27 @@ def bench(target: str, *, device: str = "cpu", precision: str = "fp32", batch_si
     """
     from zoo.bench import evaluate_on_data, is_run_dir, measure
 
-    if weights not in ("pretrained", "random"):
-        raise InvalidInputError("--weights must be 'pretrained' or 'random'")
+    checks.text("TARGET", target, allow_none=False)
+    checks.choice("--weights", weights, ("pretrained", "random"))
+    checks.choice("--precision", precision, ("fp32", "bf16", "fp16"))
+    device = check_device("--device", device, allow_auto=False)
+    if not batch_sizes:
+        raise InvalidInputError("--batch-sizes: give at least one batch size")
+    for size in batch_sizes:
+        checks.whole("--batch-sizes", size, low=1, allow_none=False)
+    checks.whole("--image-size", image_size, low=1)
+    checks.whole("--seq-len", seq_len, low=1, allow_none=False)
+    checks.number("--seconds", seconds, low=0, low_open=True, allow_none=False)
+    checks.whole("--warmup", warmup, low=0, allow_none=False)
+    checks.whole("--iters", iters, low=1, allow_none=False)
+    checks.number("--min-seconds", min_seconds, low=0, allow_none=False)
+    checks.text("--data", data)
     plugins = get_plugin_manager()
     run_record = None
     if is_run_dir(target):
-        from zoo.engine.run import read_record
+        from zoo.engine.run import read_finished_record
 
-        run_record = read_record(Path(target))
-        if run_record.get("status") != "finished":
-            raise InvalidInputError(f"{target}: the run has not finished (status {run_record.get('status')!r})")
+        run_record = read_finished_record(Path(target))
         classifier = load_saved_classifier(target)
         backbone, family_name, kind = run_record["backbone"]["name"], run_record["backbone"]["family"], "adapted"
     elif Path(target).is_dir() and any(f.can_load_saved(target) for f in plugins.families.values()):

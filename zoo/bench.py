@@ -141,11 +141,11 @@ def measure(classifier, *, target: str, backbone: str, family: str, weights: str
 
     from zoo.timing import time_calls
 
-    if device == "cuda" and not torch.cuda.is_available():
+    if device.startswith("cuda") and not torch.cuda.is_available():
         raise InvalidInputError("--device cuda: no CUDA device is available here")
     if precision not in ("fp32", "bf16", "fp16"):
         raise InvalidInputError(f"unknown precision {precision!r}; choose fp32, bf16 or fp16")
-    if precision == "fp16" and device != "cuda":
+    if precision == "fp16" and not device.startswith("cuda"):
         raise InvalidInputError("--precision fp16 needs a CUDA device; use bf16 or fp32 on a CPU")
     if not batch_sizes or min(batch_sizes) < 1:
         raise InvalidInputError("--batch-sizes must be positive integers, e.g. 1,8,32")

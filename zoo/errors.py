@@ -111,6 +111,54 @@ class ModelLoadError(ZooError, OSError):
         )
 
 
+# --- Runs -------------------------------------------------------------------------------------------------------
+
+
+class RunDirectoryBusyError(ZooError, BlockingIOError):
+    """Another zoo process holds the run directory: one run owns one folder for its whole life."""
+
+    def __init__(self, run_dir, owner: str) -> None:
+        self.run_dir, self.owner = str(run_dir), owner
+        super().__init__(f"{run_dir}: another run is using this folder ({owner}); wait for it to end, or choose "
+                         "another --output")
+
+
+class NonFiniteWeightsError(ZooError, ArithmeticError):
+    """A model's weights hold NaN or infinite values, so its predictions would be meaningless."""
+
+    def __init__(self, where, tensors: list[str]) -> None:
+        self.where, self.tensors = str(where), list(tensors)
+        shown = ", ".join(tensors[:3]) + (f" and {len(tensors) - 3} more" if len(tensors) > 3 else "")
+        super().__init__(f"{where}: the weights hold NaN or infinite values ({shown}); the model is unusable. "
+                         "Train again with a lower --lr, or with --precision fp32")
+
+
+class DiskFullError(ZooError, OSError):
+    """Writing a file failed because its filesystem has no room left."""
+
+    exit_code = 3
+
+    def __init__(self, path, *, needed: int | None = None, free: int | None = None) -> None:
+        self.path, self.needed, self.free = str(path), needed, free
+        sizes = []
+        if needed:
+            sizes.append(f"about {_human_bytes(needed)} needed")
+        if free is not None:
+            sizes.append(f"{_human_bytes(free)} free")
+        detail = f" ({', '.join(sizes)})" if sizes else ""
+        super().__init__(f"{path}: no space left on the device{detail}; free some space or write elsewhere "
+                         "(--output), then run again")
+
+
+def _human_bytes(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"  # pragma: no cover
+
+
 # --- Hub ----------------------------------------------------------------------------------------------------------
 
 

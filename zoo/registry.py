@@ -90,6 +90,16 @@ class BackboneSpec:
         """
         return _parse_entry(dict(table), origin)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, origin: str) -> BackboneSpec:
+        """Rebuild a spec from :meth:`to_dict` output (a run record's snapshot), ignoring keys added beside it.
+
+        Raises:
+            RegistryError: naming ``origin`` when the snapshot no longer validates.
+        """
+        table = {k: v for k, v in data.items() if k in _TOML_FIELDS and v is not None}
+        return _parse_entry(table, origin)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["tasks"], data["languages"] = list(self.tasks), list(self.languages)

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from zoo import checks, jsonio
 from zoo.errors import InvalidInputError, ZooError
 
 DEFAULT_ENV = "ZOO_STORE"
@@ -201,6 +202,19 @@ class RunStore:
     def __repr__(self) -> str:
         return f"RunStore({str(self.path)!r})"
 
+    def check(self) -> None:
+        """Open the database (creating or upgrading it) now, so a history that cannot be used is reported before
+        work starts rather than after it.
+
+        Raises:
+            StoreError: naming the file and what is wrong with it.
+        """
+        with self._connection():
+            pass
+        for path in (self.path, self.path.parent):   # sqlite writes journal files beside the database
+            if not os.access(path, os.W_OK):
+                raise StoreError(self.path, f"{path} is read-only")
+
     # --- runs ---
 
     def record_run(self, record: Mapping[str, Any]) -> int:
@@ -227,6 +241,12 @@ class RunStore:
         """
         if limit is not None and limit < 0:
             raise InvalidInputError(f"limit must be 0 (all) or a positive number, not {limit}.")
+        if status is not None:
+            checks.choice("--status", status, RUN_STATUSES)
+        if task is not None:
+            from zoo.tasks import get_task
+
+            get_task(task)
         where, params = [], []
         for column, value in (("task", task), ("status", status)):
             if value:
@@ -569,21 +589,8 @@ def _run_id(value: Any) -> int:
         raise InvalidInputError(f"a run id is a whole number (see 'zoo runs'), not {value!r}.") from None
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    for method in ("tolist", "item"):  # numpy and torch scalars and arrays
-        if callable(getattr(value, method, None)):
-            return getattr(value, method)()
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
-
-
 def _dumps(value: Any) -> str:
-    return json.dumps(value, default=_json_default, ensure_ascii=False)
+    return jsonio.dumps(value, ensure_ascii=False)
 
 
 def _now() -> str:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
+from typer.core import TyperGroup
 
 from zoo import __version__
 from zoo.cli import (
@@ -18,8 +21,39 @@ from zoo.cli import (
     runs_cmd,
 )
 
+# Typer raises the command-line framework's exceptions (its own copy of click's, in recent releases): found through
+# the class it exports, so either works.
+_CLICK_ERRORS = sys.modules[typer.BadParameter.__module__]
+
+
+class _OneLineErrors(TyperGroup):
+    """The root command, whose usage errors (an unknown option, a value of the wrong type) are one line on stderr
+    and exit code 2, like every other error zoo reports, instead of a framed block."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            result = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False,
+                                  **extra)
+            code = result if isinstance(result, int) else 0
+        except _CLICK_ERRORS.NoArgsIsHelpError as exc:
+            typer.echo(exc.format_message())
+            code = 0
+        except _CLICK_ERRORS.ClickException as exc:
+            where = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "zoo"
+            message = " ".join(exc.format_message().split())
+            typer.echo(f"Error: {message} (see '{where} --help')", err=True)
+            code = exc.exit_code
+        except (typer.Abort, _CLICK_ERRORS.Abort):
+            typer.echo("Aborted.", err=True)
+            code = 1
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
 app = typer.Typer(
     name="zoo",
+    cls=_OneLineErrors,
     help="Recommend, adapt, benchmark and publish pretrained backbones for image, text and audio "
          "classification.\n\nExample: zoo recommend --task text-cls --device cpu --max-latency-ms 20",
     no_args_is_help=True,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Iterator
@@ -35,8 +34,10 @@ def console():
 
 
 def print_json(data: Any) -> None:
-    """JSON on stdout, unstyled, so scripts can parse it."""
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    """Strict JSON on stdout, unstyled, so scripts can parse it (no NaN: see :mod:`zoo.jsonio`)."""
+    from zoo.jsonio import dumps
+
+    sys.stdout.write(dumps(data, indent=2) + "\n")
 
 
 @contextmanager

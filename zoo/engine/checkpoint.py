@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-STATE_DIR = ".zoo"
+from zoo.engine.rundir import STATE_DIR
 
 
 @dataclass
@@ -127,4 +127,7 @@ def load_checkpoint(run_dir: Path) -> Checkpoint | None:
 
 
 def discard_checkpoints(run_dir: Path) -> None:
-    shutil.rmtree(Path(run_dir) / STATE_DIR, ignore_errors=True)
+    """Drop every checkpoint folder, complete or partial (the run's lock lives beside them and stays)."""
+    final = checkpoint_dir(run_dir)
+    for folder in (final, final.with_name("checkpoint.tmp"), final.with_name("checkpoint.old")):
+        shutil.rmtree(folder, ignore_errors=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from zoo.errors import InvalidInputError
+from zoo import checks
 
 STRATEGIES = ("auto", "linear", "lora", "full")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -50,21 +50,25 @@ class AdaptConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise InvalidInputError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
-        if self.precision not in PRECISIONS:
-            raise InvalidInputError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
-        if self.augment not in AUGMENTS:
-            raise InvalidInputError(f"unknown augmentation {self.augment!r}; choose one of {', '.join(AUGMENTS)}")
-        if self.class_weights not in ("none", "auto"):
-            raise InvalidInputError("--class-weights must be 'none' or 'auto'")
-        for name in ("batch_size", "eval_batch_size", "grad_accum", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise InvalidInputError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.epochs is not None and self.epochs < 1:
-            raise InvalidInputError("--epochs must be at least 1")
-        if self.lr is not None and self.lr <= 0:
-            raise InvalidInputError("--lr must be positive")
+        checks.choice("--strategy", self.strategy, STRATEGIES)
+        checks.choice("--precision", self.precision, PRECISIONS)
+        checks.choice("--augment", self.augment, AUGMENTS)
+        checks.choice("--class-weights", self.class_weights, ("none", "auto"))
+        for name in ("batch_size", "eval_batch_size", "grad_accum", "checkpoint_every", "lora_r"):
+            checks.whole(_option(name), getattr(self, name), low=1, allow_none=False)
+        checks.whole("--epochs", self.epochs, low=1)
+        checks.whole("--max-length", self.max_length, low=1)
+        checks.whole("--patience", self.patience, low=0, allow_none=False)
+        checks.whole("--num-workers", self.num_workers, low=0, allow_none=False)
+        checks.seed("--seed", self.seed)
+        checks.number("--lr", self.lr, low=0, low_open=True)
+        checks.number("--weight-decay", self.weight_decay, low=0, allow_none=False)
+        checks.number("--warmup-ratio", self.warmup_ratio, low=0, high=1, high_open=True, allow_none=False)
+        checks.number("--label-smoothing", self.label_smoothing, low=0, high=1, high_open=True, allow_none=False)
+        checks.number("--layer-decay", self.layer_decay, low=0, high=1, low_open=True)
+        checks.number("--lora-alpha", self.lora_alpha, low=0, low_open=True, allow_none=False)
+        checks.number("--lora-dropout", self.lora_dropout, low=0, high=1, high_open=True, allow_none=False)
+        checks.number("--max-seconds", self.max_seconds, low=0, low_open=True, allow_none=False)
 
     def resolved(self, strategy: str) -> AdaptConfig:
         """A copy with the strategy chosen and its defaults filled in."""
@@ -81,6 +85,10 @@ class AdaptConfig:
     def from_dict(cls, data: dict[str, Any]) -> AdaptConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _option(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
 
 
 def choose_strategy(num_train: int, params_m: float, device: str) -> tuple[str, str]:

@@ -26,9 +26,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def launch(processes: int, call: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    """Run ``api.adapt(**call)`` in ``processes`` ranks and return rank 0's run record."""
+def launch(processes: int, call: dict[str, Any], run_dir: Path, *, history=None) -> dict[str, Any]:
+    """Run ``api.adapt(**call)`` in ``processes`` ranks and return rank 0's run record.
+
+    The caller holds the run directory's claim; the ranks are told so (they write into it without claiming).
+    When the ranks fail after the run record was written, the record (now "failed") goes to ``history``.
+    """
     from zoo.engine.run import read_record
+    from zoo.engine.rundir import CLAIMED_ENV
 
     with tempfile.TemporaryDirectory(prefix="zoo-launch-") as tmp:
         spec = Path(tmp) / "call.json"
@@ -37,9 +42,12 @@ def launch(processes: int, call: dict[str, Any], run_dir: Path) -> dict[str, Any
         command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={processes}",
                    "--master-addr=127.0.0.1", f"--master-port={_free_port()}", "-m", "zoo.engine.launch",
                    str(spec), str(errors)]
-        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // processes))}
+        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // processes)),
+               CLAIMED_ENV: str(run_dir)}
         result = subprocess.run(command, env=env, capture_output=True, text=True)
         if result.returncode != 0:
+            if history is not None and (Path(run_dir) / "zoo_run.json").is_file():
+                history.record_run(read_record(run_dir))
             if errors.is_file():   # a ZooError in a rank: its one-line message and exit code
                 failure = json.loads(errors.read_text())
                 error = ZooError(failure["message"])

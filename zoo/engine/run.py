@@ -1,9 +1,10 @@
 """One adapt run from start to finish: the run directory's life, the strategy, the loop, and what is written.
 
-A run directory is created only after the data has been read and checked. Its ``zoo_run.json`` says
-``"status": "running"`` until the native model, plots and model card are in place; only then is it rewritten,
+The caller claims the run directory first (:mod:`zoo.engine.rundir`: one run per folder). Its ``zoo_run.json``
+appears only after the data has been read and the backbone loaded, and says ``"status": "running"`` until the
+native model (checked to hold finite weights), plots and model card are in place; only then is it rewritten,
 atomically, as ``"finished"``. A killed run therefore never looks finished, and ``--resume`` picks it up from
-its last checkpoint.
+its last checkpoint; a run that fails (a non-finite loss, a full disk) says ``"failed"`` with the reason.
 """
 
 from __future__ import annotations
@@ -11,22 +12,24 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from zoo import jsonio
 from zoo.data.base import DataSplits
-from zoo.engine.checkpoint import Progress, discard_checkpoints, load_checkpoint
+from zoo.engine.checkpoint import Progress, checkpoint_dir, discard_checkpoints, load_checkpoint
 from zoo.engine.config import AdaptConfig, choose_strategy
+from zoo.engine.rundir import RUN_RECORD
 from zoo.engine.trainer import Reporter, Trainer, cosine_with_warmup, make_loss, parameter_groups
-from zoo.errors import InvalidInputError
+from zoo.errors import DiskFullError, InvalidInputError, NonFiniteWeightsError, ZooError
 from zoo.hardware import cpu_name
 from zoo.hub.fetch import ensure_fetched, loaded_commit
-
-RUN_RECORD = "zoo_run.json"
 
 
 @dataclass
@@ -49,11 +52,49 @@ class AdaptRequest:
 
 
 def write_record(run_dir: Path, record: dict[str, Any]) -> None:
-    """Replace zoo_run.json atomically."""
+    """Replace zoo_run.json atomically, as strict JSON (a non-finite number is written as null)."""
     path = Path(run_dir) / RUN_RECORD
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(jsonio.dumps(record, indent=2))
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise disk_error(exc, path) from exc
+
+
+def check_finite_weights(directory: Path) -> None:
+    """Refuse a saved model whose safetensors files hold NaN or infinite values.
+
+    Raises:
+        zoo.errors.NonFiniteWeightsError: naming the folder and the first tensors at fault.
+    """
+    import torch
+    from safetensors import safe_open
+
+    bad: list[str] = []
+    for file in sorted(Path(directory).glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as weights:
+            for name in weights.keys():  # noqa: SIM118 (safe_open is not a dict)
+                tensor = weights.get_tensor(name)
+                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                    bad.append(f"{file.name}:{name}")
+    if bad:
+        raise NonFiniteWeightsError(directory, bad)
+
+
+def disk_error(exc: OSError, path: Path, *, needed: int | None = None) -> Exception:
+    """The error to raise for a failed write: :class:`DiskFullError` when the disk is full, else ``exc``."""
+    import errno
+    import shutil
+
+    if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return exc
+    try:
+        free = shutil.disk_usage(Path(path).parent).free
+    except OSError:
+        free = None
+    return DiskFullError(path, needed=needed, free=free)
 
 
 def read_record(run_dir: Path) -> dict[str, Any]:
@@ -64,6 +105,24 @@ def read_record(run_dir: Path) -> dict[str, Any]:
         raise InvalidInputError(f"{run_dir}: not a zoo run directory (no {RUN_RECORD})") from None
     except (OSError, ValueError) as exc:
         raise InvalidInputError(f"{path}: unreadable run record ({exc})") from None
+
+
+def read_finished_record(run_dir: Path) -> dict[str, Any]:
+    """The record of a run that finished and whose saved weights are finite: what predict, bench and push use.
+
+    Raises:
+        zoo.errors.InvalidInputError: not a run directory, or the run has not finished (with the way on).
+        zoo.errors.NonFiniteWeightsError: the saved weights hold NaN or infinite values.
+    """
+    record = read_record(run_dir)
+    status = record.get("status")
+    if status != "finished":
+        why = f": {record['error']}" if status == "failed" and record.get("error") else ""
+        way_on = ("fix the cause, then resume it" if status == "failed" else "finish it")
+        way_on += f" with 'zoo adapt --resume {run_dir}'"
+        raise InvalidInputError(f"{run_dir}: the run has not finished (status {status!r}{why}); {way_on}")
+    check_finite_weights(run_dir)
+    return record
 
 
 def _versions(family) -> dict[str, str]:
@@ -104,8 +163,13 @@ def _mixed_precision(precision: str, device_type: str) -> str:
 
 
 def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir: Path, request: AdaptRequest, *,
-                 resume: bool = False, reporter: Reporter | None = None) -> dict[str, Any]:
-    """Adapt ``spec`` on ``splits`` into ``run_dir``; returns the finished run record."""
+                 resume: bool = False, reporter: Reporter | None = None,
+                 on_record: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Adapt ``spec`` on ``splits`` into ``run_dir``; returns the finished run record.
+
+    ``on_record`` is called with the record when the run starts ("running") and when it fails ("failed"), so the
+    run history shows it while it trains; the caller records the finished run.
+    """
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -137,6 +201,10 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
         strategy, reason = previous["strategy"], previous.get("strategy_reason", reason)
     resolved = config.resolved(strategy)
     reporter.message(f"strategy {strategy}: {reason}")
+    if strategy == "lora":   # a plugin's bad target list is refused before the run record exists
+        from zoo.engine.setup import check_lora_targets
+
+        check_lora_targets(classifier, spec)
 
     record: dict[str, Any] = {
         "zoo_run_version": 1, "status": "running", "run_dir": str(run_dir.resolve()),
@@ -150,18 +218,23 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
         "finished_at": None, "wall_s": None, "metrics": None, "best_epoch": None,
         "resumed": previous.get("resumed", 0) + (1 if resume else 0),
     }
-    # Only now, with data read and the backbone loaded, does the run directory appear.
+    # Only now, with data read and the backbone loaded, does the run record appear.
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_record(run_dir, record)
+        if on_record is not None:
+            on_record(record)
     accelerator.wait_for_everyone()
     try:
         return _train_and_save(spec, classifier, splits, config, resolved, strategy, run_dir, record, accelerator,
                                checkpoint, reporter, started_wall)
     except BaseException as exc:
+        if isinstance(exc, OSError):
+            exc = disk_error(exc, run_dir, needed=_model_bytes(classifier))
         if accelerator.is_main_process and (run_dir / RUN_RECORD).is_file():
-            record.update(status="failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0])
-            write_record(run_dir, record)
+            _record_failure(run_dir, record, exc, on_record)
+        if isinstance(exc, DiskFullError):
+            raise exc from None
         raise
 
 
@@ -219,7 +292,14 @@ def _train_and_save(spec, classifier, splits, config, resolved, strategy, run_di
 
     if accelerator.is_main_process:
         classifier.model.to("cpu").eval()
-        files = [str(p.relative_to(run_dir)) for p in classifier.save(run_dir)]
+        saved = classifier.save(run_dir)
+        try:   # a model with NaN or infinite weights is never "finished"
+            check_finite_weights(run_dir)
+        except NonFiniteWeightsError:
+            for path in saved:
+                Path(path).unlink(missing_ok=True)
+            raise
+        files = [str(p.relative_to(run_dir)) for p in saved]
         record.update({
             "metrics": {"epochs": progress.history, "best": best_metrics, "test": test_metrics,
                         "selection_metric": trainer.metric},
@@ -237,6 +317,28 @@ def _train_and_save(spec, classifier, splits, config, resolved, strategy, run_di
         discard_checkpoints(run_dir)   # only once the run says finished: a kill before leaves a resumable run
     accelerator.wait_for_everyone()
     return record
+
+
+def _record_failure(run_dir: Path, record: dict[str, Any], exc: BaseException,
+                    on_record: Callable[[dict[str, Any]], None] | None) -> None:
+    """Mark the run failed with its one-line reason, and drop half-written checkpoints and temporary files."""
+    shutil.rmtree(checkpoint_dir(run_dir).with_name("checkpoint.tmp"), ignore_errors=True)
+    for tmp in Path(run_dir).glob("*.tmp"):
+        tmp.unlink(missing_ok=True)
+    record.update(status="failed", error=(f"{type(exc).__name__}: {exc}".splitlines() or [""])[0])
+    try:
+        write_record(run_dir, record)
+    except OSError:
+        pass      # a full disk may refuse even this; the history below still says "failed"
+    if on_record is not None:
+        try:
+            on_record(record)
+        except ZooError:
+            pass  # the failure being reported matters more than the history's
+
+
+def _model_bytes(classifier) -> int:
+    return sum(p.numel() * p.element_size() for p in classifier.model.parameters())
 
 
 def _replicas_in_sync(trainable: dict[str, Any], device) -> bool:

@@ -67,6 +67,37 @@ def _module_names(parameter_names: list[str]) -> list[str]:
     return sorted({name.rsplit(".", 1)[0] for name in parameter_names})
 
 
+def _plugin_of(classifier, spec) -> str:
+    return f"{type(classifier).__module__.split('.')[0]} ({spec.family} family)"
+
+
+def check_lora_targets(classifier, spec) -> list[str]:
+    """The family's LoRA target modules, checked to be module names the model has (as peft matches them: the
+    whole name or its last parts), so a bad list is reported, naming the plugin, before the run starts.
+
+    Raises:
+        zoo.errors.PluginError: the list is not a list of names, or names modules the model lacks.
+        zoo.errors.InvalidInputError: the family names none (LoRA is not available for it).
+    """
+    from zoo.errors import InvalidInputError, PluginError
+
+    targets = classifier.lora_targets()
+    method = f"{type(classifier).__name__}.lora_targets()"
+    if not isinstance(targets, (list, tuple)) or not all(isinstance(t, str) and t for t in targets):
+        raise PluginError(_plugin_of(classifier, spec), f"{method} must return a list of module names, not "
+                                                        f"{targets!r}; use --strategy full or linear meanwhile")
+    if not targets:
+        raise InvalidInputError(f"{spec.name}: its family names no LoRA target modules; use --strategy full "
+                                "or linear")
+    names = [name for name, _ in classifier.model.named_modules() if name]
+    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        raise PluginError(_plugin_of(classifier, spec), f"{method} names modules the model does not have "
+                                                        f"({', '.join(missing[:3])}); use --strategy full or linear "
+                                                        "meanwhile")
+    return list(targets)
+
+
 def build_setup(classifier, spec, splits: DataSplits, config: AdaptConfig, *, device,
                 reporter: Reporter) -> TrainingSetup:
     """Freeze, wrap or open the model for ``config.strategy`` and return what the loop needs."""
@@ -89,15 +120,18 @@ def build_setup(classifier, spec, splits: DataSplits, config: AdaptConfig, *, de
     if config.strategy == "lora":
         from peft import LoraConfig, get_peft_model
 
-        targets = classifier.lora_targets()
-        if not targets:
-            from zoo.errors import InvalidInputError
-
-            raise InvalidInputError(f"{spec.name}: its family names no LoRA target modules; use --strategy full "
-                                    "or linear")
+        targets = check_lora_targets(classifier, spec)
         lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                          target_modules=targets, modules_to_save=_module_names(sorted(head)))
-        classifier.model = model = get_peft_model(model, lora)
+                          target_modules=list(targets), modules_to_save=_module_names(sorted(head)))
+        try:
+            classifier.model = model = get_peft_model(model, lora)
+        except (ValueError, KeyError, TypeError, AttributeError, RuntimeError) as exc:
+            from zoo.errors import PluginError
+
+            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise PluginError(_plugin_of(classifier, spec),
+                              f"{type(classifier).__name__}.lora_targets() named modules LoRA cannot wrap "
+                              f"({detail}); use --strategy full or linear meanwhile") from None
     else:
         for param in model.parameters():
             param.requires_grad_(True)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from zoo.engine.run import RUN_RECORD, read_record
+from zoo.engine.run import RUN_RECORD, read_finished_record
 from zoo.errors import HubError, InvalidInputError
 
 PLOTS = ("curves.png", "confusion.png")
@@ -73,7 +73,7 @@ def push_run(run_dir: str | os.PathLike, repo_id: str, *, private: bool | None =
     from huggingface_hub.errors import RepositoryNotFoundError
 
     run_dir = Path(run_dir)
-    record = _finished_record(run_dir)
+    record = read_finished_record(run_dir)   # finished, with finite weights
     _check_repo_id(repo_id)
     _check_branch(branch)
     if constants.HF_HUB_OFFLINE:
@@ -147,18 +147,6 @@ def _quiet_unchanged() -> Iterator[None]:
         yield
     finally:
         logger.removeFilter(unchanged)
-
-
-def _finished_record(run_dir: Path) -> dict[str, Any]:
-    record = read_record(run_dir)
-    status = record.get("status")
-    if status == "finished":
-        return record
-    if status == "failed":
-        raise InvalidInputError(f"{run_dir}: the run failed ({record.get('error', 'no reason recorded')}); only a "
-                                "finished run can be pushed")
-    raise InvalidInputError(f"{run_dir}: the run has not finished (status {status!r}); finish it with "
-                            f"'zoo adapt --resume {run_dir}' before pushing")
 
 
 def _check_branch(branch: str) -> None:

@@ -6,6 +6,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from zoo import checks
 from zoo.errors import InvalidInputError
 
 DEVICES = ("cpu", "cuda")
@@ -29,10 +30,9 @@ class Constraints:
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
             raise InvalidInputError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
-        for name in ("max_latency_ms", "max_params_m", "max_memory_gb", "num_examples"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise InvalidInputError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        for name in ("max_latency_ms", "max_params_m", "max_memory_gb"):
+            checks.number(f"--{name.replace('_', '-')}", getattr(self, name), low=0, low_open=True)
+        checks.whole("--num-examples", self.num_examples, low=1)
         self.licenses = tuple(sorted({lic for item in self.licenses for lic in _expand_license(item)}))
         if self.language:
             self.language = self.language.lower()

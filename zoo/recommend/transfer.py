@@ -88,7 +88,8 @@ class DataRecommendation:
                 "data_free": [c.name for c in sorted(self.candidates, key=lambda c: c.prior_rank)],
                 "combined": [c.name for c in self.candidates if c.rank is not None],
                 **{name: [c.name for c in sorted((c for c in self.candidates if name in c.scores),
-                                                 key=lambda c: -c.scores[name])] for name in self.estimators},
+                                                 key=lambda c, name=name: _descending(c.scores[name]))]
+                   for name in self.estimators},
             },
             "agreement": self.agreement, "strategy": self.strategy, "strategy_reason": self.strategy_reason,
             "next_command": self.next_command, "budget_s": self.budget_s, "elapsed_s": self.elapsed_s,
@@ -161,6 +162,31 @@ def combine_scores(prior: np.ndarray, estimates: dict[str, np.ndarray], prior_we
     return prior_weight * _standardise(np.asarray(prior, dtype=float)) + (1 - prior_weight) * data
 
 
+def estimate(estimator: str, features: np.ndarray, labels: np.ndarray) -> float:
+    """One estimator's score, or NaN where it is undefined on these features (degenerate, e.g. constant, so a
+    decomposition does not converge or a covariance is singular)."""
+    try:
+        with np.errstate(all="ignore"):
+            value = float(ESTIMATORS[estimator](features, labels))
+    except (np.linalg.LinAlgError, FloatingPointError, ValueError, ZeroDivisionError):
+        return math.nan
+    return value if math.isfinite(value) else math.nan
+
+
+def _descending(score: float | None) -> float:
+    """Sort key: higher scores first, undefined ones last."""
+    return -score if score is not None and math.isfinite(score) else math.inf
+
+
+def _worst_where_undefined(values: np.ndarray) -> np.ndarray:
+    """For ranking only: undefined scores (NaN, reported as such) go below every defined one."""
+    defined = values[np.isfinite(values)]
+    if defined.size == 0:
+        return np.zeros_like(values)
+    spread = float(defined.std()) or 1.0
+    return np.where(np.isfinite(values), values, float(defined.min()) - spread)
+
+
 def score_candidates(features: dict[str, np.ndarray], labels: np.ndarray, prior: dict[str, float], *,
                      estimators: Sequence[str], prior_weight: float, bootstrap: int, seed: int) -> dict[str, Any]:
     """Estimator scores on the whole sample, the combined score, and subsample intervals, per backbone.
@@ -171,9 +197,10 @@ def score_candidates(features: dict[str, np.ndarray], labels: np.ndarray, prior:
     prior_scores = np.array([prior[name] for name in names])
 
     def combine(rows: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        raw = {est: np.array([ESTIMATORS[est](features[name][rows], labels[rows]) for name in names])
+        raw = {est: np.array([estimate(est, features[name][rows], labels[rows]) for name in names])
                for est in estimators}
-        return combine_scores(prior_scores, raw, prior_weight), raw
+        ranked = {est: _worst_where_undefined(values) for est, values in raw.items()}
+        return combine_scores(prior_scores, ranked, prior_weight), raw
 
     everything = np.arange(len(labels))
     combined, raw = combine(everything)
@@ -297,6 +324,11 @@ def recommend_with_data(data_free, specs: dict[str, Any], families: dict[str, An
         if pooled is None:
             entry.status = "time budget"
             continue
+        if not np.isfinite(pooled).all():
+            entry.status = "failed"
+            entry.error = "its features hold NaN or infinite values (broken weights, or inputs it cannot take)"
+            say(f"{cand.name}: not scored: {entry.error}")
+            continue
         import torch
 
         save_cached(key, torch.from_numpy(pooled).float(), torch.zeros(len(pooled)))
@@ -309,7 +341,7 @@ def recommend_with_data(data_free, specs: dict[str, Any], families: dict[str, An
     elif len(features) == 1:
         only = next(iter(features))
         results = {only: {"combined": 0.0, "interval": (0.0, 0.0), "rank_interval": (1, 1),
-                          "scores": {est: float(ESTIMATORS[est](features[only], labels)) for est in estimators}}}
+                          "scores": {est: estimate(est, features[only], labels) for est in estimators}}}
     else:
         raise ZooError(f"no backbone could be scored within --budget-s {budget_s:g}: raise the budget, lower "
                        "--sample, or fetch the backbones first")
@@ -365,7 +397,7 @@ def _strategy(scored: Sequence[ScoredCandidate], num_examples: int, specs, devic
 
 def _reason(entry: ScoredCandidate, scored: Sequence[ScoredCandidate], estimators: Sequence[str]) -> str:
     """Where the sample moved it, and which estimators put it where."""
-    places = {est: sorted(scored, key=lambda c: -c.scores[est]).index(entry) + 1 for est in estimators}
+    places = {est: sorted(scored, key=lambda c: _descending(c.scores[est])).index(entry) + 1 for est in estimators}
     moved = entry.prior_rank - (entry.rank or entry.prior_rank)
     where = "same place as without data" if moved == 0 else \
         f"{'up' if moved > 0 else 'down'} {abs(moved)} from data-free #{entry.prior_rank}"
