@@ -58,14 +58,14 @@ class TimmClassifier(Classifier):
         return self._transforms[preset]
 
     def preprocess(self, example: Any, *, train: bool = False) -> dict[str, Any]:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image
 
         if isinstance(example, (str, Path)):
-            try:
-                with Image.open(example) as opened:
-                    image = opened.convert("RGB")
-            except (OSError, UnidentifiedImageError) as exc:
-                raise InvalidInputError(f"{example}: not a readable image ({exc})") from None
+            from zoo.images import open_image
+
+            # zoo's rule for a readable image (fully decoded, size cap, finite values), the same as its data checks
+            with open_image(example) as opened:
+                image = opened.convert("RGB")
         elif isinstance(example, Image.Image):
             image = example.convert("RGB")
         else:

@@ -68,6 +68,28 @@ def _summary(record: dict[str, Any]) -> None:
     out.print(table)
     out.print(f"strategy {record['strategy']}, best epoch {record['best_epoch']} of "
               f"{len(metrics['epochs'])}, {record['wall_s']:.1f} s; files: {', '.join(record['files'])}")
+    data_line = _data_line(record.get("data") or {})
+    if data_line:
+        out.print(data_line, markup=False, highlight=False)
+
+
+def _data_line(data: dict[str, Any]) -> str:
+    """What the data readers chose and left out, in one line: columns per split, skipped and ignored files."""
+    parts = []
+    seen: dict[str, list[str]] = {}
+    for split, columns in (data.get("columns") or {}).items():
+        shown = ", ".join(f"{role} {column!r}" for role, column in columns.items())
+        seen.setdefault(shown, []).append(split)
+    for shown, splits in seen.items():
+        parts.append(f"columns {shown}" + ("" if len(seen) == 1 else f" ({', '.join(splits)})"))
+    if data.get("skipped"):
+        parts.append(f"{data['skipped']} bad item(s) skipped")
+    ignored = data.get("ignored_files") or {}
+    if ignored.get("count"):
+        more = ", ..." if ignored["count"] > len(ignored["examples"]) else ""
+        parts.append(f"{ignored['count']} file(s) ignored for their extension "
+                     f"({', '.join(ignored['examples'])}{more})")
+    return "data: " + "; ".join(parts) if parts else ""
 
 
 def register(app: typer.Typer) -> None:

@@ -35,6 +35,8 @@ class DataSplits:
     split: dict[str, Any] = field(default_factory=dict)      # how val/test were obtained (given, or stratified)
     skipped: list[dict[str, str]] = field(default_factory=list)  # {"item", "reason"} for each --skip-bad skip
     fingerprint: str = ""                             # hex digest of every split's content and labels
+    columns: dict[str, dict[str, str]] = field(default_factory=dict)  # split -> role -> the table column used
+    ignored: dict[str, Any] = field(default_factory=dict)  # {"count", "examples"}: class-folder files of other types
 
     @property
     def num_labels(self) -> int:
@@ -51,6 +53,7 @@ class DataSplits:
             "sizes": {"train": len(self.train), "val": len(self.val), "test": len(self.test)},
             "class_counts": {"train": self.class_counts("train"), "val": self.class_counts("val")},
             "split": self.split, "skipped": len(self.skipped), "fingerprint": self.fingerprint,
+            "columns": self.columns, "ignored_files": self.ignored or {"count": 0, "examples": []},
         }
 
 

@@ -1,5 +1,7 @@
 """Image and audio files: folders of class subfolders, CSV manifests, and the check that each file decodes.
 
+Every file is decoded in full once here (``zoo.images``, ``zoo.audio``), so that a truncated, oversized or
+non-finite file is refused (or skipped with ``--skip-bad``) before training starts rather than failing mid-run.
 Examples hold the file's absolute path; decoding for training happens later, in the family's preprocessing.
 """
 
@@ -10,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoo.data.raw import RawExample, ReadOptions, one_line
+from zoo.data.raw import RawExample, ReadOptions
 from zoo.data.tables import LABEL_COLUMNS, PATH_COLUMNS, find_column, read_table, row_label
 from zoo.errors import InvalidInputError
 
@@ -29,28 +31,17 @@ class MediaKind:
 
 
 def check_image(path: Path) -> str | None:
-    """None when PIL can open and verify ``path``, else why not."""
-    from PIL import Image
+    """None when every pixel of ``path`` decodes within the size cap (and is finite), else why not."""
+    from zoo.images import image_problem
 
-    try:
-        with Image.open(path) as image:
-            image.verify()
-    except Exception as exc:  # PIL raises many types (OSError, SyntaxError, struct.error, ...) for bad files
-        return f"not a readable image ({type(exc).__name__}: {one_line(exc)})"
-    return None
+    return image_problem(path)
 
 
 def check_audio(path: Path) -> str | None:
-    """None when soundfile can read the header of ``path`` and it has samples, else why not."""
-    import soundfile
+    """None when every sample of ``path`` decodes and is finite, else why not; decoded in blocks."""
+    from zoo.audio import audio_problem
 
-    try:
-        info = soundfile.info(str(path))
-    except Exception as exc:  # LibsndfileError for corrupt files; TypeError/RuntimeError from odd headers
-        return f"not a readable audio file ({type(exc).__name__}: {one_line(exc)})"
-    if info.frames <= 0:
-        return "the audio file has no samples"
-    return None
+    return audio_problem(path)
 
 
 MEDIA = {
@@ -105,7 +96,12 @@ def read_class_folder(folder: Path, id_root: Path, kind: MediaKind, opts: ReadOp
             f"{folder}: no class subfolders{found}; put each class's files in a subfolder named after the class, "
             f"e.g. {folder / 'CLASS' / ('file' + kind.extensions[0])}"
         )
-    files = [(class_dir, path) for class_dir in classes for path in _files_under(class_dir, kind.extensions)]
+    files = []
+    for class_dir in classes:
+        found, ignored = _files_under(class_dir, kind.extensions)
+        files.extend((class_dir, path) for path in found)
+        for path in ignored:
+            opts.ignore(path.relative_to(id_root).as_posix())
     if not files:
         raise InvalidInputError(
             f"{folder}: no {kind.name} files ({', '.join(kind.extensions)}) in its class subfolders "
@@ -136,6 +132,7 @@ def read_manifest(path: Path, kind: MediaKind, opts: ReadOptions) -> list[RawExa
         raise InvalidInputError(f"{path}: no data rows")
     path_col = find_column(table, opts.input_col, PATH_COLUMNS, "file path", "--input-col")
     label_col = find_column(table, opts.label_col, LABEL_COLUMNS, "label", "--label-col")
+    opts.columns[str(path)] = {"path": path_col, "label": label_col}
     examples: list[RawExample] = []
     table_name, shown = path.name, str(path)
     for number, row in enumerate(table.rows, 1):
@@ -157,11 +154,13 @@ def read_manifest(path: Path, kind: MediaKind, opts: ReadOptions) -> list[RawExa
     return examples
 
 
-def _files_under(folder: Path, extensions: tuple[str, ...]) -> list[Path]:
-    found = []
+def _files_under(folder: Path, extensions: tuple[str, ...]) -> tuple[list[Path], list[Path]]:
+    """The files under ``folder`` with one of ``extensions``, and those with another (hidden files are neither)."""
+    found, ignored = [], []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         base = Path(dirpath)
-        found.extend(base / name for name in sorted(filenames)
-                     if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions)
-    return found
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                (found if os.path.splitext(name)[1].lower() in extensions else ignored).append(base / name)
+    return found, ignored

@@ -80,30 +80,41 @@ def read_hf(source: str, *, input_kind: str, val: str | None, test: str | None, 
     for role, split in chosen.items():
         if split is None:
             continue   # load_data records "none" for a missing test split and makes a stratified val split
-        examples = _read_split(loaded[split], f"{name}/{split}", input_col, label_col, names,
-                               opts if role == "train" else None)
+        examples = _read_split(loaded[split], f"{name}/{split}", input_col, label_col, names, opts,
+                               report_unlabelled=role == "train", input_kind=input_kind)
         if role != "train" and not examples:
             # Benchmark test splits often hide their labels (-1); such a split cannot be scored.
             data.split_info[role] = f"none ({split!r} split has no labels)"
             continue
         data.splits[role] = examples
         data.where[role] = f"hf:{name} split {split!r}"
+        opts.columns[data.where[role]] = {input_kind: input_col, "label": label_col}
         if role != "train":
             data.split_info[role] = f"given: hf split {split!r}"
     return data
 
 
 def _read_split(rows: Any, prefix: str, input_col: str, label_col: str, names: list[str] | None,
-                opts: ReadOptions | None) -> list[RawExample]:
-    """The labelled rows of one split; unlabelled ones are skipped in eval splits and reported in training."""
+                opts: ReadOptions, *, report_unlabelled: bool, input_kind: str) -> list[RawExample]:
+    """The labelled rows of one split; unlabelled ones are reported in training and dropped quietly elsewhere.
+
+    Decoded audio (a dict with an ``array``) must be non-empty and finite, as audio files must be.
+    """
+    from zoo.audio import samples_problem
+
     examples = []
     for number, (value, raw) in enumerate(zip(rows[input_col], rows[label_col], strict=True), 1):
         item = f"{prefix}:row {number}"
         label = _label_name(raw, names)
         if label is None:
-            if opts is not None:
+            if report_unlabelled:
                 opts.bad(item, f"hf:{item}", f"the label is empty (column {label_col!r})")
             continue
+        if input_kind == "audio" and isinstance(value, dict) and value.get("array") is not None:
+            reason = samples_problem(value["array"], value.get("sampling_rate") or 1)
+            if reason:
+                opts.bad(item, f"hf:{item}", f"{reason} (column {input_col!r})")
+                continue
         examples.append(RawExample(value, label, item, f"hf:{item}"))
     return examples
 

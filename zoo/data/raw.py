@@ -9,6 +9,7 @@ from zoo.errors import InvalidInputError
 
 # A label as read: one name, or a list of names (a JSON list, or a Hugging Face sequence of class labels).
 RawLabel = str | list[str]
+IGNORED_EXAMPLES = 5   # ignored files named in the data summary; the rest are only counted
 
 
 @dataclass(slots=True)
@@ -23,7 +24,7 @@ class RawExample:
 
 @dataclass
 class ReadOptions:
-    """The reader options of ``load_data`` plus the running list of skipped items."""
+    """The reader options of ``load_data`` plus what the readers report: skipped items, columns, ignored files."""
 
     input_col: str | None = None
     label_col: str | None = None
@@ -31,6 +32,15 @@ class ReadOptions:
     multi_label: bool | None = None
     skip_bad: bool = False
     skipped: list[dict[str, str]] = field(default_factory=list)
+    columns: dict[str, dict[str, str]] = field(default_factory=dict)  # where (a file, an hf split) -> role -> column
+    ignored: int = 0                                       # files in class folders left out for their extension
+    ignored_examples: list[str] = field(default_factory=list)   # the first IGNORED_EXAMPLES of them
+
+    def ignore(self, item: str) -> None:
+        """Count a file left out because of its extension, naming the first few."""
+        self.ignored += 1
+        if len(self.ignored_examples) < IGNORED_EXAMPLES:
+            self.ignored_examples.append(item)
 
     def bad(self, item: str, where: str, reason: str) -> None:
         """Record a bad item when skipping them, otherwise refuse the data.

@@ -44,12 +44,14 @@ def load_data(source: str | os.PathLike[str], *, task: str, val: str | os.PathLi
         multi_label: whether an example may have several labels; None means yes when any label is a JSON list.
         val_fraction: the share of each class moved to validation when no validation data is given, in [0, 1).
         seed: seeds that split.
-        skip_bad: skip (and record in ``DataSplits.skipped``) files that do not decode and rows with an empty or
-            malformed cell, instead of refusing the data.
+        skip_bad: skip (and record in ``DataSplits.skipped``) files that do not decode in full (truncated, over
+            the pixel cap, empty, or holding NaN/infinite values) and rows with an empty or malformed cell, instead
+            of refusing the data.
 
     Returns:
         The splits, label names (sorted; ClassLabel order for ``hf:``), how val/test were obtained, the skipped
-        items, and a fingerprint of all of it.
+        items, the table columns used, the class-folder files ignored for their extension, and a fingerprint of
+        the examples and labels.
 
     Raises:
         zoo.errors.UnknownTaskError: for an unknown task.
@@ -106,6 +108,8 @@ def load_data(source: str | os.PathLike[str], *, task: str, val: str | os.PathLi
         train=ordered[0][1], val=ordered[1][1], test=ordered[2][1],
         split={role: split_info[role] for role in EVAL_SPLITS}, skipped=opts.skipped,
         fingerprint=fingerprint(ordered, label_names),
+        columns={role: opts.columns[place] for role, place in where.items() if place in opts.columns},
+        ignored={"count": opts.ignored, "examples": opts.ignored_examples},
     )
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,10 @@ LABEL_COLUMNS = ("label", "labels", "category", "class", "target", "intent")
 PATH_COLUMNS = ("path", "file", "filename", "filepath", "file_path", "image", "image_path", "img", "audio",
                 "audio_path")
 TABLE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
+# The most characters one row may hold (all its cells, or its JSON line): 16 MiB of plain text. Far past what any
+# tokenizer keeps (it truncates), yet it stops a missing closing quote from swallowing the rest of a large file
+# into one cell without a word.
+MAX_ROW_CHARS = 16 * 1024 * 1024
 
 
 @dataclass
@@ -106,6 +111,7 @@ def read_text_table(path: Path, opts: ReadOptions) -> list[RawExample]:
         raise InvalidInputError(f"{path}: no data rows")
     text_col = find_column(table, opts.input_col, TEXT_COLUMNS, "text", "--input-col")
     label_col = find_column(table, opts.label_col, LABEL_COLUMNS, "label", "--label-col")
+    opts.columns[str(path)] = {"text": text_col, "label": label_col}
     examples: list[RawExample] = []
     name, shown = path.name, str(path)
     for number, row in enumerate(table.rows, 1):
@@ -153,15 +159,47 @@ def _read_utf8(path: Path) -> str:
 def _parse_csv(path: Path, text: str, dialect: str) -> Table:
     # newline="" keeps line endings inside quoted fields as they are, as the csv module requires.
     reader = csv.reader(io.StringIO(text, newline=""), dialect=dialect)
+    rows: list[dict[str, Any]] = []
     try:
-        header = next(reader, None)
-        if header is None:
-            raise InvalidInputError(f"{path}: the file is empty; it needs a header row naming the columns")
-        columns = [name.strip() for name in header]
-        rows = [dict(zip(columns, record, strict=False)) for record in reader if record]
+        with _csv_field_limit(MAX_ROW_CHARS):
+            header = next(reader, None)
+            if header is None:
+                raise InvalidInputError(f"{path}: the file is empty; it needs a header row naming the columns")
+            columns = [name.strip() for name in header]
+            for record in reader:
+                if not record:
+                    continue
+                size = sum(map(len, record))
+                if size > MAX_ROW_CHARS:
+                    raise InvalidInputError(_row_too_long(path, f"row {len(rows) + 1}", size))
+                rows.append(dict(zip(columns, record, strict=False)))
     except csv.Error as exc:
+        if "field larger than field limit" in str(exc):   # the csv module's only sign of an over-long cell
+            raise InvalidInputError(_row_too_long(path, f"row {len(rows) + 1}", None)) from None
         raise InvalidInputError(f"{path}: malformed near line {reader.line_num}: {one_line(exc)}") from None
     return Table(path, columns, rows)
+
+
+@contextmanager
+def _csv_field_limit(limit: int) -> Iterator[None]:
+    """Let one CSV cell hold up to ``limit`` characters while parsing, then put the module's limit back.
+
+    The csv module's limit (128 KiB by default) is process-wide; raising it only for the parse keeps other users of
+    the module as they were, and it is never lowered below what someone else set.
+    """
+    previous = csv.field_size_limit()
+    csv.field_size_limit(max(previous, limit))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _row_too_long(path: Path, row: str, size: int | None) -> str:
+    """The refusal of a row over MAX_ROW_CHARS; ``size`` is None when the csv module stopped inside one cell."""
+    held = f"holds {size:,} characters, more than" if size is not None else "has a cell longer than"
+    return (f"{path}: {row} {held} the {MAX_ROW_CHARS:,} characters a row may hold; shorten it, or "
+            "check for a quote that is never closed")
 
 
 def _parse_json(path: Path, text: str) -> Table:
@@ -176,6 +214,8 @@ def _parse_json(path: Path, text: str) -> Table:
         numbered = []
         # Split on "\n" only: str.splitlines would also break at U+2028, which JSON strings may hold unescaped.
         for number, line in enumerate(text.split("\n"), 1):
+            if len(line) > MAX_ROW_CHARS:
+                raise InvalidInputError(_row_too_long(path, f"line {number}", len(line)))
             if line.strip():
                 try:
                     numbered.append((number, json.loads(line)))
