@@ -32,7 +32,7 @@ class Constraints:
             raise InvalidInputError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
         for name in ("max_latency_ms", "max_params_m", "max_memory_gb"):
             checks.number(f"--{name.replace('_', '-')}", getattr(self, name), low=0, low_open=True)
-        checks.whole("--num-examples", self.num_examples, low=1)
+        checks.whole("--examples", self.num_examples, low=1)
         self.licenses = tuple(sorted({lic for item in self.licenses for lic in _expand_license(item)}))
         if self.language:
             self.language = self.language.lower()
