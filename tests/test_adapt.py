@@ -249,3 +249,129 @@ def test_two_processes_reach_the_quality_of_one(hub, datasets, tmp_path):
     assert two["hardware"]["replicas_in_sync"] is True
     assert two["metrics"]["best"]["accuracy"] >= one["metrics"]["best"]["accuracy"] - 0.1
     assert api.predict(tmp_path / "two", [str(next((datasets["image-cls"] / "red").iterdir()))])
+
+
+# --- trust: a diverged run fails, a resumed run is the uninterrupted run ------------------------------------------
+
+
+def _nan_after(calls: int, make_loss):
+    """make_loss whose loss turns NaN from its ``calls + 1``-th use on."""
+    def patched(*args, **kwargs):
+        loss_fn, used = make_loss(*args, **kwargs), [0]
+
+        def loss(logits, target):
+            used[0] += 1
+            value = loss_fn(logits, target)
+            return value * float("nan") if used[0] > calls else value
+
+        return loss
+
+    return patched
+
+
+def test_nan_loss_fails_the_run_through_the_api(hub, datasets, tmp_path, monkeypatch):
+    import zoo.engine.run
+    from zoo.errors import TrainingDivergedError
+
+    monkeypatch.setattr(zoo.engine.run, "make_loss", _nan_after(1, zoo.engine.run.make_loss))
+    run = tmp_path / "run"
+    with pytest.raises(TrainingDivergedError, match=r"epoch 1, batch 2 .*the loss is nan.*--lr"):
+        api.adapt("test_resnet.r160_in1k", str(datasets["image-cls"]), output=run, val_fraction=0.25,
+                  config=small_config("full", epochs=1), registry_files=REGISTRY, store=False)
+    record = json.loads((run / "zoo_run.json").read_text())
+    assert record["status"] == "failed" and record["error"].startswith("TrainingDivergedError: ")
+    assert not (run / "model.safetensors").exists()
+
+
+def test_huge_learning_rate_fails_the_run_through_the_cli(hub, datasets, tmp_path):
+    run = tmp_path / "run"
+    result = run_zoo("adapt", "test_resnet.r160_in1k", "--data", str(datasets["image-cls"]), "--output", str(run),
+                     "--strategy", "full", "--epochs", "2", "--batch-size", "8", "--lr", "1e30", "--patience", "0",
+                     "--val-fraction", "0.25", "--registry", str(FIXTURE_REGISTRY), "--json")
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "training diverged at epoch 1, batch" in lines[0], result.stderr
+    assert "--precision fp32" in lines[0] and "Traceback" not in result.stderr
+    record = json.loads((run / "zoo_run.json").read_text())
+    assert record["status"] == "failed" and "diverged" in record["error"]
+    assert not (run / "model.safetensors").exists()
+
+
+def test_divergence_stops_every_process_of_a_data_parallel_run(hub, datasets, tmp_path):
+    from zoo.errors import ZooError
+
+    run = tmp_path / "run"
+    with pytest.raises(ZooError, match=r"training diverged at epoch 1, batch \d+"):
+        api.adapt("test_resnet.r160_in1k", str(datasets["image-cls"]), output=run, val_fraction=0.25,
+                  config=small_config("full", epochs=1, lr=1e30), registry_files=REGISTRY, store=False, processes=2)
+    record = json.loads((run / "zoo_run.json").read_text())
+    assert record["status"] == "failed" and not (run / "model.safetensors").exists()
+
+
+def _kill_when_mid_epoch(args: list[str], run: Path) -> dict:
+    """Start `zoo adapt ARGS`, SIGKILL it once a mid-epoch checkpoint exists; the progress it left."""
+    zoo = Path(sys.executable).with_name("zoo")
+    process = subprocess.Popen([str(zoo), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env=os.environ.copy(), start_new_session=True)
+    state = run / ".zoo" / "checkpoint" / "state.json"
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        if state.is_file() and json.loads(state.read_text())["progress"]["batches_done"] > 0:
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, "the run ended before it could be interrupted"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    return json.loads(state.read_text())["progress"]
+
+
+@pytest.mark.parametrize("backbone,task,workers", [("test_resnet.r160_in1k", "image-cls", 2),
+                                                   ("tiny-wav2vec2", "audio-cls", 0)])
+def test_run_resumed_mid_epoch_equals_the_uninterrupted_run(backbone, task, workers, hub, datasets, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    run = tmp_path / "run"
+    options = {"strategy": "full", "epochs": 2, "batch_size": 4, "lr": 1e-3, "patience": 0, "augment": "strong",
+               "checkpoint_every": 2}
+    args = ["adapt", backbone, "--data", str(datasets[task]), "--output", str(run), "--val-fraction", "0.25",
+            "--registry", str(FIXTURE_REGISTRY)]
+    for name, value in options.items():
+        args += [f"--{name.replace('_', '-')}", str(value)]
+    progress = _kill_when_mid_epoch(args, run)
+    assert progress["batches_done"] > 0, "killed mid-epoch"
+
+    resumed = api.resume(run, store=False)
+    # Straight through, with examples loaded in worker processes: augmentation must not care.
+    straight = api.adapt(backbone, str(datasets[task]), output=tmp_path / "straight", val_fraction=0.25,
+                         config=AdaptConfig(**options, num_workers=workers), registry_files=REGISTRY, store=False)
+    assert resumed["resumed"] == 1
+    assert [e["val"] for e in resumed["metrics"]["epochs"]] == [e["val"] for e in straight["metrics"]["epochs"]]
+    ours = load_file(str(run / "model.safetensors"))
+    theirs = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    assert ours.keys() == theirs.keys()
+    different = [name for name in ours if not torch.equal(ours[name], theirs[name])]
+    assert not different, f"resumed weights differ from the uninterrupted run's: {different[:5]}"
+
+
+def test_run_that_stopped_early_goes_straight_to_its_end_on_resume(hub, datasets, tmp_path, monkeypatch):
+    import zoo.engine.setup
+    from zoo.engine.checkpoint import load_checkpoint
+
+    def killed(*args, **kwargs):
+        raise RuntimeError("killed after the early stop")
+
+    monkeypatch.setattr(zoo.engine.setup, "finalize_model", killed)
+    run = tmp_path / "run"
+    # A learning rate too small to change any prediction: the second epoch does not improve, patience 1 stops.
+    config = small_config("linear", epochs=8, patience=1, lr=1e-12)
+    with pytest.raises(RuntimeError, match="killed after the early stop"):
+        api.adapt("test_resnet.r160_in1k", str(datasets["image-cls"]), output=run, config=config,
+                  val_fraction=0.25, registry_files=REGISTRY, store=False)
+    progress = load_checkpoint(run).progress
+    assert progress.stopped_early and len(progress.history) == 2
+    monkeypatch.undo()
+
+    record = api.resume(run, store=False)
+    assert record["status"] == "finished" and record["metrics"]["stopped_early"]
+    assert len(record["metrics"]["epochs"]) == 2, "no epoch is trained after an early stop"

@@ -157,6 +157,17 @@ def _human_bytes(count: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GB"  # pragma: no cover
+# --- Training ---------------------------------------------------------------------------------------------------
+
+
+class TrainingDivergedError(ZooError, ArithmeticError):
+    """The loss or the gradients stopped being finite: the run stops rather than save a broken model."""
+
+    def __init__(self, *, epoch: int, batch: int, step: int, what: str, lr: float | None = None) -> None:
+        self.epoch, self.batch, self.step, self.what = epoch, batch, step, what
+        lower = f"a lower --lr (this run: {lr:g})" if lr is not None else "a lower --lr"
+        super().__init__(f"training diverged at epoch {epoch}, batch {batch} (optimizer step {step}): {what}. "
+                         f"Try {lower}, --precision fp32, or check the data for NaN or infinite values.")
 
 
 # --- Hub ----------------------------------------------------------------------------------------------------------

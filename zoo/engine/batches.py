@@ -1,5 +1,6 @@
-"""From examples to batches: preprocessing through the family, audio loading and augmentation, the order of
-examples in each epoch (seeded, length-grouped for text, resumable mid-epoch, sharded across processes)."""
+"""From examples to batches: preprocessing through the family, audio loading and augmentation (drawn from seeds
+derived from the epoch and the example, so resume and worker processes change nothing), the order of examples in
+each epoch (seeded, length-grouped for text, resumable mid-epoch, sharded across processes)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from zoo.data.base import Example
+from zoo.engine.seeds import derive_seed, seeded_globals
 
 
 def augment_waveform(waveform: np.ndarray, preset: str, rng: random.Random) -> np.ndarray:
@@ -29,18 +31,27 @@ def augment_waveform(waveform: np.ndarray, preset: str, rng: random.Random) -> n
 
 
 class ExampleDataset:
-    """A map-style dataset: example i, preprocessed by the classifier (train-time augmentation when training)."""
+    """A map-style dataset: example i, preprocessed by the classifier (train-time augmentation when training).
+
+    Augmentation of example i in epoch e draws only from seeds derived from (seed, e, i): call ``set_epoch`` at
+    the start of each epoch, as with torch's DistributedSampler.
+    """
 
     def __init__(self, examples: Sequence[Example], classifier, *, train: bool, max_seconds: float,
                  num_labels: int, multi_label: bool, seed: int = 0) -> None:
         self.examples, self.classifier, self.train = list(examples), classifier, train
         self.max_seconds, self.num_labels, self.multi_label = max_seconds, num_labels, multi_label
-        self._rng = random.Random(seed)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.examples)
 
-    def raw_input(self, example: Example) -> Any:
+    def raw_input(self, example: Example, augment_rng: random.Random | None = None) -> Any:
+        """The example's input as the family's preprocessing takes it; audio is read, and augmented when
+        ``augment_rng`` is given."""
         if self.classifier.task == "audio-cls":
             from zoo.audio import read_audio
 
@@ -53,14 +64,22 @@ class ExampleDataset:
                 value = resample(np.asarray(value["array"], dtype=np.float32), value["sampling_rate"],
                                  self.classifier.sample_rate)
                 value = value[: int(self.max_seconds * self.classifier.sample_rate)]
-            if self.train:
-                value = augment_waveform(value, self.classifier.augment, self._rng)
+            if augment_rng is not None:
+                value = augment_waveform(value, self.classifier.augment, augment_rng)
             return value
         return example.input
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         example = self.examples[index]
-        item = dict(self.classifier.preprocess(self.raw_input(example), train=self.train))
+        if self.train:
+            # This example's own seed for this epoch; the family's transforms draw from the global generators,
+            # so those are seeded for this example only.
+            seed = derive_seed(self.seed, self.epoch, index)
+            with seeded_globals(seed):
+                raw = self.raw_input(example, augment_rng=random.Random(seed))
+                item = dict(self.classifier.preprocess(raw, train=True))
+        else:
+            item = dict(self.classifier.preprocess(self.raw_input(example), train=False))
         if self.multi_label:
             target = np.zeros(self.num_labels, dtype=np.float32)
             target[list(example.labels)] = 1.0

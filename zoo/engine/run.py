@@ -267,8 +267,10 @@ def _train_and_save(spec, classifier, splits, config, resolved, strategy, run_di
         optimizer.load_state_dict(checkpoint.optimizer_state)
         scheduler.load_state_dict(checkpoint.scheduler_state)
         progress, best = checkpoint.progress, checkpoint.best
-        checkpoint.restore_rng()
-        reporter.message(f"resuming at epoch {progress.epoch + 1}, batch {progress.batches_done}")
+        if progress.stopped_early or progress.epoch >= resolved.epochs:
+            reporter.message("resuming after the last epoch: final evaluation and save")
+        else:
+            reporter.message(f"resuming at epoch {progress.epoch + 1}, batch {progress.batches_done}")
     elif record["resumed"]:
         reporter.message("no complete checkpoint was written before the interruption: training starts over")
 
@@ -302,7 +304,8 @@ def _train_and_save(spec, classifier, splits, config, resolved, strategy, run_di
         files = [str(p.relative_to(run_dir)) for p in saved]
         record.update({
             "metrics": {"epochs": progress.history, "best": best_metrics, "test": test_metrics,
-                        "selection_metric": trainer.metric},
+                        "selection_metric": trainer.metric, "stopped_early": progress.stopped_early,
+                        "skipped_steps": sum(epoch.get("skipped_steps", 0) for epoch in progress.history)},
             "best_epoch": (progress.best_epoch + 1) if progress.best_epoch is not None else None,
             "wall_s": round(time.perf_counter() - started_wall, 2),   # this session's (a resumed run's last leg)
         })

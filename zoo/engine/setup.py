@@ -155,6 +155,7 @@ def build_setup(classifier, spec, splits: DataSplits, config: AdaptConfig, *, de
 
     return TrainingSetup(forward=classifier.forward, train_data=train, val_data=val,
                          collate=make_collate(classifier, splits.multi_label), lengths=lengths,
+                         set_epoch=train.set_epoch,
                          trainable={n: p for n, p in classifier.model.named_parameters() if p.requires_grad},
                          train_mode=train_mode, model=classifier.model)
 

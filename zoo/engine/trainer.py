@@ -3,6 +3,11 @@
 It reads top to bottom: set the order of the epoch, forward under autocast, backward, step with the schedule,
 checkpoint, evaluate at the end of the epoch, keep the best, stop early. Accelerate places the model and data,
 runs mixed precision and scales fp16 losses; gradients of the trainable parameters are averaged across processes.
+
+Every random draw of training comes from a seed derived from (seed, epoch, example) for augmentation and from
+(seed, epoch, batch, process) for the forward pass (zoo.engine.seeds), so a run resumed mid-epoch trains exactly
+as if it had never stopped. A non-finite loss or gradient stops the run with TrainingDivergedError: a diverged
+model is never saved as finished. Steps the fp16 loss scaler skips are expected, and counted instead.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from zoo.engine.batches import collect_outputs, to_device
 from zoo.engine.checkpoint import Progress, save_checkpoint
 from zoo.engine.config import AdaptConfig
 from zoo.engine.metrics import compute_metrics, headline
+from zoo.engine.seeds import derive_seed, seeded_globals
+from zoo.errors import TrainingDivergedError
 
 BUFFER_PREFIX = "buffer::"
 
@@ -44,6 +51,7 @@ class TrainingSetup:
     collate: Callable
     lengths: list[int] | None = None               # text lengths, for length-grouped batches
     train_mode: Callable[[bool], None] = lambda training: None
+    set_epoch: Callable[[int], None] = lambda epoch: None   # tells the training data which epoch it serves
     model: Any = None                              # the module trained (its buffers are kept in sync)
 
     def state_tensors(self) -> dict[str, Any]:
@@ -166,12 +174,36 @@ class Trainer:
         for buffer in self.setup.model.buffers():
             dist.broadcast(buffer, src=0)
 
-    def _optimizer_step(self) -> None:
+    def _everywhere(self, flag: bool) -> bool:
+        """Whether ``flag`` holds in every process: each rank decides the same, so none waits on a stopped one."""
+        if self.accelerator.num_processes == 1:
+            return flag
+        import torch
+        import torch.distributed as dist
+
+        failures = torch.tensor([0.0 if flag else 1.0], device=self.accelerator.device)
+        dist.all_reduce(failures)
+        return float(failures) == 0.0
+
+    def _optimizer_step(self, window_losses: list[float], *, epoch: int, batch: int, step: int) -> bool:
+        """Average gradients, stop on a non-finite loss or gradient norm, clip, step the optimizer and the
+        schedule. Returns whether the fp16 loss scaler skipped the step (overflowing gradients, expected)."""
         self._sync_gradients()
-        self.accelerator.clip_grad_norm_(list(self.setup.trainable.values()), 1.0)
+        if not self._everywhere(all(math.isfinite(loss) for loss in window_losses)):
+            bad = next((loss for loss in window_losses if not math.isfinite(loss)), math.nan)
+            raise TrainingDivergedError(epoch=epoch + 1, batch=batch, step=step, what=f"the loss is {bad}",
+                                        lr=self.config.lr)
+        norm = self.accelerator.clip_grad_norm_(list(self.setup.trainable.values()), 1.0)
+        # The fp16 scaler skips a step whose gradients overflowed and lowers its scale; anything else is broken.
+        # The norm is of gradients already averaged across processes, so every rank decides the same.
+        if norm is not None and not math.isfinite(float(norm)) and self.accelerator.scaler is None:
+            raise TrainingDivergedError(epoch=epoch + 1, batch=batch, step=step,
+                                        what=f"the gradient norm is {float(norm)}", lr=self.config.lr)
         self.optimizer.step()
+        skipped = self.accelerator.optimizer_step_was_skipped
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        return skipped
 
     # --- evaluation -------------------------------------------------------------------------------------
 
@@ -191,6 +223,7 @@ class Trainer:
         return {name: tensor.detach().cpu().clone() for name, tensor in self.setup.state_tensors().items()}
 
     def fit(self, progress: Progress, best: dict | None) -> tuple[Progress, dict | None]:
+        import torch
         from torch.utils.data import DataLoader
 
         from zoo.engine.batches import EpochBatches, epoch_order
@@ -200,30 +233,39 @@ class Trainer:
         batches_per_epoch = math.ceil(num_train / config.batch_size)
         self.reporter.start(epochs=config.epochs, batches_per_epoch=batches_per_epoch,
                             first_epoch=progress.epoch, first_batch=progress.batches_done)
-        while progress.epoch < config.epochs:
+        # A run that stopped early and was interrupted before it finished goes straight to its final evaluation.
+        while progress.epoch < config.epochs and not progress.stopped_early:
             epoch, started = progress.epoch, time.perf_counter()
             # The order of this epoch: seeded, so a resumed run continues the same sequence.
             batches = epoch_order(num_train, epoch=epoch, seed=config.seed, batch_size=config.batch_size,
                                   lengths=self.setup.lengths if config.group_by_length else None)
             sampler = EpochBatches(batches, skip=progress.batches_done, rank=accelerator.process_index,
                                    world_size=accelerator.num_processes)
+            # Augmentation draws per (epoch, example); the loader seeds its workers from its own generator.
+            self.setup.set_epoch(epoch)
             loader = DataLoader(self.setup.train_data, batch_sampler=sampler, collate_fn=self.setup.collate,
-                                num_workers=config.num_workers)
+                                num_workers=config.num_workers,
+                                generator=torch.Generator().manual_seed(derive_seed(config.seed, epoch)))
             self.setup.train_mode(True)
             losses, seen, pending, window = [], 0, 0, config.grad_accum
             for index, (inputs, target) in enumerate(loader):
                 inputs, target = to_device(inputs, accelerator.device), target.to(accelerator.device)
                 if pending == 0:   # a new accumulation window: the epoch's last one may be shorter
                     window = min(config.grad_accum, len(sampler) - index)
-                # Forward and backward (accumulating gradients over the window's batches).
-                losses.append(self._train_batch(inputs, target, window))
+                # Forward and backward (accumulating gradients over the window's batches); dropout draws from
+                # this batch's own seed, so batch k of a resumed epoch sees what it would have seen.
+                batch_seed = derive_seed(config.seed, epoch, progress.batches_done, accelerator.process_index)
+                with seeded_globals(batch_seed, accelerator.device):
+                    losses.append(self._train_batch(inputs, target, window))
                 seen += len(target) * accelerator.num_processes
                 pending += 1
                 progress.batches_done += 1
                 last = progress.batches_done >= len(batches)
-                # Step the optimizer and the learning-rate schedule.
+                # Step the optimizer and the learning-rate schedule; a non-finite loss or gradient stops the run.
                 if pending == window or last:
-                    self._optimizer_step()
+                    skipped = self._optimizer_step(losses[-pending:], epoch=epoch, batch=progress.batches_done,
+                                                   step=progress.global_step + 1)
+                    progress.skipped_steps += int(skipped)
                     pending = 0
                     progress.global_step += 1
                     # Checkpoint now and then, so a killed run loses little.
@@ -247,14 +289,15 @@ class Trainer:
             record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None,
                       "lr": self.scheduler.get_last_lr()[0], "seconds": round(train_seconds, 3),
                       "samples_per_s": round(seen / train_seconds, 2) if train_seconds > 0 else None,
-                      "val": headline(metrics), "best": improved}
+                      "val": headline(metrics), "best": improved, "skipped_steps": progress.skipped_steps}
             progress.history.append(record)
             self.reporter.epoch_end(record)
-            progress.epoch, progress.batches_done = epoch + 1, 0
-            self._checkpoint(progress, best)
-            if config.patience and progress.epochs_without_improvement >= config.patience:
+            progress.epoch, progress.batches_done, progress.skipped_steps = epoch + 1, 0, 0
+            progress.stopped_early = bool(config.patience) and progress.epochs_without_improvement >= config.patience
+            if progress.stopped_early:
                 self.reporter.message(f"early stop: no {self.metric} improvement for {config.patience} epochs")
-                break
+            # Checkpoint the finished epoch (and the decision to stop), so a resumed run never repeats it.
+            self._checkpoint(progress, best)
         self.reporter.stop()
         return progress, best
 
