@@ -329,6 +329,9 @@ def resume(run_dir: PathLike, *, reporter=None, store: bool = True) -> dict[str,
         previous = read_record(run_dir)
         if previous.get("status") == "finished":
             raise InvalidInputError(f"{run_dir}: this run already finished; nothing to resume")
+        if str(previous.get("error", "")).startswith(("TrainingDivergedError", "NonFiniteWeightsError")):
+            raise InvalidInputError(f"{run_dir}: this run diverged ({previous['error'].split(': ', 1)[-1]}); "
+                                    "resuming would repeat it: start a new run with other options")
         request = AdaptRequest(**previous["request"])
         config = AdaptConfig.from_dict(previous["config_requested"])
         spec = BackboneSpec.from_dict(previous["backbone"], origin=f"{run_dir / 'zoo_run.json'} (backbone)")
