@@ -129,7 +129,7 @@ def recommend(task: str | None = None, *, device: str | None = None, max_latency
         checks.whole("--sample", sample, low=10, allow_none=False)
         checks.choice("--layers", layers, ("last", "mean"))
         checks.whole("--shortlist", shortlist, low=1, allow_none=False)
-        checks.number("--budget-s", budget_s, low=0, low_open=True, allow_none=False)
+        checks.number("--budget-s", budget_s, low=0, allow_none=False)   # 0: cached features only
         checks.whole("--bootstrap", bootstrap, low=0, allow_none=False)
         checks.seed("--seed", seed)
     get_task(values["task"])
