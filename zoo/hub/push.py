@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 from zoo.engine.run import RUN_RECORD, read_record
 from zoo.errors import HubError, InvalidInputError
+from zoo.secrets import resolve_token
 
 PLOTS = ("curves.png", "confusion.png")
 KEPT_REPO_FILES = (".gitattributes",)   # the Hub's own, never removed
@@ -62,14 +63,15 @@ def push_run(run_dir: str | os.PathLike, repo_id: str, *, private: bool | None =
     """Publish the finished run in ``run_dir`` to the model repo ``repo_id`` ("namespace/name").
 
     ``private`` applies when the repo is created (None means private); an existing repo keeps its visibility.
-    ``token`` defaults to ``HF_TOKEN`` or the stored login; it is sent to the Hub and nowhere else.
+    ``token`` defaults to ``HF_TOKEN`` or the stored login (:func:`zoo.secrets.resolve_token`: stripped of
+    surrounding whitespace); it is sent to the Hub and nowhere else.
 
     Raises:
-        zoo.errors.InvalidInputError: not a run directory, an unfinished run, or a malformed repo id.
+        zoo.errors.InvalidInputError: not a run directory, an unfinished run, a malformed repo id or token.
         zoo.errors.HubError: no token, a refusal by the Hub, a broken connection, or files that did not arrive
             intact. Nothing is recorded as published then.
     """
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants, get_token
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants
     from huggingface_hub.errors import RepositoryNotFoundError
 
     run_dir = Path(run_dir)
@@ -78,7 +80,7 @@ def push_run(run_dir: str | os.PathLike, repo_id: str, *, private: bool | None =
     _check_branch(branch)
     if constants.HF_HUB_OFFLINE:
         raise HubError("zoo push uploads to the Hub, but HF_HUB_OFFLINE=1 is set; unset it to push")
-    token = token or get_token()
+    token = resolve_token(token)
     if not token:
         raise HubError("no Hugging Face token: pass --token, set HF_TOKEN, or log in once with 'hf auth login'")
     say = progress or (lambda message: None)
