@@ -11,6 +11,7 @@ from conftest import FIXTURE_REGISTRY, run_zoo
 from zoo import api
 from zoo.bench import gpu_peak_tflops
 from zoo.engine.config import AdaptConfig
+from zoo.errors import InvalidInputError, ModelLoadError
 from zoo.registry import read_registry_file
 
 FIXTURES = read_registry_file(FIXTURE_REGISTRY)
@@ -124,3 +125,81 @@ def test_gpu_peak_table_and_mfu_inputs():
     assert gpu_peak_tflops("NVIDIA A100-SXM4-80GB", "fp32") == 19.5
     assert gpu_peak_tflops("Tesla T4", "bf16") is None        # no bf16 tensor cores
     assert gpu_peak_tflops("Some Future GPU", "bf16") is None
+
+
+# --- What a target means, and weights zoo will not load ------------------------------------------------------------
+
+
+def _saved_timm_folder(folder):
+    """A saved timm model, as `zoo bench` finds a folder of a run's native files."""
+    import timm
+    from timm.models import save_for_hf
+
+    save_for_hf(timm.create_model("test_resnet", num_classes=2), str(folder), model_config={"label_names": ["a", "b"]},
+                safe_serialization=True)
+    return folder
+
+
+def test_a_bare_name_is_the_registry_entry_and_a_folder_is_written_as_a_path(hub, tmp_path, monkeypatch):
+    name = "test_resnet.r160_in1k"
+    _saved_timm_folder(tmp_path / name)              # a folder in the working directory with a backbone's name
+    _saved_timm_folder(tmp_path / "mine")
+    monkeypatch.chdir(tmp_path)
+    registry = api.bench(name, weights="random", registry_files=REGISTRY, **FAST)
+    assert (registry.backbone, registry.weights) == (name, "random")
+    folder = api.bench(f"./{name}", registry_files=REGISTRY, **FAST)
+    assert (folder.backbone, folder.weights) == (name, "saved")
+    assert api.bench(str(tmp_path / "mine"), **FAST).weights == "saved"
+    with pytest.raises(InvalidInputError, match=r"not a registry backbone.*write it as a path: \./mine"):
+        api.bench("mine", registry_files=REGISTRY, **FAST)
+    with pytest.raises(InvalidInputError, match="no such folder"):
+        api.bench("./missing", registry_files=REGISTRY, **FAST)
+
+
+def _pickle_only(folder):
+    """Swap a model folder's safetensors weights for a pickled state dict that, as old training checkpoints do,
+    holds an object besides tensors (so torch refuses it with weights_only=True)."""
+    from pathlib import PurePosixPath
+
+    import torch
+    from safetensors.torch import load_file
+
+    weights = folder / "model.safetensors"
+    state = {**load_file(str(weights)), "data_root": PurePosixPath("/data")}
+    weights.unlink()
+    torch.save(state, folder / "pytorch_model.bin")
+    return folder
+
+
+def test_refused_pickle_says_zoo_loads_safetensors_and_how_to_convert(tmp_path):
+    from tiny_models import build_bert
+
+    timm_folder = _pickle_only(_saved_timm_folder(tmp_path / "timm"))
+    bert_folder = tmp_path / "bert"
+    build_bert(bert_folder)
+    _pickle_only(bert_folder)
+    registry = tmp_path / "pickled.toml"
+    registry.write_text("".join(f'''
+[[backbone]]
+name = "{name}"
+family = "{family}"
+source = "local-dir:{folder}"
+tasks = ["{task}"]
+params_m = 0.1
+gflops = 0.1
+input = {inputs}
+license = "apache-2.0"
+pretrain = "random weights (test fixture)"
+''' for name, family, folder, task, inputs in [
+        ("pickled-resnet", "timm", timm_folder, "image-cls", "{ image_size = 160 }"),
+        ("pickled-bert", "transformers", bert_folder, "text-cls", "{ max_tokens = 64, seq_len = 16 }")]))
+    messages = []
+    for target, convert in [("pickled-resnet", "save_for_hf(model, DIR, safe_serialization=True)"),
+                            ("pickled-bert", "save_pretrained(DIR, safe_serialization=True)"),
+                            (str(timm_folder), "save_for_hf"), (str(bert_folder), "save_pretrained")]:
+        with pytest.raises(ModelLoadError) as caught:
+            api.bench(target, registry_files=[registry], **FAST)
+        message = str(caught.value)
+        assert "zoo loads safetensors" in message and convert in message and "PurePosixPath" in message, message
+        messages.append(message)
+    assert not any("weights_only=False" in message or "\n" in message for message in messages)

@@ -249,43 +249,104 @@ def test_connection_broken_mid_push_is_a_clean_error_and_pushing_again_completes
 
 
 def test_token_is_never_printed_or_written(hub_users, runs, datasets, tmp_path):
-    """Every command runs with the token in HF_TOKEN (and --token where it exists, a wrong one included); no
-    output and no file any of them wrote contains it."""
+    """Every command runs with a token at hand; push and fetch take it each way (--token, HF_TOKEN, the stored
+    login), with and without the newline a paste leaves, and fail with wrong or malformed ones, ZOO_DEBUG=1 too.
+    No output and no file any of them wrote contains a token."""
     home, cache, config = tmp_path / "hf-home", tmp_path / "cache", tmp_path / "config"
-    env = {"HF_TOKEN": TOKEN, "HF_HOME": str(home), "XDG_CACHE_HOME": str(cache), "XDG_CONFIG_HOME": str(config),
+    home.mkdir()
+    login = home / "token"                 # what `hf auth login` leaves behind: the one file allowed to hold it
+    env = {"HF_HOME": str(home), "XDG_CACHE_HOME": str(cache), "XDG_CONFIG_HOME": str(config),
            "ZOO_STORE": str(tmp_path / "runs.sqlite")}
     run = tmp_path / "run"
-    commands = [
-        ["list"], ["info", "tiny-bert", "-r", *REGISTRY], ["plugins"],
-        ["recommend", "--task", "text-cls", "-r", *REGISTRY],
-        ["fetch", "tiny-bert", "-r", *REGISTRY, "--token", TOKEN],
-        ["fetch", "tiny-bert", "-r", *REGISTRY, "--json"],
-        ["adapt", "tiny-bert", "--data", str(datasets["text-cls"]), "--output", str(run), "--epochs", "1",
-         "--strategy", "linear", "-r", *REGISTRY],
-        ["predict", str(run), "a fine day"], ["bench", str(run), "--iters", "3", "--warmup", "1",
-                                             "--batch-sizes", "1"],
-        ["runs"], ["runs", "show", "1"],
-        ["push", str(run), "--repo-id", f"{USER}/token-check", "--token", TOKEN],
-        ["push", str(run), "--repo-id", f"{USER}/token-check", "--json"],
-        ["push", str(run), "--repo-id", f"{USER}/token-check-2", "--token", OTHER_TOKEN + "x"],
-        ["push", str(run), "--repo-id", f"{OTHER_USER}/token-check"],
+    wrong, malformed = OTHER_TOKEN + "x", "hf_zooTestMalformed TokenSecondHalf"
+    ways = {  # how the token is given: extra arguments, extra environment, the stored login's content
+        "--token": lambda token: (["--token", token], {}, None),
+        "HF_TOKEN": lambda token: ([], {"HF_TOKEN": token}, None),
+        "login": lambda token: ([], {}, token),
+    }
+    commands = [  # (arguments, extra environment, stored login, exit code)
+        (["list"], {}, None, 0), (["info", "tiny-bert", "-r", *REGISTRY], {}, None, 0), (["plugins"], {}, None, 0),
+        (["recommend", "--task", "text-cls", "-r", *REGISTRY], {"HF_TOKEN": TOKEN + "\n"}, None, 0),
+        (["adapt", "tiny-bert", "--data", str(datasets["text-cls"]), "--output", str(run), "--epochs", "1",
+          "--strategy", "linear", "-r", *REGISTRY], {"HF_TOKEN": TOKEN}, None, 0),
+        (["predict", str(run), "a fine day"], {"HF_TOKEN": TOKEN}, None, 0),
+        (["bench", str(run), "--iters", "3", "--warmup", "1", "--batch-sizes", "1"], {"HF_TOKEN": TOKEN + "\n"},
+         None, 0),
+        (["runs"], {"HF_TOKEN": TOKEN}, TOKEN, 0), (["runs", "show", "1"], {}, TOKEN + "\n", 0),
     ]
+    for give in ways.values():
+        for ending, output in (("", []), ("\n", ["--json"])):
+            args, extra, stored = give(TOKEN + ending)
+            commands += [(["fetch", "tiny-bert", "-r", *REGISTRY, *output, *args], extra, stored, 0),
+                         (["push", str(run), "--repo-id", f"{USER}/token-check", *output, *args], extra, stored, 0)]
+        # Refused: a token the Hub does not know (401), shown under ZOO_DEBUG=1 with the whole traceback.
+        args, extra, stored = give(wrong + "\n")
+        commands.append((["push", str(run), "--repo-id", f"{USER}/token-check-2", *args], {**extra, "ZOO_DEBUG": "1"},
+                         stored, 1))
+        # Malformed: a space inside (line breaks are dropped, as huggingface_hub does); refused before sending.
+        args, extra, stored = give(malformed)
+        commands.append((["push", str(run), "--repo-id", f"{USER}/token-check-3", *args], extra, stored, 2))
+    commands.append((["push", str(run), "--repo-id", f"{OTHER_USER}/token-check"], {"HF_TOKEN": TOKEN}, None, 1))
     outputs = []
-    for command in commands:
-        result = run_zoo(*command, env=env)
+    for command, extra, stored, code in commands:
+        if stored is None:
+            login.unlink(missing_ok=True)
+        else:
+            login.write_text(stored)
+        result = run_zoo(*command, env={**env, **extra})
         outputs.append(result.stdout + result.stderr)
-        assert result.returncode == (1 if command[0] == "push" and command[-1] in (OTHER_TOKEN + "x",
-                                                                                      f"{OTHER_USER}/token-check")
-                                     else 0), (command, result.stderr)
-    for secret in (TOKEN, OTHER_TOKEN + "x"):
-        assert not any(secret in output for output in outputs)
+        assert result.returncode == code, (command, extra, result.stderr)
+        if "ZOO_DEBUG" in extra:
+            assert "Traceback" in result.stderr and "401" in result.stderr, result.stderr
+        elif code == 2:
+            assert result.stderr.startswith("Error: ") and "has a space or a control character" in result.stderr
+    login.unlink(missing_ok=True)
+    secrets = [TOKEN, wrong, *malformed.split()]
+    for secret in secrets:
+        assert not any(secret in output for output in outputs), secret
         for root in (home, cache, config, run, tmp_path):
             for path in root.rglob("*"):
                 if path.is_file():
                     assert secret.encode() not in path.read_bytes(), path
-    for commit in hub_users.store.repos[f"{USER}/token-check"].commits:
-        for blob in commit.files.values():
-            assert TOKEN.encode() not in hub_users.store.blob_bytes(blob)
+    for blob in {blob for repo in hub_users.store.repos.values() for commit in repo.commits
+                 for blob in commit.files.values()}:
+        assert not any(secret.encode() in hub_users.store.blob_bytes(blob) for secret in secrets)
+
+
+def test_error_renderer_scrubs_messages_tracebacks_logs_and_warnings(monkeypatch, capsys):
+    """What a library prints or raises may quote a request header; handle_errors hides every known token in it."""
+    import io
+    import logging
+    import warnings
+
+    import typer
+
+    from zoo.cli._common import handle_errors, remember_token
+
+    remember_token("hf_zooGivenOnTheCommandLine\n")
+    monkeypatch.setenv("HF_TOKEN", TOKEN + "\n")
+    secrets = ["hf_zooGivenOnTheCommandLine", TOKEN]
+    header = "Illegal header value b'Bearer hf_zooGivenOnTheCommandLine\\n'"   # as the HTTP client quotes it
+    stream, logger = io.StringIO(), logging.getLogger("zoo-test-scrub")
+    handler = logging.StreamHandler(stream)
+    logger.addHandler(handler)
+    for debug in ("0", "1"):
+        monkeypatch.setenv("ZOO_DEBUG", debug)
+        with warnings.catch_warnings(record=True) as caught, pytest.raises(typer.Exit):
+            warnings.simplefilter("always")
+            with handle_errors():
+                logger.warning("request failed: %s", header)
+                try:
+                    raise ValueError(header)
+                except ValueError:
+                    logger.exception("with %s", TOKEN)
+                warnings.warn(f"token {TOKEN} is deprecated", UserWarning, stacklevel=1)
+                raise RuntimeError(header) from ValueError(TOKEN)
+        rendered = capsys.readouterr().err
+        assert ("Traceback" in rendered) == (debug == "1") and "RuntimeError: Illegal header value" in rendered
+        shown = rendered + stream.getvalue() + "".join(str(w.message) for w in caught)
+        assert shown.count("[token hidden]") >= 5 and not any(secret in shown for secret in secrets), shown
+    logger.removeHandler(handler)
 
 
 # --- zoo fetch and offline work -----------------------------------------------------------------------------------

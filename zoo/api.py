@@ -430,8 +430,10 @@ def bench(target: str, *, device: str = "cpu", precision: str = "fp32", batch_si
     """Measure latency, throughput, memory, FLOPs (and with ``data``, accuracy) of one model on this machine.
 
     ``target`` is a run directory, a registry name, a folder holding a saved model, or a Hub id / ``local-dir:``
-    path with ``family`` (and ``task``) given. ``weights="random"`` times a registry backbone without downloading
-    its weights. Results of a run directory are added to its zoo_run.json and model card.
+    path with ``family`` (and ``task``) given. A folder must be written as a path (``./NAME``, ``/abs/NAME`` or
+    with a separator inside), so that a folder in the working directory never stands in for the registry entry of
+    the same name. ``weights="random"`` times a registry backbone without downloading its weights. Results of a run
+    directory are added to its zoo_run.json and model card.
 
     Raises:
         zoo.errors.InvalidInputError, zoo.errors.UnknownBackboneError, zoo.errors.ModelLoadError.
@@ -455,13 +457,16 @@ def bench(target: str, *, device: str = "cpu", precision: str = "fp32", batch_si
     checks.text("--data", data)
     plugins = get_plugin_manager()
     run_record = None
-    if is_run_dir(target):
+    folder = _written_as_path(target) and Path(target).is_dir()
+    if not folder and target.startswith(("./", "../", "/", f".{os.sep}", f"..{os.sep}")):
+        raise InvalidInputError(f"{target}: no such folder")
+    if folder and is_run_dir(target):
         from zoo.engine.run import read_finished_record
 
         run_record = read_finished_record(Path(target))
         classifier = load_saved_classifier(target)
         backbone, family_name, kind = run_record["backbone"]["name"], run_record["backbone"]["family"], "adapted"
-    elif Path(target).is_dir() and any(f.can_load_saved(target) for f in plugins.families.values()):
+    elif folder and any(f.can_load_saved(target) for f in plugins.families.values()):
         classifier = load_saved_classifier(target)
         backbone, family_name, kind = Path(target).name, type(classifier).__module__.split(".")[0], "saved"
     else:
@@ -499,8 +504,17 @@ def bench(target: str, *, device: str = "cpu", precision: str = "fp32", batch_si
     return result
 
 
+def _written_as_path(target: str) -> bool:
+    """Whether ``target`` is written as a path (``.``, ``./NAME``, ``/abs/NAME``, anything with a separator) rather
+    than as a registry name."""
+    return target in (".", "..") or any(separator and separator in target for separator in ("/", os.sep, os.altsep))
+
+
 def _bench_spec(target: str, *, task: str | None, family: str | None, registry_files, plugins) -> BackboneSpec:
     registry = load_registry(registry_files, plugins=plugins)
+    if target not in registry and family is None and Path(target).is_dir():
+        raise InvalidInputError(f"{target!r} is not a registry backbone; to bench the folder of that name, write it "
+                                f"as a path: ./{target}")
     if target in registry or family is None:
         return registry.get(target)   # raises with close names when unknown
     if task is None:

@@ -97,9 +97,17 @@ class ModelLoadError(ZooError, OSError):
     """Weights or configuration of a backbone could not be loaded."""
 
     @classmethod
-    def for_backbone(cls, spec, family: str, exc: BaseException) -> ModelLoadError:
-        """The standard message for a family that failed to load ``spec``, naming where it looked."""
+    def for_backbone(cls, spec, family: str, exc: BaseException, *, convert: str | None = None) -> ModelLoadError:
+        """The standard message for a family that failed to load ``spec``, naming where it looked.
+
+        ``convert`` says how the family's library saves a model as safetensors, for the message about refused
+        pickled weights.
+        """
         where = f"folder {spec.local_path}" if spec.is_local else f"Hub repo {spec.source!r}"
+        if _refused_pickle(exc):
+            return cls(f"could not load {family} backbone {spec.name!r} from {where}: "
+                       f"{_refused_pickle_advice(exc, family, convert)} Then point the registry entry's source at "
+                       "the converted folder.")
         if not spec.is_local and _not_cached_offline(spec):
             return cls(f"could not load {family} backbone {spec.name!r} from the local Hugging Face cache with "
                        f"HF_HUB_OFFLINE=1 set: run 'zoo fetch {spec.name}' while online, then run this again.")
@@ -109,6 +117,14 @@ class ModelLoadError(ZooError, OSError):
             "Check the source and the connection to the Hub (HF_ENDPOINT); with HF_HUB_OFFLINE=1 the files must "
             "already be in the Hugging Face cache."
         )
+
+    @classmethod
+    def for_saved(cls, directory, family: str, exc: BaseException, *, convert: str | None = None) -> ModelLoadError:
+        """The message for a family that failed to load the saved model in ``directory``."""
+        if _refused_pickle(exc):
+            return cls(f"{directory}: {_refused_pickle_advice(exc, family, convert)}")
+        detail = (str(exc).strip().splitlines() or [""])[0]
+        return cls(f"{directory}: not a loadable {family} model ({detail})")
 
 
 # --- Runs -------------------------------------------------------------------------------------------------------
@@ -187,6 +203,38 @@ class BackboneNotFetchedError(ZooError, LookupError):
 
     def __str__(self) -> str:  # LookupError is fine, but keep the message as written
         return self.args[0]
+
+
+def _refused_pickle(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was caused by, torch refusing a pickle with ``weights_only=True``."""
+    import pickle
+
+    return any(isinstance(error, pickle.UnpicklingError) or "weights_only" in str(error)
+               for error in _chain(exc))
+
+
+def _refused_pickle_advice(exc: BaseException, family: str, convert: str | None) -> str:
+    # torch's and the libraries' own messages suggest weights_only=False, which runs whatever code the pickle
+    # holds: this message replaces theirs rather than quoting it.
+    import re
+
+    found = re.findall(r"Unsupported globals?: (?:GLOBAL )?([\w.]+(?:, [\w.]+)*)",
+                       "\n".join(str(error) for error in _chain(exc)))
+    holds = sorted({name.strip(".") for names in found for name in names.split(", ")})
+    what = f" (it holds {', '.join(holds)}, not only tensors)" if holds else ""
+    how = convert or f"load the model with {family} there and save it in safetensors format"
+    return (f"its weights are a pickle (such as pytorch_model.bin) that torch refuses to load with "
+            f"weights_only=True{what}. zoo loads safetensors, or pickles of plain tensors only, and never runs the "
+            f"code a pickle may hold. Convert the weights to safetensors where you trust the file: {how}.")
+
+
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    """``exc`` and the exceptions that caused it, outermost first."""
+    chain: list[BaseException] = []
+    while exc is not None and all(exc is not seen for seen in chain):
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return chain
 
 
 def _not_cached_offline(spec) -> bool:

@@ -11,6 +11,9 @@ from zoo.errors import InvalidInputError, ModelLoadError
 from zoo.family import Architecture, Classifier, Family
 
 IMAGE_TASK = "image-cls"
+# How to turn refused pickled weights into what zoo loads (quoted in the error).
+CONVERT_TO_SAFETENSORS = ("load the model there with timm and save it with "
+                          "timm.models.save_for_hf(model, DIR, safe_serialization=True)")
 # timm create_transform options for each training augmentation preset.
 _AUGMENT_PRESETS: dict[str, dict[str, Any]] = {
     "none": {},
@@ -148,7 +151,7 @@ class TimmFamily(Family):
         try:
             model = timm.create_model(model_id, pretrained=pretrained, num_classes=len(labels))
         except Exception as exc:  # timm raises many types (RuntimeError, OSError, hub errors)
-            raise ModelLoadError.for_backbone(spec, "timm", exc) from exc
+            raise ModelLoadError.for_backbone(spec, "timm", exc, convert=CONVERT_TO_SAFETENSORS) from exc
         return TimmClassifier(model, labels, task=task)
 
     def load_saved(self, directory: str | Path) -> TimmClassifier:
@@ -156,7 +159,10 @@ class TimmFamily(Family):
 
         directory = Path(directory)
         config = json.loads((directory / "config.json").read_text())
-        model = timm.create_model(f"local-dir:{directory}", pretrained=True)
+        try:
+            model = timm.create_model(f"local-dir:{directory}", pretrained=True)
+        except Exception as exc:  # timm raises many types (RuntimeError, OSError, ...)
+            raise ModelLoadError.for_saved(directory, "timm", exc, convert=CONVERT_TO_SAFETENSORS) from exc
         labels = config.get("label_names") or [str(i) for i in range(config["num_classes"])]
         return TimmClassifier(model, labels)
 

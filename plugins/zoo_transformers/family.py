@@ -15,6 +15,10 @@ TEXT_TASK, AUDIO_TASK = "text-cls", "audio-cls"
 # Attention projections LoRA adapts, by the names the supported architectures give them.
 _LORA_NAMES = {"query", "value", "q_proj", "v_proj", "q_lin", "v_lin", "query_proj", "value_proj"}
 _LAYER_INDEX = re.compile(r"\.(?:layer|layers|block|blocks)\.(\d+)\.")
+# How to turn refused pickled weights into what zoo loads (quoted in the error).
+CONVERT_TO_SAFETENSORS = ("load the model there with transformers and save it with "
+                          "model.save_pretrained(DIR, safe_serialization=True), with its tokenizer or feature "
+                          "extractor beside it")
 
 
 def _auto_class(task: str):
@@ -261,7 +265,8 @@ class TransformersFamily(Family):
                     config = transformers.AutoConfig.from_pretrained(source, **head, **common)
                     model = auto_model.from_config(config, trust_remote_code=trust_remote_code)
             except Exception as exc:  # transformers raises OSError, ValueError, hub errors...
-                raise ModelLoadError.for_backbone(spec, "transformers", exc) from exc
+                raise ModelLoadError.for_backbone(spec, "transformers", exc,
+                                                  convert=CONVERT_TO_SAFETENSORS) from exc
         max_length = int(spec.input.get("max_tokens", 0)) or None
         return TransformersClassifier(model, processor, task=task, max_length=max_length)
 
@@ -278,8 +283,8 @@ class TransformersFamily(Family):
                     processor = transformers.AutoFeatureExtractor.from_pretrained(directory)
                 model = _auto_class(task).from_pretrained(directory)
             except Exception as exc:
-                detail = (str(exc).strip().splitlines() or [""])[0]
-                raise ModelLoadError(f"{directory}: not a loadable transformers model ({detail})") from exc
+                raise ModelLoadError.for_saved(directory, "transformers", exc,
+                                               convert=CONVERT_TO_SAFETENSORS) from exc
         return TransformersClassifier(model, processor, task=task)
 
     def can_load_saved(self, directory: str | Path) -> bool:
@@ -305,7 +310,8 @@ class TransformersFamily(Family):
             try:
                 hf_config = transformers.AutoConfig.from_pretrained(_source(spec), revision=spec.revision)
             except Exception as exc:
-                raise ModelLoadError.for_backbone(spec, "transformers", exc) from exc
+                raise ModelLoadError.for_backbone(spec, "transformers", exc,
+                                                  convert=CONVERT_TO_SAFETENSORS) from exc
         with torch.device(device):
             encoder = _encoder(_auto_class(task).from_config(hf_config))
         encoder.eval()

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from zoo.cli._common import JsonOption, RegistryOption, TaskOption, console, handle_errors, print_json
+from zoo.cli._common import JsonOption, RegistryOption, TaskOption, console, handle_errors, print_json, remember_token
 
 
 def register(app: typer.Typer) -> None:
@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
         top: Annotated[int, typer.Option(help="With --task: how many of the top data-free recommendations.")] = 3,
         token: Annotated[str | None, typer.Option(help="Token for private or gated repos \\[default: HF_TOKEN, else "
                                                   "the stored login]. Never printed or written.",
-                                                  show_default=False)] = None,
+                                                  show_default=False, callback=remember_token)] = None,
         registry: RegistryOption = None,
         json_output: JsonOption = False,
     ) -> None:

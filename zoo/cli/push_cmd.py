@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from zoo.cli._common import JsonOption, console, handle_errors, print_json
+from zoo.cli._common import JsonOption, console, handle_errors, print_json, remember_token
 
 
 def register(app: typer.Typer) -> None:
@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
                                                            "strategy and score].", show_default=False)] = None,
         token: Annotated[str | None, typer.Option(help="Hugging Face token with write access \\[default: HF_TOKEN, "
                                                   "else the stored login]. Never printed or written.",
-                                                  show_default=False)] = None,
+                                                  show_default=False, callback=remember_token)] = None,
         json_output: JsonOption = False,
     ) -> None:
         """Publish a run: native model files, zoo_run.json, plots and a model card, checked after upload.

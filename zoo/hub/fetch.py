@@ -23,6 +23,7 @@ from typing import Any
 
 from zoo.errors import BackboneNotFetchedError, HubError, InvalidInputError, ZooError
 from zoo.registry import BackboneSpec
+from zoo.secrets import resolve_token, scrub
 
 # Weights in formats zoo never loads.
 OTHER_FRAMEWORKS = ["*.h5", "*.msgpack", "*.ot", "*.onnx", "*.onnx_data", "*.tflite", "*.gguf", "*.mlmodel",
@@ -87,8 +88,10 @@ def fetch_backbones(names: Sequence[str] = (), *, task: str | None = None, top: 
 
     A backbone that fails is reported with ``status="failed"`` and its reason; the others still download.
 
+    ``token`` defaults to ``HF_TOKEN`` or the stored login (:func:`zoo.secrets.resolve_token`).
+
     Raises:
-        zoo.errors.InvalidInputError: neither names nor a task, or offline mode is on.
+        zoo.errors.InvalidInputError: neither names nor a task, offline mode is on, or a malformed token.
         zoo.errors.UnknownBackboneError: a name not in the registry.
     """
     from zoo import api
@@ -102,6 +105,7 @@ def fetch_backbones(names: Sequence[str] = (), *, task: str | None = None, top: 
         raise InvalidInputError("--top must be at least 1")
     if top != 3 and task is None:
         raise InvalidInputError("--top picks among the recommendations for --task; give --task too")
+    token = resolve_token(token)   # before anything downloads: a bad token stops the whole fetch
     registry = api.load_registry(registry_files)
     specs = [registry.get(name) for name in names]
     if task is not None:
@@ -131,6 +135,7 @@ def fetch_one(spec: BackboneSpec, *, token: str | None = None) -> FetchResult:
             return FetchResult(spec.name, spec.source, "failed",
                                error=f"local folder {spec.local_path} does not exist; fix the registry entry's source")
         return FetchResult(spec.name, spec.source, "local", path=str(spec.local_path))
+    token = resolve_token(token)
     hub = HfApi(token=token)
     try:
         info = hub.model_info(spec.source, revision=spec.revision)
@@ -140,8 +145,9 @@ def fetch_one(spec: BackboneSpec, *, token: str | None = None) -> FetchResult:
     except ZooError:
         raise
     except Exception as exc:
+        # The reason travels in results (--json) as well as errors, and a client's error text may quote the token.
         return FetchResult(spec.name, spec.source, "failed", revision=spec.revision,
-                           error=_describe(exc, spec, hub.endpoint))
+                           error=scrub(_describe(exc, spec, hub.endpoint)))
     files = [p for p in folder.rglob("*") if p.is_file()]
     return FetchResult(spec.name, spec.source, "fetched", revision=spec.revision, commit=folder.name,
                        files=len(files), bytes=sum(p.stat().st_size for p in files), path=str(folder))

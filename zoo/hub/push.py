@@ -14,7 +14,6 @@ by size and content hash; only then is it printed as done and recorded in the ru
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,8 +22,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from zoo import jsonio
 from zoo.engine.run import RUN_RECORD, read_finished_record
 from zoo.errors import HubError, InvalidInputError
+from zoo.secrets import resolve_token
 
 PLOTS = ("curves.png", "confusion.png")
 KEPT_REPO_FILES = (".gitattributes",)   # the Hub's own, never removed
@@ -62,14 +63,15 @@ def push_run(run_dir: str | os.PathLike, repo_id: str, *, private: bool | None =
     """Publish the finished run in ``run_dir`` to the model repo ``repo_id`` ("namespace/name").
 
     ``private`` applies when the repo is created (None means private); an existing repo keeps its visibility.
-    ``token`` defaults to ``HF_TOKEN`` or the stored login; it is sent to the Hub and nowhere else.
+    ``token`` defaults to ``HF_TOKEN`` or the stored login (:func:`zoo.secrets.resolve_token`: stripped of
+    surrounding whitespace); it is sent to the Hub and nowhere else.
 
     Raises:
-        zoo.errors.InvalidInputError: not a run directory, an unfinished run, or a malformed repo id.
+        zoo.errors.InvalidInputError: not a run directory, an unfinished run, a malformed repo id or token.
         zoo.errors.HubError: no token, a refusal by the Hub, a broken connection, or files that did not arrive
             intact. Nothing is recorded as published then.
     """
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants, get_token
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants
     from huggingface_hub.errors import RepositoryNotFoundError
 
     run_dir = Path(run_dir)
@@ -78,7 +80,7 @@ def push_run(run_dir: str | os.PathLike, repo_id: str, *, private: bool | None =
     _check_branch(branch)
     if constants.HF_HUB_OFFLINE:
         raise HubError("zoo push uploads to the Hub, but HF_HUB_OFFLINE=1 is set; unset it to push")
-    token = token or get_token()
+    token = resolve_token(token)
     if not token:
         raise HubError("no Hugging Face token: pass --token, set HF_TOKEN, or log in once with 'hf auth login'")
     say = progress or (lambda message: None)
@@ -188,7 +190,7 @@ def _payload(run_dir: Path, record: dict[str, Any], repo_id: str, branch: str) -
         raise InvalidInputError(f"{run_dir}: no model weights (*.safetensors) in the run directory; nothing to push")
     plots = [name for name in PLOTS if (run_dir / name).is_file()]
     public = public_record(record)
-    files.append((RUN_RECORD, json.dumps(public, indent=2, default=str).encode()))
+    files.append((RUN_RECORD, jsonio.dumps(public, indent=2).encode()))
     files.append(("README.md", model_card(public, repo_id=repo_id, revision=branch, plots=plots).encode()))
     return files
 
