@@ -412,3 +412,27 @@ def test_bad_command_lines_are_one_line_and_write_nothing(case, hub, bad_input_w
     if (tmp_path / "history.sqlite").exists():
         assert RunStore(tmp_path / "history.sqlite").list_runs() == [], case
     assert [_tree(path) for path in watched] == before, f"{case}: changed a run directory"
+
+
+def test_a_really_full_disk_fails_the_run_cleanly(hub, datasets, tmp_path, history):
+    # A small tmpfs that holds the run record but not a checkpoint: the writers' own errors (safetensors' and
+    # torch's do not say ENOSPC) must still come out as a full disk.
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here: {mounted.stderr.decode().strip()}")
+    try:
+        out = small / "run"
+        with pytest.raises(DiskFullError) as failed:
+            api.adapt("tiny-bert", str(datasets["text-cls"]), output=out, config=tiny_config(strategy="full"),
+                      registry_files=REGISTRY)
+        assert "no space left" in str(failed.value) and "free" in str(failed.value)
+        record = json.loads((out / "zoo_run.json").read_text())
+        assert record["status"] == "failed" and "DiskFullError" in record["error"]
+        assert [r.status for r in history.list_runs()] == ["failed"]
+        assert not list(out.rglob("*.tmp")) and not list(out.rglob("checkpoint.tmp"))
+        result = CliRunner().invoke(app, ["predict", str(out), "some text"])
+        assert result.exit_code == 2 and "failed" in result.stderr
+    finally:
+        subprocess.run(["umount", str(small)], check=False)

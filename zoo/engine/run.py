@@ -83,18 +83,35 @@ def check_finite_weights(directory: Path) -> None:
         raise NonFiniteWeightsError(directory, bad)
 
 
-def disk_error(exc: OSError, path: Path, *, needed: int | None = None) -> Exception:
-    """The error to raise for a failed write: :class:`DiskFullError` when the disk is full, else ``exc``."""
+def disk_error(exc: BaseException, path: Path, *, needed: int | None = None) -> BaseException:
+    """The error to raise for a failed write: :class:`DiskFullError` when the disk is full, else ``exc``.
+
+    Not every writer says so with ``ENOSPC``: safetensors reports "os error 28" in its own exception type, and
+    torch's archive writer only that a position is off. So a failure also counts as a full disk when its message
+    says so, or when the filesystem has less room left than the write needed.
+    """
     import errno
     import shutil
 
-    if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+    if isinstance(exc, ZooError):
         return exc
+    if isinstance(exc, OSError) and exc.filename:
+        path = Path(exc.filename)          # the file being written, when the error says
     try:
-        free = shutil.disk_usage(Path(path).parent).free
+        free = shutil.disk_usage(Path(path) if Path(path).is_dir() else Path(path).parent).free
     except OSError:
         free = None
-    return DiskFullError(path, needed=needed, free=free)
+    chain, link = [], exc
+    while link is not None and len(chain) < 8:
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    said_full = any((isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT))
+                    or any(words in str(e) for words in ("No space left on device", "os error 28",
+                                                          "Disk quota exceeded", "StorageFull"))
+                    for e in chain)
+    if said_full or (needed is not None and free is not None and free < needed):
+        return DiskFullError(path, needed=needed, free=free)
+    return exc
 
 
 def read_record(run_dir: Path) -> dict[str, Any]:
@@ -229,7 +246,7 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
         return _train_and_save(spec, classifier, splits, config, resolved, strategy, run_dir, record, accelerator,
                                checkpoint, reporter, started_wall)
     except BaseException as exc:
-        if isinstance(exc, OSError):
+        if isinstance(exc, Exception):   # whatever the writer raised, a full disk is reported as one
             exc = disk_error(exc, run_dir, needed=_model_bytes(classifier))
         if accelerator.is_main_process and (run_dir / RUN_RECORD).is_file():
             _record_failure(run_dir, record, exc, on_record)
