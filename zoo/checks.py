@@ -26,6 +26,15 @@ def _bounds(low: float | None, high: float | None, low_open: bool, high_open: bo
     return left or right
 
 
+def _absent(option: str, value: Any, allow_none: bool) -> bool:
+    """Whether the option was not given (and may not be), refusing a missing required one."""
+    if value is not None:
+        return False
+    if allow_none:
+        return True
+    raise InvalidInputError(f"{option} is required")
+
+
 def number(option: str, value: Any, *, low: float | None = None, high: float | None = None,
            low_open: bool = False, high_open: bool = False, allow_none: bool = True) -> float | None:
     """``value`` as a finite float within the bounds, or an error naming ``option`` and the allowed range.
@@ -35,10 +44,8 @@ def number(option: str, value: Any, *, low: float | None = None, high: float | N
         low, high: bounds; ``low_open``/``high_open`` exclude them.
         allow_none: whether ``None`` (the option was not given) passes.
     """
-    if value is None:
-        if allow_none:
-            return None
-        raise InvalidInputError(f"{option} is required")
+    if _absent(option, value, allow_none):
+        return None
     wanted = _bounds(low, high, low_open, high_open)
     wanted = f"a finite number {wanted}" if wanted else "a finite number"
     if isinstance(value, bool):
@@ -57,10 +64,8 @@ def number(option: str, value: Any, *, low: float | None = None, high: float | N
 def whole(option: str, value: Any, *, low: int | None = 1, high: int | None = None,
           allow_none: bool = True) -> int | None:
     """``value`` as an int within ``[low, high]``, or an error naming ``option`` and the allowed range."""
-    if value is None:
-        if allow_none:
-            return None
-        raise InvalidInputError(f"{option} is required")
+    if _absent(option, value, allow_none):
+        return None
     wanted = _bounds(low, high, False, False)
     wanted = f"a whole number {wanted}" if wanted else "a whole number"
     if isinstance(value, bool) or not isinstance(value, int):
