@@ -375,3 +375,80 @@ def test_run_that_stopped_early_goes_straight_to_its_end_on_resume(hub, datasets
     record = api.resume(run, store=False)
     assert record["status"] == "finished" and record["metrics"]["stopped_early"]
     assert len(record["metrics"]["epochs"]) == 2, "no epoch is trained after an early stop"
+
+
+# --- scores do not depend on the batch ---------------------------------------------------------------------------
+
+def _mixed_length_inputs(task: str, folder: Path) -> list[str]:
+    """Inputs of different lengths (sizes, for images), as files or texts."""
+    if task == "audio-cls":
+        return [str(factory.write_tone(folder / f"{i}.wav", 300 + 400 * i, seconds=seconds, seed=i))
+                for i, seconds in enumerate((0.3, 0.55, 0.8, 0.42))]
+    if task == "text-cls":
+        return ["good", "the movie was very slow and the food was awful", "great film", "not bad at all"]
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, (height, width) in enumerate(((40, 60), (96, 64), (50, 50), (120, 80))):
+        Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+        paths.append(str(folder / f"{i}.png"))
+    return paths
+
+
+def _scores(predictions) -> list[dict[str, float]]:
+    return [{entry["label"]: entry["score"] for entry in p.labels} for p in predictions]
+
+
+@pytest.mark.parametrize("spec", FIXTURES, ids=lambda s: s.name)
+def test_predict_scores_do_not_depend_on_the_batch(spec, hub, datasets, tmp_path):
+    """`zoo predict` gives an input the scores it gets alone, whatever else is in its batch; for audio, the scores
+    transformers' pipeline gives the saved run."""
+    task = spec.tasks[0]
+    run = tmp_path / "run"
+    record = api.adapt(spec.name, str(datasets[task]), output=run, config=small_config("linear", epochs=1),
+                       val_fraction=0.25, registry_files=REGISTRY, store=False)
+    inputs = _mixed_length_inputs(task, tmp_path)
+    top_k = len(record["labels"])
+    alone = _scores(api.predict(run, inputs, top_k=top_k, batch_size=1))
+    together = _scores(api.predict(run, inputs, top_k=top_k, batch_size=len(inputs)))
+    for ours, single in zip(together, alone, strict=True):
+        assert ours == pytest.approx(single, abs=1e-5)
+    if task == "audio-cls":
+        native = native_predictions(spec.family, task, str(run), inputs, env={"HF_HUB_OFFLINE": "1"})
+        for ours, theirs in zip(together, native, strict=True):
+            assert ours == pytest.approx(theirs, abs=1e-4)
+
+
+def test_training_on_clips_of_mixed_lengths_evaluates_as_predict_scores(hub, tmp_path):
+    """Clips of different lengths share training and evaluation batches of a model that padding would change;
+    the run's recorded accuracy is what `zoo predict` gives the same clips one by one."""
+    data = tmp_path / "tones"
+    for c, name in enumerate(("low", "high")):
+        for i in range(6):
+            factory.write_tone(data / name / f"{i}.wav", factory.class_tone(name, c), seconds=0.25 + 0.05 * i,
+                               seed=10 * c + i)
+    record = api.adapt("tiny-wav2vec2-group", str(data), output=tmp_path / "run", val_fraction=0.34,
+                       config=small_config("full", epochs=1), registry_files=REGISTRY, store=False)
+    val = _val_examples(record, data, "audio-cls")
+    predictions = api.predict(tmp_path / "run", [str(ex.input) for ex in val], top_k=1, batch_size=1)
+    correct = [p.labels[0]["label"] == record["labels"][ex.labels[0]] for p, ex in zip(predictions, val, strict=True)]
+    assert record["metrics"]["best"]["accuracy"] == pytest.approx(np.mean(correct))
+
+
+def test_a_batch_in_parts_runs_and_slices_in_batch_order():
+    """Parts (items kept apart by their batch keys) give outputs in the batch's order, also when the trainer
+    splits a batch into micro-batches to fit in memory."""
+    import torch
+
+    from zoo.engine.batches import Parts, run_forward
+
+    x = torch.arange(10.0).reshape(5, 2)
+    parts = Parts([({"x": x[[0, 3]]}, [0, 3]), ({"x": x[[1, 2, 4]]}, [1, 2, 4])])
+
+    def double(batch):
+        return batch["x"] * 2
+
+    torch.testing.assert_close(run_forward(double, parts), x * 2)
+    assert len(parts[1:4]) == 3
+    torch.testing.assert_close(run_forward(double, parts[1:4]), x[1:4] * 2)

@@ -75,8 +75,8 @@ def test_saved_model_loads_natively_without_zoo(classifier, tmp_path, fresh_plug
     assert not list(out.glob("*.bin")) and not list(out.glob("*.pt")), "weights are safetensors only"
     clf.model.eval()
     inputs = [example(clf.task, seed) for seed in range(2)]
-    with torch.no_grad():
-        expected = clf.forward(clf.collate([clf.preprocess(x) for x in inputs])).softmax(-1).numpy()
+    with torch.no_grad():   # one by one, as the pipeline runs them
+        expected = torch.cat([clf.forward(clf.collate([clf.preprocess(x)])) for x in inputs]).softmax(-1).numpy()
 
     payload = tmp_path / "inputs.npz"
     if clf.task == "image-cls":
@@ -167,3 +167,61 @@ def test_image_augmentation_presets(classifier, augment):
     clf.augment = augment
     item = clf.preprocess(example(clf.task, 0), train=True)
     assert item["pixel_values"].shape[-1] == spec.input["image_size"]
+
+
+# --- scores do not depend on the batch ---------------------------------------------------------------------------
+
+def mixed_lengths(task: str) -> list:
+    """Examples of different lengths (sizes, for images), longest neither first nor last."""
+    return [example(task, seed) for seed in (2, 0, 3, 1)]
+
+
+@pytest.mark.parametrize("classifier", FIXTURES, ids=lambda s: s.name, indirect=True)
+@pytest.mark.parametrize("output", ["forward", "head_inputs", "features"])
+def test_outputs_do_not_depend_on_the_batch(classifier, output):
+    """Through the core's batching (evaluation, feature extraction), an example gets the same outputs alone as
+    in a batch mixed with examples of other lengths."""
+    from zoo.data.base import Example
+    from zoo.engine.batches import ExampleDataset, collect_outputs, make_collate
+
+    spec, clf = classifier
+    clf.model.eval()
+    examples = [Example(x, (i % len(LABELS),), str(i)) for i, x in enumerate(mixed_lengths(clf.task))]
+    dataset = ExampleDataset(examples, clf, train=False, max_seconds=10.0, num_labels=len(LABELS),
+                             multi_label=False)
+    forward = getattr(clf, output)
+    outputs = {size: collect_outputs(forward, dataset, collate=make_collate(clf, False), batch_size=size,
+                                     device="cpu")[1] for size in (1, len(examples))}
+    np.testing.assert_allclose(outputs[len(examples)], outputs[1], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("classifier", FIXTURES, ids=lambda s: s.name, indirect=True)
+def test_items_that_share_a_batch_key_pad_exactly(classifier):
+    """A family that lets items of different lengths share a batch (equal batch keys) pads them without changing
+    any score; one that would change them keeps them apart."""
+    import torch
+
+    spec, clf = classifier
+    clf.model.eval()
+    items = [clf.preprocess(x) for x in mixed_lengths(clf.task)]
+    with torch.no_grad():
+        alone = torch.cat([clf.forward(clf.collate([item])) for item in items])
+        padded = clf.forward(clf.collate(items))
+    if len({clf.batch_key(item) for item in items}) == 1:
+        torch.testing.assert_close(padded, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_padding_changes_the_scores_of_a_group_norm_wav2vec2(hub, fresh_plugins):
+    """The fixture the batch tests rely on shows what they guard against: padded among longer clips, a clip's
+    scores move (group normalisation over time sees the padded zeros; its processor returns no mask)."""
+    import torch
+
+    spec = next(s for s in FIXTURES if s.name == "tiny-wav2vec2-group")
+    clf = fresh_plugins.family(spec.family).load_classifier(spec, task="audio-cls", labels=LABELS)
+    clf.model.eval()
+    items = [clf.preprocess(x) for x in mixed_lengths("audio-cls")]
+    assert len({clf.batch_key(item) for item in items}) == len(items)
+    with torch.no_grad():
+        alone = torch.cat([clf.forward(clf.collate([item])) for item in items])
+        padded = clf.forward(clf.collate(items))
+    assert (padded - alone).abs().max() > 1e-3

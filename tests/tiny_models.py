@@ -67,15 +67,23 @@ def build_distilbert(folder: Path) -> None:
     DistilBertModel(config).save_pretrained(folder)
 
 
-def build_wav2vec2(folder: Path) -> None:
+def build_wav2vec2(folder: Path, *, norm: str = "layer") -> None:
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
     config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                             conv_dim=(32, 32, 32), conv_stride=(5, 4, 4), conv_kernel=(10, 4, 4),
                             num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, vocab_size=32,
-                            feat_extract_norm="layer", do_stable_layer_norm=True)
+                            feat_extract_norm=norm, do_stable_layer_norm=norm == "layer")
     Wav2Vec2Model(config).save_pretrained(folder)
-    Wav2Vec2FeatureExtractor(sampling_rate=16000, return_attention_mask=True, do_normalize=True).save_pretrained(folder)
+    # As published: the layer-norm variant (wav2vec2-large-lv60) takes a mask; the group-norm variant
+    # (wav2vec2-base) normalises over time, padding included, and its processor returns no mask.
+    Wav2Vec2FeatureExtractor(sampling_rate=16000, return_attention_mask=norm == "layer",
+                             do_normalize=True).save_pretrained(folder)
+
+
+def build_wav2vec2_group(folder: Path) -> None:
+    """wav2vec2-base's layout: padding changes every score, so a clip must never be padded against another."""
+    build_wav2vec2(folder, norm="group")
 
 
 def build_whisper(folder: Path) -> None:
@@ -95,5 +103,6 @@ TINY_REPOS: dict[str, Callable[[Path], None]] = {
     "zoo-test/test_vit.r160_in1k": build_timm("test_vit"),
     "zoo-test/tiny-bert": build_bert,
     "zoo-test/tiny-wav2vec2": build_wav2vec2,
+    "zoo-test/tiny-wav2vec2-group": build_wav2vec2_group,
     "zoo-test/tiny-whisper": build_whisper,
 }

@@ -381,11 +381,14 @@ class Prediction:
 def predict(run_dir: PathLike, inputs: Sequence[Any], *, top_k: int = 5, batch_size: int = 32) -> list[Prediction]:
     """Classify ``inputs`` (image or audio paths, or texts) with a finished run's saved model.
 
+    Each input gets the scores it gets alone, whatever ``batch_size`` and whatever else is in its batch.
+
     Raises:
         zoo.errors.InvalidInputError: an unfinished run, or an unreadable input (named).
     """
     import torch
 
+    from zoo.engine.batches import collate_by_key, run_forward
     from zoo.engine.run import read_finished_record
 
     checks.whole("--top-k", top_k, low=1, allow_none=False)
@@ -408,8 +411,9 @@ def predict(run_dir: PathLike, inputs: Sequence[Any], *, top_k: int = 5, batch_s
             elif classifier.task == "image-cls" and isinstance(value, (str, Path)) and not Path(value).is_file():
                 raise InvalidInputError(f"{value}: no such image file")
             items.append(classifier.preprocess(value))
+        # Items the family may not pad against each other run apart: a score never depends on the batch.
         with torch.inference_mode():
-            logits = classifier.forward(classifier.collate(items)).float()
+            logits = run_forward(classifier.forward, collate_by_key(classifier, items)).float()
         scores = torch.sigmoid(logits) if classifier.multi_label else logits.softmax(-1)
         for value, row in zip(chunk, scores, strict=True):
             best = torch.topk(row, min(top_k, len(classifier.labels)))

@@ -12,7 +12,7 @@ family's library) belong inside the methods, so that listing plugins stays fast.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -58,6 +58,18 @@ class Classifier(ABC):
     def collate(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """Batch preprocessed examples (padding dynamically where the input has a length)."""
 
+    def batch_key(self, item: dict[str, Any]) -> Hashable:
+        """Which preprocessed items may share a batch: the core batches together only items with equal keys.
+
+        An example must score the same alone as in any batch, in training, evaluation and prediction alike. Where
+        the model ignores padding (an attention mask that every layer honours, including the pooling), return one
+        constant, and ``collate`` pads freely. Where something sees the padding (normalisation over a padded time
+        axis, an encoder given no mask), items of different lengths must never meet: the default keys an item by
+        the shapes of its inputs (:func:`input_shapes`), so ``collate`` never pads. A batch of mixed keys is run
+        part by part and its outputs put back in order.
+        """
+        return input_shapes(item)
+
     @abstractmethod
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Logits of shape (batch, len(labels))."""
@@ -100,6 +112,13 @@ class Classifier(ABC):
     @property
     def num_labels(self) -> int:
         return len(self.labels)
+
+
+def input_shapes(item: Mapping[str, Any]) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """The shape of each value of a preprocessed item, by name: equal for items that batch without padding."""
+    import numpy as np
+
+    return tuple(sorted((name, tuple(np.shape(value))) for name, value in item.items()))
 
 
 class Family(ABC):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import InvalidInputError, ModelLoadError
-from zoo.family import Architecture, Classifier, Family
+from zoo.family import Architecture, Classifier, Family, input_shapes
 
 TEXT_TASK, AUDIO_TASK = "text-cls", "audio-cls"
 # Attention projections LoRA adapts, by the names the supported architectures give them.
@@ -110,6 +110,19 @@ class TransformersClassifier(Classifier):
         # Dynamic padding: pad to the longest item of this batch, not to the model's maximum.
         return dict(self.processor.pad(list(items), return_tensors="pt"))
 
+    def batch_key(self, item: dict[str, Any]) -> Any:
+        # Padding is harmless only where the model masks it out everywhere. Audio encoders whose feature encoder
+        # normalises over time (feat_extract_norm="group": wav2vec2-base, HuBERT-base) see the padded zeros
+        # even with a mask, and their processors return none; so do encoders given no mask at all. Their items
+        # batch only with items of the same length, which need no padding.
+        return None if self._pads_exactly() else input_shapes(item)
+
+    def _pads_exactly(self) -> bool:
+        if self.task == TEXT_TASK:
+            return "attention_mask" in self.processor.model_input_names
+        return (getattr(self.processor, "return_attention_mask", False) and self._masks_frames()
+                and getattr(self.model.config, "feat_extract_norm", None) != "group")
+
     # --- model --------------------------------------------------------------------------------------------------
 
     def forward(self, batch: dict[str, Any]):
@@ -125,8 +138,11 @@ class TransformersClassifier(Classifier):
         for hidden in hidden_states:
             mask = batch.get("attention_mask")
             if mask is not None and mask.shape[1] != hidden.shape[1]:
-                # Audio encoders downsample the waveform; shrink the sample mask to the frame rate.
-                mask = torch.nn.functional.interpolate(mask[:, None].float(), size=hidden.shape[1])[:, 0]
+                # Audio encoders downsample the waveform: the frames that hold audio, as the model counts them.
+                if self._masks_frames():
+                    mask = self.model._get_feature_vector_attention_mask(hidden.shape[1], mask)
+                else:
+                    mask = torch.nn.functional.interpolate(mask[:, None].float(), size=hidden.shape[1])[:, 0]
             if mask is None:
                 pooled.append(hidden.mean(dim=1))
             else:
@@ -180,10 +196,13 @@ class TransformersClassifier(Classifier):
         config = self.model.config
         return getattr(config, "hidden_size", None) or config.d_model
 
+    def _masks_frames(self) -> bool:
+        # Models that turn the sample mask into a frame mask (wav2vec2 and its kin) and pool only those frames.
+        return hasattr(self.model, "_get_feature_vector_attention_mask")
+
     def _uses_frame_mask(self) -> bool:
         # Models that pass the sample mask to their head average only the frames that hold audio.
-        return hasattr(self.model, "_get_feature_vector_attention_mask") and \
-            getattr(self.processor, "return_attention_mask", False)
+        return self._masks_frames() and getattr(self.processor, "return_attention_mask", False)
 
     def _placeholder_inputs(self, head_inputs) -> dict[str, Any]:
         """Inputs the task model's forward accepts; their values are never read, the encoder being replayed."""

@@ -1,6 +1,7 @@
 """From examples to batches: preprocessing through the family, audio loading and augmentation (drawn from seeds
 derived from the epoch and the example, so resume and worker processes change nothing), the order of examples in
-each epoch (seeded, length-grouped for text, resumable mid-epoch, sharded across processes)."""
+each epoch (seeded, length-grouped for text, resumable mid-epoch, sharded across processes), and batches split
+into parts that never pad one example against another where the family says padding would change its outputs."""
 
 from __future__ import annotations
 
@@ -89,14 +90,65 @@ class ExampleDataset:
         return item
 
 
-def make_collate(classifier, multi_label: bool):
-    """Batch preprocessed items with the family's collate, keeping the targets aside as a tensor."""
+class Parts:
+    """A batch whose items may not be padded against each other: sub-batches of items with equal batch keys
+    (:meth:`zoo.family.Classifier.batch_key`), each with the positions its items hold in the batch."""
+
+    def __init__(self, parts: list[tuple[Any, list[int]]]) -> None:
+        self.parts = parts
+
+    def __len__(self) -> int:
+        return sum(len(positions) for _, positions in self.parts)
+
+    def to(self, device) -> Parts:
+        return Parts([(to_device(inputs, device), positions) for inputs, positions in self.parts])
+
+    def __getitem__(self, rows: slice) -> Parts:
+        """The items at batch positions ``rows`` (a slice), still part by part: rows of a part need no padding."""
+        import torch
+
+        wanted = range(len(self))[rows]
+        kept = []
+        for inputs, positions in self.parts:
+            take = [i for i, position in enumerate(positions) if position in wanted]
+            if take:
+                index = torch.tensor(take)
+                rows_of_part = {k: (v[index.to(v.device)] if isinstance(v, torch.Tensor) else v)
+                                for k, v in inputs.items()}
+                kept.append((rows_of_part, [wanted.index(positions[i]) for i in take]))
+        return Parts(kept)
+
+
+def collate_by_key(classifier, items: Sequence[dict[str, Any]]):
+    """The family's batch of ``items``, or, when their batch keys differ, :class:`Parts` of equal-key items."""
+    groups: dict[Any, list[int]] = {}
+    for position, item in enumerate(items):
+        groups.setdefault(classifier.batch_key(item), []).append(position)
+    if len(groups) == 1:
+        return classifier.collate(items)
+    return Parts([(classifier.collate([items[i] for i in positions]), positions) for positions in groups.values()])
+
+
+def run_forward(forward, inputs):
+    """``forward`` on a batch; on :class:`Parts`, part by part, with the outputs in the order of the batch."""
+    if not isinstance(inputs, Parts):
+        return forward(inputs)
     import torch
 
-    def collate(items: list[dict[str, Any]]) -> tuple[dict[str, Any], Any]:
+    outputs = torch.cat([forward(part) for part, _ in inputs.parts])
+    positions = torch.tensor([p for _, part_positions in inputs.parts for p in part_positions],
+                             device=outputs.device)
+    return outputs[torch.argsort(positions)]
+
+
+def make_collate(classifier, multi_label: bool):
+    """Batch preprocessed items with :func:`collate_by_key`, keeping the targets aside as a tensor."""
+    import torch
+
+    def collate(items: list[dict[str, Any]]) -> tuple[Any, Any]:
         targets = [item.pop("_target") for item in items]
         target = torch.tensor(np.stack(targets)) if multi_label else torch.tensor(targets, dtype=torch.long)
-        return classifier.collate(items), target
+        return collate_by_key(classifier, items), target
 
     return collate
 
@@ -140,7 +192,7 @@ class EpochBatches:
 
 
 def to_device(inputs, device):
-    """A batch (dict of tensors, or one tensor) on ``device``; non-tensor values stay as they are."""
+    """A batch (dict of tensors, :class:`Parts`, or one tensor) on ``device``; non-tensor values stay as they are."""
     if isinstance(inputs, dict):
         return {k: (v.to(device) if hasattr(v, "to") else v) for k, v in inputs.items()}
     return inputs.to(device)
@@ -150,7 +202,8 @@ def collect_outputs(forward, dataset, *, collate, batch_size: int, device, num_w
                     should_stop: Callable[[], bool] | None = None,
                     on_batch: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """(targets, float32 outputs) of ``forward`` over ``dataset`` in order, under inference mode: the logits of an
-    evaluation, the head inputs of a linear probe, the pooled features a recommendation scores.
+    evaluation, the head inputs of a linear probe, the pooled features a recommendation scores. A batch that
+    ``collate`` split into :class:`Parts` runs part by part, so no output depends on what else is in the batch.
 
     ``should_stop`` is asked before each batch; when it says yes, the pass ends and None is returned.
     """
@@ -166,7 +219,7 @@ def collect_outputs(forward, dataset, *, collate, batch_size: int, device, num_w
             if should_stop is not None and should_stop():
                 return None
             with autocast() if autocast else nullcontext():
-                out = forward(to_device(inputs, device))
+                out = run_forward(forward, to_device(inputs, device))
             outputs.append(out.float().cpu().numpy())
             targets.append(target.numpy())
             if on_batch is not None:

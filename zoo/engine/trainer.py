@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo.engine.batches import collect_outputs, to_device
+from zoo.engine.batches import collect_outputs, run_forward, to_device
 from zoo.engine.checkpoint import Progress, save_checkpoint
 from zoo.engine.config import AdaptConfig
 from zoo.engine.metrics import compute_metrics, headline
@@ -133,7 +133,7 @@ class Trainer:
             weight = (part.stop - part.start) / size
             part_inputs = {k: v[part] for k, v in inputs.items()} if isinstance(inputs, dict) else inputs[part]
             with self.accelerator.autocast():
-                logits = self.setup.forward(part_inputs)
+                logits = run_forward(self.setup.forward, part_inputs)
                 loss = self.loss_fn(logits.float(), target[part])
             self.accelerator.backward(loss * weight / window)
             total += float(loss.detach()) * weight
