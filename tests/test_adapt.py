@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -452,3 +453,90 @@ def test_a_batch_in_parts_runs_and_slices_in_batch_order():
     torch.testing.assert_close(run_forward(double, parts), x * 2)
     assert len(parts[1:4]) == 3
     torch.testing.assert_close(run_forward(double, parts[1:4]), x[1:4] * 2)
+
+# --- the image size, and the hyperparameters explained --------------------------------------------------------
+
+
+@pytest.mark.parametrize("backbone,strategy", [("test_resnet.r160_in1k", "linear"), ("test_vit.r160_in1k", "lora")])
+def test_image_size_trains_records_and_saves_at_that_size(backbone, strategy, hub, datasets, tmp_path):
+    run = tmp_path / "run"
+    record = api.adapt(backbone, str(datasets["image-cls"]), output=run, val_fraction=0.25, registry_files=REGISTRY,
+                       config=small_config(strategy, epochs=1, image_size=32), store=False)
+    assert record["status"] == "finished" and record["image_size"] == 32 and record["config"]["image_size"] == 32
+    assert record["choices"]["image_size"] == {"value": 32, "rule": "set with --image-size", "set": True}
+    assert "--image-size 32" in shlex.join(record["command"])
+    # The saved preprocessing is 32x32 with the whole image kept, so timm alone loads it that way...
+    saved = json.loads((run / "config.json").read_text())["pretrained_cfg"]
+    assert saved["input_size"] == [3, 32, 32] and saved["crop_pct"] == 1.0
+    inputs = [str(ex.input) for ex in _val_examples(record, datasets["image-cls"], "image-cls")[:3]]
+    ours = api.predict(run, inputs, top_k=len(record["labels"]))
+    native = native_predictions("timm", "image-cls", f"local-dir:{run}", inputs, env={"HF_HUB_OFFLINE": "1"})
+    # ...and its predictions are zoo predict's.
+    for prediction, scores in zip(ours, native, strict=True):
+        for entry in prediction.labels:
+            assert entry["score"] == pytest.approx(scores[entry["label"]], abs=1e-4)
+
+
+def test_image_size_defaults_to_the_backbones_and_is_explained(hub, datasets, tmp_path):
+    record = api.adapt("test_resnet.r160_in1k", str(datasets["image-cls"]), output=tmp_path / "run",
+                       val_fraction=0.25, config=AdaptConfig(strategy="linear", epochs=1), registry_files=REGISTRY,
+                       store=False)
+    assert record["image_size"] == 160
+    assert record["choices"]["image_size"] == {"value": 160, "rule": "default: the backbone's input size",
+                                               "set": False}
+
+
+def test_a_size_the_backbone_cannot_take_is_refused_before_the_run(hub, datasets, tmp_path):
+    from zoo.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match=r"--image-size 40: test_vit.*patch size"):
+        api.adapt("test_vit.r160_in1k", str(datasets["image-cls"]), output=tmp_path / "run",
+                  config=small_config("linear", image_size=40), registry_files=REGISTRY, store=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_defaulted_values_are_recorded_with_their_rules(hub, datasets, tmp_path):
+    run = tmp_path / "run"
+    record = api.adapt("tiny-bert", str(datasets["text-cls"]), output=run, config=AdaptConfig(epochs=1),
+                       registry_files=REGISTRY, store=False)
+    choices = record["choices"]
+    assert set(choices) == {"strategy", "epochs", "lr", "batch_size", "warmup_ratio", "patience"}, "no image size"
+    assert choices["strategy"]["value"] == "linear" and not choices["strategy"]["set"]
+    assert "training examples (fewer than 1000)" in choices["strategy"]["rule"]
+    assert choices["lr"] == {"value": 1e-2, "rule": "default for the linear strategy", "set": False}
+    assert choices["epochs"] == {"value": 1, "rule": "set with --epochs", "set": True}
+    assert choices["batch_size"] == {"value": 32, "rule": "default", "set": False}
+    assert choices["warmup_ratio"]["value"] == 0.06 and choices["patience"]["value"] == 3
+    assert record["config"]["batch_size"] == 32 and record["config_requested"]["batch_size"] is None
+    card = (run / "README.md").read_text()
+    assert "## How it was trained" in card and "| learning rate | 0.01 | default for the linear strategy |" in card
+    assert shlex.join(record["command"]) in card
+
+
+def test_the_cards_command_reproduces_the_resolved_config(hub, datasets, tmp_path):
+    from typer.testing import CliRunner
+
+    from zoo.cli import app
+
+    first = tmp_path / "first"
+    adapted = CliRunner().invoke(app, ["adapt", "tiny-bert", "--data", str(datasets["text-cls"]), "--output",
+                                       str(first), "--strategy", "full", "--epochs", "1", "--lr", "1e-3",
+                                       "--warmup-ratio", "0.1", "--registry", str(FIXTURE_REGISTRY), "--no-store"])
+    assert adapted.exit_code == 0, adapted.output
+    summary = " ".join(adapted.stdout.split())   # rich wraps lines at the terminal's width
+    assert "strategy full (set with --strategy): epochs 1 (set), lr 0.001 (set), batch size 32," in summary
+    record = json.loads((first / "zoo_run.json").read_text())
+    assert record["choices"]["lr"] == {"value": 1e-3, "rule": "set with --lr", "set": True}
+    assert record["choices"]["epochs"]["rule"] == "set with --epochs"
+    assert record["choices"]["patience"] == {"value": 3, "rule": "default: stop after 3 epochs without improvement",
+                                             "set": False}
+    card = (first / "README.md").read_text()
+    command = card.split("```bash\n", 1)[1].split("\n```", 1)[0]
+    args = shlex.split(command)
+    assert args == record["command"]
+    assert args[:2] == ["zoo", "adapt"] and "--lr" in args and "--batch-size" in args and "--seed" in args
+    again = CliRunner().invoke(app, [*args[1:], "--output", str(tmp_path / "again"), "--no-store"])
+    assert again.exit_code == 0, again.output
+    reproduced = json.loads((tmp_path / "again" / "zoo_run.json").read_text())
+    assert reproduced["config"] == record["config"] and reproduced["command"] == record["command"]
+    assert all(choice["set"] for choice in reproduced["choices"].values()), "every value is given explicitly"

@@ -256,6 +256,7 @@ def adapt(backbone: str, data: str, *, task: str | None = None, output: PathLike
         get_task(task)
         raise InvalidInputError(f"backbone {spec.name!r} is registered for {', '.join(spec.tasks)}, not {task}")
     family = plugins.family(spec.family, backbone=spec.name)
+    _check_image_size(config, spec, task, family)
     rank = int(os.environ.get("RANK", "0"))   # set by torchrun / accelerate launch in each process
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and output is None:
@@ -347,6 +348,18 @@ def resume(run_dir: PathLike, *, reporter=None, store: bool = True) -> dict[str,
         if history is not None:
             record["store_id"] = history.record_run(record)
         return record
+
+
+def _check_image_size(config, spec, task: str, family) -> None:
+    """`--image-size` only for image tasks, and only with a family that can build its backbone for it."""
+    if config.image_size is None:
+        return
+    if get_task(task).input_kind != "image":
+        raise InvalidInputError(f"--image-size applies to image tasks; {spec.name} is a {task} backbone: leave the "
+                                "option out")
+    if not family.takes_image_size:
+        raise InvalidInputError(f"--image-size: the {spec.family} family cannot build {spec.name} for another "
+                                "input size; leave the option out")
 
 
 def _check_trainable(splits, config, data: str) -> None:

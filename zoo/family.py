@@ -46,6 +46,9 @@ class Classifier(ABC):
     augment: str = "light"
     # Audio classifiers: the sample rate their preprocessing expects (the engine resamples to it).
     sample_rate: int | None = None
+    # Image classifiers: the side of the square input their preprocessing produces (recorded by the engine as the
+    # image size used); None where inputs are not images.
+    image_size: int | None = None
 
     @abstractmethod
     def preprocess(self, example: Any, *, train: bool = False) -> dict[str, Any]:
@@ -127,15 +130,22 @@ class Family(ABC):
     name: ClassVar[str]                 # unique across plugins; the registry's `family` field refers to it
     tasks: ClassVar[tuple[str, ...]]    # task types this family can build classifiers for
     library: ClassVar[str] = ""         # the library that loads saved models (model cards, run records)
+    # Whether load_classifier takes ``image_size`` (`zoo adapt --image-size`): the backbone built, preprocessed and
+    # saved for square inputs of that side. Default: no; the option is then refused before a run starts.
+    takes_image_size: ClassVar[bool] = False
 
     @abstractmethod
     def load_classifier(self, spec: BackboneSpec, *, task: str, labels: Sequence[str],
                         multi_label: bool = False, pretrained: bool = True,
-                        trust_remote_code: bool = False) -> Classifier:
+                        trust_remote_code: bool = False, image_size: int | None = None) -> Classifier:
         """Load the backbone of ``spec`` (with weights unless ``pretrained=False``) and attach a fresh head.
 
         Weights come from the spec's Hub repo (through huggingface_hub, honouring ``HF_ENDPOINT`` and
         ``HF_HUB_OFFLINE``) at its pinned revision, or from a ``local-dir:`` path.
+
+        ``image_size`` is given only to a family that sets :attr:`takes_image_size` (a family that does not can
+        leave the argument out): the classifier then trains, evaluates and saves at N×N pixels, and its saved
+        preprocessing says so, so the family's own library loads it at that size.
 
         Raises:
             zoo.errors.ModelLoadError: with a message that says what to do.

@@ -33,6 +33,17 @@ def _arch(spec) -> str:
     return spec.arch or spec.name.split(".")[0]
 
 
+def _input_size_overlay(image_size: int) -> dict[str, Any]:
+    """The pretrained-config fields that make a model's own preprocessing N×N, saved with it.
+
+    ``crop_pct`` 1.0: a size chosen for the data (32 for 32×32 images) keeps the whole image, where ImageNet's
+    0.875 centre crop would cut away its border. Models with a fixed input size (ViTs) are built for it by timm
+    from ``input_size``, resampling their position embeddings from the checkpoint's; CNNs take any size.
+    """
+    return {"input_size": (3, image_size, image_size), "crop_pct": 1.0, "crop_mode": "center",
+            "test_input_size": None, "test_crop_pct": None}
+
+
 class TimmClassifier(Classifier):
     """A timm model whose classifier was reset for this task's labels."""
 
@@ -41,6 +52,7 @@ class TimmClassifier(Classifier):
 
         self.model, self.labels, self.task = model, list(labels), task
         self.data_config = timm.data.resolve_data_config({}, model=model)
+        self.image_size = int(self.data_config["input_size"][-1])
         self._transforms: dict[bool, Any] = {}
 
     # --- data ---------------------------------------------------------------------------------------------------
@@ -138,9 +150,11 @@ class TimmFamily(Family):
     name = "timm"
     tasks = (IMAGE_TASK,)
     library = "timm"
+    takes_image_size = True
 
     def load_classifier(self, spec, *, task: str, labels: Sequence[str], multi_label: bool = False,
-                        pretrained: bool = True, trust_remote_code: bool = False) -> TimmClassifier:
+                        pretrained: bool = True, trust_remote_code: bool = False,
+                        image_size: int | None = None) -> TimmClassifier:
         import timm
 
         if task != IMAGE_TASK:
@@ -148,13 +162,17 @@ class TimmFamily(Family):
         if multi_label:
             raise InvalidInputError("multi-label classification is supported for text-cls only")
         model_id = _timm_model_id(spec) if pretrained else _arch(spec)
+        overlay = {"pretrained_cfg_overlay": _input_size_overlay(image_size)} if image_size else {}
         try:
-            model = timm.create_model(model_id, pretrained=pretrained, num_classes=len(labels))
+            model = timm.create_model(model_id, pretrained=pretrained, num_classes=len(labels), **overlay)
         except Exception as exc:  # timm raises many types (RuntimeError, OSError, hub errors)
             raise ModelLoadError.for_backbone(spec, "timm", exc, convert=CONVERT_TO_SAFETENSORS) from exc
+        if image_size:
+            _check_runs_at(model, spec, image_size)
         return TimmClassifier(model, labels, task=task)
 
     def load_saved(self, directory: str | Path) -> TimmClassifier:
+        # The saved pretrained_cfg carries the input size and crop the run used (ViTs are rebuilt for it).
         import timm
 
         directory = Path(directory)
@@ -186,3 +204,21 @@ class TimmFamily(Family):
             model = timm.create_model(_arch(spec), pretrained=False, **(config or {}))
         model.eval()
         return Architecture(model, {"x": torch.empty(1, 3, size, size, device=device)})
+
+
+def _check_runs_at(model, spec, image_size: int) -> None:
+    """One forward pass on a blank image, in eval mode, so a size the network cannot take (a ViT's side must be a
+    multiple of its patch) is refused, with timm's reason, before the run starts."""
+    import torch
+
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, image_size, image_size))
+    except Exception as exc:  # timm and torch raise many types (RuntimeError, AssertionError, ValueError)
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        raise InvalidInputError(f"--image-size {image_size}: {spec.name} cannot take {image_size}x{image_size} "
+                                f"images ({reason}); choose another size") from exc
+    finally:
+        model.train(training)

@@ -66,11 +66,24 @@ def _summary(record: dict[str, Any]) -> None:
             table.add_row(split, *[f"{values[n]:.4f}" for n in names])
     out = console()
     out.print(table)
-    out.print(f"strategy {record['strategy']}, best epoch {record['best_epoch']} of "
-              f"{len(metrics['epochs'])}, {record['wall_s']:.1f} s; files: {', '.join(record['files'])}")
+    out.print(_choices_line(record), markup=False, highlight=False)
+    out.print(f"best epoch {record['best_epoch']} of {len(metrics['epochs'])}, {record['wall_s']:.1f} s; "
+              f"files: {', '.join(record['files'])}")
     data_line = _data_line(record.get("data") or {})
     if data_line:
         out.print(data_line, markup=False, highlight=False)
+
+
+def _choices_line(record: dict[str, Any]) -> str:
+    """The strategy and the main values used, each marked when the person set it: the full rules are in the run
+    record (`choices`) and the model card."""
+    names = {"epochs": "epochs", "lr": "lr", "batch_size": "batch size", "warmup_ratio": "warm-up",
+             "patience": "patience", "image_size": "image size"}
+    choices = record.get("choices") or {}
+    strategy = choices.get("strategy") or {"rule": record.get("strategy_reason", "")}
+    values = [f"{shown} {choices[name]['value']}" + (" (set)" if choices[name]["set"] else "")
+              for name, shown in names.items() if name in choices]
+    return f"strategy {record['strategy']} ({strategy['rule']}): " + ", ".join(values)
 
 
 def _data_line(data: dict[str, Any]) -> str:
@@ -110,9 +123,15 @@ def register(app: typer.Typer) -> None:
         strategy: Annotated[str, typer.Option(help="auto, linear, lora or full.")] = "auto",
         epochs: Annotated[int | None, typer.Option(help="Epochs \\[default: by strategy].",
                                                       show_default=False)] = None,
-        batch_size: Annotated[int, typer.Option(help="Examples per batch.")] = 32,
+        batch_size: Annotated[int | None, typer.Option(help="Examples per batch \\[default: 32].",
+                                                          show_default=False)] = None,
         lr: Annotated[float | None, typer.Option(help="Peak learning rate \\[default: by strategy].",
                                                     show_default=False)] = None,
+        warmup_ratio: Annotated[float | None, typer.Option(help="Share of optimizer steps that warm the learning "
+                                                           "rate up \\[default: 0.06].", show_default=False)] = None,
+        image_size: Annotated[int | None, typer.Option(help="Images: train, evaluate and save at this square "
+                                                          "side, e.g. 32 for 32x32 data \\[default: the "
+                                                          "backbone's].", show_default=False)] = None,
         precision: Annotated[str, typer.Option(help="auto, bf16, fp16 or fp32.")] = "auto",
         device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
         augment: Annotated[str, typer.Option(help="none, light or strong (images and audio).")] = "light",
@@ -121,8 +140,8 @@ def register(app: typer.Typer) -> None:
         class_weights: Annotated[str, typer.Option(help="none, or auto to weigh rare classes up.")] = "none",
         layer_decay: Annotated[float | None, typer.Option(
             help="full: layer-wise learning-rate decay, e.g. 0.75.", show_default=False)] = None,
-        patience: Annotated[int, typer.Option(help="Stop after this many epochs without improvement "
-                                              "(0: never).")] = 3,
+        patience: Annotated[int | None, typer.Option(help="Stop after this many epochs without improvement "
+                                                     "(0: never) \\[default: 3].", show_default=False)] = None,
         metric: Annotated[str | None, typer.Option(help="Metric to select and stop on \\[default: accuracy, "
                                                       "or micro_f1 for multi-label].", show_default=False)] = None,
         input_col: Annotated[str | None, typer.Option("--text-col", "--input-col", help="Column with the "
@@ -171,11 +190,11 @@ def register(app: typer.Typer) -> None:
                     raise InvalidInputError("give a BACKBONE and --data (or --resume RUN_DIR); "
                                             "see 'zoo adapt --help'")
                 config = AdaptConfig(
-                    strategy=strategy, epochs=epochs, batch_size=batch_size, lr=lr, precision=precision,
-                    augment=augment, grad_accum=grad_accum, label_smoothing=label_smoothing,
-                    class_weights=class_weights, layer_decay=layer_decay, patience=patience, metric=metric,
-                    max_seconds=max_seconds, max_length=max_length, compile=compile_model, seed=seed,
-                    checkpoint_every=checkpoint_every)
+                    strategy=strategy, epochs=epochs, batch_size=batch_size, lr=lr, warmup_ratio=warmup_ratio,
+                    image_size=image_size, precision=precision, augment=augment, grad_accum=grad_accum,
+                    label_smoothing=label_smoothing, class_weights=class_weights, layer_decay=layer_decay,
+                    patience=patience, metric=metric, max_seconds=max_seconds, max_length=max_length,
+                    compile=compile_model, seed=seed, checkpoint_every=checkpoint_every)
                 record = api.adapt(backbone, data, task=task, output=output, val=val, test=test,
                                    input_col=input_col, label_col=label_col, label_sep=label_sep,
                                    multi_label=multi_label, val_fraction=val_fraction, skip_bad=skip_bad,

@@ -153,10 +153,9 @@ def model_card(record: dict[str, Any], *, repo_id: str | None = None, revision: 
         f"({record['data']['split'].get('val', '')})",
         f"- class balance in training: {smallest} to {largest} examples per class",
         f"- data fingerprint: `{record['data']['fingerprint'][:16]}`", "",
-        "## Training", "",
+        *_how_trained(record),
         f"- epochs run: {len(record['metrics']['epochs'])} of {config['epochs']} (best: {record['best_epoch']}), "
-        f"batch size {config['batch_size']}, learning rate {config['lr']}, precision {config['precision']}, "
-        f"augmentation {config['augment']}, seed {config['seed']}",
+        f"precision {config['precision']}, augmentation {config['augment']}, seed {config['seed']}",
         f"- hardware: {record['hardware']['device']}, {record['hardware']['processes']} process(es)",
         f"- wall time: {record['wall_s']:.0f} s" if record.get("wall_s") else "",
         "", "<details><summary>Full training configuration</summary>", "", "```json",
@@ -176,6 +175,39 @@ def model_card(record: dict[str, Any], *, repo_id: str | None = None, revision: 
                      f"{low:.3f} to {high:.3f}.")
     lines.append("")
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines)))
+
+
+# How the card names each explained hyperparameter (zoo.engine.config.EXPLAINED).
+_CHOICE_NAMES = {"strategy": "strategy", "epochs": "epochs", "lr": "learning rate", "batch_size": "batch size",
+                 "warmup_ratio": "warm-up ratio", "patience": "patience (epochs)", "image_size": "image size (px)"}
+
+
+def _how_trained(record: dict[str, Any]) -> list[str]:
+    """The card's "How it was trained": each explained hyperparameter with its value and the rule that chose it
+    (or that the person set it), and the command that reproduces the run."""
+    import shlex
+
+    from zoo.engine.config import AdaptConfig
+
+    lines = ["## How it was trained", ""]
+    choices = record.get("choices")
+    if choices:   # runs recorded before choices were explained have only the configuration below
+        lines += ["| setting | value | chosen by |", "| --- | --- | --- |"]
+        lines += [f"| {_CHOICE_NAMES.get(name, name)} | {choice['value']} | {_cell(choice['rule'])} |"
+                  for name, choice in choices.items()]
+        lines.append("")
+    if record.get("command"):
+        lines += ["To train it again, or to change a value, run (every value above is spelled out):", "",
+                  "```bash", shlex.join(record["command"]), "```", ""]
+        unexpressed = AdaptConfig.from_dict(record["config"]).command_options()[1]
+        if unexpressed:
+            lines += [f"Set through the Python API (`zoo.api.adapt(config=AdaptConfig(...))`), with no command-line "
+                      f"option: {', '.join(unexpressed)}.", ""]
+    return lines
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
 
 
 def write_model_card(run_dir: Path, record: dict[str, Any]) -> str:

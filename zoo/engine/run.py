@@ -50,6 +50,27 @@ class AdaptRequest:
     device: str = "auto"
     registry_files: list[str] = field(default_factory=list)
 
+    def command(self, config: AdaptConfig, *, tasks: tuple[str, ...] = ()) -> list[str]:
+        """The `zoo adapt` command line, as arguments, that starts this run again with the resolved ``config``
+        spelled out (``tasks``: the backbone's, so --task is given only where it has a choice). A list, so that a
+        published record can cut each path to its name."""
+        args = ["zoo", "adapt", self.backbone, "--data", self.data]
+        for option, value in (("--task", self.task if len(tasks) > 1 else None), ("--val", self.val),
+                              ("--test", self.test), ("--text-col", self.input_col), ("--label-col", self.label_col),
+                              ("--label-sep", self.label_sep if self.label_sep != "|" else None),
+                              ("--val-fraction", repr(self.val_fraction) if self.val_fraction != 0.1 else None),
+                              ("--device", self.device if self.device != "auto" else None)):
+            if value is not None:
+                args += [option, value]
+        if self.multi_label is not None:
+            args.append("--multi-label" if self.multi_label else "--single-label")
+        if self.skip_bad:
+            args.append("--skip-bad")
+        args += config.command_options()[0]
+        for file in self.registry_files:
+            args += ["--registry", file]
+        return args
+
 
 def write_record(run_dir: Path, record: dict[str, Any]) -> None:
     """Replace zoo_run.json atomically, as strict JSON (a non-finite number is written as null)."""
@@ -204,8 +225,10 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
     checkpoint = load_checkpoint(run_dir) if resume else None
     previous = read_record(run_dir) if resume else {}
     ensure_fetched(spec)
+    # image_size only when asked for: api.adapt has checked that the family takes it (Family.takes_image_size).
+    sized = {"image_size": config.image_size} if config.image_size is not None else {}
     classifier = family.load_classifier(spec, task=request.task, labels=splits.label_names,
-                                        multi_label=splits.multi_label)
+                                        multi_label=splits.multi_label, **sized)
     classifier.augment = config.augment
     if config.max_length and hasattr(classifier, "max_length"):
         classifier.max_length = config.max_length
@@ -216,7 +239,8 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
         strategy, reason = config.strategy, "chosen with --strategy"
     if resume and previous.get("strategy"):
         strategy, reason = previous["strategy"], previous.get("strategy_reason", reason)
-    resolved = config.resolved(strategy)
+    resolved = config.resolved(strategy, image_size=classifier.image_size)
+    choices = config.choices(strategy, reason, image_size=classifier.image_size)
     reporter.message(f"strategy {strategy}: {reason}")
     if strategy == "lora":   # a plugin's bad target list is refused before the run record exists
         from zoo.engine.setup import check_lora_targets
@@ -230,6 +254,10 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
         "strategy": strategy, "strategy_reason": reason, "labels": splits.label_names,
         "multi_label": splits.multi_label, "data": splits.summary(), "request": asdict(request),
         "config": resolved.to_dict(), "config_requested": config.to_dict(), "seed": resolved.seed,
+        # each explained hyperparameter's value, the rule that chose it and whether the person set it
+        "choices": {name: choice.to_dict() for name, choice in choices.items()},
+        "image_size": resolved.image_size,   # the square input side trained, evaluated and saved at (images)
+        "command": request.command(resolved, tasks=tuple(spec.tasks)),   # zoo adapt ..., as arguments
         "versions": _versions(family), "hardware": _hardware(accelerator),
         "started_at": previous.get("started_at") or datetime.now(UTC).isoformat(),
         "finished_at": None, "wall_s": None, "metrics": None, "best_epoch": None,
