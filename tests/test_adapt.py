@@ -112,6 +112,7 @@ def test_linear_head_is_solved_and_loads_without_zoo(spec, hub, datasets, tmp_pa
     chosen = next(entry for entry in fit["grid"] if entry["l2"] == fit["l2"])
     assert record["metrics"]["best"]["accuracy"] == pytest.approx(chosen["val"])
     assert len(record["metrics"]["epochs"]) == 1 and record["best_epoch"] == 1
+    assert f"L2 {fit['l2']:g} chosen on validation accuracy" in (run / "README.md").read_text()
     # The saved native model is the solved head: timm or transformers alone agree with zoo predict.
     examples = _val_examples(record, datasets[task], task)
     if task == "audio-cls":   # resampled to the model's rate; the pipeline gets the same samples

@@ -66,8 +66,10 @@ def _summary(record: dict[str, Any]) -> None:
             table.add_row(split, *[f"{values[n]:.4f}" for n in names])
     out = console()
     out.print(table)
-    out.print(f"strategy {record['strategy']}, best epoch {record['best_epoch']} of "
-              f"{len(metrics['epochs'])}, {record['wall_s']:.1f} s; files: {', '.join(record['files'])}")
+    fit = record.get("head_fit") or {}
+    how = (f"head solved with L2 {fit['l2']:g}" if fit.get("solver") == "lbfgs"
+           else f"best epoch {record['best_epoch']} of {len(metrics['epochs'])}")
+    out.print(f"strategy {record['strategy']}, {how}, {record['wall_s']:.1f} s; files: {', '.join(record['files'])}")
     data_line = _data_line(record.get("data") or {})
     if data_line:
         out.print(data_line, markup=False, highlight=False)
@@ -107,11 +109,14 @@ def register(app: typer.Typer) -> None:
                                                    "--data).", show_default=False)] = None,
         test: Annotated[str | None, typer.Option(help="Test data, evaluated once at the end.",
                                                     show_default=False)] = None,
-        strategy: Annotated[str, typer.Option(help="auto, linear, lora or full.")] = "auto",
-        epochs: Annotated[int | None, typer.Option(help="Epochs \\[default: by strategy].",
+        strategy: Annotated[str, typer.Option(help="auto, linear (head solved to convergence on cached "
+                                                 "features), lora or full.")] = "auto",
+        epochs: Annotated[int | None, typer.Option(help="Epochs \\[default: by strategy]; linear solves its head "
+                                                      "instead and ignores it.",
                                                       show_default=False)] = None,
         batch_size: Annotated[int, typer.Option(help="Examples per batch.")] = 32,
-        lr: Annotated[float | None, typer.Option(help="Peak learning rate \\[default: by strategy].",
+        lr: Annotated[float | None, typer.Option(help="Peak learning rate \\[default: by "
+                                                    "strategy]; not used by linear's solver.",
                                                     show_default=False)] = None,
         precision: Annotated[str, typer.Option(help="auto, bf16, fp16 or fp32.")] = "auto",
         device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -122,7 +127,7 @@ def register(app: typer.Typer) -> None:
         layer_decay: Annotated[float | None, typer.Option(
             help="full: layer-wise learning-rate decay, e.g. 0.75.", show_default=False)] = None,
         patience: Annotated[int, typer.Option(help="Stop after this many epochs without improvement "
-                                              "(0: never).")] = 3,
+                                              "(0: never); not used by linear's solver.")] = 3,
         metric: Annotated[str | None, typer.Option(help="Metric to select and stop on \\[default: accuracy, "
                                                       "or micro_f1 for multi-label].", show_default=False)] = None,
         input_col: Annotated[str | None, typer.Option("--text-col", "--input-col", help="Column with the "
