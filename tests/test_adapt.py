@@ -363,6 +363,24 @@ def test_nan_loss_fails_a_linear_run(hub, datasets, tmp_path, monkeypatch):
     assert not (run / "model.safetensors").exists()
 
 
+def test_a_linear_head_that_does_not_describe_the_head_names_the_plugin(hub, datasets, tmp_path, monkeypatch):
+    from zoo_timm.family import TimmClassifier
+
+    from zoo.errors import PluginError
+    from zoo.family import LinearHead
+
+    def wrong(self):   # claims the head but writes nothing into it
+        return LinearHead(in_features=self.model.get_classifier().in_features, write=lambda weight, bias: None)
+
+    monkeypatch.setattr(TimmClassifier, "linear_head", wrong)
+    run = tmp_path / "run"
+    with pytest.raises(PluginError, match=r"zoo_timm.*linear_head\(\) does not describe the head"):
+        api.adapt("test_resnet.r160_in1k", str(datasets["image-cls"]), output=run, val_fraction=0.25,
+                  config=small_config("linear"), registry_files=REGISTRY, store=False)
+    assert json.loads((run / "zoo_run.json").read_text())["status"] == "failed"
+    assert not (run / "model.safetensors").exists()
+
+
 def test_huge_learning_rate_fails_the_run_through_the_cli(hub, datasets, tmp_path):
     run = tmp_path / "run"
     result = run_zoo("adapt", "test_resnet.r160_in1k", "--data", str(datasets["image-cls"]), "--output", str(run),

@@ -173,12 +173,14 @@ def solve_head(classifier, spec, head, setup, *, loss_fn, label_names: list[str]
     """
     import torch
 
+    from zoo.engine.setup import plugin_of
+
     device = accelerator.device
     columns = head.columns
     train_x = setup.train_data.features[:, columns].to(device)
     val_x = setup.val_data.features[:, columns].to(device)
     method = f"{type(classifier).__name__}.linear_head()"
-    plugin = f"{type(classifier).__module__.split('.')[0]} ({spec.family} family)"
+    plugin = plugin_of(classifier, spec)
     if train_x.shape[1] != head.in_features:
         raise PluginError(plugin, f"{method} says the head reads {head.in_features} features, but its columns of "
                                   f"the head inputs hold {train_x.shape[1]}; use --strategy full meanwhile")
