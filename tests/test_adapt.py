@@ -45,7 +45,10 @@ def test_every_family_and_strategy_finishes_a_run(spec, strategy, hub, datasets,
     assert on_disk["status"] == "finished" and on_disk["data"]["fingerprint"]
     for key in ("backbone", "config", "seed", "versions", "hardware", "metrics", "wall_s", "data"):
         assert on_disk[key] is not None, key
-    assert len(on_disk["metrics"]["epochs"]) == 2
+    # The linear head is solved (one entry of history); the other strategies train the epochs asked for.
+    assert len(on_disk["metrics"]["epochs"]) == (1 if strategy == "linear" else 2)
+    if strategy == "linear":
+        assert on_disk["head_fit"]["solver"] == "lbfgs" and on_disk["head_fit"]["l2"] > 0
     # The saved model is the best epoch's, batch-norm statistics included: re-scored, it gives that epoch's number.
     best_epoch = on_disk["metrics"]["epochs"][on_disk["best_epoch"] - 1]
     assert on_disk["metrics"]["best"]["accuracy"] == pytest.approx(best_epoch["val"]["accuracy"])
@@ -91,6 +94,69 @@ def test_linear_probe_on_cached_features_learns_and_reuses_the_cache(hub, datase
                        val_fraction=0.25, registry_files=REGISTRY, store=False)
     assert second["metrics"]["best"]["accuracy"] == first["metrics"]["best"]["accuracy"]
     assert all(p.stat().st_mtime_ns == stamp for p, stamp in stamps.items()), "features were reused, not rebuilt"
+
+
+@pytest.mark.parametrize("spec", FIXTURES, ids=lambda s: s.name)
+def test_linear_head_is_solved_and_loads_without_zoo(spec, hub, datasets, tmp_path):
+    from zoo.engine.probe import L2_GRID
+
+    task = spec.tasks[0]
+    run = tmp_path / "run"
+    adapted = run_zoo("adapt", spec.name, "--data", str(datasets[task]), "--output", str(run), "--strategy", "linear",
+                      "--epochs", "5", "--lr", "0.1", "--val-fraction", "0.25", "--registry", str(FIXTURE_REGISTRY),
+                      "--json", check=True)
+    record = json.loads(adapted.stdout)
+    fit = record["head_fit"]
+    assert fit["solver"] == "lbfgs" and fit["l2"] in L2_GRID and fit["iterations"] > 0
+    assert [entry["l2"] for entry in fit["grid"]] == sorted(L2_GRID, reverse=True)
+    assert fit["ignored_options"] == ["--epochs", "--lr"], "options of the epoch loop are said to be ignored"
+    chosen = next(entry for entry in fit["grid"] if entry["l2"] == fit["l2"])
+    assert record["metrics"]["best"]["accuracy"] == pytest.approx(chosen["val"])
+    assert len(record["metrics"]["epochs"]) == 1 and record["best_epoch"] == 1
+    assert f"L2 {fit['l2']:g} chosen on validation accuracy" in (run / "README.md").read_text()
+    # The saved native model is the solved head: timm or transformers alone agree with zoo predict.
+    examples = _val_examples(record, datasets[task], task)
+    if task == "audio-cls":   # resampled to the model's rate; the pipeline gets the same samples
+        examples = [ex for ex in examples if _rate(ex.input) == 16000]
+    inputs = [str(ex.input) for ex in examples[:3]]
+    ours = api.predict(run, inputs, top_k=len(record["labels"]))
+    model = f"local-dir:{run}" if spec.family == "timm" else str(run)
+    native = native_predictions(spec.family, task, model, inputs, env={"HF_HUB_OFFLINE": "1"})
+    for prediction, scores in zip(ours, native, strict=True):
+        for entry in prediction.labels:
+            assert entry["score"] == pytest.approx(scores[entry["label"]], abs=1e-4)
+
+
+def test_linear_head_solved_in_two_processes_is_the_same_head(hub, datasets, tmp_path):
+    config = small_config("linear")
+    one = api.adapt("tiny-bert", str(datasets["text-cls"]), output=tmp_path / "one", config=config,
+                    val_fraction=0.25, registry_files=REGISTRY, store=False)
+    two = api.adapt("tiny-bert", str(datasets["text-cls"]), output=tmp_path / "two", config=config,
+                    val_fraction=0.25, registry_files=REGISTRY, store=False, processes=2)
+    assert two["hardware"]["replicas_in_sync"] is True
+    assert two["head_fit"]["l2"] == one["head_fit"]["l2"]
+    assert two["metrics"]["best"] == one["metrics"]["best"]
+
+
+def test_interrupted_linear_run_resumes_by_solving_again(hub, datasets, tmp_path, monkeypatch):
+    import zoo.engine.setup
+
+    def killed(*args, **kwargs):
+        raise RuntimeError("killed before saving")
+
+    finalize_model = zoo.engine.setup.finalize_model
+    monkeypatch.setattr(zoo.engine.setup, "finalize_model", killed)
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="killed before saving"):
+        api.adapt("test_resnet.r160_in1k", str(datasets["image-cls"]), output=run, config=small_config("linear"),
+                  val_fraction=0.25, registry_files=REGISTRY, store=False)
+    monkeypatch.setattr(zoo.engine.setup, "finalize_model", finalize_model)
+    resumed = api.resume(run, store=False)
+    straight = api.adapt("test_resnet.r160_in1k", str(datasets["image-cls"]), output=tmp_path / "straight",
+                         config=small_config("linear"), val_fraction=0.25, registry_files=REGISTRY, store=False)
+    assert resumed["status"] == "finished" and resumed["resumed"] == 1
+    assert resumed["head_fit"]["grid"] == straight["head_fit"]["grid"]
+    assert resumed["metrics"]["best"] == straight["metrics"]["best"]
 
 
 @pytest.mark.parametrize("backbone", ["test_vit.r160_in1k", "tiny-bert", "tiny-wav2vec2"])
@@ -284,6 +350,38 @@ def test_nan_loss_fails_the_run_through_the_api(hub, datasets, tmp_path, monkeyp
     assert not (run / "model.safetensors").exists()
 
 
+def test_nan_loss_fails_a_linear_run(hub, datasets, tmp_path, monkeypatch):
+    import zoo.engine.run
+    from zoo.errors import TrainingDivergedError
+
+    monkeypatch.setattr(zoo.engine.run, "make_loss", _nan_after(1, zoo.engine.run.make_loss))
+    run = tmp_path / "run"
+    with pytest.raises(TrainingDivergedError, match=r"the loss is nan.*L-BFGS.*--lr does not apply"):
+        api.adapt("test_resnet.r160_in1k", str(datasets["image-cls"]), output=run, val_fraction=0.25,
+                  config=small_config("linear"), registry_files=REGISTRY, store=False)
+    record = json.loads((run / "zoo_run.json").read_text())
+    assert record["status"] == "failed" and record["error"].startswith("TrainingDivergedError: ")
+    assert not (run / "model.safetensors").exists()
+
+
+def test_a_linear_head_that_does_not_describe_the_head_names_the_plugin(hub, datasets, tmp_path, monkeypatch):
+    from zoo_timm.family import TimmClassifier
+
+    from zoo.errors import PluginError
+    from zoo.family import LinearHead
+
+    def wrong(self):   # claims the head but writes nothing into it
+        return LinearHead(in_features=self.model.get_classifier().in_features, write=lambda weight, bias: None)
+
+    monkeypatch.setattr(TimmClassifier, "linear_head", wrong)
+    run = tmp_path / "run"
+    with pytest.raises(PluginError, match=r"zoo_timm.*linear_head\(\) does not describe the head"):
+        api.adapt("test_resnet.r160_in1k", str(datasets["image-cls"]), output=run, val_fraction=0.25,
+                  config=small_config("linear"), registry_files=REGISTRY, store=False)
+    assert json.loads((run / "zoo_run.json").read_text())["status"] == "failed"
+    assert not (run / "model.safetensors").exists()
+
+
 def test_huge_learning_rate_fails_the_run_through_the_cli(hub, datasets, tmp_path):
     run = tmp_path / "run"
     result = run_zoo("adapt", "test_resnet.r160_in1k", "--data", str(datasets["image-cls"]), "--output", str(run),
@@ -357,12 +455,16 @@ def test_run_resumed_mid_epoch_equals_the_uninterrupted_run(backbone, task, work
 
 def test_run_that_stopped_early_goes_straight_to_its_end_on_resume(hub, datasets, tmp_path, monkeypatch):
     import zoo.engine.setup
+    import zoo.family
     from zoo.engine.checkpoint import load_checkpoint
 
     def killed(*args, **kwargs):
         raise RuntimeError("killed after the early stop")
 
+    finalize_model = zoo.engine.setup.finalize_model
     monkeypatch.setattr(zoo.engine.setup, "finalize_model", killed)
+    # A head that is not one linear layer: the linear strategy trains it epoch by epoch, with early stopping.
+    monkeypatch.setattr(zoo.family.Classifier, "linear_head", lambda self: None)
     run = tmp_path / "run"
     # A learning rate too small to change any prediction: the second epoch does not improve, patience 1 stops.
     config = small_config("linear", epochs=8, patience=1, lr=1e-12)
@@ -371,11 +473,12 @@ def test_run_that_stopped_early_goes_straight_to_its_end_on_resume(hub, datasets
                   val_fraction=0.25, registry_files=REGISTRY, store=False)
     progress = load_checkpoint(run).progress
     assert progress.stopped_early and len(progress.history) == 2
-    monkeypatch.undo()
+    monkeypatch.setattr(zoo.engine.setup, "finalize_model", finalize_model)
 
     record = api.resume(run, store=False)
     assert record["status"] == "finished" and record["metrics"]["stopped_early"]
     assert len(record["metrics"]["epochs"]) == 2, "no epoch is trained after an early stop"
+    assert record["head_fit"]["solver"] == "sgd" and "not one linear layer" in record["head_fit"]["reason"]
 
 
 # --- scores do not depend on the batch ---------------------------------------------------------------------------

@@ -225,3 +225,36 @@ def test_padding_changes_the_scores_of_a_group_norm_wav2vec2(hub, fresh_plugins)
         alone = torch.cat([clf.forward(clf.collate([item])) for item in items])
         padded = clf.forward(clf.collate(items))
     assert (padded - alone).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("classifier", FIXTURES, ids=lambda s: s.name, indirect=True)
+def test_linear_head_writes_the_affine_map_it_describes(classifier):
+    """The linear strategy's solver writes a fitted (weight, bias) through `linear_head()`; the head (and the whole
+    model) must then compute exactly ``head_inputs[:, columns] @ weight.T + bias``."""
+    import torch
+
+    spec, clf = classifier
+    head = clf.linear_head()
+    assert head is not None, f"{spec.name}: the fixture's head is one affine map; linear_head() must say so"
+    clf.model.eval()
+    batch = clf.collate([clf.preprocess(example(clf.task, seed)) for seed in range(3)])
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(len(LABELS), head.in_features, generator=generator)
+    bias = torch.randn(len(LABELS), generator=generator)
+    head.write(weight, bias)
+    with torch.no_grad():
+        inputs = clf.head_inputs(batch)
+        expected = inputs[:, head.columns] @ weight.T + bias
+        torch.testing.assert_close(clf.head_logits(inputs), expected, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(clf.forward(batch), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_a_head_with_a_hidden_layer_is_not_a_linear_head(hub, fresh_plugins):
+    import torch
+
+    spec = next(s for s in FIXTURES if s.name == "test_resnet.r160_in1k")
+    clf = fresh_plugins.family(spec.family).load_classifier(spec, task="image-cls", labels=LABELS)
+    features = clf.model.get_classifier().in_features
+    clf.model.reset_classifier(0)
+    clf.model.fc = torch.nn.Sequential(torch.nn.Linear(features, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    assert clf.linear_head() is None

@@ -179,11 +179,13 @@ def _human_bytes(count: int) -> str:
 class TrainingDivergedError(ZooError, ArithmeticError):
     """The loss or the gradients stopped being finite: the run stops rather than save a broken model."""
 
-    def __init__(self, *, epoch: int, batch: int, step: int, what: str, lr: float | None = None) -> None:
+    def __init__(self, *, epoch: int, batch: int, step: int, what: str, lr: float | None = None,
+                 advice: str | None = None) -> None:
         self.epoch, self.batch, self.step, self.what = epoch, batch, step, what
         lower = f"a lower --lr (this run: {lr:g})" if lr is not None else "a lower --lr"
+        advice = advice or f"Try {lower}, --precision fp32, or check the data for NaN or infinite values."
         super().__init__(f"training diverged at epoch {epoch}, batch {batch} (optimizer step {step}): {what}. "
-                         f"Try {lower}, --precision fp32, or check the data for NaN or infinite values.")
+                         f"{advice}")
 
 
 # --- Hub ----------------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ family's library) belong inside the methods, so that listing plugins stays fast.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -32,6 +32,20 @@ class Architecture:
 
     model: torch.nn.Module
     example_inputs: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class LinearHead:
+    """The head as one affine map of the head inputs: ``logits = head_inputs[:, columns] @ weight.T + bias``.
+
+    The linear strategy's solver fits ``weight`` (labels, in_features) and ``bias`` (labels,) on cached head inputs
+    and hands them to ``write``, which puts them into the model so that :meth:`Classifier.head_logits` and the
+    saved native model compute exactly that map.
+    """
+
+    in_features: int                                   # the width of ``head_inputs[:, columns]``
+    write: Callable[[torch.Tensor, torch.Tensor], None]  # (weight, bias) -> None, into the model's parameters
+    columns: slice = field(default_factory=lambda: slice(None))   # the part of the head inputs read (default: all)
 
 
 class Classifier(ABC):
@@ -96,6 +110,26 @@ class Classifier(ABC):
     @abstractmethod
     def head_parameter_names(self) -> list[str]:
         """Names (as in ``model.named_parameters()``) of the freshly initialised head."""
+
+    def linear_head(self) -> LinearHead | None:
+        """The head as one affine map of the head inputs, for the linear strategy's solver; None when it is not
+        one (a hidden layer, a norm or a non-linearity), and the linear strategy then trains it epoch by epoch.
+
+        Default: the head is one ``torch.nn.Linear`` (weight and bias) that reads all of the head inputs, as in
+        timm models. Override when the head reads part of the head inputs or is several affine layers in a row.
+        """
+        import torch
+
+        names = set(self.head_parameter_names())
+        owners = {name.rsplit(".", 1)[0] if "." in name else "" for name in names}
+        if len(owners) != 1:
+            return None
+        (owner,) = owners
+        layer = self.model.get_submodule(owner)
+        if not isinstance(layer, torch.nn.Linear) or layer.bias is None or \
+                names != {f"{owner}.weight", f"{owner}.bias"}:
+            return None
+        return LinearHead(in_features=layer.in_features, write=lambda weight, bias: copy_linear(layer, weight, bias))
 
     @abstractmethod
     def parameter_groups(self) -> list[list[str]]:
@@ -166,3 +200,12 @@ class Family(ABC):
     def can_load_saved(self, directory: str | Path) -> bool:
         """Whether ``directory`` holds a model this family saved. Default: no."""
         return False
+
+
+def copy_linear(layer: torch.nn.Linear, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    """Write ``weight`` and ``bias`` into ``layer`` in place, on its device and in its dtype."""
+    import torch
+
+    with torch.no_grad():
+        layer.weight.copy_(weight.to(layer.weight))
+        layer.bias.copy_(bias.to(layer.bias))

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import InvalidInputError, ModelLoadError
-from zoo.family import Architecture, Classifier, Family, input_shapes
+from zoo.family import Architecture, Classifier, Family, LinearHead, copy_linear, input_shapes
 
 TEXT_TASK, AUDIO_TASK = "text-cls", "audio-cls"
 # Attention projections LoRA adapts, by the names the supported architectures give them.
@@ -212,6 +212,42 @@ class TransformersClassifier(Classifier):
         name = self.processor.model_input_names[0] if self.task == AUDIO_TASK else "input_ids"
         dtype = torch.long if name == "input_ids" else head_inputs.dtype
         return {name: torch.zeros(batch, 1, dtype=dtype, device=head_inputs.device)}
+
+    def linear_head(self) -> LinearHead | None:
+        # A single linear classifier reads the pooler output when the encoder has a pooler (BERT), else the first
+        # token; audio heads (wav2vec2, whisper) project the frames, average them and classify, two affine maps in a
+        # row: the projection carries the fitted map into its first rows and the classifier passes those through.
+        # Heads with a hidden layer, a non-linearity or a norm (DistilBERT, RoBERTa, AST) are not one affine map.
+        import torch.nn as nn
+
+        modules = {name.rsplit(".", 1)[0] for name in self.head_parameter_names()}
+        hidden = self._hidden_size()
+        layers = {name: self.model.get_submodule(name) for name in modules}
+        if not all(isinstance(layer, nn.Linear) and layer.bias is not None for layer in layers.values()):
+            return None
+        if self.task == TEXT_TASK and set(layers) == {"classifier"} and layers["classifier"].in_features == hidden:
+            classifier = layers["classifier"]
+            pooler = getattr(_encoder(self.model), "pooler", None) is not None
+            return LinearHead(in_features=hidden, columns=slice(hidden, None) if pooler else slice(0, hidden),
+                              write=lambda weight, bias: copy_linear(classifier, weight, bias))
+        if self.task == AUDIO_TASK and set(layers) == {"projector", "classifier"}:
+            projector, classifier = layers["projector"], layers["classifier"]
+            if projector.in_features != hidden or projector.out_features < classifier.out_features:
+                return None
+
+            def write(weight, bias) -> None:
+                import torch
+
+                labels = weight.shape[0]
+                identity = torch.zeros_like(classifier.weight)
+                identity[:, :labels] = torch.eye(labels)
+                projection = torch.zeros_like(projector.weight)
+                projection[:labels] = weight.to(projection)
+                copy_linear(projector, projection, torch.zeros_like(projector.bias))
+                copy_linear(classifier, identity, bias)
+
+            return LinearHead(in_features=hidden, columns=slice(0, hidden), write=write)
+        return None
 
     def head_parameter_names(self) -> list[str]:
         prefix = _encoder_prefix(self.model)

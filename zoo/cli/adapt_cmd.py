@@ -67,8 +67,10 @@ def _summary(record: dict[str, Any]) -> None:
     out = console()
     out.print(table)
     out.print(_choices_line(record), markup=False, highlight=False)
-    out.print(f"best epoch {record['best_epoch']} of {len(metrics['epochs'])}, {record['wall_s']:.1f} s; "
-              f"files: {', '.join(record['files'])}")
+    fit = record.get("head_fit") or {}
+    how = (f"head solved with L2 {fit['l2']:g}" if fit.get("solver") == "lbfgs"
+           else f"best epoch {record['best_epoch']} of {len(metrics['epochs'])}")
+    out.print(f"{how}, {record['wall_s']:.1f} s; files: {', '.join(record['files'])}")
     data_line = _data_line(record.get("data") or {})
     if data_line:
         out.print(data_line, markup=False, highlight=False)
@@ -120,12 +122,15 @@ def register(app: typer.Typer) -> None:
                                                    "--data).", show_default=False)] = None,
         test: Annotated[str | None, typer.Option(help="Test data, evaluated once at the end.",
                                                     show_default=False)] = None,
-        strategy: Annotated[str, typer.Option(help="auto, linear, lora or full.")] = "auto",
-        epochs: Annotated[int | None, typer.Option(help="Epochs \\[default: by strategy].",
+        strategy: Annotated[str, typer.Option(help="auto, linear (head solved to convergence on cached "
+                                                 "features), lora or full.")] = "auto",
+        epochs: Annotated[int | None, typer.Option(help="Epochs \\[default: by strategy]; linear solves its head "
+                                                      "instead and ignores it.",
                                                       show_default=False)] = None,
         batch_size: Annotated[int | None, typer.Option(help="Examples per batch \\[default: 32].",
                                                           show_default=False)] = None,
-        lr: Annotated[float | None, typer.Option(help="Peak learning rate \\[default: by strategy].",
+        lr: Annotated[float | None, typer.Option(help="Peak learning rate \\[default: by "
+                                                    "strategy]; not used by linear's solver.",
                                                     show_default=False)] = None,
         warmup_ratio: Annotated[float | None, typer.Option(help="Share of optimizer steps that warm the learning "
                                                            "rate up \\[default: 0.06].", show_default=False)] = None,
@@ -141,7 +146,8 @@ def register(app: typer.Typer) -> None:
         layer_decay: Annotated[float | None, typer.Option(
             help="full: layer-wise learning-rate decay, e.g. 0.75.", show_default=False)] = None,
         patience: Annotated[int | None, typer.Option(help="Stop after this many epochs without improvement "
-                                                     "(0: never) \\[default: 3].", show_default=False)] = None,
+                                                     "(0: never) \\[default: 3]; not used by linear's solver.",
+                                                     show_default=False)] = None,
         metric: Annotated[str | None, typer.Option(help="Metric to select and stop on \\[default: accuracy, "
                                                       "or micro_f1 for multi-label].", show_default=False)] = None,
         input_col: Annotated[str | None, typer.Option("--text-col", "--input-col", help="Column with the "

@@ -154,8 +154,7 @@ def model_card(record: dict[str, Any], *, repo_id: str | None = None, revision: 
         f"- class balance in training: {smallest} to {largest} examples per class",
         f"- data fingerprint: `{record['data']['fingerprint'][:16]}`", "",
         *_how_trained(record),
-        f"- epochs run: {len(record['metrics']['epochs'])} of {config['epochs']} (best: {record['best_epoch']}), "
-        f"precision {config['precision']}, augmentation {config['augment']}, seed {config['seed']}",
+        _training_line(record, config),
         f"- hardware: {record['hardware']['device']}, {record['hardware']['processes']} process(es)",
         f"- wall time: {record['wall_s']:.0f} s" if record.get("wall_s") else "",
         "", "<details><summary>Full training configuration</summary>", "", "```json",
@@ -208,6 +207,16 @@ def _how_trained(record: dict[str, Any]) -> list[str]:
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
+
+
+def _training_line(record: dict[str, Any], config: dict[str, Any]) -> str:
+    fit = record.get("head_fit") or {}
+    if fit.get("solver") == "lbfgs":   # the linear head was solved: epochs and learning rate did not apply
+        return (f"- linear head fitted to convergence on standardised cached features (L-BFGS, "
+                f"{fit['iterations']} iterations): L2 {fit['l2']:g} chosen on validation {fit['metric']} from "
+                f"{len(fit['grid'])} strengths; seed {config['seed']}")
+    return (f"- epochs run: {len(record['metrics']['epochs'])} of {config['epochs']} (best: {record['best_epoch']}), "
+            f"precision {config['precision']}, augmentation {config['augment']}, seed {config['seed']}")
 
 
 def write_model_card(run_dir: Path, record: dict[str, Any]) -> str:

@@ -285,13 +285,33 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
 
 def _train_and_save(spec, classifier, splits, config, resolved, strategy, run_dir, record, accelerator,
                     checkpoint, reporter, started_wall) -> dict[str, Any]:
-    import torch
-
-    from zoo.engine.setup import build_setup, evaluation_data, finalize_model
-
-    device_type = accelerator.device.type
+    from zoo.engine.setup import build_setup
 
     setup = build_setup(classifier, spec, splits, resolved, device=accelerator.device, reporter=reporter)
+    loss_fn = make_loss(resolved, multi_label=splits.multi_label,
+                        class_counts=list(splits.class_counts("train").values()), num_examples=len(splits.train),
+                        device=accelerator.device)
+    head = classifier.linear_head() if strategy == "linear" else None
+    if head is not None:   # a convex problem on cached features: solved, not trained for epochs
+        trainer, progress = _solve_linear_head(spec, classifier, splits, resolved, setup, head, loss_fn, record,
+                                               accelerator, run_dir, reporter)
+    else:
+        if strategy == "linear":
+            record["head_fit"] = {"solver": "sgd", "reason": f"the {spec.family} head of {spec.name} is not one "
+                                                             "linear layer, so it is trained epoch by epoch"}
+            reporter.message(record["head_fit"]["reason"])
+        trainer, progress = _train_epochs(classifier, splits, resolved, strategy, setup, loss_fn, record,
+                                          accelerator, checkpoint, run_dir, reporter)
+    return _evaluate_and_save(spec, classifier, splits, resolved, strategy, run_dir, record, accelerator, reporter,
+                              started_wall, setup, trainer, progress)
+
+
+def _train_epochs(classifier, splits, resolved, strategy, setup, loss_fn, record, accelerator, checkpoint, run_dir,
+                  reporter) -> tuple[Trainer, Progress]:
+    """The epoch-by-epoch loop (AdamW, cosine schedule, early stopping), from a checkpoint when resuming."""
+    import torch
+
+    device_type = accelerator.device.type
     groups = parameter_groups(
         setup.trainable.items(), lr=resolved.lr, weight_decay=resolved.weight_decay,
         layer_groups=classifier.parameter_groups() if strategy == "full" else None,
@@ -302,9 +322,6 @@ def _train_and_save(spec, classifier, splits, config, resolved, strategy, run_di
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, cosine_with_warmup(int(resolved.warmup_ratio * total_steps), total_steps))
     optimizer = accelerator.prepare(optimizer)
-    loss_fn = make_loss(resolved, multi_label=splits.multi_label,
-                        class_counts=list(splits.class_counts("train").values()), num_examples=len(splits.train),
-                        device=accelerator.device)
 
     progress, best = Progress(), None
     if checkpoint is not None:
@@ -327,6 +344,47 @@ def _train_and_save(spec, classifier, splits, config, resolved, strategy, run_di
     # The best epoch's parameters (and its batch-norm statistics) become the model.
     if best is not None:
         setup.load_state_tensors(best)
+    return trainer, progress
+
+
+def _solve_linear_head(spec, classifier, splits, resolved, setup, head, loss_fn, record, accelerator, run_dir,
+                       reporter) -> tuple[Trainer, Progress]:
+    """The linear strategy's head fitted to convergence (zoo.engine.probe), as one entry of the epoch history.
+
+    Nothing is checkpointed: the fit takes seconds on cached features, so a resumed run simply fits again.
+    """
+    from zoo.engine.metrics import headline
+    from zoo.engine.probe import SOLVER, options_ignored, solve_head
+
+    ignored = options_ignored(AdaptConfig.from_dict(record["config_requested"]))
+    if ignored:
+        reporter.message(f"ignored, as the linear head is fitted to convergence rather than trained for epochs: "
+                         f"{', '.join(ignored)}")
+    if record["resumed"]:
+        reporter.message("resuming: the linear head is fitted again on the cached features")
+    trainer = Trainer(setup, resolved, accelerator=accelerator, optimizer=None, scheduler=None, loss_fn=loss_fn,
+                      label_names=splits.label_names, multi_label=splits.multi_label, run_dir=run_dir,
+                      reporter=reporter)
+    fit = solve_head(classifier, spec, head, setup, loss_fn=loss_fn, label_names=splits.label_names,
+                     multi_label=splits.multi_label, metric=trainer.metric, accelerator=accelerator,
+                     reporter=reporter)
+    record["head_fit"] = {**fit.to_record(), "ignored_options": ignored}
+    reporter.message(f"linear head: L2 {fit.l2:g} chosen on validation {trainer.metric} "
+                     f"({fit.iterations} L-BFGS iterations over {len(fit.grid)} strengths, {fit.seconds:.1f} s)")
+    # One entry of history, so curves, cards and summaries read a solved head like a trained one.
+    progress = Progress(epoch=1, best_epoch=0)
+    progress.best_metric = fit.chosen.val
+    progress.history.append({"epoch": 1, "train_loss": fit.chosen.train_loss, "lr": None,
+                             "seconds": round(fit.seconds, 3), "samples_per_s": None,
+                             "val": headline(trainer.evaluate(setup.val_data)), "best": True, "skipped_steps": 0,
+                             "solver": SOLVER})
+    return trainer, progress
+
+
+def _evaluate_and_save(spec, classifier, splits, resolved, strategy, run_dir, record, accelerator, reporter,
+                       started_wall, setup, trainer, progress) -> dict[str, Any]:
+    from zoo.engine.setup import evaluation_data, finalize_model
+
     if accelerator.num_processes > 1:
         record["hardware"]["replicas_in_sync"] = _replicas_in_sync(setup.trainable, accelerator.device)
     best_metrics = trainer.evaluate(setup.val_data)

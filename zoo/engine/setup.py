@@ -67,7 +67,8 @@ def _module_names(parameter_names: list[str]) -> list[str]:
     return sorted({name.rsplit(".", 1)[0] for name in parameter_names})
 
 
-def _plugin_of(classifier, spec) -> str:
+def plugin_of(classifier, spec) -> str:
+    """How an error names the plugin behind ``classifier``: its package and the family."""
     return f"{type(classifier).__module__.split('.')[0]} ({spec.family} family)"
 
 
@@ -84,7 +85,7 @@ def check_lora_targets(classifier, spec) -> list[str]:
     targets = classifier.lora_targets()
     method = f"{type(classifier).__name__}.lora_targets()"
     if not isinstance(targets, (list, tuple)) or not all(isinstance(t, str) and t for t in targets):
-        raise PluginError(_plugin_of(classifier, spec), f"{method} must return a list of module names, not "
+        raise PluginError(plugin_of(classifier, spec), f"{method} must return a list of module names, not "
                                                         f"{targets!r}; use --strategy full or linear meanwhile")
     if not targets:
         raise InvalidInputError(f"{spec.name}: its family names no LoRA target modules; use --strategy full "
@@ -92,7 +93,7 @@ def check_lora_targets(classifier, spec) -> list[str]:
     names = [name for name, _ in classifier.model.named_modules() if name]
     missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
     if missing:
-        raise PluginError(_plugin_of(classifier, spec), f"{method} names modules the model does not have "
+        raise PluginError(plugin_of(classifier, spec), f"{method} names modules the model does not have "
                                                         f"({', '.join(missing[:3])}); use --strategy full or linear "
                                                         "meanwhile")
     return list(targets)
@@ -129,7 +130,7 @@ def build_setup(classifier, spec, splits: DataSplits, config: AdaptConfig, *, de
             from zoo.errors import PluginError
 
             detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise PluginError(_plugin_of(classifier, spec),
+            raise PluginError(plugin_of(classifier, spec),
                               f"{type(classifier).__name__}.lora_targets() named modules LoRA cannot wrap "
                               f"({detail}); use --strategy full or linear meanwhile") from None
     else:
