@@ -516,8 +516,10 @@ def test_predict_scores_do_not_depend_on_the_batch(spec, hub, datasets, tmp_path
     top_k = len(record["labels"])
     alone = _scores(api.predict(run, inputs, top_k=top_k, batch_size=1))
     together = _scores(api.predict(run, inputs, top_k=top_k, batch_size=len(inputs)))
+    # Padded text sums in another order in float32: equal to rounding (a solved head's larger weights show ~1e-5);
+    # a batch-dependent model differs by far more (see test_families' group-norm check).
     for ours, single in zip(together, alone, strict=True):
-        assert ours == pytest.approx(single, abs=1e-5)
+        assert ours == pytest.approx(single, abs=1e-4)
     if task == "audio-cls":
         native = native_predictions(spec.family, task, str(run), inputs, env={"HF_HUB_OFFLINE": "1"})
         for ours, theirs in zip(together, native, strict=True):
