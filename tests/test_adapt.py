@@ -292,7 +292,13 @@ def test_cli_adapt_predict_and_run_history(hub, datasets, tmp_path):
 def test_auto_strategy_is_chosen_and_explained(hub, datasets, tmp_path):
     record = api.adapt("tiny-bert", str(datasets["text-cls"]), output=tmp_path / "run",
                        config=AdaptConfig(epochs=1), registry_files=REGISTRY, store=False)
-    assert record["strategy"] == "linear" and "examples" in record["strategy_reason"]
+    # small data: both linear and full are trained, and the better on validation is kept
+    from zoo.engine.config import choose_by_validation
+
+    scores = record["choices"]["strategy"]["candidates"]
+    assert list(scores) == ["linear", "full"] and all(score is not None for score in scores.values())
+    assert record["strategy"] == choose_by_validation(scores, "accuracy")[0]
+    assert "examples" in record["strategy_reason"] and "on validation accuracy" in record["strategy_reason"]
 
 
 def test_multi_label_text(hub, tmp_path):
@@ -600,14 +606,20 @@ def test_a_size_the_backbone_cannot_take_is_refused_before_the_run(hub, datasets
     assert not (tmp_path / "run").exists()
 
 
-def test_defaulted_values_are_recorded_with_their_rules(hub, datasets, tmp_path):
+def test_defaulted_values_are_recorded_with_their_rules(hub, datasets, tmp_path, monkeypatch):
+    import zoo.engine.run
+
+    # auto tries linear and full on this small data set; linear is made the winner, so its defaults are recorded
+    monkeypatch.setattr(zoo.engine.run, "_candidate_score",
+                        lambda strategy, metrics, metric: {"linear": 0.9, "full": 0.5}[strategy])
     run = tmp_path / "run"
     record = api.adapt("tiny-bert", str(datasets["text-cls"]), output=run, config=AdaptConfig(epochs=1),
                        registry_files=REGISTRY, store=False)
     choices = record["choices"]
     assert set(choices) == {"strategy", "epochs", "lr", "batch_size", "warmup_ratio", "patience"}, "no image size"
     assert choices["strategy"]["value"] == "linear" and not choices["strategy"]["set"]
-    assert "training examples (fewer than 1000)" in choices["strategy"]["rule"]
+    assert "training examples (at most 20000): both a linear probe and full" in choices["strategy"]["rule"]
+    assert choices["strategy"]["candidates"] == {"linear": 0.9, "full": 0.5}
     assert choices["lr"] == {"value": 1e-2, "rule": "default for the linear strategy", "set": False}
     assert choices["epochs"] == {"value": 1, "rule": "set with --epochs", "set": True}
     assert choices["batch_size"] == {"value": 32, "rule": "default", "set": False}
@@ -633,7 +645,8 @@ def test_the_cards_command_reproduces_the_resolved_config(hub, datasets, tmp_pat
     record = json.loads((first / "zoo_run.json").read_text())
     assert record["choices"]["lr"] == {"value": 1e-3, "rule": "set with --lr", "set": True}
     assert record["choices"]["epochs"]["rule"] == "set with --epochs"
-    assert record["choices"]["patience"] == {"value": 3, "rule": "default: stop after 3 epochs without improvement",
+    assert record["choices"]["patience"] == {"value": 3, "rule": "default: stop after 3 evaluations (epoch ends) "
+                                             "without improvement: a quarter of the 1 planned epochs, at least 3",
                                              "set": False}
     card = (first / "README.md").read_text()
     command = card.split("```bash\n", 1)[1].split("\n```", 1)[0]
@@ -645,3 +658,113 @@ def test_the_cards_command_reproduces_the_resolved_config(hub, datasets, tmp_pat
     reproduced = json.loads((tmp_path / "again" / "zoo_run.json").read_text())
     assert reproduced["config"] == record["config"] and reproduced["command"] == record["command"]
     assert all(choice["set"] for choice in reproduced["choices"].values()), "every value is given explicitly"
+
+
+# --- defaults that scale with the data, and auto decided on validation --------------------------------------------
+
+
+@pytest.mark.parametrize("num_train,epochs,patience,warmup", [(100, 50, 13, 0.06), (480, 40, 10, 0.06),
+                                                               (2000, 10, 3, 0.06), (50000, 3, 3, 0.06),
+                                                               (32, 50, 13, 0.2)])
+def test_fine_tuning_defaults_follow_the_data_size(num_train, epochs, patience, warmup):
+    choices = AdaptConfig().choices("full", "", num_train=num_train)
+    assert choices["epochs"].value == epochs and not choices["epochs"].set
+    assert choices["patience"].value == patience and choices["warmup_ratio"].value == warmup
+    assert choices["lr"].value == 5e-5 and choices["lr"].rule == "default for the full strategy"
+    if num_train == 480:
+        assert choices["epochs"].rule.startswith("480 training examples at batch 32 are 15 optimizer steps per "
+                                                 "epoch; the full strategy aims for 600 steps: 40 epochs make 600")
+
+
+def test_a_familys_preferred_rate_and_explicit_values_win_in_that_order():
+    preferred = {"full": 1e-4}
+    chosen = AdaptConfig().choices("full", "", num_train=480, family="timm", family_lr=preferred)
+    assert chosen["lr"].value == 1e-4 and chosen["lr"].rule == "the timm family's default for the full strategy"
+    assert AdaptConfig().choices("lora", "", num_train=480, family="timm", family_lr=preferred)["lr"].value == 5e-4
+    given = AdaptConfig(epochs=7, lr=3e-3, patience=1, warmup_ratio=0.5).choices("full", "", num_train=480,
+                                                                                  family_lr=preferred)
+    assert {name: (c.value, c.set) for name, c in given.items() if name != "strategy"} == {
+        "epochs": (7, True), "lr": (3e-3, True), "batch_size": (32, False), "warmup_ratio": (0.5, True),
+        "patience": (1, True)}
+    # a patience from the planned epochs follows --epochs
+    assert AdaptConfig(epochs=40).choices("lora", "", num_train=10)["patience"].value == 10
+
+
+def test_auto_tries_both_on_small_data_and_keeps_the_size_rule_above():
+    from zoo.engine.config import auto_candidates, choose_by_validation
+
+    assert auto_candidates(480, 5, "cuda")[0] == ("linear", "full")
+    assert auto_candidates(5000, 90, "cuda")[0] == ("linear", "lora")
+    assert auto_candidates(480, 90, "cpu")[0] == ("linear",), "fine-tuning a large backbone on a CPU is too slow"
+    plan, reason = auto_candidates(50000, 5, "cuda")
+    assert plan == ("full",) and "size rule" in reason
+    assert choose_by_validation({"linear": 0.82, "full": 0.88}, "accuracy") == (
+        "full", "linear 0.82 vs full 0.88 on validation accuracy: full")
+    assert choose_by_validation({"linear": 0.8, "full": 0.8}, "accuracy")[0] == "linear", "a tie goes to linear"
+
+
+@pytest.mark.parametrize("winner", ["linear", "full"])
+def test_auto_trains_both_records_both_scores_and_keeps_the_winner(winner, hub, datasets, tmp_path, monkeypatch):
+    import zoo.engine.run
+
+    forced = {"linear": 0.5, "full": 0.5}
+    forced[winner] = 0.9
+    monkeypatch.setattr(zoo.engine.run, "_candidate_score", lambda strategy, metrics, metric: forced[strategy])
+    run = tmp_path / "run"
+    record = api.adapt("test_resnet.r160_in1k", str(datasets["image-cls"]), output=run, val_fraction=0.25,
+                       config=AdaptConfig(epochs=1, batch_size=8, image_size=32), registry_files=REGISTRY,
+                       store=False)
+    assert record["status"] == "finished" and record["strategy"] == winner
+    strategy = record["choices"]["strategy"]
+    assert strategy["value"] == winner and strategy["candidates"] == forced and not strategy["set"]
+    assert record["strategy_reason"].endswith(f"linear {forced['linear']:.4g} vs full {forced['full']:.4g} on "
+                                              f"validation accuracy: {winner}")
+    assert record["config"]["strategy"] == winner and f"--strategy {winner}" in shlex.join(record["command"])
+    # one finished model, the winner's: re-scored, it gives the recorded validation metrics
+    assert not (run / ".zoo").exists() and len(list(run.glob("*.safetensors"))) == 1
+    val = _val_examples(record, datasets["image-cls"], "image-cls")
+    predictions = api.predict(run, [str(ex.input) for ex in val], top_k=1)
+    correct = [p.labels[0]["label"] == record["labels"][ex.labels[0]] for p, ex in zip(predictions, val, strict=True)]
+    assert record["metrics"]["best"]["accuracy"] == pytest.approx(np.mean(correct))
+
+
+def test_auto_killed_during_its_second_candidate_resumes_it(hub, datasets, tmp_path, monkeypatch):
+    import zoo.engine.run
+    from zoo.engine.checkpoint import candidates_dir
+
+    monkeypatch.setattr(zoo.engine.run, "_candidate_score",
+                        lambda strategy, metrics, metric: {"linear": 0.9, "full": 0.5}[strategy])
+    real_train = zoo.engine.run._train
+
+    def killed_in_full(*args, **kwargs):
+        if args[4] == "full":
+            raise KeyboardInterrupt("killed in the second candidate")
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(zoo.engine.run, "_train", killed_in_full)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        api.adapt("test_resnet.r160_in1k", str(datasets["image-cls"]), output=run, val_fraction=0.25,
+                  config=AdaptConfig(epochs=1, batch_size=8, image_size=32), registry_files=REGISTRY, store=False)
+    left = json.loads((run / "zoo_run.json").read_text())
+    assert left["strategy"] == "full" and left["choices"]["strategy"]["candidates"] == {"linear": 0.9, "full": None}
+    assert (candidates_dir(run) / "linear.safetensors").is_file()
+    monkeypatch.setattr(zoo.engine.run, "_train", real_train)
+    trained = []
+    monkeypatch.setattr(zoo.engine.run, "_train", lambda *a, **k: trained.append(a[4]) or real_train(*a, **k))
+    record = api.resume(run, store=False)
+    assert trained == ["full"], "the finished candidate is not trained again"
+    assert record["status"] == "finished" and record["strategy"] == "linear" and record["resumed"] == 1
+    assert record["choices"]["strategy"]["candidates"] == {"linear": 0.9, "full": 0.5}
+    assert record["strategy_reason"].count(" vs full ") == 1, "the verdict is drawn once"
+    assert not (run / ".zoo").exists()
+
+
+def test_explicit_epochs_and_lr_are_recorded_as_set(hub, datasets, tmp_path):
+    record = api.adapt("tiny-bert", str(datasets["text-cls"]), output=tmp_path / "run",
+                       config=AdaptConfig(strategy="full", epochs=2, lr=2e-3), registry_files=REGISTRY, store=False)
+    assert record["choices"]["epochs"] == {"value": 2, "rule": "set with --epochs", "set": True}
+    assert record["choices"]["lr"] == {"value": 2e-3, "rule": "set with --lr", "set": True}
+    assert "candidates" not in record["choices"]["strategy"]
+    assert record["choices"]["patience"]["value"] == 3 and "a quarter of the 2 planned epochs" in \
+        record["choices"]["patience"]["rule"]

@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -167,6 +168,10 @@ class Family(ABC):
     # Whether load_classifier takes ``image_size`` (`zoo adapt --image-size`): the backbone built, preprocessed and
     # saved for square inputs of that side. Default: no; the option is then refused before a run starts.
     takes_image_size: ClassVar[bool] = False
+    # Peak learning rates (AdamW, cosine schedule, batch 32) this family's backbones prefer for the `full` and `lora`
+    # strategies, used when `--lr` is not given and recorded as the family's default; a strategy left out takes the
+    # core's (zoo.engine.config.DEFAULT_LR). Default: none, the core's for both.
+    preferred_lr: ClassVar[Mapping[str, float]] = MappingProxyType({})
 
     @abstractmethod
     def load_classifier(self, spec: BackboneSpec, *, task: str, labels: Sequence[str],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from zoo.errors import InvalidInputError, ModelLoadError
@@ -151,6 +152,9 @@ class TimmFamily(Family):
     tasks = (IMAGE_TASK,)
     library = "timm"
     takes_image_size = True
+    # timm's CNNs (ResNets, ConvNeXts, EfficientNets) fine-tune well with AdamW near 1e-4 at batch 32, twice the
+    # rate transformers' recipes use (BERT: 2e-5 to 5e-5); timm's ViTs take it too, under warm-up and clipping.
+    preferred_lr = MappingProxyType({"full": 1e-4})
 
     def load_classifier(self, spec, *, task: str, labels: Sequence[str], multi_label: bool = False,
                         pretrained: bool = True, trust_remote_code: bool = False,

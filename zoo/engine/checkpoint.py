@@ -5,6 +5,9 @@ A checkpoint is a folder: ``trainable.safetensors`` (the parameters being traine
 tensors and numbers, read back with ``torch.load(weights_only=True)``) and ``state.json`` (progress and history).
 It is written to a temporary folder and swapped in with renames; the previous one is kept until the swap is done.
 
+When `--strategy auto` tries two strategies, the first one's result waits in ``candidates/`` (its best
+parameters and buffers, and its progress) while the second trains, so that the winner can be saved whichever it is.
+
 No global random state is kept: every draw of training comes from a seed derived from where it happens (epoch,
 example, batch; zoo.engine.seeds), so the state of the generators at the checkpoint decides nothing.
 """
@@ -98,3 +101,34 @@ def discard_checkpoints(run_dir: Path) -> None:
     final = checkpoint_dir(run_dir)
     for folder in (final, final.with_name("checkpoint.tmp"), final.with_name("checkpoint.old")):
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def candidates_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / STATE_DIR / "candidates"
+
+
+def save_candidate(run_dir: Path, strategy: str, *, tensors: dict, progress: Progress) -> None:
+    """Keep a tried strategy's best parameters and buffers and its progress until the run picks its winner.
+
+    The run record, rewritten after this with the candidate's score, is what says the candidate finished: files
+    a kill leaves without that are written again when the candidate is trained again.
+    """
+    from safetensors.torch import save_file
+
+    folder = candidates_dir(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(folder / f"{strategy}.safetensors"))
+    (folder / f"{strategy}.json").write_text(json.dumps({"progress": asdict(progress)}))
+
+
+def load_candidate(run_dir: Path, strategy: str) -> tuple[dict, Progress]:
+    """What :func:`save_candidate` kept for ``strategy``."""
+    from safetensors.torch import load_file
+
+    folder = candidates_dir(run_dir)
+    state = json.loads((folder / f"{strategy}.json").read_text())
+    return load_file(str(folder / f"{strategy}.safetensors")), Progress(**state["progress"])
+
+
+def discard_candidates(run_dir: Path) -> None:
+    shutil.rmtree(candidates_dir(run_dir), ignore_errors=True)

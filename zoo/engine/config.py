@@ -1,7 +1,10 @@
-"""The configuration of one adapt run, and the choice behind `--strategy auto`."""
+"""The configuration of one adapt run, the rules that fill in what the person left out, and the choice behind
+`--strategy auto`."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -11,12 +14,34 @@ STRATEGIES = ("auto", "linear", "lora", "full")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 AUGMENTS = ("none", "light", "strong")
 
-# Learning rates that work across the families for each strategy (AdamW, cosine schedule).
+# Learning rates that work across the families for each strategy (AdamW, cosine schedule). A family may prefer its
+# own for full and lora (Family.preferred_lr): CNNs fine-tune well at a higher rate than transformers.
 DEFAULT_LR = {"linear": 1e-2, "lora": 5e-4, "full": 5e-5}
-DEFAULT_EPOCHS = {"linear": 30, "lora": 5, "full": 5}
 DEFAULT_BATCH_SIZE = 32
+# The linear strategy keeps fixed defaults: its head trains on cached features, where 30 passes cost next to nothing.
+LINEAR_EPOCHS = 30
+# Full and LoRA fine-tuning plan a number of optimizer steps, not of epochs (BiT-HyperRule's idea: the fewer the
+# examples, the more passes over them). BiT fine-tunes datasets under 20k examples for 500 steps of batch 512; at
+# our batch of 32 and AdamW, 600 steps (19,200 examples seen) is about 40 passes over 480 examples, 10 over 2,000
+# and the floor of 3 from 6,400 up. The floor keeps the 3 passes that fine-tuning recipes give large data (BERT's,
+# the Hugging Face examples'); the ceiling stops tiny data (under 400 examples) from being memorised for hundreds of
+# passes, and keeps the number of evaluations modest. The best epoch is kept and patience stops a run that peaked.
+TARGET_STEPS = 600
+MIN_EPOCHS, MAX_EPOCHS = 3, 50
+# Warm-up: 6% of the optimizer steps, but at least 10 steps, so that a short schedule does not start AdamW at its
+# peak rate on a fresh head's large gradients; never more than a quarter of the schedule.
 DEFAULT_WARMUP_RATIO = 0.06
-DEFAULT_PATIENCE = 3
+MIN_WARMUP_STEPS = 10
+MAX_WARMUP_RATIO = 0.25
+# Patience, in evaluations (one at each epoch end): a quarter of the planned epochs, at least 3, so a 40-epoch
+# schedule is not stopped by 3 noisy evaluations of a small validation set. The linear strategy keeps 3.
+PATIENCE_FRACTION = 0.25
+MIN_PATIENCE = 3
+# `--strategy auto` trains both a linear probe and a fine-tuned candidate, and keeps the better on validation, up to
+# this many training examples: the probe costs one forward pass over cached features, and the fine-tuning is capped
+# near TARGET_STEPS steps (3 epochs, the floor, from 6,400 examples up). Above it, linear rarely wins and its
+# features would be extracted for nothing: the size rule (choose_strategy) decides alone.
+TRIAL_MAX_EXAMPLES = 20000
 # A square side past any published classifier's input (timm's largest are about 1000 pixels): a mistyped size is
 # refused before a run allocates batches of it.
 MAX_IMAGE_SIZE = 4096
@@ -35,12 +60,12 @@ class AdaptConfig:
 
     # what
     strategy: str = "auto"
-    epochs: int | None = None               # None: DEFAULT_EPOCHS[strategy]
+    epochs: int | None = None               # None: from the data size (choices)
     batch_size: int | None = None           # None: DEFAULT_BATCH_SIZE
     eval_batch_size: int = 64
-    lr: float | None = None                 # None: DEFAULT_LR[strategy]
+    lr: float | None = None                 # None: the family's or DEFAULT_LR for the strategy (choices)
     weight_decay: float = 0.01
-    warmup_ratio: float | None = None       # None: DEFAULT_WARMUP_RATIO of the optimizer steps
+    warmup_ratio: float | None = None       # None: a share of the optimizer steps, with a minimum (choices)
     grad_accum: int = 1
     label_smoothing: float = 0.0
     class_weights: str = "none"             # none | auto (inverse frequency; pos_weight for multi-label)
@@ -59,7 +84,8 @@ class AdaptConfig:
     num_workers: int = 0
     # when to stop
     metric: str | None = None               # early-stopping metric (None: accuracy, or micro_f1 for multi-label)
-    patience: int | None = None             # epochs without improvement before stopping (0: never; None: 3)
+    patience: int | None = None             # evaluations without improvement before stopping (0: never; None:
+                                            # from the planned epochs, choices)
     checkpoint_every: int = 50              # optimizer steps between checkpoints (and at every epoch end)
     seed: int = 0
 
@@ -86,33 +112,49 @@ class AdaptConfig:
         checks.number("--lora-dropout", self.lora_dropout, low=0, high=1, high_open=True, allow_none=False)
         checks.number("--max-seconds", self.max_seconds, low=0, low_open=True, allow_none=False)
 
-    def resolved(self, strategy: str, *, image_size: int | None = None) -> AdaptConfig:
-        """A copy with the strategy chosen and every default filled in; ``image_size`` is the backbone's own input
-        size (None for inputs that are not images), used when the person gave none."""
-        return AdaptConfig(**{**asdict(self), **{name: choice.value
-                                                 for name, choice in self.choices(strategy, "",
-                                                                                  image_size=image_size).items()}})
+    def resolved(self, strategy: str, *, num_train: int, image_size: int | None = None,
+                 family: str = "", family_lr: Mapping[str, float] | None = None) -> AdaptConfig:
+        """A copy with the strategy chosen and every default filled in (the arguments as for :meth:`choices`)."""
+        made = self.choices(strategy, "", num_train=num_train, image_size=image_size, family=family,
+                            family_lr=family_lr)
+        return AdaptConfig(**{**asdict(self), **{name: choice.value for name, choice in made.items()}})
 
-    def choices(self, strategy: str, strategy_reason: str, *,
-                image_size: int | None = None) -> dict[str, Choice]:
+    def choices(self, strategy: str, strategy_reason: str, *, num_train: int, image_size: int | None = None,
+                family: str = "", family_lr: Mapping[str, float] | None = None,
+                candidates: Mapping[str, float | None] | None = None) -> dict[str, Choice]:
         """The value of each :data:`EXPLAINED` hyperparameter, the rule that chose it, and whether the person set it.
 
         The one home of the defaults' rules. ``strategy`` is the strategy the run uses (chosen by
-        :func:`choose_strategy` for auto, with ``strategy_reason``); ``image_size`` the backbone's own input size,
-        or None where inputs are not images (then no image size is listed).
+        :func:`auto_candidates` and :func:`choose_by_validation` for auto, with ``strategy_reason``, and
+        ``candidates``: each tried strategy's validation score, None until known); ``num_train`` the number of
+        training examples; ``image_size`` the backbone's own input size, or None where inputs are not images (then
+        no image size is listed); ``family`` and ``family_lr`` the backbone's family and the learning rates it
+        prefers (:attr:`zoo.family.Family.preferred_lr`).
         """
-        made = {
-            "strategy": Choice(strategy, "set with --strategy", True) if self.strategy != "auto"
-            else Choice(strategy, f"auto: {strategy_reason}" if strategy_reason else "auto", False),
-            "epochs": _given("epochs", self.epochs, DEFAULT_EPOCHS[strategy], f"default for the {strategy} strategy"),
-            "lr": _given("lr", self.lr, DEFAULT_LR[strategy], f"default for the {strategy} strategy"),
-            "batch_size": _given("batch_size", self.batch_size, DEFAULT_BATCH_SIZE, "default"),
-            "warmup_ratio": _given("warmup_ratio", self.warmup_ratio, DEFAULT_WARMUP_RATIO,
-                                   f"default: the first {DEFAULT_WARMUP_RATIO:.0%} of optimizer steps warm up, "
-                                   "then a cosine decay"),
-            "patience": _given("patience", self.patience, DEFAULT_PATIENCE,
-                               f"default: stop after {DEFAULT_PATIENCE} epochs without improvement"),
-        }
+        if self.strategy != "auto":
+            made = {"strategy": Choice(strategy, "set with --strategy", True)}
+        else:
+            made = {"strategy": Choice(strategy, f"auto: {strategy_reason}" if strategy_reason else "auto", False,
+                                       dict(candidates) if candidates else None)}
+        batch_size = _given("batch_size", self.batch_size, DEFAULT_BATCH_SIZE, "default")
+        if strategy == "linear":   # fixed: a head on cached features is cheap to train for many passes
+            epochs = _given("epochs", self.epochs, LINEAR_EPOCHS, "default for the linear strategy")
+        else:
+            epochs = _given("epochs", self.epochs, *_planned_epochs(strategy, num_train, batch_size.value,
+                                                                     self.grad_accum))
+        made["epochs"] = epochs
+        made["lr"] = _given("lr", self.lr, *_default_lr(strategy, family, family_lr or {}))
+        made["batch_size"] = batch_size
+        total_steps = epochs.value * _steps_per_epoch(num_train, batch_size.value, self.grad_accum)
+        if strategy == "linear":
+            made["warmup_ratio"] = _given("warmup_ratio", self.warmup_ratio, DEFAULT_WARMUP_RATIO,
+                                          f"default: the first {DEFAULT_WARMUP_RATIO:.0%} of optimizer steps warm "
+                                          "up, then a cosine decay")
+            made["patience"] = _given("patience", self.patience, MIN_PATIENCE,
+                                      f"default: stop after {MIN_PATIENCE} epochs without improvement")
+        else:
+            made["warmup_ratio"] = _given("warmup_ratio", self.warmup_ratio, *_warmup(total_steps))
+            made["patience"] = _given("patience", self.patience, *_patience(epochs.value))
         if self.image_size is not None or image_size is not None:
             made["image_size"] = _given("image_size", self.image_size, image_size, "default: the backbone's input "
                                         "size")
@@ -154,9 +196,14 @@ class Choice:
     value: Any
     rule: str           # "set with --lr", or the default's rule: "default for the full strategy"
     set: bool
+    # auto, when it tried more than one strategy: each one's validation score (None until it has one)
+    candidates: dict[str, float | None] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        made = asdict(self)
+        if self.candidates is None:
+            del made["candidates"]
+        return made
 
 
 def _given(name: str, value: Any, default: Any, rule: str) -> Choice:
@@ -169,8 +216,57 @@ def _option(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
 
 
+def _steps_per_epoch(num_train: int, batch_size: int, grad_accum: int) -> int:
+    """Optimizer steps in one pass over ``num_train`` examples (the loop's last step of an epoch may be short)."""
+    return max(1, -(-num_train // (batch_size * grad_accum)))
+
+
+def _planned_epochs(strategy: str, num_train: int, batch_size: int, grad_accum: int) -> tuple[int, str]:
+    """Full and LoRA: the epochs that make about TARGET_STEPS optimizer steps, within MIN_EPOCHS..MAX_EPOCHS."""
+    per_epoch = _steps_per_epoch(num_train, batch_size, grad_accum)
+    wanted = math.ceil(TARGET_STEPS / per_epoch)
+    epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, wanted))
+    batch = f"batch {batch_size}" + (f" x {grad_accum} accumulated" if grad_accum > 1 else "")
+    said = (f"{num_train} training examples at {batch} are {per_epoch} optimizer steps per epoch; the {strategy} "
+            f"strategy aims for {TARGET_STEPS} steps")
+    if epochs == wanted:
+        return epochs, f"{said}: {epochs} epochs make {epochs * per_epoch} (within {MIN_EPOCHS} to {MAX_EPOCHS})"
+    bound = "the fewest" if epochs == MIN_EPOCHS else "the most"
+    return epochs, f"{said}, which {wanted} epochs would make: {epochs}, {bound} it plans ({epochs * per_epoch} steps)"
+
+
+def _default_lr(strategy: str, family: str, family_lr: Mapping[str, float]) -> tuple[float, str]:
+    """The family's preferred rate for ``strategy`` where it declares one, else the strategy's."""
+    if strategy != "linear" and family_lr.get(strategy) is not None:
+        return float(family_lr[strategy]), f"the {family} family's default for the {strategy} strategy"
+    return DEFAULT_LR[strategy], f"default for the {strategy} strategy"
+
+
+def _warmup(total_steps: int) -> tuple[float, str]:
+    """A share of the steps: DEFAULT_WARMUP_RATIO, or what MIN_WARMUP_STEPS need, at most MAX_WARMUP_RATIO."""
+    ratio = max(DEFAULT_WARMUP_RATIO, min(MAX_WARMUP_RATIO, MIN_WARMUP_STEPS / total_steps))
+    ratio = round(ratio, 4)      # the record's spelling; the loop warms up round(ratio * steps) steps
+    steps = round(ratio * total_steps)
+    if ratio == DEFAULT_WARMUP_RATIO:
+        why = f"{DEFAULT_WARMUP_RATIO:.0%} of the {total_steps} optimizer steps"
+    elif ratio == MAX_WARMUP_RATIO:
+        why = (f"{MIN_WARMUP_STEPS} steps would be over a quarter of the {total_steps} optimizer steps: a quarter, "
+               "the most")
+    else:
+        why = f"at least {MIN_WARMUP_STEPS} steps ({DEFAULT_WARMUP_RATIO:.0%} of {total_steps} would be fewer)"
+    return ratio, f"default: {steps} warm-up steps, {why}; then a cosine decay"
+
+
+def _patience(epochs: int) -> tuple[int, str]:
+    """PATIENCE_FRACTION of the planned epochs, at least MIN_PATIENCE."""
+    patience = max(MIN_PATIENCE, math.ceil(PATIENCE_FRACTION * epochs))
+    return patience, (f"default: stop after {patience} evaluations (epoch ends) without improvement: a quarter of "
+                      f"the {epochs} planned epochs, at least {MIN_PATIENCE}")
+
+
 def choose_strategy(num_train: int, params_m: float, device: str) -> tuple[str, str]:
-    """`--strategy auto`: the strategy that fits the data size and the compute, and the reason."""
+    """The size rule: the strategy that fits the data size and the compute, and the reason. `--strategy auto` goes
+    by it alone above TRIAL_MAX_EXAMPLES (:func:`auto_candidates`); `zoo recommend` suggests by it."""
     if num_train < 1000:
         return "linear", (f"{num_train} training examples (fewer than 1000): a linear probe on frozen, cached "
                           "features is fast and resists over-fitting")
@@ -181,3 +277,56 @@ def choose_strategy(num_train: int, params_m: float, device: str) -> tuple[str, 
         return "lora", (f"{num_train} examples (fewer than 20000): LoRA adapts the {params_m:.0f}M-parameter "
                         "backbone cheaply")
     return "full", f"{num_train} examples and a {params_m:.0f}M-parameter backbone: fine-tune every layer"
+
+
+def auto_candidates(num_train: int, params_m: float, device: str) -> tuple[tuple[str, ...], str]:
+    """`--strategy auto`: the strategies to train, in order, and the reason.
+
+    Up to TRIAL_MAX_EXAMPLES training examples, two: linear first (nearly free on cached features), then the
+    fine-tuning the size rule would use for the backbone (lora over 30M parameters, else full); the better on
+    validation is kept (:func:`choose_by_validation`). Above it, or where fine-tuning is out of reach (a backbone
+    over 30M parameters on a CPU), the size rule's one strategy (:func:`choose_strategy`).
+    """
+    if device == "cpu" and params_m > 30:
+        strategy, why = choose_strategy(num_train, params_m, device)
+        return (strategy,), why
+    if num_train > TRIAL_MAX_EXAMPLES:
+        strategy, why = choose_strategy(num_train, params_m, device)
+        return (strategy,), (f"{why} (over {TRIAL_MAX_EXAMPLES} examples the size rule decides: a linear probe "
+                             "rarely wins there)")
+    tuned = "lora" if params_m > 30 else "full"
+    why = "LoRA (the backbone has over 30M parameters)" if tuned == "lora" else "full fine-tuning"
+    return ("linear", tuned), (f"{num_train} training examples (at most {TRIAL_MAX_EXAMPLES}): both a linear probe "
+                               f"and {why} are trained, and the better on validation kept")
+
+
+def choose_by_validation(scores: Mapping[str, float], metric: str) -> tuple[str, str]:
+    """The candidate with the best validation ``metric`` (``scores``, in the order they were tried), and the
+    reason; a tie goes to the first, the cheaper (linear)."""
+    def value(strategy: str) -> float:
+        score = scores[strategy]
+        return -math.inf if score is None or math.isnan(score) else score
+
+    order = list(scores)
+    winner = order[0]
+    for strategy in order[1:]:
+        if value(strategy) > value(winner):
+            winner = strategy
+    tie = any(value(s) == value(winner) for s in order if s != winner)
+    said = " vs ".join(f"{s} {scores[s]:.4g}" if scores[s] is not None else f"{s} none" for s in order)
+    return winner, f"{said} on validation {metric}: {winner}" + (" (a tie goes to the cheaper)" if tie else "")
+
+
+# Between the plan's reason and the verdict in a tried run's strategy reason (auto_candidates' and choose_strategy's
+# reasons never contain it), so a resumed run can draw the verdict again.
+_VERDICT = "; "
+
+
+def with_verdict(reason: str, verdict: str) -> str:
+    """The strategy reason of a run that tried several: the plan's reason, then :func:`choose_by_validation`'s."""
+    return f"{reason}{_VERDICT}{verdict}"
+
+
+def plan_reason(reason: str) -> str:
+    """The plan's part of a reason :func:`with_verdict` made (the whole of one it did not)."""
+    return reason.split(_VERDICT, 1)[0]

@@ -23,8 +23,8 @@ from typing import Any
 
 from zoo import jsonio
 from zoo.data.base import DataSplits
-from zoo.engine.checkpoint import Progress, checkpoint_dir, discard_checkpoints, load_checkpoint
-from zoo.engine.config import AdaptConfig, choose_strategy
+from zoo.engine.checkpoint import Progress, checkpoint_dir, discard_candidates, discard_checkpoints, load_checkpoint
+from zoo.engine.config import AdaptConfig, auto_candidates, choose_by_validation, plan_reason, with_verdict
 from zoo.engine.rundir import RUN_RECORD
 from zoo.engine.trainer import Reporter, Trainer, cosine_with_warmup, make_loss, parameter_groups
 from zoo.errors import DiskFullError, InvalidInputError, NonFiniteWeightsError, ZooError
@@ -225,24 +225,30 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
     checkpoint = load_checkpoint(run_dir) if resume else None
     previous = read_record(run_dir) if resume else {}
     ensure_fetched(spec)
-    # image_size only when asked for: api.adapt has checked that the family takes it (Family.takes_image_size).
-    sized = {"image_size": config.image_size} if config.image_size is not None else {}
-    classifier = family.load_classifier(spec, task=request.task, labels=splits.label_names,
-                                        multi_label=splits.multi_label, **sized)
-    classifier.augment = config.augment
-    if config.max_length and hasattr(classifier, "max_length"):
-        classifier.max_length = config.max_length
+    classifier = _load_classifier(family, spec, request, splits, config)
 
-    if config.strategy == "auto":
-        strategy, reason = choose_strategy(len(splits.train), spec.params_m, device_type)
-    else:
-        strategy, reason = config.strategy, "chosen with --strategy"
+    # The strategies to train: one, or (auto on small data) linear and a fine-tuning, the better kept. A resumed
+    # run keeps its plan and the scores of the candidates that finished (None for the others).
     if resume and previous.get("strategy"):
-        strategy, reason = previous["strategy"], previous.get("strategy_reason", reason)
-    resolved = config.resolved(strategy, image_size=classifier.image_size)
-    choices = config.choices(strategy, reason, image_size=classifier.image_size)
-    reporter.message(f"strategy {strategy}: {reason}")
-    if strategy == "lora":   # a plugin's bad target list is refused before the run record exists
+        scores = (previous.get("choices") or {}).get("strategy", {}).get("candidates")
+        plan = tuple(scores) if scores else (previous["strategy"],)
+        reason = previous.get("strategy_reason", "")
+        if scores:   # the last candidate is scored again from its checkpoint, and the verdict drawn again
+            scores[plan[-1]] = None
+            reason = plan_reason(reason)
+    elif config.strategy == "auto":
+        plan, reason = auto_candidates(len(splits.train), spec.params_m, device_type)
+        scores = None
+    else:
+        plan, reason, scores = (config.strategy,), "chosen with --strategy", None
+    if len(plan) > 1:
+        scores = {strategy: (scores or {}).get(strategy) for strategy in plan}
+    strategy = next(s for s in plan if scores is None or scores[s] is None)
+    facts = {"num_train": len(splits.train), "image_size": classifier.image_size, "family": spec.family,
+             "family_lr": _family_lr(family, spec)}
+    resolved = config.resolved(strategy, **facts)
+    reporter.message(f"strategy {' then '.join(plan) if len(plan) > 1 else strategy}: {reason}")
+    if "lora" in plan:   # a plugin's bad target list is refused before the run record exists
         from zoo.engine.setup import check_lora_targets
 
         check_lora_targets(classifier, spec)
@@ -253,16 +259,18 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
         "family_library": family.library, "task": request.task,
         "strategy": strategy, "strategy_reason": reason, "labels": splits.label_names,
         "multi_label": splits.multi_label, "data": splits.summary(), "request": asdict(request),
-        "config": resolved.to_dict(), "config_requested": config.to_dict(), "seed": resolved.seed,
+        "config": None, "config_requested": config.to_dict(), "seed": resolved.seed,
         # each explained hyperparameter's value, the rule that chose it and whether the person set it
-        "choices": {name: choice.to_dict() for name, choice in choices.items()},
-        "image_size": resolved.image_size,   # the square input side trained, evaluated and saved at (images)
-        "command": request.command(resolved, tasks=tuple(spec.tasks)),   # zoo adapt ..., as arguments
+        "choices": None, "image_size": resolved.image_size,   # the square side trained, evaluated, saved at
+        "command": None,                                      # zoo adapt ..., as arguments
         "versions": _versions(family), "hardware": _hardware(accelerator),
         "started_at": previous.get("started_at") or datetime.now(UTC).isoformat(),
         "finished_at": None, "wall_s": None, "metrics": None, "best_epoch": None,
         "resumed": previous.get("resumed", 0) + (1 if resume else 0),
     }
+    if previous.get("head_fit"):   # an auto run's linear candidate, solved before the interruption
+        record["head_fit"] = previous["head_fit"]
+    _explain(record, config, request, spec, strategy, reason, facts, scores)
     # Only now, with data read and the backbone loaded, does the run record appear.
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -271,8 +279,8 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
             on_record(record)
     accelerator.wait_for_everyone()
     try:
-        return _train_and_save(spec, classifier, splits, config, resolved, strategy, run_dir, record, accelerator,
-                               checkpoint, reporter, started_wall)
+        return _train_plan(spec, family, request, classifier, splits, config, plan, scores, reason, facts, run_dir,
+                           record, accelerator, checkpoint, reporter, started_wall)
     except BaseException as exc:
         if isinstance(exc, Exception):   # whatever the writer raised, a full disk is reported as one
             exc = disk_error(exc, run_dir, needed=_model_bytes(classifier))
@@ -283,8 +291,111 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
         raise
 
 
-def _train_and_save(spec, classifier, splits, config, resolved, strategy, run_dir, record, accelerator,
-                    checkpoint, reporter, started_wall) -> dict[str, Any]:
+def _load_classifier(family, spec, request: AdaptRequest, splits: DataSplits, config: AdaptConfig):
+    """The backbone with its pretrained weights and a fresh head (each candidate of auto starts from one)."""
+    # image_size only when asked for: api.adapt has checked that the family takes it (Family.takes_image_size).
+    sized = {"image_size": config.image_size} if config.image_size is not None else {}
+    classifier = family.load_classifier(spec, task=request.task, labels=splits.label_names,
+                                        multi_label=splits.multi_label, **sized)
+    classifier.augment = config.augment
+    if config.max_length and hasattr(classifier, "max_length"):
+        classifier.max_length = config.max_length
+    return classifier
+
+
+def _family_lr(family, spec) -> dict[str, float]:
+    """The family's preferred learning rates (Family.preferred_lr), checked: a plugin's bad value names it."""
+    from zoo.errors import PluginError
+
+    preferred = dict(getattr(family, "preferred_lr", None) or {})
+    for strategy, lr in preferred.items():
+        if strategy not in ("full", "lora") or isinstance(lr, bool) or not isinstance(lr, (int, float)) \
+                or not 0 < lr < float("inf"):
+            raise PluginError(f"{type(family).__module__.split('.')[0]} ({spec.family} family)",
+                              f"{type(family).__name__}.preferred_lr must map 'full' or 'lora' to a positive "
+                              f"learning rate, not {strategy!r}: {lr!r}; pass --lr meanwhile")
+    return preferred
+
+
+def _explain(record: dict[str, Any], config: AdaptConfig, request: AdaptRequest, spec, strategy: str, reason: str,
+             facts: dict[str, Any], scores: dict[str, float | None] | None) -> AdaptConfig:
+    """Put ``strategy``'s resolved configuration, the rules behind it and the command that repeats it into the
+    record; returns the resolved configuration."""
+    resolved = config.resolved(strategy, **facts)
+    choices = config.choices(strategy, reason, candidates=scores, **facts)
+    record.update({"strategy": strategy, "strategy_reason": reason, "config": resolved.to_dict(),
+                   "choices": {name: choice.to_dict() for name, choice in choices.items()},
+                   "command": request.command(resolved, tasks=tuple(spec.tasks))})
+    return resolved
+
+
+def _candidate_score(strategy: str, metrics: dict[str, Any], metric: str) -> float:
+    """A tried strategy's score: its best validation ``metric`` (one place, so tests can decide the outcome)."""
+    return metrics[metric]
+
+
+def _train_plan(spec, family, request, classifier, splits, config, plan, scores, reason, facts, run_dir, record,
+                accelerator, checkpoint, reporter, started_wall) -> dict[str, Any]:
+    """Train each planned strategy not yet scored; with more than one, keep the better on validation and save it.
+
+    A candidate that is not the last is scored, kept aside (checkpoint.save_candidate), its checkpoints dropped,
+    and only then its score recorded: a run killed before that trains it again, one killed after goes on with the
+    next, whose checkpoints are then the only ones. The last candidate is scored and compared after training;
+    if an earlier one wins, a fresh backbone is given its kept parameters.
+    """
+    from zoo.engine.checkpoint import load_candidate, save_candidate
+    from zoo.engine.setup import build_setup
+
+    main = accelerator.is_main_process
+    for strategy in plan:
+        if scores is not None and scores[strategy] is not None:
+            continue
+        if classifier is None:
+            classifier = _load_classifier(family, spec, request, splits, config)
+        resolved = _explain(record, config, request, spec, strategy, reason, facts, scores)
+        if scores is not None:
+            reporter.message(f"trying {strategy} ({plan.index(strategy) + 1} of {len(plan)})")
+            if main:
+                write_record(run_dir, record)
+        setup, trainer, progress = _train(spec, classifier, splits, resolved, strategy, run_dir, record,
+                                          accelerator, checkpoint, reporter)
+        if scores is None:
+            return _evaluate_and_save(spec, classifier, splits, resolved, strategy, run_dir, record, accelerator,
+                                      reporter, started_wall, setup, trainer, progress)
+        scores[strategy] = _candidate_score(strategy, trainer.evaluate(setup.val_data), trainer.metric)
+        reporter.message(f"{strategy}: validation {trainer.metric} {scores[strategy]:.4g}")
+        if strategy == plan[-1]:
+            break
+        if main:
+            save_candidate(run_dir, strategy, tensors=setup.state_tensors(), progress=progress)
+            discard_checkpoints(run_dir)
+            _explain(record, config, request, spec, strategy, reason, facts, scores)
+            write_record(run_dir, record)
+        accelerator.wait_for_everyone()
+        classifier, checkpoint = None, None
+
+    winner, why = choose_by_validation(scores, trainer.metric)
+    reporter.message(why)
+    if winner != strategy:   # an earlier candidate won: a fresh backbone with its kept parameters
+        classifier = _load_classifier(family, spec, request, splits, config)
+        resolved = config.resolved(winner, **facts)
+        setup = build_setup(classifier, spec, splits, resolved, device=accelerator.device, reporter=reporter)
+        tensors, progress = load_candidate(run_dir, winner)
+        setup.load_state_tensors(tensors)
+        trainer = Trainer(setup, resolved, accelerator=accelerator, optimizer=None, scheduler=None,
+                          loss_fn=None, label_names=splits.label_names, multi_label=splits.multi_label,
+                          run_dir=run_dir, reporter=reporter)
+    if winner != "linear":   # the linear candidate's solve does not describe the model kept
+        record.pop("head_fit", None)
+    resolved = _explain(record, config, request, spec, winner, with_verdict(reason, why), facts, scores)
+    return _evaluate_and_save(spec, classifier, splits, resolved, winner, run_dir, record, accelerator, reporter,
+                              started_wall, setup, trainer, progress)
+
+
+def _train(spec, classifier, splits, resolved, strategy, run_dir, record, accelerator, checkpoint,
+           reporter) -> tuple[Any, Trainer, Progress]:
+    """Train one strategy (from ``checkpoint`` when resuming) and leave its best parameters in place: the linear
+    head solved on cached features when the family's head is one linear layer, else epoch by epoch."""
     from zoo.engine.setup import build_setup
 
     setup = build_setup(classifier, spec, splits, resolved, device=accelerator.device, reporter=reporter)
@@ -302,8 +413,7 @@ def _train_and_save(spec, classifier, splits, config, resolved, strategy, run_di
             reporter.message(record["head_fit"]["reason"])
         trainer, progress = _train_epochs(classifier, splits, resolved, strategy, setup, loss_fn, record,
                                           accelerator, checkpoint, run_dir, reporter)
-    return _evaluate_and_save(spec, classifier, splits, resolved, strategy, run_dir, record, accelerator, reporter,
-                              started_wall, setup, trainer, progress)
+    return setup, trainer, progress
 
 
 def _train_epochs(classifier, splits, resolved, strategy, setup, loss_fn, record, accelerator, checkpoint, run_dir,
@@ -319,8 +429,9 @@ def _train_epochs(classifier, splits, resolved, strategy, setup, loss_fn, record
     optimizer = torch.optim.AdamW(groups, lr=resolved.lr, fused=device_type == "cuda")
     steps_per_epoch = -(-len(setup.train_data) // (resolved.batch_size * resolved.grad_accum))
     total_steps = max(1, steps_per_epoch * resolved.epochs)
+    # round: a warm-up share chosen for a whole number of steps (config.choices) gives exactly that number
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, cosine_with_warmup(int(resolved.warmup_ratio * total_steps), total_steps))
+        optimizer, cosine_with_warmup(round(resolved.warmup_ratio * total_steps), total_steps))
     optimizer = accelerator.prepare(optimizer)
 
     progress, best = Progress(), None
@@ -420,7 +531,9 @@ def _evaluate_and_save(spec, classifier, splits, resolved, strategy, run_dir, re
         record["finished_at"] = datetime.now(UTC).isoformat()
         record["status"] = "finished"
         write_record(run_dir, record)
-        discard_checkpoints(run_dir)   # only once the run says finished: a kill before leaves a resumable run
+        # only once the run says finished: a kill before leaves a resumable run
+        discard_checkpoints(run_dir)
+        discard_candidates(run_dir)
     accelerator.wait_for_everyone()
     return record
 
