@@ -141,8 +141,8 @@ def test_the_history_shows_a_run_while_it_trains(hub, datasets, tmp_path, histor
         def epoch_end(self, record) -> None:
             seen.extend(run.status for run in RunStore(history.path).list_runs())
 
-    record = api.adapt("tiny-bert", str(datasets["text-cls"]), output=tmp_path / "run", config=tiny_config(),
-                       registry_files=REGISTRY, reporter=Watcher())
+    record = api.adapt("tiny-bert", str(datasets["text-cls"]), output=tmp_path / "run",
+                       config=tiny_config(strategy="full"), registry_files=REGISTRY, reporter=Watcher())
     assert seen == ["running"]
     assert [r.status for r in history.list_runs()] == ["finished"] and record["store_id"] == 1
 
@@ -189,7 +189,7 @@ def test_resume_needs_no_registry_file(hub, datasets, tmp_path):
 
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        api.adapt("tiny-bert", str(datasets["text-cls"]), output=out, config=tiny_config(epochs=2),
+        api.adapt("tiny-bert", str(datasets["text-cls"]), output=out, config=tiny_config(strategy="full", epochs=2),
                   registry_files=REGISTRY, reporter=Interrupt(), store=False)
     assert json.loads((out / "zoo_run.json").read_text())["status"] == "failed"
     record = api.resume(out, store=False)     # tiny-bert is only in the fixture registry, not given here

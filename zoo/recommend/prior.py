@@ -176,12 +176,14 @@ def _quality(spec: BackboneSpec, standings: dict[str, dict[str, _Standing]], wei
 
 
 def choose_strategy(num_examples: int | None, params_m: float, device: str) -> tuple[str, str]:
-    """The adapt strategy `zoo adapt --strategy auto` would pick for this data size and backbone, and why."""
+    """The strategy to suggest for this data size and backbone, and why: `auto` where `zoo adapt --strategy auto`
+    would try a linear probe and a fine-tuning and keep the better, else the one strategy it would use."""
     if num_examples is None:
         return "auto", "data size unknown: `zoo adapt` chooses from the data it reads"
-    from zoo.engine.config import choose_strategy as engine_choice
+    from zoo.engine.config import auto_candidates
 
-    return engine_choice(num_examples, params_m, device)
+    plan, reason = auto_candidates(num_examples, params_m, device)
+    return ("auto" if len(plan) > 1 else plan[0]), reason
 
 
 def adapt_command(name: str, task: str, data: str, strategy: str, device: str) -> str:
