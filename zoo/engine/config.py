@@ -227,12 +227,18 @@ def _planned_epochs(strategy: str, num_train: int, batch_size: int, grad_accum: 
     wanted = math.ceil(TARGET_STEPS / per_epoch)
     epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, wanted))
     batch = f"batch {batch_size}" + (f" x {grad_accum} accumulated" if grad_accum > 1 else "")
-    said = (f"{num_train} training examples at {batch} are {per_epoch} optimizer steps per epoch; the {strategy} "
-            f"strategy aims for {TARGET_STEPS} steps")
+    said = (f"{_count(num_train, 'training example')} at {batch} are {_count(per_epoch, 'optimizer step')} per "
+            f"epoch; the {strategy} strategy aims for {TARGET_STEPS} steps")
     if epochs == wanted:
-        return epochs, f"{said}: {epochs} epochs make {epochs * per_epoch} (within {MIN_EPOCHS} to {MAX_EPOCHS})"
+        return epochs, (f"{said}: {_count(epochs, 'epoch')} make {epochs * per_epoch} (within {MIN_EPOCHS} to "
+                        f"{MAX_EPOCHS})")
     bound = "the fewest" if epochs == MIN_EPOCHS else "the most"
-    return epochs, f"{said}, which {wanted} epochs would make: {epochs}, {bound} it plans ({epochs * per_epoch} steps)"
+    return epochs, (f"{said}, which {_count(wanted, 'epoch')} would make: {epochs}, {bound} it plans "
+                    f"({epochs * per_epoch} steps)")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _default_lr(strategy: str, family: str, family_lr: Mapping[str, float]) -> tuple[float, str]:
