@@ -202,18 +202,7 @@ def test_killed_run_resumes_to_a_finished_run(hub, datasets, tmp_path):
     args = ["adapt", "test_resnet.r160_in1k", "--data", str(datasets["image-cls"]), "--output", str(run),
             "--strategy", "full", "--epochs", "6", "--batch-size", "4", "--lr", "1e-3", "--patience", "0",
             "--val-fraction", "0.25", "--checkpoint-every", "2", "--registry", str(FIXTURE_REGISTRY), "--json"]
-    zoo = Path(sys.executable).with_name("zoo")
-    process = subprocess.Popen([str(zoo), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               env=os.environ.copy(), start_new_session=True)
-    state = run / ".zoo" / "checkpoint" / "state.json"
-    deadline = time.time() + 240
-    while time.time() < deadline and process.poll() is None:
-        if state.is_file() and json.loads(state.read_text())["progress"]["epoch"] >= 1:
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "the run ended before it could be interrupted"
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    _kill_when(args, run, lambda progress: progress["epoch"] >= 1)
 
     record = json.loads((run / "zoo_run.json").read_text())
     assert record["status"] == "running"
@@ -426,15 +415,15 @@ def test_divergence_stops_every_process_of_a_data_parallel_run(hub, datasets, tm
     assert record["status"] == "failed" and not (run / "model.safetensors").exists()
 
 
-def _kill_when_mid_epoch(args: list[str], run: Path) -> dict:
-    """Start `zoo adapt ARGS`, SIGKILL it once a mid-epoch checkpoint exists; the progress it left."""
+def _kill_when(args: list[str], run: Path, ready) -> dict:
+    """Start `zoo adapt ARGS`, SIGKILL it once its checkpoint's progress is ``ready``; the progress it left."""
     zoo = Path(sys.executable).with_name("zoo")
     process = subprocess.Popen([str(zoo), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                env=os.environ.copy(), start_new_session=True)
     state = run / ".zoo" / "checkpoint" / "state.json"
     deadline = time.time() + 240
     while time.time() < deadline and process.poll() is None:
-        if state.is_file() and json.loads(state.read_text())["progress"]["batches_done"] > 0:
+        if state.is_file() and ready(json.loads(state.read_text())["progress"]):
             break
         time.sleep(0.02)
     assert process.poll() is None, "the run ended before it could be interrupted"
@@ -456,7 +445,7 @@ def test_run_resumed_mid_epoch_equals_the_uninterrupted_run(backbone, task, work
             "--registry", str(FIXTURE_REGISTRY)]
     for name, value in options.items():
         args += [f"--{name.replace('_', '-')}", str(value)]
-    progress = _kill_when_mid_epoch(args, run)
+    progress = _kill_when(args, run, lambda progress: progress["batches_done"] > 0)   # mid-epoch
     assert progress["batches_done"] > 0, "killed mid-epoch"
 
     resumed = api.resume(run, store=False)
