@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import InvalidInputError
-from zoo.hardware import cpu_name
+from zoo.hardware import check_device, cpu_name
 
 # Dense peak TFLOP/s per GPU (bf16/fp16 tensor cores without sparsity, and plain fp32), from the vendors' data
 # sheets, for model FLOPs utilisation. Matched against torch.cuda.get_device_name(), first match wins.
@@ -141,8 +141,7 @@ def measure(classifier, *, target: str, backbone: str, family: str, weights: str
 
     from zoo.timing import time_calls
 
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InvalidInputError("--device cuda: no CUDA device is available here")
+    check_device("--device", device, allow_auto=False)
     if precision not in ("fp32", "bf16", "fp16"):
         raise InvalidInputError(f"unknown precision {precision!r}; choose fp32, bf16 or fp16")
     if precision == "fp16" and not device.startswith("cuda"):

@@ -96,6 +96,11 @@ def load_checkpoint(run_dir: Path) -> Checkpoint | None:
     return checkpoint
 
 
+def discard_partial_checkpoint(run_dir: Path) -> None:
+    """Drop a checkpoint whose writing was cut short (the complete one, and its predecessor, stay for --resume)."""
+    shutil.rmtree(checkpoint_dir(run_dir).with_name("checkpoint.tmp"), ignore_errors=True)
+
+
 def discard_checkpoints(run_dir: Path) -> None:
     """Drop every checkpoint folder, complete or partial (the run's lock lives beside them and stays)."""
     final = checkpoint_dir(run_dir)

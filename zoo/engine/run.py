@@ -23,12 +23,18 @@ from typing import Any
 
 from zoo import jsonio
 from zoo.data.base import DataSplits
-from zoo.engine.checkpoint import Progress, checkpoint_dir, discard_candidates, discard_checkpoints, load_checkpoint
+from zoo.engine.checkpoint import (
+    Progress,
+    discard_candidates,
+    discard_checkpoints,
+    discard_partial_checkpoint,
+    load_checkpoint,
+)
 from zoo.engine.config import AdaptConfig, auto_candidates, choose_by_validation, plan_reason, with_verdict
 from zoo.engine.rundir import RUN_RECORD
 from zoo.engine.trainer import Reporter, Trainer, cosine_with_warmup, make_loss, parameter_groups
 from zoo.errors import DiskFullError, InvalidInputError, NonFiniteWeightsError, ZooError
-from zoo.hardware import cpu_name
+from zoo.hardware import check_device, cpu_name
 from zoo.hub.fetch import ensure_fetched, loaded_commit
 
 
@@ -112,7 +118,6 @@ def disk_error(exc: BaseException, path: Path, *, needed: int | None = None) -> 
     says so, or when the filesystem has less room left than the write needed.
     """
     import errno
-    import shutil
 
     if isinstance(exc, ZooError):
         return exc
@@ -216,8 +221,7 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
     run_dir = Path(run_dir)
     started_wall = time.perf_counter()
     cpu = request.device == "cpu" or (request.device == "auto" and not torch.cuda.is_available())
-    if request.device == "cuda" and not torch.cuda.is_available():
-        raise InvalidInputError("--device cuda: no CUDA device is available here")
+    check_device("--device", request.device, allow_index=False)   # a resumed run may be on another machine
     device_type = "cpu" if cpu else "cuda"
     accelerator = Accelerator(cpu=cpu, mixed_precision=_mixed_precision(config.precision, device_type))
     set_seed(config.seed)
@@ -541,7 +545,7 @@ def _evaluate_and_save(spec, classifier, splits, resolved, strategy, run_dir, re
 def _record_failure(run_dir: Path, record: dict[str, Any], exc: BaseException,
                     on_record: Callable[[dict[str, Any]], None] | None) -> None:
     """Mark the run failed with its one-line reason, and drop half-written checkpoints and temporary files."""
-    shutil.rmtree(checkpoint_dir(run_dir).with_name("checkpoint.tmp"), ignore_errors=True)
+    discard_partial_checkpoint(run_dir)
     for tmp in Path(run_dir).glob("*.tmp"):
         tmp.unlink(missing_ok=True)
     record.update(status="failed", error=(f"{type(exc).__name__}: {exc}".splitlines() or [""])[0])
