@@ -86,6 +86,6 @@ def samples_problem(samples: np.ndarray, rate: int, *, start: int = 0) -> str | 
 
 
 def _unreadable(exc: Exception) -> str:
-    from zoo.data.raw import one_line
+    from zoo.errors import one_line
 
     return f"not a readable audio file ({type(exc).__name__}: {one_line(exc)})"

@@ -245,6 +245,12 @@ def _not_cached_offline(spec) -> bool:
     return is_offline() and cached_snapshot(spec) is None
 
 
+def one_line(text: object, limit: int = 200) -> str:
+    """``text`` as a single line of at most ``limit`` characters, for embedding library messages in ours."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 def suggest(name: str, known: list[str], n: int = 3) -> list[str]:
     """Return up to ``n`` names from ``known`` closest to ``name``, including prefix matches."""
     lowered = {k.lower(): k for k in known}

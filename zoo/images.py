@@ -51,7 +51,7 @@ def image_problem(path: str | Path) -> str | None:
 def _decode(path: str | Path) -> tuple[Image.Image | None, str | None]:
     from PIL import Image
 
-    from zoo.data.raw import one_line
+    from zoo.errors import one_line
 
     try:
         # PIL warns (and past twice its threshold, raises) on huge images while opening; turned into errors here

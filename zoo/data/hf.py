@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from zoo.data.raw import RawExample, ReadOptions, clean_label, one_line
+from zoo.data.raw import RawExample, ReadOptions, clean_label
 from zoo.data.tables import LABEL_COLUMNS, TEXT_COLUMNS
-from zoo.errors import InvalidInputError
+from zoo.errors import InvalidInputError, one_line
 
 VAL_SPLITS = ("validation", "valid", "val")
 

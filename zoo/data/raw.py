@@ -58,12 +58,6 @@ class ReadOptions:
         self.skipped.append({"item": item, "reason": reason})
 
 
-def one_line(text: object, limit: int = 200) -> str:
-    """``text`` as a single line of at most ``limit`` characters, for embedding library messages in ours."""
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
 def clean_label(value: Any) -> RawLabel | None:
     """A label cell or JSON value as a stripped name or list of names; ``None`` when it is empty.
 

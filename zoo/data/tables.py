@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.data.raw import RawExample, ReadOptions, clean_label, one_line
-from zoo.errors import InvalidInputError
+from zoo.data.raw import RawExample, ReadOptions, clean_label
+from zoo.errors import InvalidInputError, one_line
 
 TEXT_COLUMNS = ("text", "sentence", "content", "review", "body", "utterance", "input")
 LABEL_COLUMNS = ("label", "labels", "category", "class", "target", "intent")
