@@ -32,6 +32,27 @@ out = [pipe(x) for x in {inputs!r}]
 out = [r[0] if r and isinstance(r[0], list) else r for r in out]
 print(json.dumps([{{d["label"]: d["score"] for d in r}} for r in out]))
 """,
+    # A text run whose linear head reads a mean over tokens (config.json: zoo_pooling), loaded as its load note
+    # says: the encoder with its hidden states, the masked mean (of the last layer, or of every hidden state
+    # averaged), then the model's classifier.
+    "text-cls-pooled": """
+import json, torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+model = AutoModelForSequenceClassification.from_pretrained({model!r}).eval()
+tokenizer = AutoTokenizer.from_pretrained({model!r})
+pooling = model.config.zoo_pooling
+out = []
+for text in {inputs!r}:
+    batch = tokenizer(text, return_tensors="pt", truncation=True)
+    with torch.no_grad():
+        states = model.base_model(**batch, output_hidden_states=True).hidden_states
+        mask = batch["attention_mask"][..., None].float()
+        means = [(h * mask).sum(1) / mask.sum(1) for h in states]
+        pooled = means[-1] if pooling == "mean-tokens" else torch.stack(means).mean(0)
+        probs = model.classifier(pooled).softmax(-1)[0]
+    out.append({{model.config.id2label[i]: float(p) for i, p in enumerate(probs)}})
+print(json.dumps(out))
+""",
     "audio-cls": """
 import json, soundfile
 from transformers import pipeline
@@ -54,7 +75,9 @@ def run_without_zoo(script: str, env: dict[str, str] | None = None) -> str:
 
 
 def native_predictions(family: str, task: str, model: str, inputs: list[str],
-                       env: dict[str, str] | None = None) -> list[dict[str, float]]:
-    """Run the loading script for ``family``/``task`` on ``model`` in a fresh process without zoo."""
-    script = SCRIPTS["timm" if family == "timm" else task].format(model=model, inputs=inputs)
+                       env: dict[str, str] | None = None, *, pooled: bool = False) -> list[dict[str, float]]:
+    """Run the loading script for ``family``/``task`` on ``model`` in a fresh process without zoo; ``pooled``: a
+    text run whose head reads a pooling transformers' head lacks, loaded as its load note says."""
+    script = SCRIPTS["timm" if family == "timm" else task + ("-pooled" if pooled else "")]
+    script = script.format(model=model, inputs=inputs)
     return json.loads(run_without_zoo(script, env).strip().splitlines()[-1])

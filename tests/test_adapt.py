@@ -129,8 +129,9 @@ def test_linear_head_is_solved_loads_without_zoo_and_scores_alike_in_any_batch(s
     top_k = len(record["labels"])
     ours = _scores(api.predict(run, inputs + mixed, top_k=top_k, batch_size=len(inputs) + len(mixed)))
     model = f"local-dir:{run}" if spec.family == "timm" else str(run)
+    assert fit["pooling"] in fit["poolings"] and fit["native"] == ("load_note" not in fit)
     native = native_predictions(spec.family, task, model, inputs + (mixed if task == "audio-cls" else []),
-                                env={"HF_HUB_OFFLINE": "1"})
+                                env={"HF_HUB_OFFLINE": "1"}, pooled=not fit["native"])
     for prediction, scores in zip(ours, native, strict=False):
         assert prediction == pytest.approx(scores, abs=1e-4)
     # Padded text sums in another order in float32: equal to rounding (a solved head's larger weights show ~1e-5);
@@ -748,3 +749,40 @@ def test_explicit_epochs_and_lr_are_recorded_as_set(hub, datasets, tmp_path):
     assert "candidates" not in record["choices"]["strategy"]
     assert record["choices"]["patience"]["value"] == 3 and "a quarter of the 2 planned epochs" in \
         record["choices"]["patience"]["rule"]
+
+
+@pytest.mark.parametrize(("backbone", "pooling"), [("tiny-bert", "mean-tokens-layers"),
+                                                   ("tiny-wav2vec2", "mean-frames-layers")])
+def test_a_linear_head_on_another_pooling_wins_auto_and_loads_as_recorded(backbone, pooling, hub, datasets,
+                                                                          tmp_path, monkeypatch):
+    """When the linear probe reads a pooling other than the native head's and wins `auto`, the saved model is that
+    head: `zoo predict` re-scores it to the recorded validation metric, and the family's library loads it (natively,
+    or as the recorded load note says)."""
+    import zoo.engine.run
+    from zoo_transformers.family import TransformersClassifier
+
+    offered = TransformersClassifier.linear_heads
+    monkeypatch.setattr(TransformersClassifier, "linear_heads",
+                        lambda self: [head for head in offered(self) if head.pooling == pooling])
+    monkeypatch.setattr(zoo.engine.run, "_candidate_score",
+                        lambda strategy, metrics, metric: {"linear": 0.9, "full": 0.5}[strategy])
+    spec = next(s for s in FIXTURES if s.name == backbone)
+    task = spec.tasks[0]
+    run = tmp_path / "run"
+    record = api.adapt(backbone, str(datasets[task]), output=run, val_fraction=0.25, registry_files=REGISTRY,
+                       config=AdaptConfig(epochs=1, batch_size=8), store=False)
+    fit = record["head_fit"]
+    assert record["strategy"] == "linear" and fit["pooling"] == pooling and list(fit["poolings"]) == [pooling]
+    assert fit["native"] == (task == "audio-cls")
+    assert pooling in (run / "README.md").read_text()
+    val = [ex for ex in _val_examples(record, datasets[task], task)
+           if task == "text-cls" or _rate(ex.input) == 16000]
+    inputs = [str(ex.input) for ex in val]
+    ours = api.predict(run, inputs, top_k=len(record["labels"]))
+    if task == "text-cls":   # every validation example: the saved model is the one scored
+        correct = [p.labels[0]["label"] == record["labels"][ex.labels[0]] for p, ex in zip(ours, val, strict=True)]
+        assert record["metrics"]["best"]["accuracy"] == pytest.approx(np.mean(correct))
+    native = native_predictions(spec.family, task, str(run), inputs[:3], env={"HF_HUB_OFFLINE": "1"},
+                                pooled=not fit["native"])
+    for prediction, scores in zip(_scores(ours[:3]), native, strict=True):
+        assert prediction == pytest.approx(scores, abs=1e-4)

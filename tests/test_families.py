@@ -228,25 +228,36 @@ def test_padding_changes_the_scores_of_a_group_norm_wav2vec2(hub, fresh_plugins)
 
 
 @pytest.mark.parametrize("classifier", FIXTURES, ids=lambda s: s.name, indirect=True)
-def test_linear_head_writes_the_affine_map_it_describes(classifier):
-    """The linear strategy's solver writes a fitted (weight, bias) through `linear_head()`; the head (and the whole
-    model) must then compute exactly ``head_inputs[:, columns] @ weight.T + bias``."""
+def test_linear_heads_write_the_affine_map_they_describe(classifier, fresh_plugins, tmp_path):
+    """The linear strategy's solver writes a fitted (weight, bias) through one of `linear_heads()`; the head (and
+    the whole model, and the model saved and loaded again) must then compute exactly
+    ``head_inputs[:, columns] @ weight.T + bias``, for every pooled representation offered."""
     import torch
 
     spec, clf = classifier
-    head = clf.linear_head()
-    assert head is not None, f"{spec.name}: the fixture's head is one affine map; linear_head() must say so"
+    heads = clf.linear_heads()
+    assert heads, f"{spec.name}: the fixture's head is one affine map; linear_heads() must offer it"
+    assert heads[0].native, "the first head offered is the family's native one"
+    assert len({head.pooling for head in heads}) == len(heads)
     clf.model.eval()
     batch = clf.collate([clf.preprocess(example(clf.task, seed)) for seed in range(3)])
     generator = torch.Generator().manual_seed(0)
-    weight = torch.randn(len(LABELS), head.in_features, generator=generator)
-    bias = torch.randn(len(LABELS), generator=generator)
-    head.write(weight, bias)
-    with torch.no_grad():
-        inputs = clf.head_inputs(batch)
-        expected = inputs[:, head.columns] @ weight.T + bias
-        torch.testing.assert_close(clf.head_logits(inputs), expected, atol=1e-4, rtol=1e-4)
-        torch.testing.assert_close(clf.forward(batch), expected, atol=1e-4, rtol=1e-4)
+    for head in [*heads[1:], heads[0]]:   # from a non-native pooling back to the native one, too
+        weight = torch.randn(len(LABELS), head.in_features, generator=generator)
+        bias = torch.randn(len(LABELS), generator=generator)
+        head.write(weight, bias)
+        assert head.native or head.load_note, f"{head.pooling}: a head the library lacks says how to load it"
+        with torch.no_grad():
+            inputs = clf.head_inputs(batch)
+            expected = inputs[:, head.columns] @ weight.T + bias
+            torch.testing.assert_close(clf.head_logits(inputs), expected, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(clf.forward(batch), expected, atol=1e-4, rtol=1e-4)
+        folder = tmp_path / head.pooling
+        clf.save(folder)
+        loaded = fresh_plugins.family(spec.family).load_saved(folder)
+        loaded.model.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(loaded.forward(batch), expected, atol=1e-4, rtol=1e-4)
 
 
 def test_a_head_with_a_hidden_layer_is_not_a_linear_head(hub, fresh_plugins):

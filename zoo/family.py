@@ -47,6 +47,14 @@ class LinearHead:
     in_features: int                                   # the width of ``head_inputs[:, columns]``
     write: Callable[[torch.Tensor, torch.Tensor], None]  # (weight, bias) -> None, into the model's parameters
     columns: slice = field(default_factory=lambda: slice(None))   # the part of the head inputs read (default: all)
+    # The pooled representation those columns hold, as the run records it ("native": the family's own head input).
+    # ``write`` also makes the model pool that way, in ``forward``, ``head_logits`` and the saved model.
+    pooling: str = "native"
+    # Whether the family's own library, loading the saved model, computes this head. When not, the saved model
+    # records the pooling and loads with zoo (`zoo predict`, zoo.api), and ``load_note`` says how to reproduce it
+    # with the library alone; the run record and the model card repeat it.
+    native: bool = True
+    load_note: str = ""
 
 
 class Classifier(ABC):
@@ -64,6 +72,9 @@ class Classifier(ABC):
     # Image classifiers: the side of the square input their preprocessing produces (recorded by the engine as the
     # image size used); None where inputs are not images.
     image_size: int | None = None
+    # Part of the key of cached head inputs (the linear strategy's feature cache): change it when what
+    # :meth:`head_inputs` returns changes, so that features cached by an earlier version are computed again.
+    head_inputs_version: str = "1"
 
     @abstractmethod
     def preprocess(self, example: Any, *, train: bool = False) -> dict[str, Any]:
@@ -131,6 +142,18 @@ class Classifier(ABC):
                 names != {f"{owner}.weight", f"{owner}.bias"}:
             return None
         return LinearHead(in_features=layer.in_features, write=lambda weight, bias: copy_linear(layer, weight, bias))
+
+    def linear_heads(self) -> list[LinearHead]:
+        """Every pooled representation the linear strategy may probe, each with the head that reads it.
+
+        The solver fits a head on each and keeps the best on the validation split (a tie goes to the earlier
+        one, so list the native head first), then calls its ``write``. Offer several where a frozen encoder is
+        often better probed another way than its native head reads it (the mean over tokens and layers rather
+        than the first token); the head inputs then hold each representation in its own columns. Default: the
+        one :meth:`linear_head`, or none (the head is then trained epoch by epoch).
+        """
+        head = self.linear_head()
+        return [] if head is None else [head]
 
     @abstractmethod
     def parameter_groups(self) -> list[list[str]]:

@@ -12,6 +12,17 @@ from zoo.errors import InvalidInputError, ModelLoadError
 from zoo.family import Architecture, Classifier, Family, LinearHead, copy_linear, input_shapes
 
 TEXT_TASK, AUDIO_TASK = "text-cls", "audio-cls"
+# Pooled representations the linear strategy probes. Text: the first token (what the native heads read, through
+# the pooler where there is one), the mean over the tokens the attention mask keeps, of the last layer or of every
+# hidden state (embeddings included) averaged. Audio: the mean over frames (what wav2vec2-style heads compute) of
+# the last layer or of every hidden state, which those heads compute natively with `use_weighted_layer_sum` and
+# equal layer weights.
+FIRST_TOKEN, MEAN_TOKENS, MEAN_TOKENS_LAYERS = "first-token", "mean-tokens", "mean-tokens-layers"
+MEAN_FRAMES, MEAN_FRAMES_LAYERS = "mean-frames", "mean-frames-layers"
+POOLING_KEY = "zoo_pooling"    # config.json key of a text pooling the native head lacks
+TEXT_POOLING_NOTE = ("with transformers alone, load it with AutoModel{for_cls}.from_pretrained, run model.base_model "
+                     "with output_hidden_states=True, average the hidden states over the tokens the attention mask "
+                     "keeps ({which}), and apply model.classifier to that vector")
 # Attention projections LoRA adapts, by the names the supported architectures give them.
 _LORA_NAMES = {"query", "value", "q_proj", "v_proj", "q_lin", "v_lin", "query_proj", "value_proj"}
 _LAYER_INDEX = re.compile(r"\.(?:layer|layers|block|blocks)\.(\d+)\.")
@@ -80,6 +91,8 @@ class TransformersClassifier(Classifier):
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
         self.multi_label = config.problem_type == "multi_label_classification"
         self.max_length = max_length
+        # A text pooling the native head lacks, chosen by the linear strategy and saved in config.json.
+        self.pooling: str | None = getattr(config, POOLING_KEY, None) if task == TEXT_TASK else None
 
     @property
     def sample_rate(self) -> int | None:
@@ -126,6 +139,8 @@ class TransformersClassifier(Classifier):
     # --- model --------------------------------------------------------------------------------------------------
 
     def forward(self, batch: dict[str, Any]):
+        if self.pooling not in (None, FIRST_TOKEN):   # a pooling the task model lacks: the encoder, then the head
+            return self.head_logits(self.head_inputs(batch))
         return self.model(**batch).logits
 
     def features(self, batch: dict[str, Any], *, layers: str = "last"):
@@ -134,63 +149,91 @@ class TransformersClassifier(Classifier):
 
         outputs = self.model(**batch, output_hidden_states=True)
         hidden_states = outputs.hidden_states[1:] if layers == "mean" else outputs.hidden_states[-1:]
-        pooled = []
-        for hidden in hidden_states:
-            mask = batch.get("attention_mask")
-            if mask is not None and mask.shape[1] != hidden.shape[1]:
-                # Audio encoders downsample the waveform: the frames that hold audio, as the model counts them.
-                if self._masks_frames():
-                    mask = self.model._get_feature_vector_attention_mask(hidden.shape[1], mask)
-                else:
-                    mask = torch.nn.functional.interpolate(mask[:, None].float(), size=hidden.shape[1])[:, 0]
-            if mask is None:
-                pooled.append(hidden.mean(dim=1))
+        return torch.stack([self._mean(hidden, batch) for hidden in hidden_states]).mean(0)
+
+    def _mean(self, hidden, batch: dict[str, Any]):
+        """``hidden`` averaged over the tokens or frames that hold input, as the model counts them."""
+        import torch
+
+        mask = batch.get("attention_mask")
+        if mask is not None and mask.shape[1] != hidden.shape[1]:
+            # Audio encoders downsample the waveform: the frames that hold audio, as the model counts them.
+            if self._masks_frames():
+                mask = self.model._get_feature_vector_attention_mask(hidden.shape[1], mask)
             else:
-                weights = mask.to(hidden.dtype).unsqueeze(-1)
-                pooled.append((hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0))
-        return torch.stack(pooled).mean(0)
+                mask = torch.nn.functional.interpolate(mask[:, None].float(), size=hidden.shape[1])[:, 0]
+        if mask is None:
+            return hidden.mean(dim=1)
+        weights = mask.to(hidden.dtype).unsqueeze(-1)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
     # --- training the head on cached inputs (linear probing) ----------------------------------------------------
     #
     # The heads of the supported task models read little of the encoder's output: text heads read the first
     # token (directly, or through a pooler), audio heads project the frames and average them (which equals
     # projecting their average, since the projection is affine), AST's head reads the pooled output. So the cached
-    # head input is that reduced output — the first token or the frame average, plus the pooler output when the
-    # encoder has one — and `head_logits` replays it through the model's own forward in place of the encoder.
+    # head inputs are those reduced outputs, one block of columns each (`_blocks`): the first token or the frame
+    # average, the pooler output when the encoder has one, and the other poolings the linear strategy probes.
+    # `head_logits` replays the block the current pooling reads through the model's own forward in place of the
+    # encoder.
+
+    head_inputs_version = "2"
+
+    def _blocks(self) -> list[str]:
+        """The head inputs' blocks, each ``hidden_size`` columns wide, in order."""
+        pooler = getattr(_encoder(self.model), "pooler", None) is not None
+        if self.task == TEXT_TASK:
+            return [FIRST_TOKEN, *(["pooler"] if pooler else []), MEAN_TOKENS, MEAN_TOKENS_LAYERS]
+        return [MEAN_FRAMES, *(["pooler"] if pooler else []),
+                *([MEAN_FRAMES_LAYERS] if self._weighs_layers() else [])]
+
+    def _columns(self, block: str) -> slice:
+        hidden, index = self._hidden_size(), self._blocks().index(block)
+        return slice(index * hidden, (index + 1) * hidden)
 
     def head_inputs(self, batch: dict[str, Any]):
         import torch
 
-        outputs = _encoder(self.model)(**_encoder_kwargs(self.model, batch))
-        hidden = outputs[0]
+        outputs = _encoder(self.model)(**_encoder_kwargs(self.model, batch), output_hidden_states=True)
+        hidden, layers = outputs[0], outputs.hidden_states
         if self.task == TEXT_TASK:
-            reduced = hidden[:, 0]
+            computed = {FIRST_TOKEN: hidden[:, 0], MEAN_TOKENS: self._mean(hidden, batch),
+                        MEAN_TOKENS_LAYERS: torch.stack([self._mean(layer, batch) for layer in layers]).mean(0)}
         else:
-            mask = batch.get("attention_mask")
-            if mask is not None and self._uses_frame_mask():
-                frames = self.model._get_feature_vector_attention_mask(hidden.shape[1], mask)
-                weights = frames.to(hidden.dtype).unsqueeze(-1)
-                reduced = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-            else:
-                reduced = hidden.mean(dim=1)
-        pooled = getattr(outputs, "pooler_output", None)
-        return reduced if pooled is None else torch.cat([reduced, pooled], dim=-1)
+            # Averaged over the frames the head averages: the frames that hold audio where it is given the mask.
+            frames = batch if self._uses_frame_mask() else {}
+            computed = {MEAN_FRAMES: self._mean(hidden, frames)}
+            if self._weighs_layers():
+                computed[MEAN_FRAMES_LAYERS] = torch.stack([self._mean(layer, frames) for layer in layers]).mean(0)
+        computed["pooler"] = getattr(outputs, "pooler_output", None)
+        return torch.cat([computed[block] for block in self._blocks()], dim=-1)
 
     def head_logits(self, head_inputs):
         from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
 
-        hidden_size = self._hidden_size()
-        sequence = head_inputs[:, None, :hidden_size]
-        if head_inputs.shape[-1] > hidden_size:
-            replay = BaseModelOutputWithPooling(last_hidden_state=sequence, pooler_output=head_inputs[:, hidden_size:])
+        blocks = self._blocks()
+        if self.task == TEXT_TASK and self.pooling not in (None, FIRST_TOKEN):
+            # The chosen pooling stands in for both what the head may read: the first token and the pooler output.
+            vector = head_inputs[:, self._columns(self.pooling)]
+            sequence, pooled = vector[:, None], (vector if "pooler" in blocks else None)
         else:
-            replay = BaseModelOutput(last_hidden_state=sequence)
+            weighed = self.task == AUDIO_TASK and bool(getattr(self.model.config, "use_weighted_layer_sum", False))
+            sequence = head_inputs[:, self._columns(MEAN_FRAMES_LAYERS if weighed else blocks[0])][:, None]
+            pooled = head_inputs[:, self._columns("pooler")] if "pooler" in blocks else None
+        replay = (BaseModelOutput(last_hidden_state=sequence) if pooled is None else
+                  BaseModelOutputWithPooling(last_hidden_state=sequence, pooler_output=pooled))
         encoder = _encoder(self.model)
         encoder.forward = lambda *args, **kwargs: replay  # the encoder's output is the cached one
+        config = self.model.config
+        weighted = getattr(config, "use_weighted_layer_sum", None)
+        if weighted:   # the replayed frames are already the layers' mean (with the equal weights the solver wrote)
+            config.use_weighted_layer_sum = False
         try:
             return self.model(**self._placeholder_inputs(head_inputs)).logits
         finally:
             del encoder.forward
+            if weighted:
+                config.use_weighted_layer_sum = weighted
 
     def _hidden_size(self) -> int:
         config = self.model.config
@@ -204,6 +247,25 @@ class TransformersClassifier(Classifier):
         # Models that pass the sample mask to their head average only the frames that hold audio.
         return self._masks_frames() and getattr(self.processor, "return_attention_mask", False)
 
+    def _weighs_layers(self) -> bool:
+        # Audio heads that can average every hidden state themselves (wav2vec2 and its kin, whisper), with a
+        # projector and classifier: the mean over frames and layers is then native.
+        return self.task == AUDIO_TASK and hasattr(self.model.config, "use_weighted_layer_sum") and \
+            self._affine_audio_head() is not None
+
+    def _affine_audio_head(self):
+        """The (projector, classifier) of a wav2vec2-style audio head, or None."""
+        import torch.nn as nn
+
+        projector, classifier = (getattr(self.model, name, None) for name in ("projector", "classifier"))
+        if not all(isinstance(layer, nn.Linear) and layer.bias is not None for layer in (projector, classifier)):
+            return None
+        head = {name.rsplit(".", 1)[0] for name in self.head_parameter_names()} - {"layer_weights"}
+        if head != {"projector", "classifier"} or projector.in_features != self._hidden_size() or \
+                projector.out_features < classifier.out_features:
+            return None
+        return projector, classifier
+
     def _placeholder_inputs(self, head_inputs) -> dict[str, Any]:
         """Inputs the task model's forward accepts; their values are never read, the encoder being replayed."""
         import torch
@@ -213,41 +275,70 @@ class TransformersClassifier(Classifier):
         dtype = torch.long if name == "input_ids" else head_inputs.dtype
         return {name: torch.zeros(batch, 1, dtype=dtype, device=head_inputs.device)}
 
-    def linear_head(self) -> LinearHead | None:
+    def linear_heads(self) -> list[LinearHead]:
         # A single linear classifier reads the pooler output when the encoder has a pooler (BERT), else the first
-        # token; audio heads (wav2vec2, whisper) project the frames, average them and classify, two affine maps in a
-        # row: the projection carries the fitted map into its first rows and the classifier passes those through.
-        # Heads with a hidden layer, a non-linearity or a norm (DistilBERT, RoBERTa, AST) are not one affine map.
+        # token; given a mean over tokens in their place, it classifies that instead (saved with the pooling in
+        # config.json, which transformers' own head ignores). Audio heads (wav2vec2, whisper) project the frames,
+        # average them and classify, two affine maps in a row: the projection carries the fitted map into its
+        # first rows and the classifier passes those through. Heads with a hidden layer, a non-linearity or a norm
+        # (DistilBERT, RoBERTa, AST) are not one affine map: none.
         import torch.nn as nn
 
-        modules = {name.rsplit(".", 1)[0] for name in self.head_parameter_names()}
         hidden = self._hidden_size()
-        layers = {name: self.model.get_submodule(name) for name in modules}
-        if not all(isinstance(layer, nn.Linear) and layer.bias is not None for layer in layers.values()):
-            return None
-        if self.task == TEXT_TASK and set(layers) == {"classifier"} and layers["classifier"].in_features == hidden:
-            classifier = layers["classifier"]
-            pooler = getattr(_encoder(self.model), "pooler", None) is not None
-            return LinearHead(in_features=hidden, columns=slice(hidden, None) if pooler else slice(0, hidden),
-                              write=lambda weight, bias: copy_linear(classifier, weight, bias))
-        if self.task == AUDIO_TASK and set(layers) == {"projector", "classifier"}:
-            projector, classifier = layers["projector"], layers["classifier"]
-            if projector.in_features != hidden or projector.out_features < classifier.out_features:
-                return None
+        if self.task == TEXT_TASK:
+            classifier = getattr(self.model, "classifier", None)
+            if {name.rsplit(".", 1)[0] for name in self.head_parameter_names()} != {"classifier"} or \
+                    not isinstance(classifier, nn.Linear) or classifier.bias is None or \
+                    classifier.in_features != hidden:
+                return []
+            native = "pooler" if "pooler" in self._blocks() else FIRST_TOKEN
+            for_cls = "ForSequenceClassification"
+            return [self._text_head(classifier, FIRST_TOKEN, self._columns(native), ""),
+                    self._text_head(classifier, MEAN_TOKENS, self._columns(MEAN_TOKENS),
+                                    TEXT_POOLING_NOTE.format(for_cls=for_cls, which="the last layer's")),
+                    self._text_head(classifier, MEAN_TOKENS_LAYERS, self._columns(MEAN_TOKENS_LAYERS),
+                                    TEXT_POOLING_NOTE.format(for_cls=for_cls,
+                                                             which="each hidden state's, then their mean"))]
+        layers = self._affine_audio_head()
+        if layers is None:
+            return []
+        heads = [LinearHead(in_features=hidden, columns=self._columns(MEAN_FRAMES), pooling=MEAN_FRAMES,
+                            write=lambda weight, bias: self._write_audio_head(*layers, weight, bias, False))]
+        if self._weighs_layers():
+            heads.append(LinearHead(in_features=hidden, columns=self._columns(MEAN_FRAMES_LAYERS),
+                                    pooling=MEAN_FRAMES_LAYERS,
+                                    write=lambda weight, bias: self._write_audio_head(*layers, weight, bias, True)))
+        return heads
 
-            def write(weight, bias) -> None:
-                import torch
+    def linear_head(self) -> LinearHead | None:
+        heads = self.linear_heads()
+        return heads[0] if heads else None
 
-                labels = weight.shape[0]
-                identity = torch.zeros_like(classifier.weight)
-                identity[:, :labels] = torch.eye(labels)
-                projection = torch.zeros_like(projector.weight)
-                projection[:labels] = weight.to(projection)
-                copy_linear(projector, projection, torch.zeros_like(projector.bias))
-                copy_linear(classifier, identity, bias)
+    def _text_head(self, classifier, pooling: str, columns: slice, note: str) -> LinearHead:
+        def write(weight, bias) -> None:
+            copy_linear(classifier, weight, bias)
+            self.pooling = None if pooling == FIRST_TOKEN else pooling
 
-            return LinearHead(in_features=hidden, columns=slice(0, hidden), write=write)
-        return None
+        return LinearHead(in_features=classifier.in_features, columns=columns, pooling=pooling, write=write,
+                          native=pooling == FIRST_TOKEN, load_note=note)
+
+    def _write_audio_head(self, projector, classifier, weight, bias, weigh_layers: bool) -> None:
+        import torch
+
+        labels = weight.shape[0]
+        identity = torch.zeros_like(classifier.weight)
+        identity[:, :labels] = torch.eye(labels)
+        projection = torch.zeros_like(projector.weight)
+        projection[:labels] = weight.to(projection)
+        copy_linear(projector, projection, torch.zeros_like(projector.bias))
+        copy_linear(classifier, identity, bias)
+        self.model.config.use_weighted_layer_sum = weigh_layers
+        if weigh_layers:
+            # Equal weights (a softmax of zeros) make the head's weighted sum of hidden states their mean.
+            count = self.model.config.num_hidden_layers + 1
+            self.model.layer_weights = torch.nn.Parameter(torch.zeros(count, device=projector.weight.device))
+        elif isinstance(getattr(self.model, "layer_weights", None), torch.nn.Parameter):
+            del self.model.layer_weights
 
     def head_parameter_names(self) -> list[str]:
         prefix = _encoder_prefix(self.model)
@@ -278,6 +369,11 @@ class TransformersClassifier(Classifier):
     def save(self, directory: str | Path) -> list[Path]:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        if self.task == TEXT_TASK:   # the chosen pooling travels in config.json (and a native one leaves no key)
+            if self.pooling in (None, FIRST_TOKEN):
+                self.model.config.__dict__.pop(POOLING_KEY, None)
+            else:
+                setattr(self.model.config, POOLING_KEY, self.pooling)
         if self.task == TEXT_TASK and self.max_length:
             # The token limit used in training travels with the tokenizer, so pipelines cut texts alike.
             self.processor.model_max_length = min(self.max_length, self.processor.model_max_length)

@@ -68,7 +68,8 @@ def _summary(record: dict[str, Any]) -> None:
     out.print(table)
     out.print(_choices_line(record), markup=False, highlight=False)
     fit = record.get("head_fit") or {}
-    how = (f"head solved with L2 {fit['l2']:g}" if fit.get("solver") == "lbfgs"
+    pooling = f" on the {fit['pooling']} pooling" if fit.get("pooling", "native") != "native" else ""
+    how = (f"head solved with L2 {fit['l2']:g}{pooling}" if fit.get("solver") == "lbfgs"
            else f"best epoch {record['best_epoch']} of {len(metrics['epochs'])}")
     out.print(f"{how}, {record['wall_s']:.1f} s; files: {', '.join(record['files'])}")
     data_line = _data_line(record.get("data") or {})

@@ -7,8 +7,10 @@ validation metric is kept (a tie goes to the stronger regularisation). The stand
 weights (``W' = W / σ``, ``b' = b - W' μ``), so the family's own head computes the fitted logits from raw head
 inputs, and the saved native model needs no extra step.
 
-:func:`fit_linear_probe` takes a feature matrix; which representation is probed is its caller's choice (today the
-family's head inputs, or the part of them its :class:`~zoo.family.LinearHead` reads).
+:func:`fit_linear_probe` takes a feature matrix. Which representation is probed is chosen the same way: a family
+may offer several pooled representations of the frozen encoder (:meth:`zoo.family.Classifier.linear_heads`: the
+first token, the mean over tokens, the mean over tokens and layers), :func:`solve_head` fits each and keeps the one
+with the best validation metric, a tie going to the one listed first (the native head).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from zoo.engine.config import AdaptConfig
@@ -57,6 +59,11 @@ class ProbeFit:
     metric: str
     grid: list[L2Fit]
     seconds: float
+    pooling: str = "native"                 # the representation probed (LinearHead.pooling)
+    native: bool = True                     # whether the family's own library computes the saved head
+    load_note: str = ""                     # how to load it otherwise (LinearHead.load_note)
+    # Every representation tried: its best validation metric, L2 and iterations, in the family's order.
+    poolings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def chosen(self) -> L2Fit:
@@ -70,7 +77,12 @@ class ProbeFit:
         return {"solver": SOLVER, "standardised": True, "metric": self.metric, "l2": self.l2,
                 "iterations": self.iterations, "max_iterations": MAX_ITERATIONS,
                 "gradient_tolerance": GRADIENT_TOLERANCE, "seconds": round(self.seconds, 3),
-                "grid": [asdict(fit) for fit in self.grid]}
+                "grid": [asdict(fit) for fit in self.grid], "pooling": self.pooling, "native": self.native,
+                **({"load_note": self.load_note} if self.load_note else {}),
+                "poolings": self.poolings or {self.pooling: self._summary()}}
+
+    def _summary(self) -> dict[str, Any]:
+        return {"val": self.chosen.val, "l2": self.l2, "iterations": self.iterations}
 
 
 def standardisation(features) -> tuple[Any, Any]:
@@ -159,39 +171,62 @@ def options_ignored(requested: AdaptConfig) -> list[str]:
             if getattr(requested, name) != getattr(default, name)]
 
 
-def solve_head(classifier, spec, head, setup, *, loss_fn, label_names: list[str], multi_label: bool, metric: str,
-               accelerator, reporter) -> ProbeFit:
-    """Fit ``head`` (the classifier's :class:`~zoo.family.LinearHead`) on the setup's cached head inputs, write
-    it into the model and check that the family's head now gives the fitted logits.
+def solve_head(classifier, spec, heads, setup, *, loss_fn, label_names: list[str], multi_label: bool,
+               metric: str, accelerator, reporter) -> ProbeFit:
+    """Fit each of ``heads`` (the classifier's :meth:`~zoo.family.Classifier.linear_heads`) on its columns of the
+    setup's cached head inputs, keep the best on validation, write it into the model and check that the family's
+    head now gives the fitted logits.
 
     Every process solves the same problem on the same cached features; rank 0's result is then given to all, so
     the replicas end identical even where kernels are not bit-for-bit deterministic.
 
     Raises:
         zoo.errors.TrainingDivergedError: the loss is not finite.
-        zoo.errors.PluginError: the family's ``linear_head()`` does not describe its head.
+        zoo.errors.PluginError: the family's ``linear_heads()`` does not describe its head.
     """
     import torch
 
     from zoo.engine.setup import plugin_of
 
+    started = time.perf_counter()
     device = accelerator.device
-    columns = head.columns
-    train_x = setup.train_data.features[:, columns].to(device)
-    val_x = setup.val_data.features[:, columns].to(device)
-    method = f"{type(classifier).__name__}.linear_head()"
+    method = f"{type(classifier).__name__}.linear_heads()"
     plugin = plugin_of(classifier, spec)
-    if train_x.shape[1] != head.in_features:
-        raise PluginError(plugin, f"{method} says the head reads {head.in_features} features, but its columns of "
-                                  f"the head inputs hold {train_x.shape[1]}; use --strategy full meanwhile")
+    poolings = [head.pooling for head in heads]
+    if len(set(poolings)) != len(poolings):
+        raise PluginError(plugin, f"{method} names a pooling twice ({', '.join(poolings)}); use --strategy full "
+                                  "meanwhile")
+    width = setup.train_data.features.shape[1]
+    best: tuple[ProbeFit, Any] | None = None
+    tried: dict[str, dict[str, Any]] = {}
+    for head in heads:
+        columns = head.columns
+        train_x = setup.train_data.features[:, columns].to(device)
+        if train_x.shape[1] != head.in_features or not 0 < head.in_features <= width:
+            raise PluginError(plugin, f"{method} says the {head.pooling} head reads {head.in_features} features, "
+                                      f"but its columns of the head inputs hold {train_x.shape[1]}; use --strategy "
+                                      "full meanwhile")
+        val_x = setup.val_data.features[:, columns].to(device)
+        prefix = f"{head.pooling} pooling, " if len(heads) > 1 else ""
 
-    def progress(fit: L2Fit) -> None:
-        reporter.message(f"L2 {fit.l2:g}: validation {metric} {fit.val:.4f} ({fit.iterations} L-BFGS iterations"
-                         f"{'' if fit.converged else ', stopped at the limit'})")
+        def progress(fit: L2Fit, prefix: str = prefix) -> None:
+            reporter.message(f"{prefix}L2 {fit.l2:g}: validation {metric} {fit.val:.4f} ({fit.iterations} L-BFGS "
+                             f"iterations{'' if fit.converged else ', stopped at the limit'})")
 
-    fit = fit_linear_probe(train_x, setup.train_data.targets.to(device), val_x, setup.val_data.targets.to(device),
-                           loss_fn=loss_fn, label_names=label_names, multi_label=multi_label, metric=metric,
-                           on_fit=progress)
+        fit = fit_linear_probe(train_x, setup.train_data.targets.to(device), val_x,
+                               setup.val_data.targets.to(device), loss_fn=loss_fn, label_names=label_names,
+                               multi_label=multi_label, metric=metric, on_fit=progress if len(heads) == 1 else None)
+        fit.pooling, fit.native, fit.load_note = head.pooling, head.native, head.load_note
+        tried[head.pooling] = fit._summary()
+        if len(heads) > 1:
+            reporter.message(f"{prefix}validation {metric} {fit.chosen.val:.4f} (L2 {fit.l2:g}, {fit.iterations} "
+                             "L-BFGS iterations)")
+        if best is None or fit.chosen.val > best[0].chosen.val + 1e-9:   # ties stay with the earlier pooling
+            best = (fit, head)
+    assert best is not None, "solve_head needs at least one head"
+    fit, head = best
+    fit.poolings = tried
+    fit.seconds = time.perf_counter() - started    # every pooling's fits, not only the chosen one's
     head.write(fit.weight, fit.bias)
     if accelerator.num_processes > 1:
         import torch.distributed as dist
@@ -203,9 +238,10 @@ def solve_head(classifier, spec, head, setup, *, loss_fn, label_names: list[str]
     sample = setup.val_data.features[:64].to(device)
     with torch.no_grad():
         replayed = classifier.head_logits(sample).float()
-        expected = sample[:, columns] @ fit.weight.T + fit.bias
+        expected = sample[:, head.columns] @ fit.weight.T + fit.bias
     scale = max(1.0, float(expected.abs().max()))
     if not torch.allclose(replayed, expected, rtol=1e-3, atol=1e-3 * scale):
-        raise PluginError(plugin, f"{method} does not describe the head: after writing the fitted weights the "
-                                  "head's logits differ from the fitted ones; use --strategy full meanwhile")
+        raise PluginError(plugin, f"{method} does not describe the head: after writing the fitted weights of the "
+                                  f"{head.pooling} head the head's logits differ from the fitted ones; use "
+                                  "--strategy full meanwhile")
     return fit

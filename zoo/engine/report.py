@@ -65,6 +65,18 @@ def _load_snippet(record: dict[str, Any], repo_id: str | None, revision: str = "
     classifies one input (``SNIPPET_INPUTS``)."""
     pinned = revision and revision != "main"
     example = SNIPPET_INPUTS[record["task"]]
+    fit = record.get("head_fit") or {}
+    if fit.get("native") is False:   # the linear head reads a pooling the library's own head lacks
+        import textwrap
+
+        note = textwrap.wrap(fit.get("load_note", ""), width=100, initial_indent="# ", subsequent_indent="# ")
+        fetch = ([f'from huggingface_hub import snapshot_download', "",
+                  f'path = snapshot_download("{repo_id}"' + (f', revision="{revision}"' if pinned else "") + ")"]
+                 if repo_id else ['path = "PATH"'])
+        return "\n".join([f"# The head reads the {fit['pooling']} pooling, which {record['family_library']}'s own "
+                          "head does not compute. With zoo:", "from zoo import api", *fetch, "",
+                          f'print(api.predict(path, ["{example}"])[0].labels)', "",
+                          *(["# Without zoo:", *note] if note else [])])
     if record["family_library"] == "timm":
         where = (f"hf-hub:{repo_id}" + (f"@{revision}" if pinned else "")) if repo_id else "local-dir:PATH"
         activation = "sigmoid()" if record["multi_label"] else "softmax(-1)"
@@ -212,9 +224,16 @@ def _cell(text: str) -> str:
 def _training_line(record: dict[str, Any], config: dict[str, Any]) -> str:
     fit = record.get("head_fit") or {}
     if fit.get("solver") == "lbfgs":   # the linear head was solved: epochs and learning rate did not apply
+        poolings = fit.get("poolings") or {}
+        pooled = ""
+        if fit.get("pooling", "native") != "native":
+            pooled = f" on the {fit['pooling']} pooling of the frozen backbone"
+        if len(poolings) > 1:
+            pooled += (f" (of {len(poolings)} tried, by validation {fit['metric']}: "
+                       + ", ".join(f"{name} {tried['val']:.4f}" for name, tried in poolings.items()) + ")")
         return (f"- linear head fitted to convergence on standardised cached features (L-BFGS, "
-                f"{fit['iterations']} iterations): L2 {fit['l2']:g} chosen on validation {fit['metric']} from "
-                f"{len(fit['grid'])} strengths; seed {config['seed']}")
+                f"{fit['iterations']} iterations){pooled}: L2 {fit['l2']:g} chosen on validation {fit['metric']} "
+                f"from {len(fit['grid'])} strengths; seed {config['seed']}")
     return (f"- epochs run: {len(record['metrics']['epochs'])} of {config['epochs']} (best: {record['best_epoch']}), "
             f"precision {config['precision']}, augmentation {config['augment']}, seed {config['seed']}")
 

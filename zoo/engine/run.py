@@ -382,6 +382,8 @@ def _train_plan(spec, family, request, classifier, splits, config, plan, scores,
     reporter.message(why)
     if winner != strategy:   # an earlier candidate won: a fresh backbone with its kept parameters
         classifier = _load_classifier(family, spec, request, splits, config)
+        if winner == "linear" and record.get("head_fit", {}).get("pooling"):
+            _select_pooling(classifier, record["head_fit"]["pooling"])
         resolved = config.resolved(winner, **facts)
         setup = build_setup(classifier, spec, splits, resolved, device=accelerator.device, reporter=reporter)
         tensors, progress = load_candidate(run_dir, winner)
@@ -396,6 +398,17 @@ def _train_plan(spec, family, request, classifier, splits, config, plan, scores,
                               started_wall, setup, trainer, progress)
 
 
+def _select_pooling(classifier, pooling: str) -> None:
+    """Make a fresh classifier read ``pooling`` (a solved linear head's), before its kept head is loaded: writing
+    a zero head through that pooling's LinearHead sets up whatever the pooling needs in the model."""
+    import torch
+
+    head = next((head for head in classifier.linear_heads() if head.pooling == pooling), None)
+    if head is None:
+        return
+    head.write(torch.zeros(classifier.num_labels, head.in_features), torch.zeros(classifier.num_labels))
+
+
 def _train(spec, classifier, splits, resolved, strategy, run_dir, record, accelerator, checkpoint,
            reporter) -> tuple[Any, Trainer, Progress]:
     """Train one strategy (from ``checkpoint`` when resuming) and leave its best parameters in place: the linear
@@ -406,9 +419,9 @@ def _train(spec, classifier, splits, resolved, strategy, run_dir, record, accele
     loss_fn = make_loss(resolved, multi_label=splits.multi_label,
                         class_counts=list(splits.class_counts("train").values()), num_examples=len(splits.train),
                         device=accelerator.device)
-    head = classifier.linear_head() if strategy == "linear" else None
-    if head is not None:   # a convex problem on cached features: solved, not trained for epochs
-        trainer, progress = _solve_linear_head(spec, classifier, splits, resolved, setup, head, loss_fn, record,
+    heads = classifier.linear_heads() if strategy == "linear" else []
+    if heads:   # a convex problem on cached features: solved, not trained for epochs
+        trainer, progress = _solve_linear_head(spec, classifier, splits, resolved, setup, heads, loss_fn, record,
                                                accelerator, run_dir, reporter)
     else:
         if strategy == "linear":
@@ -462,7 +475,7 @@ def _train_epochs(classifier, splits, resolved, strategy, setup, loss_fn, record
     return trainer, progress
 
 
-def _solve_linear_head(spec, classifier, splits, resolved, setup, head, loss_fn, record, accelerator, run_dir,
+def _solve_linear_head(spec, classifier, splits, resolved, setup, heads, loss_fn, record, accelerator, run_dir,
                        reporter) -> tuple[Trainer, Progress]:
     """The linear strategy's head fitted to convergence (zoo.engine.probe), as one entry of the epoch history.
 
@@ -480,12 +493,16 @@ def _solve_linear_head(spec, classifier, splits, resolved, setup, head, loss_fn,
     trainer = Trainer(setup, resolved, accelerator=accelerator, optimizer=None, scheduler=None, loss_fn=loss_fn,
                       label_names=splits.label_names, multi_label=splits.multi_label, run_dir=run_dir,
                       reporter=reporter)
-    fit = solve_head(classifier, spec, head, setup, loss_fn=loss_fn, label_names=splits.label_names,
+    fit = solve_head(classifier, spec, heads, setup, loss_fn=loss_fn, label_names=splits.label_names,
                      multi_label=splits.multi_label, metric=trainer.metric, accelerator=accelerator,
                      reporter=reporter)
     record["head_fit"] = {**fit.to_record(), "ignored_options": ignored}
-    reporter.message(f"linear head: L2 {fit.l2:g} chosen on validation {trainer.metric} "
+    pooled = f", {fit.pooling} pooling of {len(fit.poolings)}" if len(fit.poolings) > 1 else ""
+    reporter.message(f"linear head: L2 {fit.l2:g}{pooled} chosen on validation {trainer.metric} "
                      f"({fit.iterations} L-BFGS iterations over {len(fit.grid)} strengths, {fit.seconds:.1f} s)")
+    if not fit.native:
+        reporter.message(f"the saved model pools by {fit.pooling}, which {spec.family}'s own head does not: it "
+                         f"loads with zoo; {fit.load_note}")
     # One entry of history, so curves, cards and summaries read a solved head like a trained one.
     progress = Progress(epoch=1, best_epoch=0)
     progress.best_metric = fit.chosen.val

@@ -36,7 +36,9 @@ def cached_head_inputs(classifier, spec, splits: DataSplits, split: str, config:
 
     examples = getattr(splits, split)
     extra = {"max_seconds": config.max_seconds, "max_length": config.max_length, "labels": splits.label_names,
-             "multi_label": splits.multi_label, "image_size": config.image_size}
+             "multi_label": splits.multi_label, "image_size": config.image_size,
+             "head_inputs": f"{type(classifier).__module__}.{type(classifier).__qualname__} "
+                            f"{getattr(classifier, 'head_inputs_version', '1')}"}
     key = cache_key(spec, fingerprint=splits.fingerprint, split=split, extra=extra)
     cached = load_cached(key)
     if cached is not None:
