@@ -758,8 +758,9 @@ def test_a_linear_head_on_another_pooling_wins_auto_and_loads_as_recorded(backbo
     """When the linear probe reads a pooling other than the native head's and wins `auto`, the saved model is that
     head: `zoo predict` re-scores it to the recorded validation metric, and the family's library loads it (natively,
     or as the recorded load note says)."""
-    import zoo.engine.run
     from zoo_transformers.family import TransformersClassifier
+
+    import zoo.engine.run
 
     offered = TransformersClassifier.linear_heads
     monkeypatch.setattr(TransformersClassifier, "linear_heads",

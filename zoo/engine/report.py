@@ -70,7 +70,7 @@ def _load_snippet(record: dict[str, Any], repo_id: str | None, revision: str = "
         import textwrap
 
         note = textwrap.wrap(fit.get("load_note", ""), width=100, initial_indent="# ", subsequent_indent="# ")
-        fetch = ([f'from huggingface_hub import snapshot_download', "",
+        fetch = (['from huggingface_hub import snapshot_download', "",
                   f'path = snapshot_download("{repo_id}"' + (f', revision="{revision}"' if pinned else "") + ")"]
                  if repo_id else ['path = "PATH"'])
         return "\n".join([f"# The head reads the {fit['pooling']} pooling, which {record['family_library']}'s own "
