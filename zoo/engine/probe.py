@@ -190,7 +190,11 @@ def solve_head(classifier, spec, heads, setup, *, loss_fn, label_names: list[str
 
     started = time.perf_counter()
     device = accelerator.device
-    method = f"{type(classifier).__name__}.linear_heads()"
+    from zoo.family import Classifier
+
+    # Name the method the plugin wrote: linear_head() where it kept the default linear_heads().
+    own = "linear_heads" if type(classifier).linear_heads is not Classifier.linear_heads else "linear_head"
+    method = f"{type(classifier).__name__}.{own}()"
     plugin = plugin_of(classifier, spec)
     poolings = [head.pooling for head in heads]
     if len(set(poolings)) != len(poolings):
