@@ -7,21 +7,37 @@ import subprocess
 import sys
 
 import pytest
+import typer
 from conftest import run_zoo
 from typer.testing import CliRunner
 
 from zoo.cli import app
 
-COMMANDS = ["list", "info", "plugins", "recommend", "adapt", "predict", "bench", "runs"]
+
+def _commands(command=None, prefix=()) -> list[list[str]]:
+    """Every command and subcommand the app has, read from the app itself (so a new one is checked too)."""
+    command = command or typer.main.get_command(app)
+    found = []
+    for name, sub in sorted(getattr(command, "commands", {}).items()):
+        found += [[*prefix, name], *_commands(sub, (*prefix, name))]
+    return found
+
+
+COMMANDS = _commands()
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
 def test_every_command_has_help_with_an_example(command):
-    result = runner.invoke(app, [command, "--help"])
+    result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0
     assert "Example: zoo " in result.output
     assert "--json" in result.output
+
+
+def test_the_command_list_is_complete():
+    assert {c[0] for c in COMMANDS} >= {"list", "info", "plugins", "recommend", "fetch", "adapt", "predict", "bench",
+                                        "push", "runs"}
 
 
 def test_help_does_not_import_torch():

@@ -13,7 +13,6 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from zoo.cli import runs_cmd
 from zoo.errors import InvalidInputError, ZooError
 from zoo.store import (
     DEFAULT_ENV,
@@ -342,13 +341,9 @@ def test_newer_schema_is_refused(tmp_path):
 
 @pytest.fixture
 def app() -> typer.Typer:
-    app = typer.Typer(pretty_exceptions_enable=False)
+    # The real root: it is where errors become one line (zoo.cli._OneLineErrors).
+    from zoo.cli import app
 
-    @app.callback()
-    def _root() -> None:
-        """Throw-away root for the `runs` sub-app."""
-
-    runs_cmd.register(app)
     return app
 
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import typer
 from conftest import FIXTURE_REGISTRY
 from typer.testing import CliRunner
 
@@ -374,6 +375,7 @@ def _bad_command_lines(data: str, images: str, run: str, nan_run: str, unfinishe
         "runs show unknown": (["runs", "show", "99999"], "99999"),
         "runs show text": (["runs", "show", "abc"], "ID"),
         "info unknown": (["info", "no-such-model"], "no-such-model"),
+        "plugins bad registry": (["plugins", "--registry", a_file], a_file),
         "list unknown task": (["list", "--task", "video-cls"], "video-cls"),
         "unknown command": (["adaptt"], "adaptt"),
     }
@@ -393,6 +395,12 @@ def bad_input_world(finished_run, nan_run, datasets, tmp_path_factory) -> dict[s
 
 
 BAD_CASES = list(_bad_command_lines(*["X"] * 6))
+
+
+def test_every_command_has_bad_input_cases():
+    commands = set(typer.main.get_command(app).commands)   # read from the app: a new command needs cases too
+    covered = {args[0] for args, _ in _bad_command_lines(*["X"] * 6).values()}
+    assert commands <= covered, f"no bad-input case for {sorted(commands - covered)}"
 
 
 def _tree(path: Path) -> dict[str, int]:

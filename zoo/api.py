@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +23,10 @@ from zoo.registry import CORE_REGISTRY, BackboneSpec, Registry, read_registry_fi
 from zoo.tasks import get_task
 
 if TYPE_CHECKING:
+    from zoo.hub.fetch import FetchReport
+    from zoo.hub.push import PushResult
     from zoo.recommend.transfer import DataRecommendation
+    from zoo.store import Comparison, RunDetail, RunListing
 
 PathLike = str | os.PathLike[str]
 
@@ -48,7 +51,8 @@ def load_registry(registry_files: Iterable[PathLike] = (), *,
 
 def list_backbones(*, task: str | None = None, family: str | None = None, pattern: str | None = None,
                    registry_files: Iterable[PathLike] = ()) -> list[BackboneSpec]:
-    """Registry entries matching every filter (``pattern`` is a shell wildcard over names)."""
+    """Registry entries matching every filter (``pattern`` is a shell wildcard over names; without wildcard
+    characters, a part of the name)."""
     if task is not None:
         get_task(task)
     return load_registry(registry_files).query(task=task, family=family, pattern=pattern)
@@ -542,3 +546,79 @@ def _bench_spec(target: str, *, task: str | None, family: str | None, registry_f
                 "audio-cls": {"sample_rate": 16000, "seconds": 1.0}}[task]
     return BackboneSpec(name=target, family=family, source=target, tasks=(task,), params_m=1.0, gflops=1.0,
                         input=defaults, origin="command line")
+
+
+# --- hub, run history -------------------------------------------------------------------------------------------
+
+
+def fetch(names: Sequence[str] = (), *, task: str | None = None, top: int = 3,
+          registry_files: Iterable[PathLike] = (), token: str | None = None,
+          progress: Callable[[str], None] | None = None, download_bars: bool = True) -> FetchReport:
+    """Download backbones into the Hugging Face cache ahead of time, so later work runs with ``HF_HUB_OFFLINE=1``:
+    ``names``, or the ``top`` data-free recommendations for ``task``. Successful downloads are recorded in the run
+    history.
+
+    A backbone that fails does not stop the others: the report holds every result, and
+    :meth:`~zoo.hub.fetch.FetchReport.raise_for_failures` turns the failures into one error.
+
+    Raises:
+        zoo.errors.InvalidInputError: neither names nor a task, offline mode is on, or a malformed token.
+        zoo.errors.UnknownBackboneError: a name not in the registry.
+    """
+    from zoo.hub.fetch import FetchReport, fetch_backbones
+
+    return FetchReport(fetch_backbones(names, task=task, top=top, registry_files=registry_files, token=token,
+                                       progress=progress, download_bars=download_bars))
+
+
+def push(run_dir: PathLike, repo_id: str, *, private: bool | None = None, branch: str = "main",
+         commit_message: str | None = None, token: str | None = None,
+         progress: Callable[[str], None] | None = None) -> PushResult:
+    """Publish the finished run in ``run_dir`` to the model repo ``repo_id`` in one commit, checked after upload
+    (:func:`zoo.hub.push.push_run`), and record the push in the run history.
+
+    Raises:
+        zoo.errors.InvalidInputError: not a run directory, an unfinished run, a malformed repo id or token.
+        zoo.errors.HubError: no token, a refusal by the Hub, a broken connection, or files that did not arrive
+            intact.
+    """
+    from zoo.hub.push import push_run
+
+    return push_run(run_dir, repo_id, private=private, branch=branch, commit_message=commit_message, token=token,
+                    progress=progress)
+
+
+def list_runs(*, task: str | None = None, backbone: str | None = None, status: str | None = None,
+              limit: int = 50, store: PathLike | None = None) -> RunListing:
+    """Recorded adapt runs, newest first (``backbone`` a name or a wildcard; ``limit`` 0 for all), from the run
+    history ``store`` (default: ``ZOO_STORE``, else the user cache).
+
+    Raises:
+        zoo.errors.InvalidInputError: an unknown task or status, a negative limit.
+        zoo.store.StoreError: the history cannot be read.
+    """
+    from zoo.store import RunStore
+
+    return RunStore(store).listing(task=task, backbone=backbone, status=status, limit=limit)
+
+
+def run_details(run_id: int, *, store: PathLike | None = None) -> RunDetail:
+    """One recorded run: its facts, best and test metrics, metrics per epoch, configuration and pushes.
+
+    Raises:
+        zoo.store.UnknownRunError: no run with that id. zoo.store.StoreError: the history cannot be read.
+    """
+    from zoo.store import RunStore
+
+    return RunStore(store).detail(run_id)
+
+
+def compare_runs(run_ids: Sequence[int], *, store: PathLike | None = None) -> Comparison:
+    """Two or more recorded runs side by side: metrics (best of each marked), facts and configuration differences.
+
+    Raises:
+        zoo.errors.InvalidInputError: fewer than two distinct ids. zoo.store.UnknownRunError: an id not recorded.
+    """
+    from zoo.store import RunStore
+
+    return RunStore(store).compare(list(run_ids))

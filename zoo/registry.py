@@ -299,7 +299,11 @@ class Registry:
 
     def query(self, *, task: str | None = None, family: str | None = None,
               pattern: str | None = None) -> list[BackboneSpec]:
-        """Specs matching every given filter; ``pattern`` is a shell wildcard over names (``convnext*``)."""
+        """Specs matching every given filter; ``pattern`` is a shell wildcard over names (``convnext*``), and a
+        pattern without wildcard characters matches a part of the name (``tiny`` finds ``tiny-bert``), as a
+        search box would. Case does not matter."""
+        if pattern is not None and not any(ch in pattern for ch in "*?["):
+            pattern = f"*{pattern}*"
         return [
             spec for spec in self._specs.values()
             if (task is None or task in spec.tasks)

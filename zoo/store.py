@@ -164,6 +164,14 @@ class Comparison:
     def differing_facts(self) -> list[str]:
         return [key for key, values in self.facts.items() if len({_hashable(v) for v in values}) > 1]
 
+    def highlighted(self, metric: str, *, test: bool = False) -> list[int]:
+        """The ids of the runs to mark as best for ``metric``: none when fewer than two runs report it or every run
+        that does ties, since there is nothing to choose between them."""
+        values = (self.test_metrics if test else self.metrics).get(metric, [])
+        winners = (self.test_best if test else self.best).get(metric, [])
+        present = [v for v in values if v is not None]
+        return [] if len(present) < 2 or len(winners) == len(present) else list(winners)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "run_ids": self.run_ids, "runs": [run.to_dict() for run in self.runs],
@@ -172,6 +180,53 @@ class Comparison:
             "facts": self.facts, "differing_facts": self.differing_facts,
             "config": self.config, "same_data": self.same_data,
         }
+
+
+@dataclass(frozen=True)
+class RunListing:
+    """What `zoo runs` lists: the runs that match, and where they were read from."""
+
+    store: str                           # the database file
+    runs: list[RunSummary]
+    filtered: bool                       # whether any filter (task, backbone, status) was given
+
+
+@dataclass(frozen=True)
+class RunDetail:
+    """One run as `zoo runs show` presents it, read from its record once, whatever the record's version lacks.
+
+    ``record`` is the stored record itself, with the run's ``pushes`` when it has a run directory (the ``--json``
+    output); the other fields are that record's parts with their types checked.
+    """
+
+    id: int
+    status: str | None
+    run_dir: str | None
+    task: str | None
+    backbone: str | None
+    family: str | None
+    source: str | None                   # where the weights came from, when that is not the backbone's name
+    strategy: str | None
+    started_at: str | None
+    finished_at: str | None
+    wall_s: float | None
+    data_source: str | None
+    sizes: dict[str, int]                # examples per split: train, val, test
+    num_labels: int | None
+    multi_label: bool
+    data_fingerprint: str | None
+    best_epoch: int | None
+    error: str | None
+    pushes: list[dict[str, Any]]         # newest first, as RunStore.list_pushes gives them
+    main_metric: str
+    best: dict[str, int | float]         # best-epoch (validation) metrics: the numbers only
+    test: dict[str, int | float]
+    epochs: list[dict[str, int | float]]       # one per epoch: "epoch", then metrics, nested ones as "val.accuracy"
+    config: dict[str, Any]               # flattened: "optim.lr"
+    record: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.record
 
 
 # --- The store --------------------------------------------------------------------------------------------------
@@ -278,6 +333,24 @@ class RunStore:
         if row is None:
             raise UnknownRunError(run_id, self.path)
         return _summary(row)
+
+    def listing(self, *, task: str | None = None, backbone: str | None = None, status: str | None = None,
+                limit: int | None = 50) -> RunListing:
+        """:meth:`list_runs` with the database it read and whether it was filtered."""
+        runs = self.list_runs(task=task, backbone=backbone, status=status, limit=limit)
+        return RunListing(str(self.path), runs, filtered=bool(task or backbone or status))
+
+    def detail(self, run_id: int) -> RunDetail:
+        """Run ``run_id`` with its pushes, as :class:`RunDetail`.
+
+        Raises:
+            UnknownRunError: when no run has that id.
+        """
+        record = self.get_run(run_id)
+        pushes = self.list_pushes(run_dir=record["run_dir"]) if record.get("run_dir") else []
+        if record.get("run_dir"):
+            record["pushes"] = pushes
+        return _detail(record, pushes)
 
     def compare(self, run_ids: list[int]) -> Comparison:
         """Metrics of two or more runs side by side, with the facts and configuration that differ.
@@ -515,6 +588,38 @@ def _summary(row: sqlite3.Row) -> RunSummary:
     )
 
 
+def _detail(record: dict[str, Any], pushes: list[dict[str, Any]]) -> RunDetail:
+    backbone = record.get("backbone")
+    backbone = backbone if isinstance(backbone, Mapping) else {"name": backbone}
+    data = record.get("data") if isinstance(record.get("data"), Mapping) else {}
+    metrics = record.get("metrics") if isinstance(record.get("metrics"), Mapping) else {}
+    sizes = data.get("sizes") if isinstance(data.get("sizes"), Mapping) else {}
+    labels = data.get("labels")
+    source = _text(backbone.get("source"))
+    epochs = []
+    for index, entry in enumerate((e for e in (metrics.get("epochs") or []) if isinstance(e, Mapping)), start=1):
+        flat: dict[str, Any] = {}
+        for key, value in entry.items():   # nested metrics one level down: "val.accuracy"
+            flat.update({f"{key}.{k}": v for k, v in value.items()} if isinstance(value, Mapping) else {key: value})
+        row = _numbers(flat)
+        number = entry.get("epoch", index)
+        epochs.append({"epoch": number, **{k: v for k, v in row.items() if k != "epoch"}})
+    wall = record.get("wall_s")
+    return RunDetail(
+        id=record["id"], status=_text(record.get("status")), run_dir=_text(record.get("run_dir")),
+        task=_text(record.get("task")), backbone=_text(backbone.get("name")), family=_text(backbone.get("family")),
+        source=source if source != _text(backbone.get("name")) else None, strategy=_text(record.get("strategy")),
+        started_at=_text(record.get("started_at")), finished_at=_text(record.get("finished_at")),
+        wall_s=_number(wall), data_source=_text(data.get("source")),
+        sizes={split: sizes[split] for split in ("train", "val", "test") if split in sizes},
+        num_labels=len(labels) if isinstance(labels, list) else None, multi_label=bool(data.get("multi_label")),
+        data_fingerprint=_text(data.get("fingerprint")), best_epoch=record.get("best_epoch"),
+        error=_text(record.get("error")), pushes=pushes, main_metric=main_metric(record),
+        best=_numbers(metrics.get("best")), test=_numbers(metrics.get("test")), epochs=epochs,
+        config=flatten_config(record.get("config") or {}), record=record,
+    )
+
+
 def _summary_from_record(run_id: int, record: dict[str, Any]) -> RunSummary:
     row = _run_row(record)
     row.update(id=run_id)
@@ -526,6 +631,13 @@ def _scalar_metrics(metrics: Any) -> dict[str, float]:
     if not isinstance(metrics, Mapping):
         return {}
     return {str(k): float(v) for k, v in metrics.items() if _number(v) is not None}
+
+
+def _numbers(metrics: Any) -> dict[str, int | float]:
+    """The numeric entries of a metrics dict as they are (an int stays an int: a count reads as one)."""
+    if not isinstance(metrics, Mapping):
+        return {}
+    return {str(k): v for k, v in metrics.items() if _number(v) is not None}
 
 
 def _best_ids(metric: str, values: list[float | None], ids: list[int]) -> list[int]:

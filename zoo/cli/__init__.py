@@ -20,20 +20,26 @@ from zoo.cli import (
     recommend_cmd,
     runs_cmd,
 )
+from zoo.cli._common import handle_errors, hide_flag_types
 
-# Typer raises the command-line framework's exceptions (its own copy of click's, in recent releases): found through
-# the class it exports, so either works.
-_CLICK_ERRORS = sys.modules[typer.BadParameter.__module__]
+_CLICK_ERRORS = sys.modules[typer.BadParameter.__module__]   # see zoo.cli._common
+_ABORT = tuple({typer.Abort, getattr(_CLICK_ERRORS, "Abort", typer.Abort)})
 
 
 class _OneLineErrors(TyperGroup):
-    """The root command, whose usage errors (an unknown option, a value of the wrong type) are one line on stderr
-    and exit code 2, like every other error zoo reports, instead of a framed block."""
+    """The root command: every error a command raises, and every usage error (an unknown option, a value of the
+    wrong type), is one line on stderr and a non-zero exit, rendered here once for every command
+    (:func:`zoo.cli._common.handle_errors`), instead of a framed block or a traceback."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        hide_flag_types(self)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
-            result = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False,
-                                  **extra)
+            with handle_errors():
+                result = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                                      standalone_mode=False, **extra)
             code = result if isinstance(result, int) else 0
         except _CLICK_ERRORS.NoArgsIsHelpError as exc:
             typer.echo(exc.format_message())
@@ -43,7 +49,9 @@ class _OneLineErrors(TyperGroup):
             message = " ".join(exc.format_message().split())
             typer.echo(f"Error: {message} (see '{where} --help')", err=True)
             code = exc.exit_code
-        except (typer.Abort, _CLICK_ERRORS.Abort):
+        except typer.Exit as exc:   # handle_errors' verdict on an error it rendered
+            code = exc.exit_code
+        except _ABORT:
             typer.echo("Aborted.", err=True)
             code = 1
         if standalone_mode:

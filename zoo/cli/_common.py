@@ -1,4 +1,5 @@
-"""What every command shares: option aliases, output (rich for people, JSON for scripts) and error rendering."""
+"""What every command shares: option aliases, output (rich for people, JSON for scripts, progress on stderr) and
+error rendering."""
 
 from __future__ import annotations
 
@@ -15,8 +16,13 @@ import typer
 from zoo.errors import ZooError
 
 DEBUG_ENV = "ZOO_DEBUG"
+# Typer raises the command-line framework's exceptions (its own copy of click's, in recent releases): found through
+# the class it exports, so either works.
+_CLICK_ERRORS = sys.modules[typer.BadParameter.__module__]
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
+WideOption = Annotated[bool, typer.Option("--wide", help="Show every column, even past the terminal's width "
+                                          "(a narrow terminal hides the least important ones).")]
 RegistryOption = Annotated[
     list[Path] | None,
     typer.Option("--registry", "-r", help="Extra registry TOML file (repeatable); also read from ZOO_REGISTRY.",
@@ -34,6 +40,26 @@ def console():
     return Console()
 
 
+def stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):   # replaced or closed streams
+        return False
+
+
+def progress_console():
+    """Where progress of long work is drawn: a console on stderr when stderr is a terminal, else None (no progress).
+
+    Progress never goes to stdout, which holds only the result: with ``--json`` a person on a terminal still sees
+    the progress while a script reads clean JSON, and a log file does not fill with redrawn bars.
+    """
+    if not stderr_is_terminal():
+        return None
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
 def print_json(data: Any) -> None:
     """Strict JSON on stdout, unstyled, so scripts can parse it (no NaN: see :mod:`zoo.jsonio`)."""
     from zoo.jsonio import dumps
@@ -49,21 +75,40 @@ def remember_token(value: str | None) -> str | None:
     return value
 
 
+def hide_flag_types(command) -> None:
+    """Show flags (``--json``, ``--help``, ``--private/--public``) in ``--help`` without a type tag: a flag takes
+    no value, so Typer's ``<bool>`` beside it reads as if it wanted one. Applied to the whole command tree once,
+    by the root command."""
+    for param in [*command.params, command.get_help_option(typer.Context(command))]:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""     # what Typer's help shows in place of the type
+    for sub in getattr(command, "commands", {}).values():
+        hide_flag_types(sub)
+
+
+def _scrub(text: str) -> str:
+    from zoo.secrets import scrub  # imported when there is something to scrub: `zoo --help` stays light
+
+    return scrub(text)
+
+
 @contextmanager
 def handle_errors() -> Iterator[None]:
     """Turn an error into one line on stderr and a non-zero exit; ``ZOO_DEBUG=1`` shows the traceback.
+
+    The root command (:class:`zoo.cli._OneLineErrors`) runs every command inside it, so commands raise and never
+    render errors themselves; usage errors of the command-line framework pass through to the root command.
 
     This is where errors reach a person, so every token is scrubbed here (:func:`zoo.secrets.scrub`): from the
     line, from the traceback, and from the log lines and warnings libraries print meanwhile, since an HTTP
     client's error text may quote the header that carries the token.
     """
-    from zoo.secrets import scrub
-
+    scrub = _scrub
     debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         with _scrubbed_logs_and_warnings(scrub):
             yield
-    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+    except (typer.Exit, typer.Abort, KeyboardInterrupt, _CLICK_ERRORS.ClickException):
         raise
     except Exception as exc:
         exit_code = exc.exit_code if isinstance(exc, ZooError) else 1

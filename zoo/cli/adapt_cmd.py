@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from zoo.cli._common import JsonOption, RegistryOption, TaskOption, console, handle_errors, print_json
+from zoo.cli import _format as fmt
+from zoo.cli._common import JsonOption, RegistryOption, TaskOption, console, print_json, progress_console
 
 
 class RichReporter:
-    """Draws the engine's progress with rich: a bar per epoch with loss and samples/s, a line per epoch."""
+    """Draws the engine's progress with rich: a bar per epoch with loss and samples/s, a line per epoch (on the
+    console given: stderr, from the command)."""
 
     def __init__(self, out=None) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -63,7 +64,7 @@ def _summary(record: dict[str, Any]) -> None:
         table.add_column(name, justify="right")
     for split, values in (("validation (best epoch)", metrics["best"]), ("test", metrics.get("test"))):
         if values:
-            table.add_row(split, *[f"{values[n]:.4f}" for n in names])
+            table.add_row(split, *[fmt.metric(values[n]) for n in names])
     out = console()
     out.print(table)
     out.print(_choices_line(record), markup=False, highlight=False)
@@ -185,28 +186,27 @@ def register(app: typer.Typer) -> None:
         from zoo import api
         from zoo.engine.config import AdaptConfig
 
-        quiet = json_output or not sys.stderr.isatty() or int(os.environ.get("RANK", "0")) != 0
-        with handle_errors():
-            reporter = None if quiet else RichReporter()
-            if resume is not None:
-                record = api.resume(resume, reporter=reporter, store=not no_store)
-            else:
-                if backbone is None or data is None:
-                    from zoo.errors import InvalidInputError
+        progress = progress_console() if int(os.environ.get("RANK", "0")) == 0 else None
+        reporter = RichReporter(progress) if progress is not None else None
+        if resume is not None:
+            record = api.resume(resume, reporter=reporter, store=not no_store)
+        else:
+            if backbone is None or data is None:
+                from zoo.errors import InvalidInputError
 
-                    raise InvalidInputError("give a BACKBONE and --data (or --resume RUN_DIR); "
-                                            "see 'zoo adapt --help'")
-                config = AdaptConfig(
-                    strategy=strategy, epochs=epochs, batch_size=batch_size, lr=lr, warmup_ratio=warmup_ratio,
-                    image_size=image_size, precision=precision, augment=augment, grad_accum=grad_accum,
-                    label_smoothing=label_smoothing, class_weights=class_weights, layer_decay=layer_decay,
-                    patience=patience, metric=metric, max_seconds=max_seconds, max_length=max_length,
-                    compile=compile_model, seed=seed, checkpoint_every=checkpoint_every)
-                record = api.adapt(backbone, data, task=task, output=output, val=val, test=test,
-                                   input_col=input_col, label_col=label_col, label_sep=label_sep,
-                                   multi_label=multi_label, val_fraction=val_fraction, skip_bad=skip_bad,
-                                   device=device, config=config, registry_files=registry or (), reporter=reporter,
-                                   store=not no_store, processes=processes)
+                raise InvalidInputError("give a BACKBONE and --data (or --resume RUN_DIR); "
+                                        "see 'zoo adapt --help'")
+            config = AdaptConfig(
+                strategy=strategy, epochs=epochs, batch_size=batch_size, lr=lr, warmup_ratio=warmup_ratio,
+                image_size=image_size, precision=precision, augment=augment, grad_accum=grad_accum,
+                label_smoothing=label_smoothing, class_weights=class_weights, layer_decay=layer_decay,
+                patience=patience, metric=metric, max_seconds=max_seconds, max_length=max_length,
+                compile=compile_model, seed=seed, checkpoint_every=checkpoint_every)
+            record = api.adapt(backbone, data, task=task, output=output, val=val, test=test,
+                               input_col=input_col, label_col=label_col, label_sep=label_sep,
+                               multi_label=multi_label, val_fraction=val_fraction, skip_bad=skip_bad,
+                               device=device, config=config, registry_files=registry or (), reporter=reporter,
+                               store=not no_store, processes=processes)
         if int(os.environ.get("RANK", "0")) != 0:
             return   # under accelerate launch, rank 0 speaks for the run
         if json_output:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Annotated
 
 import typer
 
-from zoo.cli._common import JsonOption, RegistryOption, TaskOption, console, handle_errors, print_json
+from zoo.cli import _format as fmt
+from zoo.cli._common import JsonOption, RegistryOption, TaskOption, console, print_json, progress_console
 
 
 def _batch_sizes(text: str) -> tuple[int, ...]:
@@ -27,17 +29,27 @@ def _rows(result) -> list[tuple[str, str]]:
             ("precision", result.precision),
             ("input", ", ".join(f"{k} {v}" for k, v in result.input["shapes"].items())),
             ("parameters", f"{result.params_m:.2f} M"), ("GFLOPs / example", f"{result.gflops:.3f}"),
-            ("latency p50 (batch 1)", f"{result.latency_ms['p50']:.2f} ms"),
-            ("latency p95 (batch 1)", f"{result.latency_ms['p95']:.2f} ms")]
+            ("latency p50 (batch 1)", fmt.milliseconds(result.latency_ms["p50"])),
+            ("latency p95 (batch 1)", fmt.milliseconds(result.latency_ms["p95"]))]
     rows += [(f"throughput (batch {t['batch_size']})", f"{t['samples_per_s']:.1f} /s") for t in result.throughput]
     rows.append((f"peak memory ({result.peak_memory_kind})", f"{result.peak_memory_mb:.0f} MB"))
     if result.mfu is not None:
         rows.append(("model FLOPs utilisation", f"{100 * result.mfu:.1f}%"))
     if result.accuracy:
         names = ["micro_f1", "macro_f1"] if "micro_f1" in result.accuracy else ["accuracy", "macro_f1"]
-        rows += [(f"{name} ({result.accuracy['examples']} examples)", f"{result.accuracy[name]:.4f}")
+        rows += [(f"{name} ({result.accuracy['examples']} examples)", fmt.metric(result.accuracy[name]))
                  for name in names]
     return rows
+
+
+def _headers(results) -> list[str]:
+    """Each column's header: the backbone, and where several columns share one (two runs of one backbone), the
+    target as given too (the run directory), or its position when even that is the same."""
+    backbones = [r.backbone for r in results]
+    headers = [f"{r.backbone}\n{r.target}" if backbones.count(r.backbone) > 1 and r.target != r.backbone
+               else r.backbone for r in results]
+    return [f"{header}\n#{index}" if headers.count(header) > 1 else header
+            for index, header in enumerate(headers, start=1)]
 
 
 def register(app: typer.Typer) -> None:
@@ -75,21 +87,25 @@ def register(app: typer.Typer) -> None:
         """
         from zoo import api
 
-        with handle_errors():
-            sizes = _batch_sizes(batch_sizes)
-            results = [api.bench(target, device=device, precision=precision, batch_sizes=sizes,
-                                 image_size=image_size, seq_len=seq_len, seconds=seconds, warmup=warmup, iters=iters,
-                                 data=data, weights=weights, task=task, family=family,
-                                 registry_files=registry or (), store=not no_store) for target in targets]
+        sizes = _batch_sizes(batch_sizes)
+        progress = progress_console()
+        results = []
+        for index, target in enumerate(targets, start=1):
+            with progress.status(f"measuring {target} ({index}/{len(targets)})") if progress else nullcontext():
+                results.append(api.bench(target, device=device, precision=precision, batch_sizes=sizes,
+                                         image_size=image_size, seq_len=seq_len, seconds=seconds, warmup=warmup,
+                                         iters=iters, data=data, weights=weights, task=task, family=family,
+                                         registry_files=registry or (), store=not no_store))
         if json_output:
             print_json([r.to_dict() for r in results] if len(results) > 1 or compare else results[0].to_dict())
             return
+        from rich.markup import escape
         from rich.table import Table
 
         table = Table(title="zoo bench", title_justify="left")
         table.add_column("")
-        for result in results:
-            table.add_column(result.backbone, justify="right", overflow="fold")
+        for header in _headers(results):
+            table.add_column(escape(header), justify="right", overflow="fold")
         per_target = [dict(_rows(r)) for r in results]
         labels = list(dict.fromkeys(label for rows in per_target for label in rows))
         for label in labels:

@@ -6,7 +6,16 @@ from typing import Annotated
 
 import typer
 
-from zoo.cli._common import JsonOption, RegistryOption, TaskOption, console, handle_errors, print_json, remember_token
+from zoo.cli import _format as fmt
+from zoo.cli._common import (
+    JsonOption,
+    RegistryOption,
+    TaskOption,
+    console,
+    print_json,
+    progress_console,
+    remember_token,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -27,36 +36,33 @@ def register(app: typer.Typer) -> None:
 
         Example: zoo fetch distilbert-base-uncased deberta-v3-small   (or: zoo fetch --task image-cls --top 3)
         """
-        from huggingface_hub.utils import disable_progress_bars
+        from zoo import api
 
-        from zoo.hub.fetch import fetch_backbones, raise_for_failures
-
-        out = console()
-        with handle_errors():
-            if json_output:
-                disable_progress_bars()
-                results = fetch_backbones(names or [], task=task, top=top, registry_files=registry or [],
-                                          token=token)
-            else:
-                results = fetch_backbones(names or [], task=task, top=top, registry_files=registry or [],
-                                          token=token, progress=lambda message: out.print(message, soft_wrap=True))
+        progress = progress_console()
+        report = api.fetch(names or [], task=task, top=top, registry_files=registry or [], token=token,
+                           progress=(lambda message: progress.print(message, soft_wrap=True)) if progress else None,
+                           download_bars=progress is not None)
         if json_output:
-            print_json([r.to_dict() for r in results])
+            print_json([r.to_dict() for r in report.results])
         else:
-            from rich.table import Table
+            _print(report)
+        report.raise_for_failures()
 
-            ready = sum(r.status != "failed" for r in results)
-            table = Table(title=f"{ready} of {len(results)} backbone{'s' if len(results) != 1 else ''} in the Hugging "
-                          "Face cache", title_justify="left")
-            for column in ("backbone", "status", "revision", "commit", "files", "size"):
-                table.add_column(column, justify="right" if column in ("files", "size") else "left")
-            for r in results:
-                revision = r.revision or ("main" if r.status != "local" else "")
-                table.add_row(r.backbone, r.status if r.status != "failed" else "[red]failed[/]",
-                              revision, (r.commit or "")[:12], str(r.files) if r.files else "",
-                              f"{r.bytes / 1e6:.1f} MB" if r.bytes else "")
-            out.print(table)
-            if all(r.status != "failed" for r in results):
-                out.print("These backbones now load with HF_HUB_OFFLINE=1.")
-        with handle_errors():
-            raise_for_failures(results)
+
+def _print(report) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    out = console()
+    results = report.results
+    table = Table(title=f"{report.ready} of {len(results)} backbone{'s' if len(results) != 1 else ''} in the Hugging "
+                  "Face cache", title_justify="left")
+    for column in ("backbone", "status", "revision", "commit", "files", "size"):
+        table.add_column(column, justify="right" if column in ("files", "size") else "left")
+    for r in results:
+        revision = r.revision or ("main" if r.status != "local" else "")
+        table.add_row(escape(r.backbone), r.status if r.status != "failed" else "[red]failed[/]", escape(revision),
+                      (r.commit or "")[:12], str(r.files) if r.files else "", fmt.megabytes(r.bytes) if r.bytes else "")
+    out.print(table)
+    if not report.failed:
+        out.print("These backbones now load with HF_HUB_OFFLINE=1.")

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from zoo.cli._common import JsonOption, RegistryOption, console, handle_errors, print_json
+from zoo.cli._common import JsonOption, RegistryOption, console, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -22,8 +22,7 @@ def register(app: typer.Typer) -> None:
         """
         from zoo import api
 
-        with handle_errors():
-            info = api.backbone_info(name, registry_files=registry or ())
+        info = api.backbone_info(name, registry_files=registry or ())
         if json_output:
             print_json(info.to_dict())
             return

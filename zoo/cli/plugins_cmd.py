@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from zoo.cli._common import JsonOption, RegistryOption, console, handle_errors, print_json
+from zoo.cli._common import JsonOption, RegistryOption, console, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -16,8 +16,7 @@ def register(app: typer.Typer) -> None:
         """
         from zoo import api
 
-        with handle_errors():
-            infos = api.plugin_report(registry_files=registry or ())
+        infos = api.plugin_report(registry_files=registry or ())
         if json_output:
             print_json([info.to_dict() for info in infos])
             return

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from zoo.cli._common import JsonOption, console, handle_errors, print_json
+from zoo.cli._common import JsonOption, console, print_json
 
 
 def _expand_text_inputs(values: list[str]) -> list[str]:
@@ -44,10 +44,9 @@ def register(app: typer.Typer) -> None:
         from zoo import api
         from zoo.engine.run import read_record
 
-        with handle_errors():
-            if read_record(run_dir).get("task") == "text-cls":
-                inputs = _expand_text_inputs(inputs)
-            predictions = api.predict(run_dir, inputs, top_k=top_k)
+        if read_record(run_dir).get("task") == "text-cls":
+            inputs = _expand_text_inputs(inputs)
+        predictions = api.predict(run_dir, inputs, top_k=top_k)
         if json_output:
             print_json([p.to_dict() for p in predictions])
             return

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from zoo.cli._common import JsonOption, console, handle_errors, print_json, remember_token
+from zoo.cli._common import JsonOption, console, print_json, progress_console, remember_token
 
 
 def register(app: typer.Typer) -> None:
@@ -31,21 +31,20 @@ def register(app: typer.Typer) -> None:
 
         Example: zoo push runs/tickets-distilbert --repo-id me/tickets-distilbert --private
         """
-        from zoo.hub.push import push_run
+        from zoo import api
 
-        out = console()
-        with handle_errors():
-            if json_output:
-                result = push_run(run_dir, repo_id, private=private, branch=branch, commit_message=commit_message,
-                                  token=token)
-            else:
-                with out.status(f"pushing {run_dir} to {repo_id}") as status:
-                    result = push_run(run_dir, repo_id, private=private, branch=branch,
-                                      commit_message=commit_message, token=token,
-                                      progress=lambda message: status.update(message))
+        progress = progress_console()
+        if progress is None:
+            result = api.push(run_dir, repo_id, private=private, branch=branch, commit_message=commit_message,
+                              token=token)
+        else:
+            with progress.status(f"pushing {run_dir} to {repo_id}") as status:
+                result = api.push(run_dir, repo_id, private=private, branch=branch, commit_message=commit_message,
+                                  token=token, progress=status.update)
         if json_output:
             print_json(result.to_dict())
             return
+        out = console()
         what = "created" if result.created else "updated"
         if not result.changed:
             what = "already up to date"

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from zoo.cli._common import JsonOption, RegistryOption, TaskOption, console, handle_errors, print_json
+from zoo.cli._common import JsonOption, RegistryOption, TaskOption, WideOption, console, print_json, progress_console
+from zoo.cli._table import Column, fit_table
 
 
 def register(app: typer.Typer) -> None:
@@ -49,6 +50,7 @@ def register(app: typer.Typer) -> None:
         bootstrap: Annotated[int, typer.Option(help="With --data: subsamples for the uncertainty intervals.")] = 30,
         seed: Annotated[int, typer.Option(help="With --data: seed of the sample and subsamples.")] = 0,
         json_output: JsonOption = False,
+        wide: WideOption = False,
         registry: RegistryOption = None,
     ) -> None:
         """Recommend backbones for a task, filtered by hard constraints, ranked without data or on a sample of yours.
@@ -60,40 +62,38 @@ def register(app: typer.Typer) -> None:
         from zoo import api
         from zoo.recommend.constraints import parse_size
 
-        with handle_errors():
-            licenses = [item for value in (license or ()) for item in value.split(",") if item.strip()]
-            options = dict(
-                device=device, max_latency_ms=max_latency_ms,
-                max_params_m=parse_size(max_params, unit="params") if max_params else None,
-                max_memory_gb=parse_size(max_memory_gb, unit="memory") if max_memory_gb else None,
-                language=language, licenses=licenses, num_examples=examples, scenario=scenario, top=top,
-                registry_files=registry or ())
-            if data is None:
-                result = api.recommend(task, **options)
-            else:
-                names = [n.strip() for n in (candidates or "").split(",") if n.strip()]
-                result = _recommend_with_data(task, options, data=data, sample=sample, shortlist=shortlist,
-                                              candidates=names,
-                                              budget_s=budget_s, layers=layers, bootstrap=bootstrap, seed=seed,
-                                              quiet=json_output)
+        licenses = [item for value in (license or ()) for item in value.split(",") if item.strip()]
+        options = dict(
+            device=device, max_latency_ms=max_latency_ms,
+            max_params_m=parse_size(max_params, unit="params") if max_params else None,
+            max_memory_gb=parse_size(max_memory_gb, unit="memory") if max_memory_gb else None,
+            language=language, licenses=licenses, num_examples=examples, scenario=scenario, top=top,
+            registry_files=registry or ())
+        if data is None:
+            result = api.recommend(task, **options)
+        else:
+            names = [n.strip() for n in (candidates or "").split(",") if n.strip()]
+            result = _recommend_with_data(task, options, data=data, sample=sample, shortlist=shortlist,
+                                          candidates=names,
+                                          budget_s=budget_s, layers=layers, bootstrap=bootstrap, seed=seed)
         if json_output:
             print_json(result.to_dict())
             return
         if getattr(result, "method", "") == "data":
-            _print_data(result, top)
+            _print_data(result, top, wide=wide)
         else:
-            _print(result)
+            _print(result, wide=wide)
 
 
-def _recommend_with_data(task, options, *, quiet: bool, **data_options):
-    """Run the data-driven recommendation with a progress bar per backbone (none for --json)."""
+def _recommend_with_data(task, options, **data_options):
+    """Run the data-driven recommendation with a progress bar per backbone on stderr, when it is a terminal."""
     from zoo import api
 
-    if quiet:
+    out = progress_console()
+    if out is None:
         return api.recommend(task, **options, **data_options)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    out = console()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=out, transient=True) as bar:
         tasks: dict[str, int] = {}
@@ -107,9 +107,8 @@ def _recommend_with_data(task, options, *, quiet: bool, **data_options):
                              message=lambda text: out.print(f"[dim]{text}[/dim]"))
 
 
-def _print_data(result, top: int) -> None:
+def _print_data(result, top: int, *, wide: bool) -> None:
     from rich.markup import escape
-    from rich.table import Table
 
     out = console()
     sample = result.sample
@@ -118,23 +117,26 @@ def _print_data(result, top: int) -> None:
               f"features: {result.layers} layer(s), prior weight {result.prior_weight:.2f}, "
               f"{result.elapsed_s:.0f} s")
     labels = {"logme": "LogME", "hscore": "H-score", "knn": "kNN-LOO"}
-    table = Table(title=f"Top {min(top, len(result.candidates))} with your data (combined ranking) beside the "
-                        "data-free ranking", title_justify="left")
-    for column, justify in (("# (range)", "right"), ("backbone", "left"), ("data-free #", "right"),
-                            *((labels[e], "right") for e in result.estimators), ("combined [5–95%]", "right"),
-                            ("why", "left")):
-        table.add_column(column, justify=justify, overflow="fold")
+    # Hidden first on a narrow terminal: the single estimators (the combined score sums them up), then the
+    # combined score itself (the rank orders by it); the data-free rank stays beside the data-driven one.
+    hide = {"knn": 1, "hscore": 2, "logme": 3}
+    columns = [Column("# (range)", "right"), Column("backbone"), Column("data-free #", "right", hide=5),
+               *(Column(labels[e], "right", hide=hide.get(e, 3)) for e in result.estimators),
+               Column("combined [5–95%]", "right", hide=4), Column("why", wrap=True)]
+    rows = []
     for cand in result.candidates[:top]:
         if cand.rank is None:
-            table.add_row("—", escape(cand.name), str(cand.prior_rank), *("" for _ in result.estimators), "",
-                          f"[yellow]not scored: {escape(cand.status)}[/yellow]"
-                          + (" (reason below)" if cand.error else ""))
+            rows.append(["—", escape(cand.name), str(cand.prior_rank), *("" for _ in result.estimators), "",
+                         f"[yellow]not scored: {escape(cand.status)}[/yellow]"
+                         + (" (reason below)" if cand.error else "")])
             continue
         interval = f"{cand.combined:+.2f} [{cand.interval[0]:+.2f}, {cand.interval[1]:+.2f}]"
         ranks = f" ({cand.rank_interval[0]}–{cand.rank_interval[1]})" if cand.rank_interval else ""
-        table.add_row(f"{cand.rank}{ranks}", escape(cand.name), str(cand.prior_rank),
-                      *(f"{cand.scores[e]:.3f}" for e in result.estimators), interval, escape(cand.reason))
-    out.print(table)
+        rows.append([f"{cand.rank}{ranks}", escape(cand.name), str(cand.prior_rank),
+                     *(f"{cand.scores[e]:.3f}" for e in result.estimators), escape(interval), escape(cand.reason)])
+    fit_table(columns, rows, width=out.width, wide=wide,
+              title=f"Top {min(top, len(result.candidates))} with your data (combined ranking) beside the "
+                    "data-free ranking").print(out)
     for cand in result.candidates[:top]:
         if cand.rank is None and cand.error:
             out.print(f"[yellow]{escape(cand.name)}[/yellow]: {escape(cand.error)}", soft_wrap=True)
@@ -150,8 +152,8 @@ def _print_data(result, top: int) -> None:
     out.print(f"Next: [bold]{escape(result.next_command)}[/bold]")
 
 
-def _print(result) -> None:
-    from rich.table import Table
+def _print(result, *, wide: bool) -> None:
+    from rich.markup import escape
 
     out = console()
     if result.scenario:
@@ -170,22 +172,22 @@ def _print(result) -> None:
             f"({profile['source']}); real hardware differs.")
     if not result.candidates:
         out.print(f"[yellow]{result.message}[/yellow]")
-        table = Table(title="Nearest misses", title_justify="left")
-        for column in ("backbone", "est. ms", "params (M)", "what it breaks"):
-            table.add_column(column, overflow="fold")
-        for miss in result.nearest:
-            table.add_row(miss["name"], f"{miss['latency_ms']:.1f}", f"{miss['params_m']:.1f}", miss["reason"])
-        out.print(table)
+        columns = [Column("backbone"), Column("est. ms", "right"), Column("params (M)", "right"),
+                   Column("what it breaks", wrap=True)]
+        rows = [[escape(miss["name"]), f"{miss['latency_ms']:.1f}", f"{miss['params_m']:.1f}", escape(miss["reason"])]
+                for miss in result.nearest]
+        fit_table(columns, rows, width=out.width, wide=wide, title="Nearest misses").print(out)
         out.print(f"[dim]{note}[/dim]")
         return
-    table = Table(title_justify="left", title=f"Top {len(result.candidates)} (data-free ranking)")
-    for column, justify in (("#", "right"), ("backbone", "left"), ("score", "right"), ("est. ms", "right"),
-                            ("params (M)", "right"), ("licence", "left"), ("why", "left")):
-        table.add_column(column, justify=justify, overflow="fold")
-    for cand in result.candidates:
-        table.add_row(str(cand.rank), cand.name, f"{cand.score:.2f}", f"{cand.latency_ms:.1f}",
-                      f"{cand.params_m:.1f}", cand.license, cand.reason)
-    out.print(table)
+    # Hidden first on a narrow terminal: what the reason already states (parameters, latency), then the licence
+    # (a constraint of its own, --license), then the score (the rank orders by it).
+    columns = [Column("#", "right"), Column("backbone"), Column("score", "right", hide=4),
+               Column("est. ms", "right", hide=2), Column("params (M)", "right", hide=1),
+               Column("licence", hide=3), Column("why", wrap=True)]
+    rows = [[str(cand.rank), escape(cand.name), f"{cand.score:.2f}", f"{cand.latency_ms:.1f}", f"{cand.params_m:.1f}",
+             escape(cand.license), escape(cand.reason)] for cand in result.candidates]
+    fit_table(columns, rows, width=out.width, wide=wide,
+              title=f"Top {len(result.candidates)} (data-free ranking)").print(out)
     out.print(f"[dim]{len(result.excluded)} backbones excluded by the constraints (see --json). {note}[/dim]")
     out.print(f"Strategy: [bold]{result.strategy}[/bold] — {result.strategy_reason}")
     out.print(f"Next: [bold]{result.candidates[0].next_command}[/bold]")

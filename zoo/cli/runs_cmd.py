@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from zoo.cli._common import JsonOption, TaskOption, console, handle_errors, print_json
+from zoo.cli import _format as fmt
+from zoo.cli._common import JsonOption, TaskOption, WideOption, console, print_json
+from zoo.cli._table import Column, fit_table
 
 StoreOption = Annotated[
     Path | None,
@@ -41,6 +41,7 @@ def register(app: typer.Typer) -> None:
         limit: Annotated[int, typer.Option("--limit", "-n", min=0, help="Show at most this many runs (0: all).")
                          ] = 50,
         json_output: JsonOption = False,
+        wide: WideOption = False,
         store: StoreOption = None,
     ) -> None:
         """List recorded adapt runs, newest first; 'zoo runs show ID' and 'zoo runs compare ID ID' go deeper.
@@ -50,13 +51,13 @@ def register(app: typer.Typer) -> None:
         ctx.obj = {"store": store, "json": json_output}
         if ctx.invoked_subcommand is not None:
             return
-        with handle_errors():
-            run_store = _open(store)
-            runs = run_store.list_runs(task=task, backbone=backbone, status=status, limit=limit)
+        from zoo import api
+
+        listing = api.list_runs(task=task, backbone=backbone, status=status, limit=limit, store=store)
         if json_output:
-            print_json([run.to_dict() for run in runs])
+            print_json([run.to_dict() for run in listing.runs])
             return
-        _print_list(runs, run_store.path, filtered=bool(task or backbone or status))
+        _print_list(listing, wide=wide)
 
     @runs_app.command("show")
     def show_command(
@@ -69,16 +70,14 @@ def register(app: typer.Typer) -> None:
 
         Example: zoo runs show 3
         """
+        from zoo import api
+
         store, json_output = _inherit(ctx, store, json_output)
-        with handle_errors():
-            history = _open(store)
-            record = history.get_run(run_id)
-            if record.get("run_dir"):
-                record["pushes"] = history.list_pushes(run_dir=record["run_dir"])
+        detail = api.run_details(run_id, store=store)
         if json_output:
-            print_json(record)
+            print_json(detail.to_dict())
             return
-        _print_run(record)
+        _print_run(detail)
 
     @runs_app.command("compare")
     def compare_command(
@@ -92,21 +91,16 @@ def register(app: typer.Typer) -> None:
 
         Example: zoo runs compare 3 7 12
         """
+        from zoo import api
+
         store, json_output = _inherit(ctx, store, json_output)
-        with handle_errors():
-            comparison = _open(store).compare(run_ids)
+        comparison = api.compare_runs(run_ids, store=store)
         if json_output:
             print_json(comparison.to_dict())
             return
         _print_comparison(comparison)
 
     app.add_typer(runs_app, name="runs")
-
-
-def _open(store: Path | None):
-    from zoo.store import RunStore
-
-    return RunStore(store)
 
 
 def _inherit(ctx: typer.Context, store: Path | None, json_output: bool) -> tuple[Path | None, bool]:
@@ -118,113 +112,98 @@ def _inherit(ctx: typer.Context, store: Path | None, json_output: bool) -> tuple
 # --- Rendering --------------------------------------------------------------------------------------------------
 
 
-def _print_list(runs, path: Path, *, filtered: bool) -> None:
+def _print_list(listing, *, wide: bool) -> None:
     from rich.markup import escape
-    from rich.table import Table
 
     out = console()
+    runs = listing.runs
     if not runs:
-        what = "No runs match these filters" if filtered else "No runs recorded yet"
-        out.print(f"{what} in {escape(str(path))}. Every 'zoo adapt' run is recorded there.")
+        what = "No runs match these filters" if listing.filtered else "No runs recorded yet"
+        out.print(f"{what} in {escape(listing.store)}. Every 'zoo adapt' run is recorded there.")
         return
     metric_names = {run.main_metric for run in runs}
     shared_metric = next(iter(metric_names)) if len(metric_names) == 1 else None
-    table = Table(title=f"{len(runs)} runs ({escape(_home(path))})", title_justify="left")
-    for column, justify in (("id", "right"), ("status", "left"), ("task", "left"), ("backbone", "left"),
-                            ("strategy", "left"), (shared_metric or "main metric", "right"),
-                            ("macro-F1", "right"), ("started", "left"), ("wall", "right"), ("run dir", "left")):
-        table.add_column(column, justify=justify, overflow="fold")
+    # Best-epoch values: measured on the validation split, as the header says.
+    columns = [Column("id", "right"), Column("status"), Column("task", hide=3), Column("backbone"),
+               Column("strategy", hide=4), Column(f"val {shared_metric or 'main metric'}", "right"),
+               Column("val macro-F1", "right", hide=5), Column("started", hide=2), Column("wall", "right", hide=6),
+               Column("run dir", wrap=True, hide=1, min_width=20)]
+    rows = []
     for run in runs:
-        main = _fmt(run.main_value)
+        main = fmt.metric(run.main_value) if run.main_value is not None else fmt.MISSING
         if shared_metric is None and run.main_value is not None:
             main += f" {run.main_metric}"
-        table.add_row(str(run.id), _status(run.status), escape(run.task or ""), escape(run.backbone or ""),
-                      escape(run.strategy or ""), main, _fmt(run.macro_f1), _when(run.started_at),
-                      _duration(run.wall_s), escape(_home(run.run_dir)))
-    out.print(table)
+        rows.append([str(run.id), _status(run.status), escape(run.task or ""), escape(run.backbone or ""),
+                     escape(run.strategy or ""), main, fmt.metric(run.macro_f1), fmt.when(run.started_at),
+                     fmt.duration(run.wall_s), escape(fmt.home(run.run_dir))])
+    fit_table(columns, rows, width=out.width, wide=wide,
+              title=f"{len(runs)} runs ({escape(fmt.home(listing.store))})").print(out)
 
 
-def _print_run(record: dict[str, Any]) -> None:
+def _print_run(run) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from zoo.store import flatten_config, main_metric
-
     out = console()
-    backbone = record.get("backbone")
-    backbone = backbone if isinstance(backbone, dict) else {"name": backbone}
-    data = record.get("data") if isinstance(record.get("data"), dict) else {}
-    metrics = record.get("metrics") if isinstance(record.get("metrics"), dict) else {}
-    sizes = data.get("sizes") if isinstance(data.get("sizes"), dict) else {}
-    labels = data.get("labels")
-
     facts = Table(show_header=False, box=None, padding=(0, 2), title_justify="left",
-                  title=f"run {record.get('id')}  {_status(record.get('status'))}")
+                  title=f"run {run.id}  {_status(run.status)}")
     facts.add_column(style="bold")
     facts.add_column(overflow="fold")
     rows = [
-        ("run dir", record.get("run_dir")),
-        ("task", record.get("task")),
-        ("backbone", " ".join(str(part) for part in (
-            backbone.get("name"), f"({backbone['family']})" if backbone.get("family") else None,
-            f"from {backbone['source']}" if backbone.get("source") and backbone.get("source") != backbone.get("name")
-            else None) if part)),
-        ("strategy", record.get("strategy")),
-        ("started", _when(record.get("started_at"))),
-        ("finished", _when(record.get("finished_at")) if record.get("finished_at") else None),
-        ("wall time", _duration(record.get("wall_s")) if record.get("wall_s") is not None else None),
-        ("data", data.get("source")),
-        ("examples", ", ".join(f"{split} {sizes[split]}" for split in ("train", "val", "test") if split in sizes)),
-        ("labels", (f"{len(labels)}" + (" (multi-label)" if data.get("multi_label") else ""))
-         if isinstance(labels, list) else None),
-        ("data fingerprint", data.get("fingerprint")),
-        ("best epoch", record.get("best_epoch")),
-        ("error", record.get("error")),
+        ("run dir", run.run_dir),
+        ("task", run.task),
+        ("backbone", " ".join(part for part in (
+            run.backbone, f"({run.family})" if run.family else None,
+            f"from {run.source}" if run.source else None) if part)),
+        ("strategy", run.strategy),
+        ("started", fmt.when(run.started_at)),
+        ("finished", fmt.when(run.finished_at) if run.finished_at else None),
+        ("wall time", fmt.duration(run.wall_s) if run.wall_s is not None else None),
+        ("data", run.data_source),
+        ("examples", ", ".join(f"{split} {count}" for split, count in run.sizes.items())),
+        ("labels", f"{run.num_labels}" + (" (multi-label)" if run.multi_label else "")
+         if run.num_labels is not None else None),
+        ("data fingerprint", run.data_fingerprint),
+        ("best epoch", run.best_epoch),
+        ("error", run.error),
         *[("published", f"{push['url']} at commit {push['commit'][:12]} "
-                        f"({'private' if push.get('private') else 'public'}, {_when(push.get('created_at'))})")
-          for push in record.get("pushes") or []],
+                        f"({'private' if push.get('private') else 'public'}, {fmt.when(push.get('created_at'))})")
+          for push in run.pushes],
     ]
     for key, value in rows:
         if value not in (None, ""):
             facts.add_row(key, escape(str(value)))
     out.print(facts)
 
-    best = _scalars(metrics.get("best"))
-    test = _scalars(metrics.get("test"))
-    if best or test:
-        main = main_metric(record)
+    if run.best or run.test:
         table = Table(title="metrics", title_justify="left")
         table.add_column("metric")
         table.add_column("best (validation)", justify="right")
-        if test:
+        if run.test:
             table.add_column("test", justify="right")
-        for name in dict.fromkeys([*best, *test]):
-            label = f"[bold]{escape(name)}[/bold]" if name == main else escape(name)
-            table.add_row(label, _fmt(best.get(name)), *([_fmt(test.get(name))] if test else []))
+        for name in dict.fromkeys([*run.best, *run.test]):
+            label = f"[bold]{escape(name)}[/bold]" if name == run.main_metric else escape(name)
+            table.add_row(label, fmt.metric(run.best.get(name)), *([fmt.metric(run.test.get(name))] if run.test
+                                                                    else []))
         out.print(table)
 
-    epochs = [e for e in (metrics.get("epochs") or []) if isinstance(e, dict)]
-    if epochs:
-        flat = [_scalars(_flatten_one(epoch)) for epoch in epochs]
-        columns = [c for c in dict.fromkeys(name for row in flat for name in row) if c != "epoch"]
+    if run.epochs:
+        columns = [c for c in dict.fromkeys(name for row in run.epochs for name in row) if c != "epoch"]
         table = Table(title="per epoch", title_justify="left")
         table.add_column("epoch", justify="right")
         for column in columns:
             table.add_column(escape(column), justify="right")
-        for index, (epoch, row) in enumerate(zip(epochs, flat, strict=True), start=1):
-            number = epoch.get("epoch", index)
-            style = "bold green" if record.get("best_epoch") is not None and number == record.get("best_epoch") \
-                else None
-            table.add_row(str(number), *(_fmt(row.get(column)) for column in columns), style=style)
+        for row in run.epochs:
+            style = "bold green" if run.best_epoch is not None and row["epoch"] == run.best_epoch else None
+            table.add_row(str(row["epoch"]), *(fmt.metric(row.get(column)) for column in columns), style=style)
         out.print(table)
 
-    config = flatten_config(record.get("config") or {})
-    if config:
+    if run.config:
         table = Table(title="config", title_justify="left", show_header=False, box=None, padding=(0, 2))
         table.add_column(style="bold")
         table.add_column(overflow="fold")
-        for key, value in config.items():
-            table.add_row(escape(key), escape(_value(value)))
+        for key, value in run.config.items():
+            table.add_row(escape(key), escape(fmt.setting(value)))
         out.print(table)
 
 
@@ -236,27 +215,24 @@ def _print_comparison(comparison) -> None:
     ids = comparison.run_ids
     headers = [f"run {run.id}\n{escape(run.backbone or '')}" for run in comparison.runs]
 
-    def metric_table(title: str, values: dict[str, list[float | None]], best: dict[str, list[int]]) -> Table:
+    def metric_table(title: str, values: dict[str, list[float | None]], *, test: bool) -> Table:
         table = Table(title=title, title_justify="left", caption="* best in its row", caption_justify="left")
         table.add_column("metric")
         for header in headers:
             table.add_column(header, justify="right", overflow="fold")
         for name, row in values.items():
-            present = [v for v in row if v is not None]
-            winners = set(best.get(name, ()))
-            if len(present) < 2 or len(winners) == len(present):  # nothing to choose between
-                winners = set()
-            cells = [f"[bold green]{_fmt(v)} *[/bold green]" if run_id in winners else _fmt(v)
+            winners = set(comparison.highlighted(name, test=test))
+            cells = [f"[bold green]{fmt.metric(v)} *[/bold green]" if run_id in winners else fmt.metric(v)
                      for run_id, v in zip(ids, row, strict=True)]
             table.add_row(escape(name), *cells)
         return table
 
     if comparison.metrics:
-        out.print(metric_table("best metrics (validation)", comparison.metrics, comparison.best))
+        out.print(metric_table("best metrics (validation)", comparison.metrics, test=False))
     else:
         out.print("[yellow]None of these runs has recorded metrics yet.[/yellow]")
     if comparison.test_metrics:
-        out.print(metric_table("test metrics", comparison.test_metrics, comparison.test_best))
+        out.print(metric_table("test metrics", comparison.test_metrics, test=True))
 
     differing = set(comparison.differing_facts)
     facts = Table(title="runs", title_justify="left")
@@ -264,7 +240,7 @@ def _print_comparison(comparison) -> None:
     for header in headers:
         facts.add_column(header, overflow="fold")
     for key, values in comparison.facts.items():
-        shown = [_duration(v) if key == "wall_s" else _value(v) for v in values]
+        shown = [fmt.duration(v) if key == "wall_s" else fmt.setting(v) for v in values]
         if key == "data fingerprint":
             shown = [v[:12] for v in shown]
         label = "wall time" if key == "wall_s" else key
@@ -279,7 +255,7 @@ def _print_comparison(comparison) -> None:
         for header in headers:
             table.add_column(header, overflow="fold")
         for key, values in comparison.config.items():
-            table.add_row(escape(key), *(escape(_value(v)) for v in values))
+            table.add_row(escape(key), *(escape(fmt.setting(v)) for v in values))
         out.print(table)
     else:
         out.print("[dim]Same configuration in every run.[/dim]")
@@ -297,70 +273,3 @@ def _status(status: Any) -> str:
     text = escape(str(status or "?"))
     style = _STATUS_STYLE.get(str(status))
     return f"[{style}]{text}[/{style}]" if style else text
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        if value and abs(value) < 1e-3:          # learning rates
-            return f"{value:.2e}"
-        return f"{value:.4f}" if abs(value) < 1000 else f"{value:.1f}"
-    return str(value)
-
-
-def _value(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_value(v) for v in value) or "[]"
-    return str(value)
-
-
-def _when(iso: Any) -> str:
-    if not iso:
-        return "—"
-    try:
-        return datetime.fromisoformat(str(iso)).strftime("%Y-%m-%d %H:%M")
-    except ValueError:
-        return str(iso)
-
-
-def _duration(seconds: Any) -> str:
-    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
-        return "—"
-    seconds = float(seconds)
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
-
-
-def _home(path: Any) -> str:
-    text, home = str(path), os.path.expanduser("~")
-    if home not in ("", "/") and (text == home or text.startswith(home + os.sep)):
-        return "~" + text[len(home):]
-    return text
-
-
-def _scalars(metrics: Any) -> dict[str, float]:
-    if not isinstance(metrics, dict):
-        return {}
-    return {str(k): v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-
-def _flatten_one(entry: dict[str, Any]) -> dict[str, Any]:
-    """One epoch's entry with nested dicts one level down named ``part.metric`` (``val.accuracy``)."""
-    out: dict[str, Any] = {}
-    for key, value in entry.items():
-        if isinstance(value, dict):
-            out.update({f"{key}.{k}": v for k, v in value.items()})
-        else:
-            out[key] = value
-    return out
-

@@ -16,7 +16,8 @@ fetch close to what loading the model reads, without zoo knowing any family's fi
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,26 @@ class FetchResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class FetchReport:
+    """What one `zoo fetch` did: a result per backbone, failures included, so all of them can be shown before
+    :meth:`raise_for_failures` reports the failures as one error."""
+
+    results: list[FetchResult]
+
+    @property
+    def ready(self) -> int:
+        """How many backbones now load offline."""
+        return sum(r.status != "failed" for r in self.results)
+
+    @property
+    def failed(self) -> list[FetchResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    def raise_for_failures(self) -> None:
+        raise_for_failures(self.results)
 
 
 def is_offline() -> bool:
@@ -83,12 +104,15 @@ def ensure_fetched(spec: BackboneSpec) -> None:
 
 def fetch_backbones(names: Sequence[str] = (), *, task: str | None = None, top: int = 3,
                     registry_files: Iterable[str | os.PathLike] = (), token: str | None = None,
-                    store: bool = True, progress: Callable[[str], None] | None = None) -> list[FetchResult]:
+                    store: bool = True, progress: Callable[[str], None] | None = None,
+                    download_bars: bool = True) -> list[FetchResult]:
     """Download backbones by name, or the ``top`` data-free recommendations for ``task``.
 
     A backbone that fails is reported with ``status="failed"`` and its reason; the others still download.
 
     ``token`` defaults to ``HF_TOKEN`` or the stored login (:func:`zoo.secrets.resolve_token`).
+    ``download_bars=False`` hides huggingface_hub's per-file bars meanwhile (``progress`` still hears of each
+    backbone).
 
     Raises:
         zoo.errors.InvalidInputError: neither names nor a task, offline mode is on, or a malformed token.
@@ -113,9 +137,10 @@ def fetch_backbones(names: Sequence[str] = (), *, task: str | None = None, top: 
         specs += [registry.get(c.name) for c in recommendation.candidates if c.name not in names]
     say = progress or (lambda message: None)
     results = []
-    for index, spec in enumerate(specs, start=1):
-        say(f"[{index}/{len(specs)}] {spec.name} from {spec.source}")
-        results.append(fetch_one(spec, token=token))
+    with _download_bars(download_bars):
+        for index, spec in enumerate(specs, start=1):
+            say(f"[{index}/{len(specs)}] {spec.name} from {spec.source}")
+            results.append(fetch_one(spec, token=token))
     if store:
         from zoo.store import RunStore
 
@@ -124,6 +149,21 @@ def fetch_backbones(names: Sequence[str] = (), *, task: str | None = None, top: 
             if result.status == "fetched":
                 history.record_fetch(result.to_dict())
     return results
+
+
+@contextmanager
+def _download_bars(shown: bool) -> Iterator[None]:
+    """huggingface_hub's download bars hidden while fetching, unless ``shown`` (or they were hidden already)."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    if shown or are_progress_bars_disabled():
+        yield
+        return
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        enable_progress_bars()
 
 
 def fetch_one(spec: BackboneSpec, *, token: str | None = None) -> FetchResult:
