@@ -269,3 +269,40 @@ def test_a_head_with_a_hidden_layer_is_not_a_linear_head(hub, fresh_plugins):
     clf.model.reset_classifier(0)
     clf.model.fc = torch.nn.Sequential(torch.nn.Linear(features, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
     assert clf.linear_head() is None
+
+
+# --- what the core asks a family instead of knowing it -----------------------------------------------------------
+
+SNIPPETS = {   # the model card's usage code, as the card wrote it before families wrote it themselves
+    ("timm", "image-cls", True, "me/x", "abc123"):
+        'import timm\nimport torch\nfrom PIL import Image\n\nmodel = timm.create_model("hf-hub:me/x@abc123", '
+        'pretrained=True).eval()\ntransform = timm.data.create_transform(**timm.data.resolve_data_config({}, '
+        'model=model))\nlabels = model.pretrained_cfg["label_names"]\n\nimage = Image.open("example.jpg")'
+        '.convert("RGB")\nwith torch.inference_mode():\n    scores = model(transform(image).unsqueeze(0))'
+        '.sigmoid()[0]\nprint({label: round(float(score), 4) for label, score in zip(labels, scores)})',
+    ("transformers", "text-cls", False, None, "main"):
+        'from transformers import pipeline\n\nclassifier = pipeline("text-classification", model="PATH")\n'
+        'print(classifier("an example text to classify", top_k=None))',
+    ("transformers", "audio-cls", False, "me/x", "abc123"):
+        'import soundfile\nfrom transformers import pipeline\n\nclassifier = pipeline("audio-classification", '
+        'model="me/x", revision="abc123")\n\naudio, rate = soundfile.read("example.wav", dtype="float32")\n'
+        'audio = audio.mean(axis=1) if audio.ndim > 1 else audio   # the model takes one channel\n'
+        'print(classifier({"raw": audio, "sampling_rate": rate}, top_k=None))',
+}
+
+
+@pytest.mark.parametrize("case", sorted(SNIPPETS, key=str), ids=lambda c: f"{c[0]}-{c[1]}")
+def test_model_card_snippet_comes_from_the_family(case, fresh_plugins):
+    from zoo.engine.report import _load_snippet
+
+    family, task, multi_label, repo_id, revision = case
+    record = {"family_library": family, "task": task, "multi_label": multi_label, "backbone": {"family": family}}
+    assert _load_snippet(record, repo_id, revision) == SNIPPETS[case]
+
+
+def test_a_family_without_a_snippet_gets_a_comment(fresh_plugins):
+    from zoo.engine.report import _load_snippet
+
+    record = {"family_library": "somelib", "task": "image-cls", "multi_label": False,
+              "backbone": {"family": "not-installed"}}
+    assert _load_snippet(record, "me/x") == "# load with somelib from me/x"
