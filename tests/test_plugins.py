@@ -29,7 +29,7 @@ def installed_plugins(session_dir, hub) -> Path:
     sys.path.insert(0, str(target))
     importlib.invalidate_caches()
     from safetensors.torch import save_model
-    from zoo_tinycnn.family import TinyCnn
+    from zoo_tinycnn.model import TinyCnn
 
     folder = session_dir / "tiny" / "tinycnn-s"
     folder.mkdir(parents=True)
@@ -167,12 +167,37 @@ def test_plugin_guide_code_is_the_tested_plugin():
     doc = (TESTS.parent / "docs" / "plugins.md").read_text()
     blocks = re.findall(r"```(?:python|toml)\n(.*?)```", doc, re.S)
     package = TESTS / "plugins" / "zoo_tinycnn"
-    files = {path: path.read_text() for path in [package / "pyproject.toml", *package.glob("zoo_tinycnn/*")]}
+    files = {path: path.read_text() for path in [package / "pyproject.toml", *package.glob("zoo_tinycnn/*"),
+                                                  *package.glob("tests/*.py")]}
     for block in blocks:
         if "tinycnn" not in block.lower() or block.startswith("from zoo import api"):
             continue
         code_lines = [line.split("#")[0].rstrip() for line in block.splitlines() if line.split("#")[0].strip()]
         assert any(all(line in text for line in code_lines) for text in files.values()), block[:80]
+
+
+def test_the_plugin_template_builds_from_the_guide_and_passes_the_contract(tmp_path):
+    """docs/plugins.md is a copyable package: its file blocks, written out, make a plugin whose own test (the
+    contract checker) passes."""
+    import re
+
+    doc = (TESTS.parent / "docs" / "plugins.md").read_text()
+    written = set()
+    for block in re.findall(r"```(?:python|toml)\n(.*?)```", doc, re.S):
+        first = block.splitlines()[0]
+        if first.startswith("# zoo-tinycnn/"):
+            path = tmp_path / first.removeprefix("# ")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(block)
+            written.add(first.removeprefix("# zoo-tinycnn/"))
+    assert written == {"pyproject.toml", "zoo_tinycnn/__init__.py", "zoo_tinycnn/family.py", "zoo_tinycnn/model.py",
+                       "zoo_tinycnn/backbones.toml", "tests/test_contract.py"}
+    package = tmp_path / "zoo-tinycnn"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(package), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=package,
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "1 passed" in result.stdout
 
 
 def test_installed_plugin_backbone_adapts_with_every_strategy(installed_plugins, fresh_plugins, tmp_path):
