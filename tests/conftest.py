@@ -38,6 +38,8 @@ os.environ.pop("ZOO_DISABLE_PLUGIN_AUTOLOAD", None)
 os.environ.pop("HF_TOKEN", None)
 
 FIXTURE_REGISTRY = TESTS / "data" / "fixture_registry.toml"
+# The example plugins' own tests run in a process of their own, against the package as a user installs it.
+collect_ignore = ["plugins"]
 
 
 def pytest_sessionfinish(session, exitstatus):

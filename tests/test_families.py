@@ -1,4 +1,8 @@
-"""Every family's contract, run on a tiny backbone of each, loaded through the local Hub with huggingface_hub."""
+"""Every family's contract, run on a tiny backbone of each, loaded through the local Hub with huggingface_hub.
+
+The contract checks are zoo.testing's, the ones a plugin author runs in their own CI; here they run on every
+fixture backbone, check by check, beside what only the first-party families promise (native loading without zoo).
+"""
 
 from __future__ import annotations
 
@@ -12,20 +16,14 @@ import pytest
 from conftest import FIXTURE_REGISTRY
 
 from zoo.registry import read_registry_file
+from zoo.testing import CHECKS, ContractViolation, check_family, example_inputs
 
 FIXTURES = read_registry_file(FIXTURE_REGISTRY)
 LABELS = ["alpha", "beta", "gamma"]
 
 
 def example(task: str, seed: int):
-    rng = np.random.default_rng(seed)
-    if task == "image-cls":
-        from PIL import Image
-
-        return Image.fromarray(rng.integers(0, 255, (48 + seed, 40, 3), dtype=np.uint8))
-    if task == "text-cls":
-        return " ".join(rng.choice(["good", "bad", "movie", "film", "very", "slow", "service"], 3 + seed))
-    return rng.standard_normal(8000 + 1600 * seed).astype(np.float32)
+    return example_inputs(task, seed + 1)[seed]
 
 
 @pytest.fixture
@@ -35,32 +33,13 @@ def classifier(request, hub, fresh_plugins):
     return spec, family.load_classifier(spec, task=spec.tasks[0], labels=LABELS)
 
 
-@pytest.mark.parametrize("classifier", FIXTURES, ids=lambda s: s.name, indirect=True)
-def test_classifier_contract(classifier, tmp_path):
-    import torch
-
-    spec, clf = classifier
-    assert clf.labels == LABELS and clf.task == spec.tasks[0] and not clf.multi_label
-    items = [clf.preprocess(example(clf.task, seed), train=seed == 0) for seed in range(3)]
-    batch = clf.collate(items)
-    clf.model.eval()
-    with torch.no_grad():
-        logits = clf.forward(batch)
-        features = clf.features(batch)
-    assert logits.shape == (3, 3) and torch.isfinite(logits).all()
-    assert features.ndim == 2 and features.shape[0] == 3 and torch.isfinite(features).all()
-
-    names = [n for n, _ in clf.model.named_parameters()]
-    head = clf.head_parameter_names()
-    assert head and set(head) < set(names)
-    groups = clf.parameter_groups()
-    flat = [n for group in groups for n in group]
-    assert sorted(flat) == sorted(names), "parameter groups cover every parameter exactly once"
-    assert len(groups) >= 2
-    modules = dict(clf.model.named_modules())
-    targets = clf.lora_targets()
-    assert targets and all(t in modules for t in targets)
-    assert not any(t.startswith(h.rsplit(".", 1)[0]) for t in targets for h in head)
+@pytest.mark.parametrize("check", list(CHECKS))
+@pytest.mark.parametrize("spec", FIXTURES, ids=lambda s: s.name)
+def test_family_contract(spec, check, hub, fresh_plugins):
+    """zoo.testing's contract checks, one by one, on every fixture backbone: load, outputs, parameter groups, LoRA
+    targets, augmentation, head replay, linear heads, save and load, batch independence, padding, strategies."""
+    report = check_family(fresh_plugins.family(spec.family), spec, labels=LABELS, checks=[check])
+    assert [result.name for result in report.results] == [check]
 
 
 @pytest.mark.parametrize("classifier", FIXTURES, ids=lambda s: s.name, indirect=True)
@@ -145,20 +124,6 @@ def test_missing_backbone_gives_a_load_error(hub, fresh_plugins):
             fresh_plugins.family(family).load_classifier(spec, task=task, labels=["a", "b"])
 
 
-@pytest.mark.parametrize("classifier", FIXTURES, ids=lambda s: s.name, indirect=True)
-def test_head_replays_cached_head_inputs_exactly(classifier):
-    """Linear probing trains the head on cached head inputs; replaying them must give the model's own logits."""
-    import torch
-
-    spec, clf = classifier
-    clf.model.eval()
-    batch = clf.collate([clf.preprocess(example(clf.task, seed)) for seed in range(3)])
-    with torch.no_grad():
-        expected = clf.forward(batch)
-        replayed = clf.head_logits(clf.head_inputs(batch))
-    torch.testing.assert_close(replayed, expected, atol=1e-5, rtol=1e-5)
-
-
 @pytest.mark.parametrize("classifier", [s for s in FIXTURES if "image-cls" in s.tasks], ids=lambda s: s.name,
                          indirect=True)
 @pytest.mark.parametrize("augment", ["none", "light", "strong"])
@@ -174,41 +139,6 @@ def test_image_augmentation_presets(classifier, augment):
 def mixed_lengths(task: str) -> list:
     """Examples of different lengths (sizes, for images), longest neither first nor last."""
     return [example(task, seed) for seed in (2, 0, 3, 1)]
-
-
-@pytest.mark.parametrize("classifier", FIXTURES, ids=lambda s: s.name, indirect=True)
-@pytest.mark.parametrize("output", ["forward", "head_inputs", "features"])
-def test_outputs_do_not_depend_on_the_batch(classifier, output):
-    """Through the core's batching (evaluation, feature extraction), an example gets the same outputs alone as
-    in a batch mixed with examples of other lengths."""
-    from zoo.data.base import Example
-    from zoo.engine.batches import ExampleDataset, collect_outputs, make_collate
-
-    spec, clf = classifier
-    clf.model.eval()
-    examples = [Example(x, (i % len(LABELS),), str(i)) for i, x in enumerate(mixed_lengths(clf.task))]
-    dataset = ExampleDataset(examples, clf, train=False, max_seconds=10.0, num_labels=len(LABELS),
-                             multi_label=False)
-    forward = getattr(clf, output)
-    outputs = {size: collect_outputs(forward, dataset, collate=make_collate(clf, False), batch_size=size,
-                                     device="cpu")[1] for size in (1, len(examples))}
-    np.testing.assert_allclose(outputs[len(examples)], outputs[1], atol=1e-5, rtol=1e-5)
-
-
-@pytest.mark.parametrize("classifier", FIXTURES, ids=lambda s: s.name, indirect=True)
-def test_items_that_share_a_batch_key_pad_exactly(classifier):
-    """A family that lets items of different lengths share a batch (equal batch keys) pads them without changing
-    any score; one that would change them keeps them apart."""
-    import torch
-
-    spec, clf = classifier
-    clf.model.eval()
-    items = [clf.preprocess(x) for x in mixed_lengths(clf.task)]
-    with torch.no_grad():
-        alone = torch.cat([clf.forward(clf.collate([item])) for item in items])
-        padded = clf.forward(clf.collate(items))
-    if len({clf.batch_key(item) for item in items}) == 1:
-        torch.testing.assert_close(padded, alone, atol=1e-5, rtol=1e-5)
 
 
 def test_padding_changes_the_scores_of_a_group_norm_wav2vec2(hub, fresh_plugins):
@@ -228,36 +158,11 @@ def test_padding_changes_the_scores_of_a_group_norm_wav2vec2(hub, fresh_plugins)
 
 
 @pytest.mark.parametrize("classifier", FIXTURES, ids=lambda s: s.name, indirect=True)
-def test_linear_heads_write_the_affine_map_they_describe(classifier, fresh_plugins, tmp_path):
-    """The linear strategy's solver writes a fitted (weight, bias) through one of `linear_heads()`; the head (and
-    the whole model, and the model saved and loaded again) must then compute exactly
-    ``head_inputs[:, columns] @ weight.T + bias``, for every pooled representation offered."""
-    import torch
-
+def test_every_fixture_head_is_one_affine_map(classifier):
+    """The fixtures' heads are one affine map, so the contract's linear_heads check runs on each (not skipped)."""
     spec, clf = classifier
     heads = clf.linear_heads()
     assert heads, f"{spec.name}: the fixture's head is one affine map; linear_heads() must offer it"
-    assert heads[0].native, "the first head offered is the family's native one"
-    assert len({head.pooling for head in heads}) == len(heads)
-    clf.model.eval()
-    batch = clf.collate([clf.preprocess(example(clf.task, seed)) for seed in range(3)])
-    generator = torch.Generator().manual_seed(0)
-    for head in [*heads[1:], heads[0]]:   # from a non-native pooling back to the native one, too
-        weight = torch.randn(len(LABELS), head.in_features, generator=generator)
-        bias = torch.randn(len(LABELS), generator=generator)
-        head.write(weight, bias)
-        assert head.native or head.load_note, f"{head.pooling}: a head the library lacks says how to load it"
-        with torch.no_grad():
-            inputs = clf.head_inputs(batch)
-            expected = inputs[:, head.columns] @ weight.T + bias
-            torch.testing.assert_close(clf.head_logits(inputs), expected, atol=1e-4, rtol=1e-4)
-            torch.testing.assert_close(clf.forward(batch), expected, atol=1e-4, rtol=1e-4)
-        folder = tmp_path / head.pooling
-        clf.save(folder)
-        loaded = fresh_plugins.family(spec.family).load_saved(folder)
-        loaded.model.eval()
-        with torch.no_grad():
-            torch.testing.assert_close(loaded.forward(batch), expected, atol=1e-4, rtol=1e-4)
 
 
 def test_a_head_with_a_hidden_layer_is_not_a_linear_head(hub, fresh_plugins):
@@ -269,3 +174,63 @@ def test_a_head_with_a_hidden_layer_is_not_a_linear_head(hub, fresh_plugins):
     clf.model.reset_classifier(0)
     clf.model.fc = torch.nn.Sequential(torch.nn.Linear(features, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
     assert clf.linear_head() is None
+
+
+# --- what the core asks a family instead of knowing it -----------------------------------------------------------
+
+SNIPPETS = {   # the model card's usage code, as the card wrote it before families wrote it themselves
+    ("timm", "image-cls", True, "me/x", "abc123"):
+        'import timm\nimport torch\nfrom PIL import Image\n\nmodel = timm.create_model("hf-hub:me/x@abc123", '
+        'pretrained=True).eval()\ntransform = timm.data.create_transform(**timm.data.resolve_data_config({}, '
+        'model=model))\nlabels = model.pretrained_cfg["label_names"]\n\nimage = Image.open("example.jpg")'
+        '.convert("RGB")\nwith torch.inference_mode():\n    scores = model(transform(image).unsqueeze(0))'
+        '.sigmoid()[0]\nprint({label: round(float(score), 4) for label, score in zip(labels, scores)})',
+    ("transformers", "text-cls", False, None, "main"):
+        'from transformers import pipeline\n\nclassifier = pipeline("text-classification", model="PATH")\n'
+        'print(classifier("an example text to classify", top_k=None))',
+    ("transformers", "audio-cls", False, "me/x", "abc123"):
+        'import soundfile\nfrom transformers import pipeline\n\nclassifier = pipeline("audio-classification", '
+        'model="me/x", revision="abc123")\n\naudio, rate = soundfile.read("example.wav", dtype="float32")\n'
+        'audio = audio.mean(axis=1) if audio.ndim > 1 else audio   # the model takes one channel\n'
+        'print(classifier({"raw": audio, "sampling_rate": rate}, top_k=None))',
+}
+
+
+@pytest.mark.parametrize("case", sorted(SNIPPETS, key=str), ids=lambda c: f"{c[0]}-{c[1]}")
+def test_model_card_snippet_comes_from_the_family(case, fresh_plugins):
+    from zoo.engine.report import _load_snippet
+
+    family, task, multi_label, repo_id, revision = case
+    record = {"family_library": family, "task": task, "multi_label": multi_label, "backbone": {"family": family}}
+    assert _load_snippet(record, repo_id, revision) == SNIPPETS[case]
+
+
+def test_a_family_without_a_snippet_gets_a_comment(fresh_plugins):
+    from zoo.engine.report import _load_snippet
+
+    record = {"family_library": "somelib", "task": "image-cls", "multi_label": False,
+              "backbone": {"family": "not-installed"}}
+    assert _load_snippet(record, "me/x") == "# load with somelib from me/x"
+
+
+# --- the contract checker catches what it is for -----------------------------------------------------------------
+
+def test_the_contract_checker_catches_a_wrong_head_logits(hub, fresh_plugins):
+    """A family whose head_logits does not replay its forward (the bug the linear strategy cannot survive) fails
+    the checker with a report naming the check and the difference."""
+    spec = next(s for s in FIXTURES if s.name == "test_resnet.r160_in1k")
+    family = fresh_plugins.family(spec.family)
+
+    class OffByOneHead(type(family)):
+        def load_classifier(self, *args, **kwargs):
+            classifier = super().load_classifier(*args, **kwargs)
+            head_logits = classifier.head_logits
+            classifier.head_logits = lambda inputs: head_logits(inputs) + 1.0
+            return classifier
+
+    report = check_family(OffByOneHead(), spec, checks=["outputs", "head_replay"], raise_on_failure=False)
+    assert not report.ok and [r.name for r in report.failed] == ["head_replay"]
+    assert "head_logits(head_inputs(batch)) differs from forward(batch)" in report.failed[0].detail
+    with pytest.raises(ContractViolation) as info:
+        check_family(OffByOneHead(), spec, checks=["head_replay"])
+    assert "failed head_replay" in str(info.value) and info.value.report.failed

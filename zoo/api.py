@@ -36,16 +36,17 @@ def load_registry(registry_files: Iterable[PathLike] = (), *,
     """The merged registry: core ``registry.toml``, plugin contributions, then user files.
 
     User files are ``ZOO_REGISTRY`` (``os.pathsep``-separated), ``~/.config/zoo/registry.toml`` and
-    ``registry_files``; a later entry with the same name replaces an earlier one.
+    ``registry_files``; a later entry with the same name replaces an earlier one, with a notice (a UserWarning).
+    A plugin only adds names: one it contributes that is already taken is refused and reported by ``zoo plugins``.
 
     Raises:
         zoo.errors.RegistryError: naming the file, entry and field of the first problem in a user file.
     """
     plugins = plugins or get_plugin_manager()
     registry = Registry(read_registry_file(CORE_REGISTRY))
-    registry.add(plugins.read_contributions())
+    registry.add(plugins.read_contributions(known=registry))
     for path in user_registry_files(registry_files):
-        registry.add(read_registry_file(path))
+        registry.add(read_registry_file(path, schemes=plugins.source_schemes))
     return registry
 
 

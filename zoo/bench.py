@@ -12,6 +12,7 @@ import platform
 import re
 import resource
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -73,14 +74,15 @@ class BenchResult:
         return asdict(self)
 
 
-def fingerprint(device) -> dict[str, Any]:
-    """What the numbers depend on: device, driver, library versions, CPU, threads."""
+def fingerprint(device, *, libraries: Sequence[str] = ()) -> dict[str, Any]:
+    """What the numbers depend on: device, driver, library versions (zoo's and ``libraries``, the measured family's),
+    CPU, threads."""
     import torch
 
     info: dict[str, Any] = {"device": str(device), "cpu": cpu_name(), "threads": torch.get_num_threads(),
                             "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
                             "platform": platform.platform()}
-    for package in ("zoo-hub", "timm", "transformers"):
+    for package in ("zoo-hub", *libraries):
         try:
             info[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -151,7 +153,7 @@ def measure(classifier, *, target: str, backbone: str, family: str, weights: str
     torch_device = torch.device(device)
     model = classifier.model.to(torch_device).eval()
     task = classifier.task
-    if task == "text-cls" and hasattr(classifier, "max_length"):
+    if task == "text-cls":   # Classifier.max_length: the tokens preprocessing keeps
         classifier.max_length = seq_len
     size = image_size or _default_image_size(classifier)
     example = synthetic_example(task, image_size=size, seq_len=seq_len, seconds=seconds,
@@ -186,7 +188,7 @@ def measure(classifier, *, target: str, backbone: str, family: str, weights: str
         peak, kind = torch.cuda.max_memory_allocated(torch_device) / 2**20, "cuda max allocated"
     else:
         peak, kind = _peak_rss_mb(), "process peak RSS"
-    prints = fingerprint(torch_device)
+    prints = fingerprint(torch_device, libraries=_family_library(family, classifier))
     mfu = None
     if torch_device.type == "cuda":
         peak_tflops = gpu_peak_tflops(prints.get("device_name", ""), precision)
@@ -228,10 +230,21 @@ def _null():
     return nullcontext()
 
 
+def _family_library(family: str, classifier) -> tuple[str, ...]:
+    """The library that runs the measured model (Family.library): of the family named, or else (a saved folder) of
+    the family from the plugin package the classifier comes from."""
+    from zoo.plugins import get_plugin_manager
+
+    def package(obj) -> str:
+        return type(obj).__module__.split(".")[0]
+
+    families = get_plugin_manager().families
+    loaded = families.get(family) or next((f for f in families.values() if package(f) == package(classifier)), None)
+    return (loaded.library,) if loaded is not None and loaded.library else ()
+
+
 def _default_image_size(classifier) -> int:
-    config = getattr(classifier, "data_config", None) or {}
-    size = config.get("input_size")
-    return int(size[-1]) if size else 224
+    return classifier.image_size or 224   # Classifier.image_size: the side its preprocessing produces
 
 
 def _input_description(batch, task: str, *, seq_len: int, seconds: float) -> dict[str, Any]:

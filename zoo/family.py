@@ -57,6 +57,14 @@ class LinearHead:
     load_note: str = ""
 
 
+@dataclass(frozen=True)
+class FetchedSource:
+    """Where :meth:`Family.fetch_source` put a backbone's files, and which version of them it holds."""
+
+    path: Path                 # the local folder (or file) holding the backbone's files
+    commit: str | None = None  # what identifies the version read (a checksum, a release tag), recorded by zoo fetch
+
+
 class Classifier(ABC):
     """A backbone with a classification head, ready to train, evaluate, predict and save."""
 
@@ -75,6 +83,20 @@ class Classifier(ABC):
     # Part of the key of cached head inputs (the linear strategy's feature cache): change it when what
     # :meth:`head_inputs` returns changes, so that features cached by an earlier version are computed again.
     head_inputs_version: str = "1"
+    # Text classifiers: the most tokens `preprocess` keeps. The engine sets it (`zoo adapt --max-length`, the
+    # sequence length `zoo bench` times) before preprocessing; None: the backbone's own limit. A classifier whose
+    # inputs have no such limit ignores it.
+    max_length: int | None = None
+    # The values of ``layers`` that :meth:`features` takes (`zoo recommend --data --layers`): "last" is the pooled
+    # last layer, ``features(batch)``; a family that can also average every layer's pooling adds "mean" and takes
+    # ``features(batch, layers="mean")``. A value left out is answered with ``features(batch)``.
+    feature_layers: tuple[str, ...] = ("last",)
+
+    @property
+    def channels_last(self) -> bool:
+        """Whether the model runs faster with its inputs and weights in channels-last memory format (NHWC), which
+        the engine then uses on GPUs. Default: for image classifiers (convolutions); override to say otherwise."""
+        return self.task == "image-cls"
 
     @abstractmethod
     def preprocess(self, example: Any, *, train: bool = False) -> dict[str, Any]:
@@ -105,7 +127,10 @@ class Classifier(ABC):
 
     @abstractmethod
     def features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Pooled backbone features of shape (batch, dim): the head's input."""
+        """Pooled backbone features of shape (batch, dim): the head's input.
+
+        A family that lists more than "last" in :attr:`feature_layers` also takes ``layers=`` (keyword).
+        """
 
     def head_inputs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """What the head consumes, computed by the backbone, as a (batch, dim) tensor that can be cached.
@@ -195,6 +220,11 @@ class Family(ABC):
     # strategies, used when `--lr` is not given and recorded as the family's default; a strategy left out takes the
     # core's (zoo.engine.config.DEFAULT_LR). Default: none, the core's for both.
     preferred_lr: ClassVar[Mapping[str, float]] = MappingProxyType({})
+    # Source schemes this family resolves and downloads itself, for weights that live outside the Hub: a registry
+    # source "torchvision:resnet34" or "url:https://...#sha256=..." names its scheme before the first colon.
+    # `zoo fetch` and the offline guard call :meth:`fetch_source` for them; a source whose scheme no family claims
+    # is refused when the registry is read. Default: none (Hub repo ids and ``local-dir:`` need no claim).
+    source_schemes: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def load_classifier(self, spec: BackboneSpec, *, task: str, labels: Sequence[str],
@@ -228,6 +258,41 @@ class Family(ABC):
     def can_load_saved(self, directory: str | Path) -> bool:
         """Whether ``directory`` holds a model this family saved. Default: no."""
         return False
+
+    def fetch_source(self, spec: BackboneSpec, *, local_only: bool = False) -> FetchedSource | None:
+        """Download the files of a ``spec`` whose source has one of :attr:`source_schemes` into a local cache.
+
+        ``zoo fetch`` calls it to download (``local_only=False``), and the offline guard with ``local_only=True``
+        to ask whether the files are already cached: return None then when they are not, without downloading.
+        Downloads should check what they read (a checksum), and a second call should reuse the cache.
+        ``load_classifier`` reads the files from the same place (``self.fetch_source(spec, local_only=...)``).
+
+        Raises:
+            zoo.errors.ModelLoadError: the files could not be fetched, with a message that says what to do.
+        """
+        from zoo.errors import PluginError
+
+        raise PluginError(f"{type(self).__module__.split('.')[0]} ({self.name} family)",
+                          f"{type(self).__name__} claims source schemes {list(self.source_schemes)} but does not "
+                          "implement fetch_source")
+
+    def usage_snippet(self, *, task: str, repo_id: str | None, revision: str | None = None,
+                      multi_label: bool = False, example: str = "") -> str:
+        """Python code, for the model card, that loads an adapted model with :attr:`library` alone (no zoo) and
+        classifies one input.
+
+        Args:
+            task: the task type of the model.
+            repo_id: the Hub repo the model was pushed to; None for a local run, which the code loads from the
+                folder ``PATH``.
+            revision: the branch or commit to load, when not the repo's main branch.
+            multi_label: whether scores are independent per label (a sigmoid) rather than a distribution.
+            example: the input the code classifies (``example.jpg``, a sentence, ``example.wav``), which a person
+                replaces with their own.
+
+        Default: one comment naming the library and where to load from.
+        """
+        return f"# load with {self.library or self.name} from {repo_id or 'PATH'}"
 
 
 def copy_linear(layer: torch.nn.Linear, weight: torch.Tensor, bias: torch.Tensor) -> None:

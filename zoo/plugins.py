@@ -11,13 +11,20 @@ Hooks:
 - ``zoo_registry()`` returns registry contributions: paths of TOML files and/or ``[[backbone]]``-style dicts.
 
 One plugin that fails to import, raises in a hook, or provides a family name already taken never takes the others
-down: it is recorded with its error, and ``zoo plugins`` shows it. ``ZOO_DISABLE_PLUGIN_AUTOLOAD=1`` loads only the
-entry points named in ``ZOO_PLUGINS`` (comma-separated).
+down: it is recorded with its error, and ``zoo plugins`` shows it (with the traceback under ``ZOO_DEBUG=1``).
+``ZOO_DISABLE_PLUGIN_AUTOLOAD=1`` loads only the entry points named in ``ZOO_PLUGINS`` (comma-separated); a name
+there that no installed plugin has is reported too.
+
+Names are first come, first served, and the order is fixed: the built-in plugins (those of the ``zoo-hub``
+distribution) load first, then the others by entry-point name. A later plugin that offers a family name already
+taken, claims a source scheme already claimed, or contributes a backbone whose name the core registry or an earlier
+plugin already has, has that part refused and reported; a user's own registry file may still override a backbone.
 """
 
 from __future__ import annotations
 
 import os
+import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -31,6 +38,10 @@ from zoo.errors import FamilyUnavailableError, PluginError, RegistryError, ZooEr
 GROUP = "zoo"
 AUTOLOAD_ENV = "ZOO_DISABLE_PLUGIN_AUTOLOAD"
 ALLOW_ENV = "ZOO_PLUGINS"
+DEBUG_ENV = "ZOO_DEBUG"            # the variable that makes the CLI show tracebacks: plugin failures show theirs
+BUILTIN_DISTRIBUTION = "zoo-hub"   # the distribution whose plugins load first (zoo_timm, zoo_transformers)
+# Source schemes the core itself resolves; no family may claim them.
+RESERVED_SCHEMES = ("local-dir",)
 
 hookspec = pluggy.HookspecMarker(GROUP)
 hookimpl = pluggy.HookimplMarker(GROUP)
@@ -56,7 +67,7 @@ class PluginInfo:
     module: str = ""                            # what the entry point points at
     distribution: str = ""                      # the installed package that provides it
     version: str = ""
-    status: str = "ok"                          # ok | failed | disabled
+    status: str = "ok"                          # ok | failed | disabled | not found (named in ZOO_PLUGINS only)
     families: list[str] = field(default_factory=list)
     backbones: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -76,6 +87,7 @@ class PluginManager:
         self.infos: dict[str, PluginInfo] = {}
         self._families: dict[str, Any] = {}          # family name -> Family instance
         self._family_owner: dict[str, str] = {}      # family name -> plugin name
+        self._schemes: dict[str, str] = {}           # source scheme -> family name
         self._contributions: dict[str, list[Any]] = {}
         self._autoload = autoload
 
@@ -85,7 +97,17 @@ class PluginManager:
         """Discover and load every plugin of the ``zoo`` entry-point group."""
         autoload = self._autoload if self._autoload is not None else os.environ.get(AUTOLOAD_ENV, "") in ("", "0")
         allowed = {n.strip() for n in os.environ.get(ALLOW_ENV, "").split(",") if n.strip()}
-        for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
+        found = list(entry_points(group=GROUP))
+        for name in sorted(allowed - {ep.name for ep in found}):
+            self.infos[name] = PluginInfo(name=name, status="not found", errors=[
+                f"{ALLOW_ENV} names {name!r}, but no installed plugin has that name; installed: "
+                f"{', '.join(sorted({ep.name for ep in found})) or 'none'}"])
+
+        def builtin_first(ep) -> tuple[bool, str]:
+            dist = getattr(ep, "dist", None)
+            return (not (dist is not None and dist.metadata["Name"] == BUILTIN_DISTRIBUTION), ep.name)
+
+        for ep in sorted(found, key=builtin_first):
             dist = getattr(ep, "dist", None)
             info = PluginInfo(name=ep.name, module=ep.value,
                               distribution=dist.metadata["Name"] if dist else "",
@@ -102,7 +124,7 @@ class PluginManager:
             try:
                 plugin = ep.load()
             except Exception as exc:  # a broken plugin must not break the hub
-                info.status, info.errors = "failed", [f"import failed: {type(exc).__name__}: {exc}"]
+                info.status, info.errors = "failed", [_failure(f"import failed: {type(exc).__name__}: {exc}", exc)]
                 self.infos[ep.name] = info
                 continue
             self._register(plugin, info)
@@ -122,6 +144,7 @@ class PluginManager:
             self._pm.unregister(plugin)
         for family in [f for f, owner in self._family_owner.items() if owner == name]:
             del self._families[family], self._family_owner[family]
+            self._schemes = {scheme: f for scheme, f in self._schemes.items() if f != family}
         self._contributions.pop(name, None)
         self.infos.pop(name, None)
 
@@ -145,7 +168,7 @@ class PluginManager:
         try:
             results = caller()
         except Exception as exc:
-            info.errors.append(f"hook {hook} raised {type(exc).__name__}: {exc}")
+            info.errors.append(_failure(f"hook {hook} raised {type(exc).__name__}: {exc}", exc))
             return []
         return [item for result in results if result for item in result]
 
@@ -158,12 +181,24 @@ class PluginManager:
             info.errors.append(f"family {name!r} is already provided by plugin {self._family_owner[name]!r}; "
                                "this one was ignored")
             return
+        schemes = getattr(family_cls, "source_schemes", ()) or ()
+        for scheme in schemes:
+            if not isinstance(scheme, str) or not scheme or ":" in scheme or "/" in scheme:
+                info.errors.append(f"family {name!r} claims source scheme {scheme!r}: a scheme is a non-empty word "
+                                   "without ':' or '/'; this family was ignored")
+                return
+            if scheme in RESERVED_SCHEMES or scheme in self._schemes:
+                owner = f"family {self._schemes[scheme]!r}" if scheme in self._schemes else "zoo itself"
+                info.errors.append(f"family {name!r} claims source scheme {scheme!r}, which {owner} already "
+                                   "resolves; this family was ignored")
+                return
         try:
             family = family_cls() if isinstance(family_cls, type) else family_cls
         except Exception as exc:
-            info.errors.append(f"family {name!r} could not be created: {type(exc).__name__}: {exc}")
+            info.errors.append(_failure(f"family {name!r} could not be created: {type(exc).__name__}: {exc}", exc))
             return
         self._families[name], self._family_owner[name] = family, info.name
+        self._schemes.update(dict.fromkeys(schemes, name))
         info.families.append(name)
 
     # --- queries --------------------------------------------------------------------------------------------
@@ -183,35 +218,84 @@ class PluginManager:
         except KeyError:
             raise FamilyUnavailableError(name, backbone, sorted(self._families)) from None
 
+    @property
+    def source_schemes(self) -> dict[str, str]:
+        """Every source scheme a loaded family claims, with the family's name."""
+        return dict(self._schemes)
+
+    def family_for_source(self, spec: Any) -> Any:
+        """The family that fetches ``spec``'s weights: the one claiming its source scheme.
+
+        Raises:
+            FamilyUnavailableError: if no loaded family claims it (its plugin was uninstalled since).
+        """
+        scheme = spec.source_scheme
+        if scheme not in self._schemes:
+            raise FamilyUnavailableError(spec.family, spec.name, sorted(self._families))
+        return self._families[self._schemes[scheme]]
+
     def registry_contributions(self) -> Iterable[tuple[str, list[Any]]]:
         """Yield (plugin name, contributions) for every plugin that contributes registry entries."""
         for name, items in self._contributions.items():
             if items:
                 yield name, items
 
-    def read_contributions(self) -> list[Any]:
-        """Parse every plugin's registry contributions into specs, recording bad ones against the plugin."""
+    def read_contributions(self, *, known: Any = None) -> list[Any]:
+        """Parse every plugin's registry contributions into specs, recording bad ones against the plugin.
+
+        An entry that breaks the schema is reported and skipped, and the valid entries beside it are kept; a
+        relative ``local-dir:`` path is relative to the TOML file that names it. An entry whose name ``known``
+        (the registry read so far: the core's) or an earlier plugin already has is refused and reported: a plugin
+        adds backbones, it never re-points one.
+        """
         from zoo.registry import parse_registry_document, read_registry_file
 
-        specs = []
+        specs: list[Any] = []
+        taken = {spec.name: spec.origin for spec in known or ()}
         for plugin, items in self.registry_contributions():
             info = self.infos[plugin]
             info.backbones = []
             for item in items:
+                errors: list[RegistryError] = []
                 try:
                     if isinstance(item, (str, os.PathLike)):
-                        found = read_registry_file(Path(item))
+                        found = read_registry_file(Path(item), schemes=self._schemes, errors=errors,
+                                                   relative_to_file=True)
                     elif isinstance(item, dict):
-                        found = parse_registry_document({"backbone": [item]}, origin=f"plugin {plugin}")
+                        found = parse_registry_document({"backbone": [item]}, origin=f"plugin {plugin}",
+                                                        schemes=self._schemes, errors=errors)
                     else:
                         raise RegistryError(f"unsupported registry contribution {item!r}",
                                             path=f"plugin {plugin}")
                 except ZooError as exc:
-                    info.errors.append(str(exc))
+                    _note(info, str(exc))
                     continue
-                info.backbones.extend(spec.name for spec in found)
-                specs.extend(found)
+                for error in errors:
+                    _note(info, f"{error}; this entry was skipped")
+                for spec in found:
+                    if spec.name in taken:
+                        _note(info, f"{spec.origin}: backbone {spec.name!r} is already defined by "
+                                           f"{taken[spec.name] or 'the registry'}; a plugin may add backbones but "
+                                           "not re-point one, so this entry was ignored (a registry file of your own "
+                                           "may override it)")
+                        continue
+                    taken[spec.name] = spec.origin
+                    info.backbones.append(spec.name)
+                    specs.append(spec)
         return specs
+
+
+def _note(info: PluginInfo, message: str) -> None:
+    """Record a registry problem once, however often the registry is read in this process."""
+    if message not in info.errors:
+        info.errors.append(message)
+
+
+def _failure(message: str, exc: BaseException) -> str:
+    """A plugin failure as ``zoo plugins`` shows it: one line, and under ``ZOO_DEBUG=1`` the traceback after it."""
+    if os.environ.get(DEBUG_ENV, "") in ("", "0"):
+        return message
+    return message + "\n" + "".join(traceback.format_exception(exc)).rstrip("\n")
 
 
 _manager: PluginManager | None = None

@@ -2,8 +2,12 @@
 
 A registry is read from TOML files whose ``[[backbone]]`` tables follow :class:`BackboneSpec`. Files are merged in
 order — the core ``registry.toml``, files and specs contributed by plugins, then user files (``ZOO_REGISTRY``, the
-user config file, ``--registry``) — and a later entry with the same name replaces an earlier one. Every validation
-error names the file, the entry and the field.
+user config file, ``--registry``). A plugin may only add names (the plugin manager refuses one that re-points an
+existing backbone); a user file may replace an entry deliberately, with a notice (a ``UserWarning``). Every
+validation error names the file, the entry and the field.
+
+A source is a Hub repo id, ``local-dir:PATH``, or ``SCHEME:REST`` where a loaded family claims ``SCHEME``
+(:attr:`zoo.family.Family.source_schemes`) and fetches such weights itself; a scheme no family claims is refused.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import fnmatch
 import math
 import os
 import tomllib
-from collections.abc import Iterable, Iterator, Mapping
+import warnings
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -52,7 +57,7 @@ class BackboneSpec:
     # identity and weights
     name: str                                   # unique, e.g. "convnext_tiny.in12k_ft_in1k"
     family: str                                 # the plugin family that loads it, e.g. "timm"
-    source: str                                 # Hub repo id, or "local-dir:PATH"
+    source: str                                 # Hub repo id, "local-dir:PATH", or "SCHEME:..." a family claims
     revision: str | None = None                 # pinned Hub revision (commit sha, tag or branch)
     arch: str | None = None                     # architecture within the family, when the name does not say it
     # what it is for
@@ -78,27 +83,35 @@ class BackboneSpec:
     def local_path(self) -> Path | None:
         return Path(self.source[len(LOCAL_DIR_PREFIX):]).expanduser() if self.is_local else None
 
+    @property
+    def source_scheme(self) -> str | None:
+        """The scheme of a source a family fetches itself ("torchvision" for "torchvision:resnet34"); None for a
+        Hub repo id or a ``local-dir:`` folder."""
+        return source_scheme(self.source)
+
     def reference_value(self, metric: str) -> float | None:
         return next((r.value for r in self.reference if r.metric == metric), None)
 
     @classmethod
-    def from_toml(cls, table: Mapping[str, Any], *, origin: str = "") -> BackboneSpec:
-        """Build and validate a spec from one ``[[backbone]]`` table.
+    def from_toml(cls, table: Mapping[str, Any], *, origin: str = "", schemes: Collection[str] = ()) -> BackboneSpec:
+        """Build and validate a spec from one ``[[backbone]]`` table; ``schemes``: the source schemes families claim.
 
         Raises:
             RegistryError: naming ``origin``, the entry and the field at fault.
         """
-        return _parse_entry(dict(table), origin)
+        return _parse_entry(dict(table), origin, schemes)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, origin: str) -> BackboneSpec:
         """Rebuild a spec from :meth:`to_dict` output (a run record's snapshot), ignoring keys added beside it.
 
+        The source's scheme was checked when the entry was read; the family that loads it checks it again.
+
         Raises:
             RegistryError: naming ``origin`` when the snapshot no longer validates.
         """
         table = {k: v for k, v in data.items() if k in _TOML_FIELDS and v is not None}
-        return _parse_entry(table, origin)
+        return _parse_entry(table, origin, None)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -115,7 +128,17 @@ _REQUIRED = ("name", "family", "source", "tasks", "params_m", "gflops", "input",
 _REFERENCE_FIELDS = {f.name for f in fields(Reference)}
 
 
-def _parse_entry(table: dict[str, Any], origin: str) -> BackboneSpec:
+def source_scheme(source: str) -> str | None:
+    """The scheme before the first colon of a source a family fetches itself; None for Hub ids and local-dir:."""
+    if source.startswith(LOCAL_DIR_PREFIX) or ":" not in source:
+        return None
+    return source.split(":", 1)[0]
+
+
+def _parse_entry(table: dict[str, Any], origin: str, schemes: Collection[str] | None = (),
+                 base: Path | None = None) -> BackboneSpec:
+    """One validated entry. ``schemes``: the source schemes a family claims (None: any, for snapshots already
+    checked); ``base``: the folder a relative ``local-dir:`` path is relative to (None: as written)."""
     entry = table.get("name") if isinstance(table.get("name"), str) else None
 
     def fail(message: str, field_name: str | None = None) -> RegistryError:
@@ -150,8 +173,19 @@ def _parse_entry(table: dict[str, Any], origin: str) -> BackboneSpec:
     family = text("family", table["family"])
     source = text("source", table["source"])
     if source.startswith(LOCAL_DIR_PREFIX):
-        if not source[len(LOCAL_DIR_PREFIX):]:
+        folder = source[len(LOCAL_DIR_PREFIX):]
+        if not folder:
             raise fail("'local-dir:' needs a path after it", "source")
+        if base is not None and not Path(folder).expanduser().is_absolute():
+            source = f"{LOCAL_DIR_PREFIX}{base / folder}"
+    elif source_scheme(source) is not None:
+        scheme = source_scheme(source)
+        if schemes is not None and scheme not in schemes:
+            claimed = f"loaded families claim {', '.join(sorted(schemes))}" if schemes else "no loaded family " \
+                "claims any"
+            raise fail(f"source scheme {scheme!r} is not claimed by any loaded family ({claimed}); use a Hub repo "
+                       "id like 'org/name' or 'local-dir:PATH', or install the plugin whose family fetches "
+                       f"{scheme!r} sources (zoo plugins)", "source")
     elif source.count("/") > 1 or source.startswith("/") or " " in source:
         raise fail(f"must be a Hub repo id like 'org/name' or 'local-dir:PATH', got {source!r}", "source")
 
@@ -212,11 +246,20 @@ def _parse_entry(table: dict[str, Any], origin: str) -> BackboneSpec:
     )
 
 
-def read_registry_file(path: str | os.PathLike[str]) -> list[BackboneSpec]:
+def read_registry_file(path: str | os.PathLike[str], *, schemes: Collection[str] = (),
+                       errors: list[RegistryError] | None = None, relative_to_file: bool = False
+                       ) -> list[BackboneSpec]:
     """Read and validate every ``[[backbone]]`` entry of one TOML file.
 
+    Args:
+        schemes: the source schemes loaded families claim (:attr:`zoo.family.Family.source_schemes`).
+        errors: when given, an entry that breaks the schema is added here and skipped, and its valid neighbours
+            are kept (plugin files); otherwise the first one raises.
+        relative_to_file: resolve a relative ``local-dir:`` path against the file's folder (plugin files), not the
+            working directory.
+
     Raises:
-        RegistryError: if the file is missing, is not valid TOML, or an entry breaks the schema.
+        RegistryError: if the file is missing, is not valid TOML, or (without ``errors``) an entry breaks the schema.
     """
     path = Path(path)
     try:
@@ -228,11 +271,15 @@ def read_registry_file(path: str | os.PathLike[str]) -> list[BackboneSpec]:
         raise RegistryError(f"cannot read file: {exc}", path=str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         raise RegistryError(f"not valid TOML: {exc}", path=str(path)) from None
-    return parse_registry_document(document, origin=str(path))
+    return parse_registry_document(document, origin=str(path), schemes=schemes, errors=errors,
+                                   base=path.resolve().parent if relative_to_file else None)
 
 
-def parse_registry_document(document: Mapping[str, Any], *, origin: str) -> list[BackboneSpec]:
-    """Validate a parsed TOML document (``{"backbone": [...]}``) into specs."""
+def parse_registry_document(document: Mapping[str, Any], *, origin: str, schemes: Collection[str] = (),
+                            errors: list[RegistryError] | None = None, base: Path | None = None
+                            ) -> list[BackboneSpec]:
+    """Validate a parsed TOML document (``{"backbone": [...]}``) into specs (arguments as :func:`read_registry_file`;
+    ``base``: the folder relative ``local-dir:`` paths start from)."""
     unknown = sorted(set(document) - {"backbone", "schema_version"})
     if unknown:
         raise RegistryError(f"unknown top-level key {unknown[0]!r}; entries go in [[backbone]] tables",
@@ -243,11 +290,17 @@ def parse_registry_document(document: Mapping[str, Any], *, origin: str) -> list
     specs: list[BackboneSpec] = []
     seen: set[str] = set()
     for index, table in enumerate(entries):
-        if not isinstance(table, dict):
-            raise RegistryError(f"entry #{index + 1} is not a table", path=origin)
-        spec = _parse_entry(table, origin)
-        if spec.name in seen:
-            raise RegistryError("duplicate name in the same file", path=origin, entry=spec.name, field="name")
+        try:
+            if not isinstance(table, dict):
+                raise RegistryError(f"entry #{index + 1} is not a table", path=origin)
+            spec = _parse_entry(table, origin, schemes, base)
+            if spec.name in seen:
+                raise RegistryError("duplicate name in the same file", path=origin, entry=spec.name, field="name")
+        except RegistryError as exc:
+            if errors is None:
+                raise
+            errors.append(exc)
+            continue
         seen.add(spec.name)
         specs.append(spec)
     return specs
@@ -265,10 +318,15 @@ class Registry:
         self.add(specs)
 
     def add(self, specs: Iterable[BackboneSpec]) -> None:
-        """Add specs; one whose name is already known replaces the earlier entry."""
+        """Add specs; one whose name is already known replaces the earlier entry, with a notice (a UserWarning):
+        a user's registry file may override a backbone deliberately, and should know that it did."""
         for spec in specs:
             if spec.name in self._specs:
-                self.overridden.append((self._specs[spec.name], spec))
+                replaced = self._specs[spec.name]
+                self.overridden.append((replaced, spec))
+                warnings.warn(f"{spec.origin or 'a registry entry'}: backbone {spec.name!r} replaces the entry from "
+                              f"{replaced.origin or 'an earlier source'} (source {spec.source})", UserWarning,
+                              stacklevel=2)
             self._specs[spec.name] = spec
 
     def __len__(self) -> int:

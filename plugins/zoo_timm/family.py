@@ -198,6 +198,19 @@ class TimmFamily(Family):
             return False
         return "architecture" in data and "pretrained_cfg" in data
 
+    def usage_snippet(self, *, task: str, repo_id: str | None, revision: str | None = None,
+                      multi_label: bool = False, example: str = "") -> str:
+        where = (f"hf-hub:{repo_id}" + (f"@{revision}" if revision else "")) if repo_id else "local-dir:PATH"
+        activation = "sigmoid()" if multi_label else "softmax(-1)"
+        return ('import timm\nimport torch\nfrom PIL import Image\n\n'
+                f'model = timm.create_model("{where}", pretrained=True).eval()\n'
+                'transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=model))\n'
+                'labels = model.pretrained_cfg["label_names"]\n\n'
+                f'image = Image.open("{example}").convert("RGB")\n'
+                'with torch.inference_mode():\n'
+                f'    scores = model(transform(image).unsqueeze(0)).{activation}[0]\n'
+                'print({label: round(float(score), 4) for label, score in zip(labels, scores)})')
+
     def architecture(self, spec, *, task: str = IMAGE_TASK, config: dict[str, Any] | None = None,
                      device: str = "meta") -> Architecture:
         import timm

@@ -143,6 +143,8 @@ class TransformersClassifier(Classifier):
             return self.head_logits(self.head_inputs(batch))
         return self.model(**batch).logits
 
+    feature_layers = ("last", "mean")
+
     def features(self, batch: dict[str, Any], *, layers: str = "last"):
         """Mean-pooled hidden states over tokens or frames; ``layers="mean"`` averages every layer's pooling."""
         import torch
@@ -447,6 +449,18 @@ class TransformersFamily(Family):
         except (OSError, ValueError):
             return False
         return "model_type" in data and "architecture" not in data
+
+    def usage_snippet(self, *, task: str, repo_id: str | None, revision: str | None = None,
+                      multi_label: bool = False, example: str = "") -> str:
+        tag = "text-classification" if task == TEXT_TASK else "audio-classification"
+        extra = f', revision="{revision}"' if repo_id and revision else ""
+        load = f'classifier = pipeline("{tag}", model="{repo_id or "PATH"}"{extra})\n'
+        if task == AUDIO_TASK:
+            return ('import soundfile\nfrom transformers import pipeline\n\n' + load + '\n'
+                    f'audio, rate = soundfile.read("{example}", dtype="float32")\n'
+                    'audio = audio.mean(axis=1) if audio.ndim > 1 else audio   # the model takes one channel\n'
+                    'print(classifier({"raw": audio, "sampling_rate": rate}, top_k=None))')
+        return f'from transformers import pipeline\n\n{load}print(classifier("{example}", top_k=None))'
 
     def architecture(self, spec, *, task: str | None = None, config: dict[str, Any] | None = None,
                      device: str = "meta") -> Architecture:

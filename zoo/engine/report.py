@@ -61,7 +61,7 @@ SNIPPET_INPUTS = {"image-cls": "example.jpg", "text-cls": "an example text to cl
 
 
 def _load_snippet(record: dict[str, Any], repo_id: str | None, revision: str = "main") -> str:
-    """Plain timm or transformers code that loads the model from the Hub repo (or PATH for a local run) and
+    """Plain code of the family's library that loads the model from the Hub repo (or PATH for a local run) and
     classifies one input (``SNIPPET_INPUTS``)."""
     pinned = revision and revision != "main"
     example = SNIPPET_INPUTS[record["task"]]
@@ -77,28 +77,14 @@ def _load_snippet(record: dict[str, Any], repo_id: str | None, revision: str = "
                           "head does not compute. With zoo:", "from zoo import api", *fetch, "",
                           f'print(api.predict(path, ["{example}"])[0].labels)', "",
                           *(["# Without zoo:", *note] if note else [])])
-    if record["family_library"] == "timm":
-        where = (f"hf-hub:{repo_id}" + (f"@{revision}" if pinned else "")) if repo_id else "local-dir:PATH"
-        activation = "sigmoid()" if record["multi_label"] else "softmax(-1)"
-        return ('import timm\nimport torch\nfrom PIL import Image\n\n'
-                f'model = timm.create_model("{where}", pretrained=True).eval()\n'
-                'transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=model))\n'
-                'labels = model.pretrained_cfg["label_names"]\n\n'
-                f'image = Image.open("{example}").convert("RGB")\n'
-                'with torch.inference_mode():\n'
-                f'    scores = model(transform(image).unsqueeze(0)).{activation}[0]\n'
-                'print({label: round(float(score), 4) for label, score in zip(labels, scores)})')
-    if record["family_library"] == "transformers":
-        tag = TASKS[record["task"]].pipeline_tag
-        extra = f', revision="{revision}"' if repo_id and pinned else ""
-        load = f'classifier = pipeline("{tag}", model="{repo_id or "PATH"}"{extra})\n'
-        if record["task"] == "audio-cls":
-            return ('import soundfile\nfrom transformers import pipeline\n\n' + load + '\n'
-                    f'audio, rate = soundfile.read("{example}", dtype="float32")\n'
-                    'audio = audio.mean(axis=1) if audio.ndim > 1 else audio   # the model takes one channel\n'
-                    'print(classifier({"raw": audio, "sampling_rate": rate}, top_k=None))')
-        return f'from transformers import pipeline\n\n{load}print(classifier("{example}", top_k=None))'
-    return f"# load with {record['family_library']} from {repo_id or 'PATH'}"
+    # The family writes its library's own code (Family.usage_snippet); one whose plugin is gone gets a comment.
+    from zoo.plugins import get_plugin_manager
+
+    family = get_plugin_manager().families.get(record["backbone"]["family"])
+    if family is None:
+        return f"# load with {record['family_library']} from {repo_id or 'PATH'}"
+    return family.usage_snippet(task=record["task"], repo_id=repo_id, revision=revision if pinned else None,
+                                multi_label=record["multi_label"], example=example)
 
 
 def wilson_interval(proportion: float, n: int, z: float = 1.96) -> tuple[float, float]:

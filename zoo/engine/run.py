@@ -302,7 +302,7 @@ def _load_classifier(family, spec, request: AdaptRequest, splits: DataSplits, co
     classifier = family.load_classifier(spec, task=request.task, labels=splits.label_names,
                                         multi_label=splits.multi_label, **sized)
     classifier.augment = config.augment
-    if config.max_length and hasattr(classifier, "max_length"):
+    if config.max_length:   # Classifier.max_length: text classifiers cut there, others ignore it
         classifier.max_length = config.max_length
     return classifier
 

@@ -139,7 +139,7 @@ def build_setup(classifier, spec, splits: DataSplits, config: AdaptConfig, *, de
         for param in model.parameters():
             param.requires_grad_(True)
     model.to(device)
-    if classifier.task == "image-cls" and getattr(device, "type", str(device)) == "cuda":
+    if classifier.channels_last and getattr(device, "type", str(device)) == "cuda":
         import torch
 
         model.to(memory_format=torch.channels_last)   # convolutions run faster in NHWC on GPUs

@@ -9,6 +9,10 @@ Which files: everything in the repo except weights in formats zoo never loads (T
 OpenVINO, GGUF, Rust) and, when the repo has safetensors weights, its pickled PyTorch copies too. That keeps a
 fetch close to what loading the model reads, without zoo knowing any family's file names.
 
+A source outside the Hub (``torchvision:resnet34``, a URL with a checksum) names a scheme that a family claims
+(:attr:`zoo.family.Family.source_schemes`); that family downloads and caches it (``Family.fetch_source``), for
+``zoo fetch`` and the offline guard alike.
+
 :func:`ensure_fetched` is the offline guard the commands call before a family loads a backbone: with
 ``HF_HUB_OFFLINE=1`` and nothing cached it raises the one-line hint to run ``zoo fetch NAME``.
 """
@@ -79,6 +83,9 @@ def cached_snapshot(spec: BackboneSpec) -> Path | None:
     """The cached snapshot folder of ``spec`` at its revision, or None when nothing is cached."""
     from huggingface_hub import snapshot_download
 
+    if spec.source_scheme is not None:
+        fetched = _cached_source(spec)
+        return fetched.path if fetched is not None else None
     try:
         return Path(snapshot_download(spec.source, revision=spec.revision, local_files_only=True))
     except Exception:  # huggingface_hub raises several types for "not in the cache"
@@ -90,8 +97,21 @@ def loaded_commit(spec: BackboneSpec) -> str | None:
     folder, or when nothing is cached)."""
     if spec.is_local:
         return None
+    if spec.source_scheme is not None:
+        fetched = _cached_source(spec)
+        return fetched.commit if fetched is not None else None
     folder = cached_snapshot(spec)
     return folder.name if folder is not None else None
+
+
+def _cached_source(spec: BackboneSpec):
+    """What the family claiming ``spec``'s source scheme has cached of it (a FetchedSource), or None."""
+    from zoo.plugins import get_plugin_manager
+
+    try:
+        return get_plugin_manager().family_for_source(spec).fetch_source(spec, local_only=True)
+    except ZooError:
+        return None
 
 
 def ensure_fetched(spec: BackboneSpec) -> None:
@@ -175,6 +195,8 @@ def fetch_one(spec: BackboneSpec, *, token: str | None = None) -> FetchResult:
             return FetchResult(spec.name, spec.source, "failed",
                                error=f"local folder {spec.local_path} does not exist; fix the registry entry's source")
         return FetchResult(spec.name, spec.source, "local", path=str(spec.local_path))
+    if spec.source_scheme is not None:
+        return _fetch_through_family(spec)
     token = resolve_token(token)
     hub = HfApi(token=token)
     try:
@@ -191,6 +213,24 @@ def fetch_one(spec: BackboneSpec, *, token: str | None = None) -> FetchResult:
     files = [p for p in folder.rglob("*") if p.is_file()]
     return FetchResult(spec.name, spec.source, "fetched", revision=spec.revision, commit=folder.name,
                        files=len(files), bytes=sum(p.stat().st_size for p in files), path=str(folder))
+
+
+def _fetch_through_family(spec: BackboneSpec) -> FetchResult:
+    """Download a source outside the Hub through the family that claims its scheme (Family.fetch_source)."""
+    from zoo.plugins import get_plugin_manager
+
+    try:
+        fetched = get_plugin_manager().family_for_source(spec).fetch_source(spec)
+        if fetched is None:
+            raise ZooError(f"the {spec.family} family fetched nothing for {spec.source}")
+    except Exception as exc:  # a plugin's failure is this backbone's, never the whole fetch's
+        detail = str(exc) if isinstance(exc, ZooError) else f"{type(exc).__name__}: {exc}"
+        return FetchResult(spec.name, spec.source, "failed", revision=spec.revision,
+                           error=scrub((detail.splitlines() or [""])[0]))
+    path = Path(fetched.path)
+    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path] if path.is_file() else []
+    return FetchResult(spec.name, spec.source, "fetched", revision=spec.revision, commit=fetched.commit,
+                       files=len(files), bytes=sum(p.stat().st_size for p in files), path=str(path))
 
 
 def _describe(exc: Exception, spec: BackboneSpec, endpoint: str) -> str:

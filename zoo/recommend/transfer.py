@@ -128,14 +128,12 @@ def extract_features(classifier, examples: Sequence, *, layers: str, max_seconds
                      device, deadline: float | None,
                      on_batch: Callable[[int], None] | None = None) -> np.ndarray | None:
     """Pooled features of ``examples`` as a float64 array, or None when ``deadline`` passes first."""
-    import inspect
-
     from zoo.engine.batches import ExampleDataset, collect_outputs, make_collate
 
     dataset = ExampleDataset(examples, classifier, train=False, max_seconds=max_seconds,
                              num_labels=len(classifier.labels), multi_label=classifier.multi_label)
-    # Averaging over layers is a family option (transformers has it); others pool their one representation.
-    takes_layers = "layers" in inspect.signature(classifier.features).parameters
+    # Averaging over layers is a family option (Classifier.feature_layers); others pool their one representation.
+    takes_layers = layers != "last" and layers in classifier.feature_layers
 
     def pooled(batch):
         return classifier.features(batch, layers=layers) if takes_layers else classifier.features(batch)

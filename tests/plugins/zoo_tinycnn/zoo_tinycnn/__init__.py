@@ -1,3 +1,4 @@
+# zoo-tinycnn/zoo_tinycnn/__init__.py
 """A third-party zoo plugin: small CNN image classifiers whose weights live in Hub repos."""
 
 from pathlib import Path

@@ -1,32 +1,16 @@
-"""The `tinycnn` family: a config.json + model.safetensors pair per backbone, on the Hub or on disk."""
+# zoo-tinycnn/zoo_tinycnn/family.py
+"""The `tinycnn` family: a config.json + model.safetensors pair per backbone, on the Hub or on disk.
+
+Nothing heavy is imported at the top: `zoo list` and `zoo plugins` import this module, and must stay fast.
+"""
 
 import json
 from pathlib import Path
-
-import torch
-from torch import nn
 
 from zoo.errors import InvalidInputError, ModelLoadError
 from zoo.family import Architecture, Classifier, Family
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
-
-
-class TinyCnn(nn.Module):
-    def __init__(self, widths=(8, 16, 32), num_classes=10):
-        super().__init__()
-        layers, channels = [], 3
-        for width in widths:
-            layers += [nn.Conv2d(channels, width, 3, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU()]
-            channels = width
-        self.stages = nn.Sequential(*layers)
-        self.head = nn.Linear(channels, num_classes)
-
-    def pooled(self, x):
-        return self.stages(x).mean(dim=(2, 3))
-
-    def forward(self, x):
-        return self.head(self.pooled(x))
 
 
 def _download(spec, filename):
@@ -44,16 +28,19 @@ class TinyCnnClassifier(Classifier):
         self.image_size, self.config = image_size, config
 
     def preprocess(self, example, *, train=False):
+        import torch
         from PIL import Image
         from torchvision.transforms import functional as F
 
         image = Image.open(example) if isinstance(example, (str, Path)) else example
         image = image.convert("RGB").resize((self.image_size, self.image_size))
-        if train and torch.rand(()) < 0.5:
+        if train and self.augment != "none" and torch.rand(()) < 0.5:
             image = image.transpose(Image.FLIP_LEFT_RIGHT)
         return {"pixel_values": F.normalize(F.to_tensor(image), MEAN, STD)}
 
     def collate(self, items):
+        import torch
+
         return {"pixel_values": torch.stack([item["pixel_values"] for item in items])}
 
     def forward(self, batch):
@@ -75,6 +62,8 @@ class TinyCnnClassifier(Classifier):
         return groups + [self.head_parameter_names()]
 
     def lora_targets(self):
+        from torch import nn
+
         return [f"stages.{i}" for i, m in enumerate(self.model.stages) if isinstance(m, nn.Conv2d)]
 
     def save(self, directory):
@@ -91,11 +80,13 @@ class TinyCnnClassifier(Classifier):
 class TinyCnnFamily(Family):
     name = "tinycnn"
     tasks = ("image-cls",)
-    library = "zoo_tinycnn"
+    library = "zoo-tinycnn"
 
     def load_classifier(self, spec, *, task, labels, multi_label=False, pretrained=True,
                         trust_remote_code=False):
         from safetensors.torch import load_file
+
+        from zoo_tinycnn.model import TinyCnn
 
         if task != "image-cls" or multi_label:
             raise InvalidInputError("tinycnn backbones do single-label image classification only")
@@ -108,11 +99,13 @@ class TinyCnnFamily(Family):
                 weights = {k: v for k, v in weights.items() if not k.startswith("head.")}
                 model.load_state_dict(weights, strict=False)
         except Exception as exc:
-            raise ModelLoadError(f"could not load {spec.name!r} from {spec.source}: {exc}") from exc
+            raise ModelLoadError.for_backbone(spec, "tinycnn", exc) from exc
         return TinyCnnClassifier(model, labels, int(spec.input["image_size"]), config)
 
     def load_saved(self, directory):
         from safetensors.torch import load_model
+
+        from zoo_tinycnn.model import TinyCnn
 
         config = json.loads((Path(directory) / "config.json").read_text())
         model = TinyCnn(config["widths"], num_classes=config["num_classes"])
@@ -124,6 +117,10 @@ class TinyCnnFamily(Family):
         return path.is_file() and json.loads(path.read_text()).get("family") == "tinycnn"
 
     def architecture(self, spec, *, task="image-cls", config=None, device="meta"):
+        import torch
+
+        from zoo_tinycnn.model import TinyCnn
+
         config = config or json.loads(_download(spec, "config.json").read_text())
         with torch.device(device):
             model = TinyCnn(config["widths"], num_classes=config.get("num_classes", 10))
