@@ -367,7 +367,7 @@ def _check_trainable(splits, config, data: str) -> None:
     if not splits.val:
         raise InvalidInputError(f"{data}: no validation examples; give --val, or a --val-fraction above 0")
     if config.metric is not None:
-        allowed = ("micro_f1", "macro_f1", "subset_accuracy") if splits.multi_label else ("accuracy", "macro_f1")
+        allowed = get_task(splits.task).reported_metrics(splits.multi_label)
         if config.metric not in allowed:
             raise InvalidInputError(f"--metric {config.metric!r} is not reported for this data; choose one of "
                                     f"{', '.join(allowed)}")

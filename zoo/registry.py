@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import RegistryError, UnknownBackboneError
-from zoo.tasks import TASKS
+from zoo.tasks import TASKS, lower_is_better
 
 CORE_REGISTRY = Path(__file__).with_name("registry.toml")
 USER_REGISTRY_ENV = "ZOO_REGISTRY"
@@ -42,7 +42,7 @@ class Reference:
 
     @property
     def lower_is_better(self) -> bool:
-        return self.metric.endswith(("/wer", "/cer", "/error"))
+        return lower_is_better(self.metric)
 
 
 @dataclass(frozen=True)

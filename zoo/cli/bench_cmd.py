@@ -34,7 +34,10 @@ def _rows(result) -> list[tuple[str, str]]:
     if result.mfu is not None:
         rows.append(("model FLOPs utilisation", f"{100 * result.mfu:.1f}%"))
     if result.accuracy:
-        names = ["micro_f1", "macro_f1"] if "micro_f1" in result.accuracy else ["accuracy", "macro_f1"]
+        from zoo import api
+
+        task = api.get_task(result.task)   # multi-label results report the multi-label main metric
+        names = task.headline_metrics(task.main_metric(multi_label=True) in result.accuracy)
         rows += [(f"{name} ({result.accuracy['examples']} examples)", f"{result.accuracy[name]:.4f}")
                  for name in names]
     return rows

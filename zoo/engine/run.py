@@ -389,8 +389,8 @@ def _train_plan(spec, family, request, classifier, splits, config, plan, scores,
         tensors, progress = load_candidate(run_dir, winner)
         setup.load_state_tensors(tensors)
         trainer = Trainer(setup, resolved, accelerator=accelerator, optimizer=None, scheduler=None,
-                          loss_fn=None, label_names=splits.label_names, multi_label=splits.multi_label,
-                          run_dir=run_dir, reporter=reporter)
+                          loss_fn=None, task=splits.task, label_names=splits.label_names,
+                          multi_label=splits.multi_label, run_dir=run_dir, reporter=reporter)
     if winner != "linear":   # the linear candidate's solve does not describe the model kept
         record.pop("head_fit", None)
     resolved = _explain(record, config, request, spec, winner, with_verdict(reason, why), facts, scores)
@@ -465,8 +465,8 @@ def _train_epochs(classifier, splits, resolved, strategy, setup, loss_fn, record
         reporter.message("no complete checkpoint was written before the interruption: training starts over")
 
     trainer = Trainer(setup, resolved, accelerator=accelerator, optimizer=optimizer, scheduler=scheduler,
-                      loss_fn=loss_fn, label_names=splits.label_names, multi_label=splits.multi_label,
-                      run_dir=run_dir, reporter=reporter)
+                      loss_fn=loss_fn, task=splits.task, label_names=splits.label_names,
+                      multi_label=splits.multi_label, run_dir=run_dir, reporter=reporter)
     progress, best = trainer.fit(progress, best)
 
     # The best epoch's parameters (and its batch-norm statistics) become the model.
@@ -491,8 +491,8 @@ def _solve_linear_head(spec, classifier, splits, resolved, setup, heads, loss_fn
     if record["resumed"]:
         reporter.message("resuming: the linear head is fitted again on the cached features")
     trainer = Trainer(setup, resolved, accelerator=accelerator, optimizer=None, scheduler=None, loss_fn=loss_fn,
-                      label_names=splits.label_names, multi_label=splits.multi_label, run_dir=run_dir,
-                      reporter=reporter)
+                      task=splits.task, label_names=splits.label_names, multi_label=splits.multi_label,
+                      run_dir=run_dir, reporter=reporter)
     fit = solve_head(classifier, spec, heads, setup, loss_fn=loss_fn, label_names=splits.label_names,
                      multi_label=splits.multi_label, metric=trainer.metric, accelerator=accelerator,
                      reporter=reporter)
