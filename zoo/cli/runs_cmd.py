@@ -148,7 +148,7 @@ def _print_run(record: dict[str, Any]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from zoo.store import flatten_config, main_metric
+    from zoo.compare import flatten_config, main_metric
 
     out = console()
     backbone = record.get("backbone")
