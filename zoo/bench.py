@@ -8,18 +8,16 @@ throughput.
 
 from __future__ import annotations
 
-import platform
 import re
 import resource
 import sys
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from zoo.errors import InvalidInputError
-from zoo.hardware import check_device, cpu_name
+from zoo.hardware import check_device, fingerprint
 
 # Dense peak TFLOP/s per GPU (bf16/fp16 tensor cores without sparsity, and plain fp32), from the vendors' data
 # sheets, for model FLOPs utilisation. Matched against torch.cuda.get_device_name(), first match wins.
@@ -71,31 +69,6 @@ class BenchResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def fingerprint(device) -> dict[str, Any]:
-    """What the numbers depend on: device, driver, library versions, CPU, threads."""
-    import torch
-
-    info: dict[str, Any] = {"device": str(device), "cpu": cpu_name(), "threads": torch.get_num_threads(),
-                            "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
-                            "platform": platform.platform()}
-    for package in ("zoo-hub", "timm", "transformers"):
-        try:
-            info[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            pass
-    if device.type == "cuda":
-        info["device_name"] = torch.cuda.get_device_name(device)
-        info["capability"] = ".".join(map(str, torch.cuda.get_device_capability(device)))
-        try:
-            import subprocess
-
-            info["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                            capture_output=True, text=True, timeout=10).stdout.strip().splitlines()[0]
-        except (OSError, IndexError, subprocess.SubprocessError):
-            info["driver"] = None
-    return info
 
 
 def synthetic_example(task: str, *, image_size: int, seq_len: int, seconds: float, sample_rate: int | None):

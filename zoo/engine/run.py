@@ -34,7 +34,7 @@ from zoo.engine.config import AdaptConfig, auto_candidates, choose_by_validation
 from zoo.engine.rundir import RUN_RECORD
 from zoo.engine.trainer import Reporter, Trainer, cosine_with_warmup, make_loss, parameter_groups
 from zoo.errors import DiskFullError, InvalidInputError, NonFiniteWeightsError, ZooError
-from zoo.hardware import check_device, cpu_name
+from zoo.hardware import check_device, fingerprint
 from zoo.hub.fetch import ensure_fetched, loaded_commit
 
 
@@ -181,17 +181,6 @@ def _versions(family) -> dict[str, str]:
     return versions
 
 
-def _hardware(accelerator) -> dict[str, Any]:
-    import torch
-
-    device = accelerator.device
-    info = {"device": str(device), "processes": accelerator.num_processes, "threads": torch.get_num_threads(),
-            "cpu": cpu_name(), "cuda": torch.version.cuda}
-    if device.type == "cuda":
-        info["device_name"] = torch.cuda.get_device_name(device)
-    return info
-
-
 def _mixed_precision(precision: str, device_type: str) -> str:
     """auto: bf16 on GPUs that have it, else fp16 on GPUs; fp32 on CPUs (CPU autocast rarely pays off)."""
     import torch
@@ -267,7 +256,7 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
         # each explained hyperparameter's value, the rule that chose it and whether the person set it
         "choices": None, "image_size": resolved.image_size,   # the square side trained, evaluated, saved at
         "command": None,                                      # zoo adapt ..., as arguments
-        "versions": _versions(family), "hardware": _hardware(accelerator),
+        "versions": _versions(family), "hardware": fingerprint(accelerator.device, processes=accelerator.num_processes),
         "started_at": previous.get("started_at") or datetime.now(UTC).isoformat(),
         "finished_at": None, "wall_s": None, "metrics": None, "best_epoch": None,
         "resumed": previous.get("resumed", 0) + (1 if resume else 0),
