@@ -18,6 +18,7 @@ from zoo.errors import InvalidInputError
 from zoo.hardware import check_device
 from zoo.hub.fetch import ensure_fetched
 from zoo.plugins import PluginInfo, PluginManager, get_plugin_manager
+from zoo.precision import PRECISIONS, resolve_precision
 from zoo.recommend import Constraints, Recommendation, ScenarioParse, parse_scenario, recommend_data_free
 from zoo.registry import CORE_REGISTRY, BackboneSpec, Registry, read_registry_file, user_registry_files
 from zoo.tasks import get_task
@@ -459,8 +460,9 @@ def bench(target: str, *, device: str = "cpu", precision: str = "fp32", batch_si
 
     checks.text("TARGET", target, allow_none=False)
     checks.choice("--weights", weights, ("pretrained", "random"))
-    checks.choice("--precision", precision, ("fp32", "bf16", "fp16"))
+    checks.choice("--precision", precision, PRECISIONS)
     device = check_device("--device", device, allow_auto=False)
+    precision = resolve_precision(precision, device)   # what the result reports: never auto
     if not batch_sizes:
         raise InvalidInputError("--batch-sizes: give at least one batch size")
     for size in batch_sizes:
@@ -501,7 +503,7 @@ def bench(target: str, *, device: str = "cpu", precision: str = "fp32", batch_si
     accuracy = None
     if data is not None:
         max_seconds = (run_record or {}).get("config", {}).get("max_seconds", 10.0)
-        accuracy = evaluate_on_data(classifier, data, device=device, max_seconds=max_seconds)
+        accuracy = evaluate_on_data(classifier, data, device=device, precision=precision, max_seconds=max_seconds)
     result = measure(classifier, target=target, backbone=backbone, family=family_name, weights=kind, device=device,
                      precision=precision, batch_sizes=tuple(batch_sizes), image_size=image_size, seq_len=seq_len,
                      seconds=seconds, warmup=warmup, iters=iters, min_seconds=min_seconds)

@@ -18,6 +18,7 @@ from typing import Any
 
 from zoo.errors import InvalidInputError
 from zoo.hardware import check_device, fingerprint
+from zoo.precision import autocast, resolve_precision
 
 # Dense peak TFLOP/s per GPU (bf16/fp16 tensor cores without sparsity, and plain fp32), from the vendors' data
 # sheets, for model FLOPs utilisation. Matched against torch.cuda.get_device_name(), first match wins.
@@ -109,16 +110,14 @@ def measure(classifier, *, target: str, backbone: str, family: str, weights: str
             precision: str = "fp32", batch_sizes: tuple[int, ...] = (1, 8, 32), image_size: int | None = None,
             seq_len: int = 128, seconds: float = 1.0, warmup: int = 10, iters: int = 50,
             min_seconds: float = 1.0) -> BenchResult:
-    """Time ``classifier`` (already loaded) and count its parameters and FLOPs."""
+    """Time ``classifier`` (already loaded) and count its parameters and FLOPs, in ``precision`` (``auto`` resolved
+    for the device by :func:`zoo.precision.resolve_precision`; the result says which was used)."""
     import torch
 
     from zoo.timing import time_calls
 
     check_device("--device", device, allow_auto=False)
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise InvalidInputError(f"unknown precision {precision!r}; choose fp32, bf16 or fp16")
-    if precision == "fp16" and not device.startswith("cuda"):
-        raise InvalidInputError("--precision fp16 needs a CUDA device; use bf16 or fp32 on a CPU")
+    precision = resolve_precision(precision, device)
     if not batch_sizes or min(batch_sizes) < 1:
         raise InvalidInputError("--batch-sizes must be positive integers, e.g. 1,8,32")
     torch_device = torch.device(device)
@@ -129,11 +128,10 @@ def measure(classifier, *, target: str, backbone: str, family: str, weights: str
     size = image_size or _default_image_size(classifier)
     example = synthetic_example(task, image_size=size, seq_len=seq_len, seconds=seconds,
                                 sample_rate=classifier.sample_rate)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    autocast = (lambda: torch.autocast(torch_device.type, dtype=dtype)) if dtype else _null
+    in_precision = autocast(precision, torch_device)
 
     def run(batch):
-        with autocast():
+        with in_precision():
             return classifier.forward(batch)
 
     one = _make_batch(classifier, example, 1, image_size, torch_device)
@@ -195,12 +193,6 @@ def count_gflops(forward) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def _null():
-    from contextlib import nullcontext
-
-    return nullcontext()
-
-
 def _default_image_size(classifier) -> int:
     config = getattr(classifier, "data_config", None) or {}
     size = config.get("input_size")
@@ -213,9 +205,10 @@ def _input_description(batch, task: str, *, seq_len: int, seconds: float) -> dic
     return {"shapes": shapes, **extra}
 
 
-def evaluate_on_data(classifier, data_path: str, *, device: str, batch_size: int = 32,
+def evaluate_on_data(classifier, data_path: str, *, device: str, precision: str = "fp32", batch_size: int = 32,
                      max_seconds: float = 10.0) -> dict[str, Any]:
-    """Accuracy, macro-F1 and the confusion matrix of an adapted classifier on a labelled set.
+    """Accuracy, macro-F1 and the confusion matrix of an adapted classifier on a labelled set, in ``precision``
+    (the one benchmarked).
 
     A dataset with a test split (a test/ folder, an hf: test split) is scored on it; otherwise on all of it.
     """
@@ -234,7 +227,8 @@ def evaluate_on_data(classifier, data_path: str, *, device: str, batch_size: int
                              num_labels=len(classifier.labels), multi_label=classifier.multi_label)
     classifier.model.to(device).eval()
     targets, logits = collect_outputs(classifier.forward, dataset, batch_size=batch_size, device=device,
-                                      collate=make_collate(classifier, classifier.multi_label))
+                                      collate=make_collate(classifier, classifier.multi_label),
+                                      autocast=autocast(resolve_precision(precision, device), device))
     metrics = compute_metrics(targets, logits, classifier.labels,
                               multi_label=classifier.multi_label)
     metrics["examples"] = len(examples)

@@ -51,7 +51,8 @@ def register(app: typer.Typer) -> None:
         compare: Annotated[bool, typer.Option("--compare", help="Show several targets side by side (implied "
                                               "by more than one target).")] = False,
         device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-        precision: Annotated[str, typer.Option(help="fp32, bf16 or fp16 (fp16 on CUDA only).")] = "fp32",
+        precision: Annotated[str, typer.Option(help="fp32, bf16, fp16 (CUDA only) or auto (bf16 or fp16 on a GPU, "
+                                                           "fp32 on a CPU).")] = "fp32",
         batch_sizes: Annotated[str, typer.Option(help="Batch sizes to measure throughput at.")] = "1,8,32",
         image_size: Annotated[int | None, typer.Option(help="Images: square input size \\[default: the model's].",
                                                        show_default=False)] = None,

@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from zoo import checks
+from zoo.precision import PRECISIONS
 
 STRATEGIES = ("auto", "linear", "lora", "full")
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 AUGMENTS = ("none", "light", "strong")
 
 # Learning rates that work across the families for each strategy (AdamW, cosine schedule). A family may prefer its

@@ -235,7 +235,8 @@ def _training_line(record: dict[str, Any], config: dict[str, Any]) -> str:
                 f"{fit['iterations']} iterations){pooled}: L2 {fit['l2']:g} chosen on validation {fit['metric']} "
                 f"from {len(fit['grid'])} strengths; seed {config['seed']}")
     return (f"- epochs run: {len(record['metrics']['epochs'])} of {config['epochs']} (best: {record['best_epoch']}), "
-            f"precision {config['precision']}, augmentation {config['augment']}, seed {config['seed']}")
+            f"precision {record.get('precision_used', config['precision'])}, augmentation {config['augment']}, "
+            f"seed {config['seed']}")
 
 
 def write_model_card(run_dir: Path, record: dict[str, Any]) -> str:

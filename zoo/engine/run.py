@@ -36,6 +36,7 @@ from zoo.engine.trainer import Reporter, Trainer, cosine_with_warmup, make_loss,
 from zoo.errors import DiskFullError, InvalidInputError, NonFiniteWeightsError, ZooError
 from zoo.hardware import check_device, fingerprint
 from zoo.hub.fetch import ensure_fetched, loaded_commit
+from zoo.precision import accelerate_mixed_precision, resolve_precision
 
 
 @dataclass
@@ -181,19 +182,6 @@ def _versions(family) -> dict[str, str]:
     return versions
 
 
-def _mixed_precision(precision: str, device_type: str) -> str:
-    """auto: bf16 on GPUs that have it, else fp16 on GPUs; fp32 on CPUs (CPU autocast rarely pays off)."""
-    import torch
-
-    if precision == "auto":
-        if device_type != "cuda":
-            return "no"
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if precision == "fp16" and device_type != "cuda":
-        raise InvalidInputError("--precision fp16 needs a CUDA device; use bf16 or fp32 on a CPU")
-    return {"fp32": "no"}.get(precision, precision)
-
-
 def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir: Path, request: AdaptRequest, *,
                  resume: bool = False, reporter: Reporter | None = None,
                  on_record: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
@@ -212,7 +200,8 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
     cpu = request.device == "cpu" or (request.device == "auto" and not torch.cuda.is_available())
     check_device("--device", request.device, allow_index=False)   # a resumed run may be on another machine
     device_type = "cpu" if cpu else "cuda"
-    accelerator = Accelerator(cpu=cpu, mixed_precision=_mixed_precision(config.precision, device_type))
+    precision = resolve_precision(config.precision, device_type)
+    accelerator = Accelerator(cpu=cpu, mixed_precision=accelerate_mixed_precision(precision))
     set_seed(config.seed)
 
     checkpoint = load_checkpoint(run_dir) if resume else None
@@ -253,6 +242,7 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
         "strategy": strategy, "strategy_reason": reason, "labels": splits.label_names,
         "multi_label": splits.multi_label, "data": splits.summary(), "request": asdict(request),
         "config": None, "config_requested": config.to_dict(), "seed": resolved.seed,
+        "precision_used": precision,   # config.precision resolved for this device (zoo.precision)
         # each explained hyperparameter's value, the rule that chose it and whether the person set it
         "choices": None, "image_size": resolved.image_size,   # the square side trained, evaluated, saved at
         "command": None,                                      # zoo adapt ..., as arguments
