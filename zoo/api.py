@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo import checks
+from zoo import checks, loading
 from zoo.errors import InvalidInputError
 from zoo.hardware import check_device
-from zoo.hub.fetch import ensure_fetched
 from zoo.plugins import PluginInfo, PluginManager, get_plugin_manager
 from zoo.precision import PRECISIONS, resolve_precision
 from zoo.recommend import Constraints, Recommendation, ScenarioParse, parse_scenario, recommend_data_free
@@ -184,22 +183,14 @@ def load_classifier(name: str, *, task: str, labels: Sequence[str], multi_label:
     """
     plugins = get_plugin_manager()
     spec = load_registry(registry_files, plugins=plugins).get(name)
-    if task not in spec.tasks:
-        raise InvalidInputError(f"backbone {spec.name!r} is registered for {', '.join(spec.tasks)}, not {task}")
     family = plugins.family(spec.family, backbone=spec.name)
-    if pretrained:
-        ensure_fetched(spec)
-    return family.load_classifier(spec, task=task, labels=list(labels), multi_label=multi_label,
-                                  pretrained=pretrained, trust_remote_code=trust_remote_code)
+    return loading.load_classifier(spec, family, task=task, labels=labels, multi_label=multi_label,
+                                   pretrained=pretrained, trust_remote_code=trust_remote_code).classifier
 
 
 def load_saved_classifier(directory: PathLike):
     """Load a classifier saved in a family's native format, asking each loaded family whether it is theirs."""
-    plugins = get_plugin_manager()
-    for family in plugins.families.values():
-        if family.can_load_saved(directory):
-            return family.load_saved(directory)
-    raise InvalidInputError(f"{directory}: no loaded family recognises this folder as a saved model")
+    return loading.load_saved(directory, get_plugin_manager().families)
 
 
 # --- adapt, resume, predict -------------------------------------------------------------------------------------
@@ -485,16 +476,14 @@ def bench(target: str, *, device: str = "cpu", precision: str = "fp32", batch_si
         run_record = read_finished_record(Path(target))
         classifier = load_saved_classifier(target)
         backbone, family_name, kind = run_record["backbone"]["name"], run_record["backbone"]["family"], "adapted"
-    elif folder and any(f.can_load_saved(target) for f in plugins.families.values()):
-        classifier = load_saved_classifier(target)
+    elif folder and loading.saved_family(target, plugins.families) is not None:
+        classifier = loading.load_saved(target, plugins.families)
         backbone, family_name, kind = Path(target).name, type(classifier).__module__.split(".")[0], "saved"
     else:
         spec = _bench_spec(target, task=task, family=family, registry_files=registry_files, plugins=plugins)
         family_impl = plugins.family(spec.family, backbone=spec.name)
-        if weights == "pretrained":
-            ensure_fetched(spec)
-        classifier = family_impl.load_classifier(spec, task=task or spec.tasks[0], labels=["0", "1"],
-                                                 pretrained=weights == "pretrained")
+        classifier = loading.load_classifier(spec, family_impl, task=task or spec.tasks[0], labels=["0", "1"],
+                                             pretrained=weights == "pretrained").classifier
         backbone, family_name, kind = spec.name, spec.family, weights
         if data is not None:
             raise InvalidInputError("--data measures accuracy of an adapted model: give a run directory (the "

@@ -35,7 +35,7 @@ from zoo.engine.rundir import RUN_RECORD
 from zoo.engine.trainer import Reporter, Trainer, cosine_with_warmup, make_loss, parameter_groups
 from zoo.errors import DiskFullError, InvalidInputError, NonFiniteWeightsError, ZooError
 from zoo.hardware import check_device, fingerprint
-from zoo.hub.fetch import ensure_fetched, loaded_commit
+from zoo.loading import LoadedClassifier, load_classifier
 from zoo.precision import accelerate_mixed_precision, resolve_precision
 
 
@@ -206,8 +206,8 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
 
     checkpoint = load_checkpoint(run_dir) if resume else None
     previous = read_record(run_dir) if resume else {}
-    ensure_fetched(spec)
-    classifier = _load_classifier(family, spec, request, splits, config)
+    loaded = _load_classifier(family, spec, request, splits, config)
+    classifier = loaded.classifier
 
     # The strategies to train: one, or (auto on small data) linear and a fine-tuning, the better kept. A resumed
     # run keeps its plan and the scores of the candidates that finished (None for the others).
@@ -237,7 +237,7 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
 
     record: dict[str, Any] = {
         "zoo_run_version": 1, "status": "running", "run_dir": str(run_dir.resolve()),
-        "backbone": {**spec.to_dict(), "commit": loaded_commit(spec)},   # the commit read, when unpinned too
+        "backbone": {**spec.to_dict(), "commit": loaded.commit},   # the commit read, when unpinned too
         "family_library": family.library, "task": request.task,
         "strategy": strategy, "strategy_reason": reason, "labels": splits.label_names,
         "multi_label": splits.multi_label, "data": splits.summary(), "request": asdict(request),
@@ -274,16 +274,16 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
         raise
 
 
-def _load_classifier(family, spec, request: AdaptRequest, splits: DataSplits, config: AdaptConfig):
+def _load_classifier(family, spec, request: AdaptRequest, splits: DataSplits,
+                     config: AdaptConfig) -> LoadedClassifier:
     """The backbone with its pretrained weights and a fresh head (each candidate of auto starts from one)."""
     # image_size only when asked for: api.adapt has checked that the family takes it (Family.takes_image_size).
-    sized = {"image_size": config.image_size} if config.image_size is not None else {}
-    classifier = family.load_classifier(spec, task=request.task, labels=splits.label_names,
-                                        multi_label=splits.multi_label, **sized)
-    classifier.augment = config.augment
-    if config.max_length and hasattr(classifier, "max_length"):
-        classifier.max_length = config.max_length
-    return classifier
+    loaded = load_classifier(spec, family, task=request.task, labels=splits.label_names,
+                             multi_label=splits.multi_label, image_size=config.image_size)
+    loaded.classifier.augment = config.augment
+    if config.max_length and hasattr(loaded.classifier, "max_length"):
+        loaded.classifier.max_length = config.max_length
+    return loaded
 
 
 def _family_lr(family, spec) -> dict[str, float]:
@@ -334,7 +334,7 @@ def _train_plan(spec, family, request, classifier, splits, config, plan, scores,
         if scores is not None and scores[strategy] is not None:
             continue
         if classifier is None:
-            classifier = _load_classifier(family, spec, request, splits, config)
+            classifier = _load_classifier(family, spec, request, splits, config).classifier
         resolved = _explain(record, config, request, spec, strategy, reason, facts, scores)
         if scores is not None:
             reporter.message(f"trying {strategy} ({plan.index(strategy) + 1} of {len(plan)})")
@@ -360,7 +360,7 @@ def _train_plan(spec, family, request, classifier, splits, config, plan, scores,
     winner, why = choose_by_validation(scores, trainer.metric)
     reporter.message(why)
     if winner != strategy:   # an earlier candidate won: a fresh backbone with its kept parameters
-        classifier = _load_classifier(family, spec, request, splits, config)
+        classifier = _load_classifier(family, spec, request, splits, config).classifier
         if winner == "linear" and record.get("head_fit", {}).get("pooling"):
             _select_pooling(classifier, record["head_fit"]["pooling"])
         resolved = config.resolved(winner, **facts)

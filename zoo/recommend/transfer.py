@@ -257,7 +257,7 @@ def recommend_with_data(data_free, specs: dict[str, Any], families: dict[str, An
     """Score the data-free shortlist on a sample of ``data``; see the module docstring for the method."""
     from zoo.data import load_data
     from zoo.engine.features import cache_key, load_cached, save_cached
-    from zoo.hub.fetch import ensure_fetched
+    from zoo.loading import load_classifier
     from zoo.precision import resolve_precision
 
     started = time.monotonic()
@@ -307,9 +307,8 @@ def recommend_with_data(data_free, specs: dict[str, Any], families: dict[str, An
             continue
         t0 = time.monotonic()
         try:
-            ensure_fetched(spec)
-            classifier = families[spec.family].load_classifier(spec, task=task, labels=splits.label_names,
-                                                               multi_label=multi_label)
+            classifier = load_classifier(spec, families[spec.family], task=task, labels=splits.label_names,
+                                         multi_label=multi_label).classifier
             done = [0]
 
             def on_batch(n: int, name: str = cand.name, done: list[int] = done) -> None:
