@@ -8,9 +8,11 @@ throughput.
 
 from __future__ import annotations
 
+import os
 import re
 import resource
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +21,8 @@ from typing import Any
 from zoo.errors import InvalidInputError
 from zoo.hardware import check_device, fingerprint
 from zoo.precision import autocast, resolve_precision
+from zoo.registry import BackboneSpec, Registry
+from zoo.tasks import get_task
 
 # Dense peak TFLOP/s per GPU (bf16/fp16 tensor cores without sparsity, and plain fp32), from the vendors' data
 # sheets, for model FLOPs utilisation. Matched against torch.cuda.get_device_name(), first match wins.
@@ -239,3 +243,71 @@ def evaluate_on_data(classifier, data_path: str, *, device: str, precision: str 
 
 def is_run_dir(target: str) -> bool:
     return (Path(target) / "zoo_run.json").is_file()
+
+
+# --- what to bench --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BenchTarget:
+    """A loaded model to bench, and how the result names it."""
+
+    classifier: Any
+    backbone: str
+    family: str
+    weights: str                               # adapted (a run directory) | saved | pretrained | random
+    run_record: dict[str, Any] | None = None   # a run directory's zoo_run.json, which the result is added to
+
+
+def load_target(target: str, *, plugins, registry: Callable[[], Registry], task: str | None = None,
+                family: str | None = None, weights: str = "pretrained", data: str | None = None) -> BenchTarget:
+    """Load what ``target`` names: a finished run directory, a folder holding a saved model, a registry name, or
+    a Hub id / ``local-dir:`` path with ``family`` (and ``task``). A folder must be written as a path (``./NAME``,
+    ``/abs/NAME`` or with a separator inside), so that a folder in the working directory never stands in for the
+    registry entry of the same name. ``registry`` is called only when a registry is needed.
+
+    Raises:
+        zoo.errors.InvalidInputError, zoo.errors.UnknownBackboneError, zoo.errors.ModelLoadError.
+    """
+    from zoo import loading
+
+    folder = _written_as_path(target) and Path(target).is_dir()
+    if not folder and target.startswith(("./", "../", "/", f".{os.sep}", f"..{os.sep}")):
+        raise InvalidInputError(f"{target}: no such folder")
+    if folder and is_run_dir(target):
+        from zoo.engine.run import read_finished_record
+
+        record = read_finished_record(Path(target))
+        return BenchTarget(loading.load_saved(target, plugins.families), record["backbone"]["name"],
+                           record["backbone"]["family"], "adapted", record)
+    if folder and loading.saved_family(target, plugins.families) is not None:
+        classifier = loading.load_saved(target, plugins.families)
+        return BenchTarget(classifier, Path(target).name, type(classifier).__module__.split(".")[0], "saved")
+    spec = _spec(target, task=task, family=family, registry=registry(), plugins=plugins)
+    if data is not None:
+        raise InvalidInputError("--data measures accuracy of an adapted model: give a run directory (the "
+                                f"classification head of {spec.name} is untrained)")
+    classifier = loading.load_classifier(spec, plugins.family(spec.family, backbone=spec.name),
+                                         task=task or spec.tasks[0], labels=["0", "1"],
+                                         pretrained=weights == "pretrained").classifier
+    return BenchTarget(classifier, spec.name, spec.family, weights)
+
+
+def _written_as_path(target: str) -> bool:
+    """Whether ``target`` is written as a path (``.``, ``./NAME``, ``/abs/NAME``, anything with a separator) rather
+    than as a registry name."""
+    return target in (".", "..") or any(separator and separator in target for separator in ("/", os.sep, os.altsep))
+
+
+def _spec(target: str, *, task: str | None, family: str | None, registry: Registry, plugins) -> BackboneSpec:
+    """The registry entry ``target``, or with ``family`` a spec for a Hub id or ``local-dir:`` path that is not in
+    the registry: its input the task's default, its parameters and FLOPs unknown (bench measures them)."""
+    if target not in registry and family is None and Path(target).is_dir():
+        raise InvalidInputError(f"{target!r} is not a registry backbone; to bench the folder of that name, write it "
+                                f"as a path: ./{target}")
+    if target in registry or family is None:
+        return registry.get(target)   # raises with close names when unknown
+    if task is None:
+        task = plugins.family(family).tasks[0]
+    return BackboneSpec(name=target, family=family, source=target, tasks=(task,),
+                        input=dict(get_task(task).default_input), origin="command line")

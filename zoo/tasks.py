@@ -7,7 +7,8 @@ Adding a task type is a new :class:`Task` here and the families that serve it; t
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ class Task:
     input_kind: str       # what one example is: "image", "text" or "audio"
     pipeline_tag: str     # the Hugging Face pipeline tag of an adapted model
     input_fields: tuple[str, ...]  # registry `input` keys every entry of this task must have
+    # the `input` a backbone named on the command line (not in the registry) is given
+    default_input: Mapping[str, float] = field(default_factory=dict, compare=False, hash=False)
     metrics: tuple[str, ...] = SINGLE_LABEL_METRICS              # reported with one label per example
     multi_label_metrics: tuple[str, ...] = MULTI_LABEL_METRICS   # reported when an example may have several
 
@@ -62,10 +65,12 @@ class Task:
 TASKS: dict[str, Task] = {
     task.name: task
     for task in (
-        Task("image-cls", "image classification", "image", "image-classification", ("image_size",)),
-        Task("text-cls", "text classification", "text", "text-classification", ("max_tokens", "seq_len")),
+        Task("image-cls", "image classification", "image", "image-classification", ("image_size",),
+             default_input={"image_size": 224}),
+        Task("text-cls", "text classification", "text", "text-classification", ("max_tokens", "seq_len"),
+             default_input={"max_tokens": 512, "seq_len": 128}),
         Task("audio-cls", "speech and audio classification", "audio", "audio-classification",
-             ("sample_rate", "seconds")),
+             ("sample_rate", "seconds"), default_input={"sample_rate": 16000, "seconds": 1.0}),
     )
 }
 

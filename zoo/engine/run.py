@@ -57,6 +57,15 @@ class AdaptRequest:
     device: str = "auto"
     registry_files: list[str] = field(default_factory=list)
 
+    def read_data(self, *, seed: int) -> DataSplits:
+        """The data as this request reads it (the split drawn with ``seed``): when the run starts, and again on
+        --resume, where its fingerprint must not have changed."""
+        from zoo.data import load_data
+
+        return load_data(self.data, task=self.task, val=self.val, test=self.test, input_col=self.input_col,
+                         label_col=self.label_col, label_sep=self.label_sep, multi_label=self.multi_label,
+                         val_fraction=self.val_fraction, seed=seed, skip_bad=self.skip_bad)
+
     def command(self, config: AdaptConfig, *, tasks: tuple[str, ...] = ()) -> list[str]:
         """The `zoo adapt` command line, as arguments, that starts this run again with the resolved ``config``
         spelled out (``tasks``: the backbone's, so --task is given only where it has a choice). A list, so that a
