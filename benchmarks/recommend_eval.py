@@ -296,8 +296,8 @@ def rankings(names: list[str], registry: Path, train: Path, device: str, bootstr
     """`zoo recommend --data` on the target's training set, scoring every backbone of the zoo."""
     from zoo import api
 
-    return api.recommend(task="image-cls", data=str(train), candidates=names, registry_files=[registry],
-                         device=device, sample=1000, bootstrap=bootstrap)
+    return api.recommend_with_data(task="image-cls", data=str(train), candidates=names, registry_files=[registry],
+                                   device=device, sample=1000, bootstrap=bootstrap)
 
 
 def weighted_tau(truth: list[float], score: list[float]) -> float:

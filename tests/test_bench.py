@@ -156,6 +156,20 @@ def test_a_bare_name_is_the_registry_entry_and_a_folder_is_written_as_a_path(hub
         api.bench("./missing", registry_files=REGISTRY, **FAST)
 
 
+def test_a_backbone_named_with_its_family_has_its_size_measured_not_invented(tmp_path):
+    from zoo.bench import _spec
+    from zoo.plugins import get_plugin_manager
+    from zoo.registry import Registry
+
+    folder = _saved_timm_folder(tmp_path / "weights")
+    spec = _spec(f"local-dir:{folder}", task=None, family="timm", registry=Registry([]),
+                 plugins=get_plugin_manager())
+    assert spec.params_m is None and spec.gflops is None and spec.input == {"image_size": 224}
+    result = api.bench(f"local-dir:{folder}", family="timm", **FAST)
+    assert (result.weights, result.task) == ("pretrained", "image-cls")
+    assert result.params_m > 0 and result.gflops > 0 and result.input["shapes"]["pixel_values"][-1] > 0
+
+
 def _pickle_only(folder):
     """Swap a model folder's safetensors weights for a pickled state dict that, as old training checkpoints do,
     holds an object besides tensors (so torch refuses it with weights_only=True)."""

@@ -140,7 +140,7 @@ def test_list_fits_80_columns():
 
 @pytest.fixture
 def fake_data_recommend(monkeypatch):
-    """api.recommend as --data calls it: it reports progress, then returns a result."""
+    """api.recommend_with_data as --data calls it: it reports progress, then returns a result."""
     from zoo import api
 
     def recommend(task, progress=None, message=None, **options):
@@ -151,7 +151,7 @@ def fake_data_recommend(monkeypatch):
             message("features of tiny-bert cached")
         return SimpleNamespace(to_dict=lambda: {"task": task, "candidates": []})
 
-    monkeypatch.setattr(api, "recommend", recommend)
+    monkeypatch.setattr(api, "recommend_with_data", recommend)
 
 
 @pytest.mark.parametrize("terminal", [True, False])

@@ -13,19 +13,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from zoo.errors import InvalidInputError, ZooError
-from zoo.store import (
-    DEFAULT_ENV,
-    SCHEMA_VERSION,
-    Comparison,
-    RunStore,
-    RunSummary,
-    StoreError,
-    UnknownRunError,
-    default_store_path,
-    lower_is_better,
-    main_metric,
-)
+from zoo.compare import Comparison, RunSummary, main_metric
+from zoo.errors import InvalidInputError, StoreError, UnknownRunError, ZooError
+from zoo.store import DEFAULT_ENV, SCHEMA_VERSION, RunStore, default_store_path
+from zoo.tasks import lower_is_better
 
 runner = CliRunner()
 

@@ -13,20 +13,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo import checks
-from zoo.errors import InvalidInputError
+from zoo import checks, loading
+from zoo.errors import InvalidInputError, NoCandidateError
 from zoo.hardware import check_device
-from zoo.hub.fetch import ensure_fetched
 from zoo.plugins import PluginInfo, PluginManager, get_plugin_manager
+from zoo.precision import PRECISIONS, resolve_precision
 from zoo.recommend import Constraints, Recommendation, ScenarioParse, parse_scenario, recommend_data_free
 from zoo.registry import CORE_REGISTRY, BackboneSpec, Registry, read_registry_file, user_registry_files
 from zoo.tasks import get_task
 
 if TYPE_CHECKING:
+    from zoo.compare import Comparison, RunDetail
+    from zoo.engine.predict import Prediction
     from zoo.hub.fetch import FetchReport
     from zoo.hub.push import PushResult
     from zoo.recommend.transfer import DataRecommendation
-    from zoo.store import Comparison, RunDetail, RunListing
+    from zoo.store import RunListing
 
 PathLike = str | os.PathLike[str]
 
@@ -99,68 +101,87 @@ def recommend(task: str | None = None, *, device: str | None = None, max_latency
               max_params_m: float | None = None, max_memory_gb: float | None = None,
               language: str | None = None, licenses: Sequence[str] = (), num_examples: int | None = None,
               scenario: str | None = None, top: int = 5,
-              registry_files: Iterable[PathLike] = (), data: str | None = None, sample: int = 1000,
-              shortlist: int = 5, candidates: Sequence[str] = (), budget_s: float = 600.0,
-              layers: str = "mean", bootstrap: int = 30, seed: int = 0, progress=None,
-              message=None) -> Recommendation | DataRecommendation:
+              registry_files: Iterable[PathLike] = ()) -> Recommendation:
     """Recommend backbones for a task under hard constraints, ranked by what is known without data.
 
     A free-text ``scenario`` is parsed into the same constraints; explicit arguments win over the parse, and the
-    parse is returned so it can be shown and corrected.
-
-    With ``data``, the ``shortlist`` best data-free candidates (or the named ``candidates``) are also scored on a
-    stratified ``sample`` of it by transferability estimators and re-ranked (:mod:`zoo.recommend.transfer`); the
-    result is then a :class:`zoo.recommend.transfer.DataRecommendation`, which holds the data-free one.
+    parse is returned so it can be shown and corrected. :func:`recommend_with_data` also ranks on your data.
 
     Raises:
         zoo.errors.InvalidInputError: if no task is given or found in the scenario, or an argument is invalid.
         zoo.errors.NoCandidateError: if the registry has no backbone for the task. When backbones exist but none
             meets every constraint, the result has no candidates, a ``message`` and the ``nearest`` misses.
     """
-    parsed: ScenarioParse | None = parse_scenario(scenario) if scenario else None
-    explicit: dict[str, Any] = {
-        "task": task, "device": device, "max_latency_ms": max_latency_ms, "max_params_m": max_params_m,
-        "max_memory_gb": max_memory_gb, "language": language, "licenses": tuple(licenses) or None,
-        "num_examples": num_examples,
-    }
-    values = {key: value if value is not None else (parsed.values.get(key) if parsed else None)
-              for key, value in explicit.items()}
-    if values["task"] is None:
-        raise InvalidInputError("no task given: pass --task image-cls|text-cls|audio-cls, or describe the data "
-                                "in --scenario")
+    constraints, parsed = _constraints(task, device=device, max_latency_ms=max_latency_ms,
+                                       max_params_m=max_params_m, max_memory_gb=max_memory_gb, language=language,
+                                       licenses=licenses, num_examples=num_examples, scenario=scenario)
     checks.whole("--top", top, low=1, allow_none=False)
-    if data is not None:
-        checks.text("--data", data, allow_none=False)
-        checks.whole("--sample", sample, low=10, allow_none=False)
-        checks.choice("--layers", layers, ("last", "mean"))
-        checks.whole("--shortlist", shortlist, low=1, allow_none=False)
-        checks.number("--budget-s", budget_s, low=0, allow_none=False)   # 0: cached features only
-        checks.whole("--bootstrap", bootstrap, low=0, allow_none=False)
-        checks.seed("--seed", seed)
-    get_task(values["task"])
-    constraints = Constraints(task=values["task"], device=values["device"] or "cpu",
-                              max_latency_ms=values["max_latency_ms"], max_params_m=values["max_params_m"],
-                              max_memory_gb=values["max_memory_gb"], language=values["language"],
-                              licenses=values["licenses"] or (), num_examples=values["num_examples"])
     plugins = get_plugin_manager()
     registry = load_registry(registry_files, plugins=plugins)
-    if data is None:
-        return recommend_data_free(registry, constraints, top=top, scenario=parsed,
-                                   available_families=plugins.families)
-    from zoo.recommend.transfer import recommend_with_data
+    return recommend_data_free(registry, constraints, top=top, scenario=parsed, available_families=plugins.families)
 
+
+def recommend_with_data(task: str | None = None, *, data: str, device: str | None = None,
+                        max_latency_ms: float | None = None, max_params_m: float | None = None,
+                        max_memory_gb: float | None = None, language: str | None = None,
+                        licenses: Sequence[str] = (), num_examples: int | None = None, scenario: str | None = None,
+                        registry_files: Iterable[PathLike] = (), sample: int = 1000, shortlist: int = 5,
+                        candidates: Sequence[str] = (), budget_s: float = 600.0, layers: str = "mean",
+                        bootstrap: int = 30, seed: int = 0, progress=None, message=None) -> DataRecommendation:
+    """Recommend backbones as :func:`recommend` does, then score the ``shortlist`` best data-free candidates (or
+    the named ``candidates``) on a stratified ``sample`` of ``data`` by transferability estimators and re-rank them
+    (:mod:`zoo.recommend.transfer`). The result holds the data-free recommendation it started from.
+
+    Raises:
+        zoo.errors.InvalidInputError: as :func:`recommend`, or a data option is invalid.
+        zoo.errors.NoCandidateError: no backbone for the task, or none meets every constraint (nothing to score;
+            the message names the closest miss).
+    """
+    from zoo.recommend import transfer
+
+    constraints, parsed = _constraints(task, device=device, max_latency_ms=max_latency_ms,
+                                       max_params_m=max_params_m, max_memory_gb=max_memory_gb, language=language,
+                                       licenses=licenses, num_examples=num_examples, scenario=scenario)
+    checks.text("--data", data, allow_none=False)
+    checks.whole("--sample", sample, low=10, allow_none=False)
+    checks.choice("--layers", layers, ("last", "mean"))
+    checks.whole("--shortlist", shortlist, low=1, allow_none=False)
+    checks.number("--budget-s", budget_s, low=0, allow_none=False)   # 0: cached features only
+    checks.whole("--bootstrap", bootstrap, low=0, allow_none=False)
+    checks.seed("--seed", seed)
     if shortlist < 2 and not candidates:
         raise InvalidInputError(f"--shortlist must be at least 2 to rank anything, got {shortlist}")
+    plugins = get_plugin_manager()
+    registry = load_registry(registry_files, plugins=plugins)
     data_free = recommend_data_free(registry, constraints, top=len(registry) if candidates else shortlist,
                                     scenario=parsed, available_families=plugins.families)
     if candidates:
         data_free = _only(data_free, candidates, registry)
     if not data_free.candidates:
-        return data_free
+        raise NoCandidateError(data_free.message)
     specs = {c.name: registry.get(c.name) for c in data_free.candidates}
-    return recommend_with_data(data_free, specs, plugins.families, data=data, task=constraints.task,
-                               sample_size=sample, shortlist=0 if candidates else shortlist, budget_s=budget_s,
-                               layers=layers, bootstrap=bootstrap, seed=seed, progress=progress, message=message)
+    return transfer.recommend_with_data(data_free, specs, plugins.families, data=data, task=constraints.task,
+                                        sample_size=sample, shortlist=0 if candidates else shortlist,
+                                        budget_s=budget_s, layers=layers, bootstrap=bootstrap, seed=seed,
+                                        progress=progress, message=message)
+
+
+def _constraints(task: str | None, *, scenario: str | None, licenses: Sequence[str],
+                 **explicit: Any) -> tuple[Constraints, ScenarioParse | None]:
+    """The hard constraints: the explicit arguments, and what the free-text ``scenario`` says where they are None."""
+    parsed: ScenarioParse | None = parse_scenario(scenario) if scenario else None
+    explicit = {"task": task, **explicit, "licenses": tuple(licenses) or None}
+    values = {key: value if value is not None else (parsed.values.get(key) if parsed else None)
+              for key, value in explicit.items()}
+    if values["task"] is None:
+        raise InvalidInputError("no task given: pass --task image-cls|text-cls|audio-cls, or describe the data "
+                                "in --scenario")
+    get_task(values["task"])
+    constraints = Constraints(task=values["task"], device=values["device"] or "cpu",
+                              max_latency_ms=values["max_latency_ms"], max_params_m=values["max_params_m"],
+                              max_memory_gb=values["max_memory_gb"], language=values["language"],
+                              licenses=values["licenses"] or (), num_examples=values["num_examples"])
+    return constraints, parsed
 
 
 def _only(data_free: Recommendation, names: Sequence[str], registry: Registry) -> Recommendation:
@@ -188,31 +209,17 @@ def load_classifier(name: str, *, task: str, labels: Sequence[str], multi_label:
     """
     plugins = get_plugin_manager()
     spec = load_registry(registry_files, plugins=plugins).get(name)
-    if task not in spec.tasks:
-        raise InvalidInputError(f"backbone {spec.name!r} is registered for {', '.join(spec.tasks)}, not {task}")
     family = plugins.family(spec.family, backbone=spec.name)
-    if pretrained:
-        ensure_fetched(spec)
-    return family.load_classifier(spec, task=task, labels=list(labels), multi_label=multi_label,
-                                  pretrained=pretrained, trust_remote_code=trust_remote_code)
+    return loading.load_classifier(spec, family, task=task, labels=labels, multi_label=multi_label,
+                                   pretrained=pretrained, trust_remote_code=trust_remote_code).classifier
 
 
 def load_saved_classifier(directory: PathLike):
     """Load a classifier saved in a family's native format, asking each loaded family whether it is theirs."""
-    plugins = get_plugin_manager()
-    for family in plugins.families.values():
-        if family.can_load_saved(directory):
-            return family.load_saved(directory)
-    raise InvalidInputError(f"{directory}: no loaded family recognises this folder as a saved model")
+    return loading.load_saved(directory, get_plugin_manager().families)
 
 
 # --- adapt, resume, predict -------------------------------------------------------------------------------------
-
-
-def default_run_dir(backbone: str, data: str, root: PathLike = "runs") -> Path:
-    """runs/<data>-<backbone>: the folder a run gets without --output (-2, -3... are added when it is taken)."""
-    stem = Path(data.split(":", 1)[-1] if data.startswith("hf:") else data).stem or "data"
-    return Path(root) / f"{stem}-{backbone.split('/')[-1]}".replace(" ", "_")
 
 
 def adapt(backbone: str, data: str, *, task: str | None = None, output: PathLike | None = None,
@@ -272,19 +279,15 @@ def adapt(backbone: str, data: str, *, task: str | None = None, output: PathLike
                            label_col=label_col, label_sep=label_sep, multi_label=multi_label,
                            val_fraction=val_fraction, skip_bad=skip_bad, device=device,
                            registry_files=registry_files)
-    claim = _claim(output, default_run_dir(spec.name, data), rank=rank)
+    claim = _claim(output, spec.name, data, rank=rank)
     run_dir = claim.run_dir if claim is not None else Path(output)
     try:
-        splits = _read_request_data(request, seed=config.seed)
+        splits = request.read_data(seed=config.seed)
         _check_trainable(splits, config, data)
         if processes > 1:
             from zoo.engine.launch import launch
 
-            call = {"backbone": spec.name, "data": data, "task": task, "output": str(run_dir), "val": val,
-                    "test": test, "input_col": input_col, "label_col": label_col, "label_sep": label_sep,
-                    "multi_label": multi_label, "val_fraction": val_fraction, "skip_bad": skip_bad,
-                    "device": device, "config": config.to_dict(), "registry_files": registry_files}
-            record = launch(processes, call, run_dir, history=history)
+            record = launch(processes, request, config, run_dir, history=history)
         else:
             record = run_training(spec, family, splits, config, run_dir, request, reporter=reporter,
                                   on_record=history.record_run if history else None)
@@ -296,13 +299,13 @@ def adapt(backbone: str, data: str, *, task: str | None = None, output: PathLike
             claim.release()
 
 
-def _claim(output: PathLike | None, default: Path, *, rank: int):
+def _claim(output: PathLike | None, backbone: str, data: str, *, rank: int):
     """The run directory's claim, taken by the process that writes it (rank 0 of a launch it did not start)."""
-    from zoo.engine.rundir import CLAIMED_ENV, claim_new
+    from zoo.engine.rundir import CLAIMED_ENV, claim_new, default_run_dir
 
     if rank != 0 or os.environ.get(CLAIMED_ENV):
         return None
-    return claim_new(output, default=default)
+    return claim_new(output, default=default_run_dir(backbone, data))
 
 
 def _open_store():
@@ -342,7 +345,7 @@ def resume(run_dir: PathLike, *, reporter=None, store: bool = True) -> dict[str,
         config = AdaptConfig.from_dict(previous["config_requested"])
         spec = BackboneSpec.from_dict(previous["backbone"], origin=f"{run_dir / 'zoo_run.json'} (backbone)")
         plugins = get_plugin_manager()
-        splits = _read_request_data(request, seed=config.seed)
+        splits = request.read_data(seed=config.seed)
         if splits.fingerprint != previous["data"]["fingerprint"]:
             raise InvalidInputError(f"{request.data}: the data changed since the run started (fingerprint "
                                     f"{previous['data']['fingerprint'][:12]} -> {splits.fingerprint[:12]}); "
@@ -372,28 +375,10 @@ def _check_trainable(splits, config, data: str) -> None:
     if not splits.val:
         raise InvalidInputError(f"{data}: no validation examples; give --val, or a --val-fraction above 0")
     if config.metric is not None:
-        allowed = ("micro_f1", "macro_f1", "subset_accuracy") if splits.multi_label else ("accuracy", "macro_f1")
+        allowed = get_task(splits.task).reported_metrics(splits.multi_label)
         if config.metric not in allowed:
             raise InvalidInputError(f"--metric {config.metric!r} is not reported for this data; choose one of "
                                     f"{', '.join(allowed)}")
-
-
-def _read_request_data(request, *, seed: int):
-    from zoo.data import load_data
-
-    return load_data(request.data, task=request.task, val=request.val, test=request.test,
-                     input_col=request.input_col, label_col=request.label_col, label_sep=request.label_sep,
-                     multi_label=request.multi_label, val_fraction=request.val_fraction, seed=seed,
-                     skip_bad=request.skip_bad)
-
-
-@dataclass
-class Prediction:
-    input: str
-    labels: list[dict[str, float]]     # [{"label": name, "score": probability}], best first
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"input": self.input, "labels": self.labels}
 
 
 def predict(run_dir: PathLike, inputs: Sequence[Any], *, top_k: int = 5, batch_size: int = 32) -> list[Prediction]:
@@ -404,9 +389,7 @@ def predict(run_dir: PathLike, inputs: Sequence[Any], *, top_k: int = 5, batch_s
     Raises:
         zoo.errors.InvalidInputError: an unfinished run, or an unreadable input (named).
     """
-    import torch
-
-    from zoo.engine.batches import collate_by_key, run_forward
+    from zoo.engine.predict import predict_inputs
     from zoo.engine.run import read_finished_record
 
     checks.whole("--top-k", top_k, low=1, allow_none=False)
@@ -415,30 +398,8 @@ def predict(run_dir: PathLike, inputs: Sequence[Any], *, top_k: int = 5, batch_s
         raise InvalidInputError("give at least one INPUT to classify")
     record = read_finished_record(Path(run_dir))
     classifier = load_saved_classifier(run_dir)
-    classifier.model.eval()
-    max_seconds = record.get("config", {}).get("max_seconds", 10.0)
-    results: list[Prediction] = []
-    for start in range(0, len(inputs), batch_size):
-        chunk = list(inputs[start:start + batch_size])
-        items = []
-        for value in chunk:
-            if classifier.task == "audio-cls" and isinstance(value, (str, Path)):
-                from zoo.audio import read_audio
-
-                value = read_audio(value, sample_rate=classifier.sample_rate, max_seconds=max_seconds)
-            elif classifier.task == "image-cls" and isinstance(value, (str, Path)) and not Path(value).is_file():
-                raise InvalidInputError(f"{value}: no such image file")
-            items.append(classifier.preprocess(value))
-        # Items the family may not pad against each other run apart: a score never depends on the batch.
-        with torch.inference_mode():
-            logits = run_forward(classifier.forward, collate_by_key(classifier, items)).float()
-        scores = torch.sigmoid(logits) if classifier.multi_label else logits.softmax(-1)
-        for value, row in zip(chunk, scores, strict=True):
-            best = torch.topk(row, min(top_k, len(classifier.labels)))
-            results.append(Prediction(str(value), [
-                {"label": classifier.labels[i], "score": round(float(s), 6)}
-                for s, i in zip(best.values.tolist(), best.indices.tolist(), strict=True)]))
-    return results
+    return predict_inputs(classifier, inputs, top_k=top_k, batch_size=batch_size,
+                          max_seconds=record.get("config", {}).get("max_seconds", 10.0))
 
 
 # --- bench ------------------------------------------------------------------------------------------------------
@@ -460,12 +421,13 @@ def bench(target: str, *, device: str = "cpu", precision: str = "fp32", batch_si
     Raises:
         zoo.errors.InvalidInputError, zoo.errors.UnknownBackboneError, zoo.errors.ModelLoadError.
     """
-    from zoo.bench import evaluate_on_data, is_run_dir, measure
+    from zoo.bench import evaluate_on_data, load_target, measure
 
     checks.text("TARGET", target, allow_none=False)
     checks.choice("--weights", weights, ("pretrained", "random"))
-    checks.choice("--precision", precision, ("fp32", "bf16", "fp16"))
+    checks.choice("--precision", precision, PRECISIONS)
     device = check_device("--device", device, allow_auto=False)
+    precision = resolve_precision(precision, device)   # what the result reports: never auto
     if not batch_sizes:
         raise InvalidInputError("--batch-sizes: give at least one batch size")
     for size in batch_sizes:
@@ -478,36 +440,16 @@ def bench(target: str, *, device: str = "cpu", precision: str = "fp32", batch_si
     checks.number("--min-seconds", min_seconds, low=0, allow_none=False)
     checks.text("--data", data)
     plugins = get_plugin_manager()
-    run_record = None
-    folder = _written_as_path(target) and Path(target).is_dir()
-    if not folder and target.startswith(("./", "../", "/", f".{os.sep}", f"..{os.sep}")):
-        raise InvalidInputError(f"{target}: no such folder")
-    if folder and is_run_dir(target):
-        from zoo.engine.run import read_finished_record
-
-        run_record = read_finished_record(Path(target))
-        classifier = load_saved_classifier(target)
-        backbone, family_name, kind = run_record["backbone"]["name"], run_record["backbone"]["family"], "adapted"
-    elif folder and any(f.can_load_saved(target) for f in plugins.families.values()):
-        classifier = load_saved_classifier(target)
-        backbone, family_name, kind = Path(target).name, type(classifier).__module__.split(".")[0], "saved"
-    else:
-        spec = _bench_spec(target, task=task, family=family, registry_files=registry_files, plugins=plugins)
-        family_impl = plugins.family(spec.family, backbone=spec.name)
-        if weights == "pretrained":
-            ensure_fetched(spec)
-        classifier = family_impl.load_classifier(spec, task=task or spec.tasks[0], labels=["0", "1"],
-                                                 pretrained=weights == "pretrained")
-        backbone, family_name, kind = spec.name, spec.family, weights
-        if data is not None:
-            raise InvalidInputError("--data measures accuracy of an adapted model: give a run directory (the "
-                                    f"classification head of {spec.name} is untrained)")
+    loaded = load_target(target, plugins=plugins, registry=lambda: load_registry(registry_files, plugins=plugins),
+                         task=task, family=family, weights=weights, data=data)
+    classifier, run_record = loaded.classifier, loaded.run_record
     # Accuracy first: timing changes the text length the classifier cuts to (--seq-len).
     accuracy = None
     if data is not None:
         max_seconds = (run_record or {}).get("config", {}).get("max_seconds", 10.0)
-        accuracy = evaluate_on_data(classifier, data, device=device, max_seconds=max_seconds)
-    result = measure(classifier, target=target, backbone=backbone, family=family_name, weights=kind, device=device,
+        accuracy = evaluate_on_data(classifier, data, device=device, precision=precision, max_seconds=max_seconds)
+    result = measure(classifier, target=target, backbone=loaded.backbone, family=loaded.family,
+                     weights=loaded.weights, device=device,
                      precision=precision, batch_sizes=tuple(batch_sizes), image_size=image_size, seq_len=seq_len,
                      seconds=seconds, warmup=warmup, iters=iters, min_seconds=min_seconds)
     result.accuracy = accuracy
@@ -524,29 +466,6 @@ def bench(target: str, *, device: str = "cpu", precision: str = "fp32", batch_si
 
         RunStore().record_bench(result.to_dict())
     return result
-
-
-def _written_as_path(target: str) -> bool:
-    """Whether ``target`` is written as a path (``.``, ``./NAME``, ``/abs/NAME``, anything with a separator) rather
-    than as a registry name."""
-    return target in (".", "..") or any(separator and separator in target for separator in ("/", os.sep, os.altsep))
-
-
-def _bench_spec(target: str, *, task: str | None, family: str | None, registry_files, plugins) -> BackboneSpec:
-    registry = load_registry(registry_files, plugins=plugins)
-    if target not in registry and family is None and Path(target).is_dir():
-        raise InvalidInputError(f"{target!r} is not a registry backbone; to bench the folder of that name, write it "
-                                f"as a path: ./{target}")
-    if target in registry or family is None:
-        return registry.get(target)   # raises with close names when unknown
-    if task is None:
-        known = plugins.family(family)
-        task = known.tasks[0]
-    get_task(task)
-    defaults = {"image-cls": {"image_size": 224}, "text-cls": {"max_tokens": 512, "seq_len": 128},
-                "audio-cls": {"sample_rate": 16000, "seconds": 1.0}}[task]
-    return BackboneSpec(name=target, family=family, source=target, tasks=(task,), params_m=1.0, gflops=1.0,
-                        input=defaults, origin="command line")
 
 
 # --- hub, run history -------------------------------------------------------------------------------------------
@@ -596,7 +515,7 @@ def list_runs(*, task: str | None = None, backbone: str | None = None, status: s
 
     Raises:
         zoo.errors.InvalidInputError: an unknown task or status, a negative limit.
-        zoo.store.StoreError: the history cannot be read.
+        zoo.errors.StoreError: the history cannot be read.
     """
     from zoo.store import RunStore
 
@@ -607,7 +526,7 @@ def run_details(run_id: int, *, store: PathLike | None = None) -> RunDetail:
     """One recorded run: its facts, best and test metrics, metrics per epoch, configuration and pushes.
 
     Raises:
-        zoo.store.UnknownRunError: no run with that id. zoo.store.StoreError: the history cannot be read.
+        zoo.errors.UnknownRunError: no run with that id. zoo.errors.StoreError: the history cannot be read.
     """
     from zoo.store import RunStore
 
@@ -618,7 +537,7 @@ def compare_runs(run_ids: Sequence[int], *, store: PathLike | None = None) -> Co
     """Two or more recorded runs side by side: metrics (best of each marked), facts and configuration differences.
 
     Raises:
-        zoo.errors.InvalidInputError: fewer than two distinct ids. zoo.store.UnknownRunError: an id not recorded.
+        zoo.errors.InvalidInputError: fewer than two distinct ids. zoo.errors.UnknownRunError: an id not recorded.
     """
     from zoo.store import RunStore
 

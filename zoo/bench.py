@@ -8,19 +8,21 @@ throughput.
 
 from __future__ import annotations
 
-import platform
+import os
 import re
 import resource
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from zoo.errors import InvalidInputError
-from zoo.hardware import check_device, cpu_name
+from zoo.hardware import check_device, fingerprint
+from zoo.precision import autocast, resolve_precision
+from zoo.registry import BackboneSpec, Registry
+from zoo.tasks import get_task
 
 # Dense peak TFLOP/s per GPU (bf16/fp16 tensor cores without sparsity, and plain fp32), from the vendors' data
 # sheets, for model FLOPs utilisation. Matched against torch.cuda.get_device_name(), first match wins.
@@ -74,32 +76,6 @@ class BenchResult:
         return asdict(self)
 
 
-def fingerprint(device, *, libraries: Sequence[str] = ()) -> dict[str, Any]:
-    """What the numbers depend on: device, driver, library versions (zoo's and ``libraries``, the measured family's),
-    CPU, threads."""
-    import torch
-
-    info: dict[str, Any] = {"device": str(device), "cpu": cpu_name(), "threads": torch.get_num_threads(),
-                            "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
-                            "platform": platform.platform()}
-    for package in ("zoo-hub", *libraries):
-        try:
-            info[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            pass
-    if device.type == "cuda":
-        info["device_name"] = torch.cuda.get_device_name(device)
-        info["capability"] = ".".join(map(str, torch.cuda.get_device_capability(device)))
-        try:
-            import subprocess
-
-            info["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                            capture_output=True, text=True, timeout=10).stdout.strip().splitlines()[0]
-        except (OSError, IndexError, subprocess.SubprocessError):
-            info["driver"] = None
-    return info
-
-
 def synthetic_example(task: str, *, image_size: int, seq_len: int, seconds: float, sample_rate: int | None):
     """A raw example of the requested size, for timing (content does not change the cost)."""
     import numpy as np
@@ -138,16 +114,14 @@ def measure(classifier, *, target: str, backbone: str, family: str, weights: str
             precision: str = "fp32", batch_sizes: tuple[int, ...] = (1, 8, 32), image_size: int | None = None,
             seq_len: int = 128, seconds: float = 1.0, warmup: int = 10, iters: int = 50,
             min_seconds: float = 1.0) -> BenchResult:
-    """Time ``classifier`` (already loaded) and count its parameters and FLOPs."""
+    """Time ``classifier`` (already loaded) and count its parameters and FLOPs, in ``precision`` (``auto`` resolved
+    for the device by :func:`zoo.precision.resolve_precision`; the result says which was used)."""
     import torch
 
     from zoo.timing import time_calls
 
     check_device("--device", device, allow_auto=False)
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise InvalidInputError(f"unknown precision {precision!r}; choose fp32, bf16 or fp16")
-    if precision == "fp16" and not device.startswith("cuda"):
-        raise InvalidInputError("--precision fp16 needs a CUDA device; use bf16 or fp32 on a CPU")
+    precision = resolve_precision(precision, device)
     if not batch_sizes or min(batch_sizes) < 1:
         raise InvalidInputError("--batch-sizes must be positive integers, e.g. 1,8,32")
     torch_device = torch.device(device)
@@ -158,11 +132,10 @@ def measure(classifier, *, target: str, backbone: str, family: str, weights: str
     size = image_size or _default_image_size(classifier)
     example = synthetic_example(task, image_size=size, seq_len=seq_len, seconds=seconds,
                                 sample_rate=classifier.sample_rate)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    autocast = (lambda: torch.autocast(torch_device.type, dtype=dtype)) if dtype else _null
+    in_precision = autocast(precision, torch_device)
 
     def run(batch):
-        with autocast():
+        with in_precision():
             return classifier.forward(batch)
 
     one = _make_batch(classifier, example, 1, image_size, torch_device)
@@ -224,12 +197,6 @@ def count_gflops(forward) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def _null():
-    from contextlib import nullcontext
-
-    return nullcontext()
-
-
 def _family_library(family: str, classifier) -> tuple[str, ...]:
     """The library that runs the measured model (Family.library): of the family named, or else (a saved folder) of
     the family from the plugin package the classifier comes from."""
@@ -253,9 +220,10 @@ def _input_description(batch, task: str, *, seq_len: int, seconds: float) -> dic
     return {"shapes": shapes, **extra}
 
 
-def evaluate_on_data(classifier, data_path: str, *, device: str, batch_size: int = 32,
+def evaluate_on_data(classifier, data_path: str, *, device: str, precision: str = "fp32", batch_size: int = 32,
                      max_seconds: float = 10.0) -> dict[str, Any]:
-    """Accuracy, macro-F1 and the confusion matrix of an adapted classifier on a labelled set.
+    """Accuracy, macro-F1 and the confusion matrix of an adapted classifier on a labelled set, in ``precision``
+    (the one benchmarked).
 
     A dataset with a test split (a test/ folder, an hf: test split) is scored on it; otherwise on all of it.
     """
@@ -274,7 +242,8 @@ def evaluate_on_data(classifier, data_path: str, *, device: str, batch_size: int
                              num_labels=len(classifier.labels), multi_label=classifier.multi_label)
     classifier.model.to(device).eval()
     targets, logits = collect_outputs(classifier.forward, dataset, batch_size=batch_size, device=device,
-                                      collate=make_collate(classifier, classifier.multi_label))
+                                      collate=make_collate(classifier, classifier.multi_label),
+                                      autocast=autocast(resolve_precision(precision, device), device))
     metrics = compute_metrics(targets, logits, classifier.labels,
                               multi_label=classifier.multi_label)
     metrics["examples"] = len(examples)
@@ -285,3 +254,71 @@ def evaluate_on_data(classifier, data_path: str, *, device: str, batch_size: int
 
 def is_run_dir(target: str) -> bool:
     return (Path(target) / "zoo_run.json").is_file()
+
+
+# --- what to bench --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BenchTarget:
+    """A loaded model to bench, and how the result names it."""
+
+    classifier: Any
+    backbone: str
+    family: str
+    weights: str                               # adapted (a run directory) | saved | pretrained | random
+    run_record: dict[str, Any] | None = None   # a run directory's zoo_run.json, which the result is added to
+
+
+def load_target(target: str, *, plugins, registry: Callable[[], Registry], task: str | None = None,
+                family: str | None = None, weights: str = "pretrained", data: str | None = None) -> BenchTarget:
+    """Load what ``target`` names: a finished run directory, a folder holding a saved model, a registry name, or
+    a Hub id / ``local-dir:`` path with ``family`` (and ``task``). A folder must be written as a path (``./NAME``,
+    ``/abs/NAME`` or with a separator inside), so that a folder in the working directory never stands in for the
+    registry entry of the same name. ``registry`` is called only when a registry is needed.
+
+    Raises:
+        zoo.errors.InvalidInputError, zoo.errors.UnknownBackboneError, zoo.errors.ModelLoadError.
+    """
+    from zoo import loading
+
+    folder = _written_as_path(target) and Path(target).is_dir()
+    if not folder and target.startswith(("./", "../", "/", f".{os.sep}", f"..{os.sep}")):
+        raise InvalidInputError(f"{target}: no such folder")
+    if folder and is_run_dir(target):
+        from zoo.engine.run import read_finished_record
+
+        record = read_finished_record(Path(target))
+        return BenchTarget(loading.load_saved(target, plugins.families), record["backbone"]["name"],
+                           record["backbone"]["family"], "adapted", record)
+    if folder and loading.saved_family(target, plugins.families) is not None:
+        classifier = loading.load_saved(target, plugins.families)
+        return BenchTarget(classifier, Path(target).name, type(classifier).__module__.split(".")[0], "saved")
+    spec = _spec(target, task=task, family=family, registry=registry(), plugins=plugins)
+    if data is not None:
+        raise InvalidInputError("--data measures accuracy of an adapted model: give a run directory (the "
+                                f"classification head of {spec.name} is untrained)")
+    classifier = loading.load_classifier(spec, plugins.family(spec.family, backbone=spec.name),
+                                         task=task or spec.tasks[0], labels=["0", "1"],
+                                         pretrained=weights == "pretrained").classifier
+    return BenchTarget(classifier, spec.name, spec.family, weights)
+
+
+def _written_as_path(target: str) -> bool:
+    """Whether ``target`` is written as a path (``.``, ``./NAME``, ``/abs/NAME``, anything with a separator) rather
+    than as a registry name."""
+    return target in (".", "..") or any(separator and separator in target for separator in ("/", os.sep, os.altsep))
+
+
+def _spec(target: str, *, task: str | None, family: str | None, registry: Registry, plugins) -> BackboneSpec:
+    """The registry entry ``target``, or with ``family`` a spec for a Hub id or ``local-dir:`` path that is not in
+    the registry: its input the task's default, its parameters and FLOPs unknown (bench measures them)."""
+    if target not in registry and family is None and Path(target).is_dir():
+        raise InvalidInputError(f"{target!r} is not a registry backbone; to bench the folder of that name, write it "
+                                f"as a path: ./{target}")
+    if target in registry or family is None:
+        return registry.get(target)   # raises with close names when unknown
+    if task is None:
+        task = plugins.family(family).tasks[0]
+    return BackboneSpec(name=target, family=family, source=target, tasks=(task,),
+                        input=dict(get_task(task).default_input), origin="command line")

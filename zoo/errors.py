@@ -173,6 +173,33 @@ def _human_bytes(count: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GB"  # pragma: no cover
+
+
+# --- Run history ------------------------------------------------------------------------------------------------
+
+# The environment variable that points at another run history (zoo.store reads it).
+STORE_ENV = "ZOO_STORE"
+
+
+class UnknownRunError(ZooError, LookupError):
+    """No run with that id is recorded in the store."""
+
+    def __init__(self, run_id: int, path=None) -> None:
+        self.run_id, self.path = run_id, path
+        where = f" in {path}" if path else ""
+        super().__init__(f"no run with id {run_id}{where}. Run 'zoo runs' to list the recorded runs "
+                         f"(or pass --store / set {STORE_ENV} to read another run history).")
+
+
+class StoreError(ZooError, OSError):
+    """The run history database cannot be opened, read or written."""
+
+    def __init__(self, path, detail: str) -> None:
+        self.path, self.detail = path, detail
+        super().__init__(f"cannot use run history {path}: {detail}. Point --store or {STORE_ENV} at another "
+                         "file, or move this one aside to start a new history.")
+
+
 # --- Training ---------------------------------------------------------------------------------------------------
 
 

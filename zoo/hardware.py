@@ -1,9 +1,12 @@
-"""A fingerprint of the machine, for run records and benchmark results."""
+"""A fingerprint of the machine, for run records and benchmark results; which devices exist here."""
 
 from __future__ import annotations
 
 import platform
+from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 
 def cpu_name() -> str:
@@ -15,6 +18,38 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def fingerprint(device, *, processes: int | None = None, libraries: Sequence[str] = ()) -> dict[str, Any]:
+    """What a run's or a benchmark's numbers depend on: the device (a torch.device), CPU, threads, the versions of
+    torch, zoo and ``libraries`` (the measured family's, Family.library), and on a GPU its name, compute capability
+    and driver; ``processes`` (data-parallel processes) when given.
+
+    The one fingerprint: a run record's ``hardware`` and a bench result's ``fingerprint`` are both this.
+    """
+    import torch
+
+    info: dict[str, Any] = {"device": str(device), "cpu": cpu_name(), "threads": torch.get_num_threads(),
+                            "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
+                            "platform": platform.platform()}
+    if processes is not None:
+        info["processes"] = processes
+    for package in ("zoo-hub", *libraries):
+        try:
+            info[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    if device.type == "cuda":
+        info["device_name"] = torch.cuda.get_device_name(device)
+        info["capability"] = ".".join(map(str, torch.cuda.get_device_capability(device)))
+        try:
+            import subprocess
+
+            info["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                            capture_output=True, text=True, timeout=10).stdout.strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.SubprocessError):
+            info["driver"] = None
+    return info
 
 
 def check_device(option: str, value: str, *, allow_auto: bool = True, allow_index: bool = True) -> str:

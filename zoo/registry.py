@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import RegistryError, UnknownBackboneError
-from zoo.tasks import TASKS
+from zoo.tasks import TASKS, lower_is_better
 
 CORE_REGISTRY = Path(__file__).with_name("registry.toml")
 USER_REGISTRY_ENV = "ZOO_REGISTRY"
@@ -47,7 +47,7 @@ class Reference:
 
     @property
     def lower_is_better(self) -> bool:
-        return self.metric.endswith(("/wer", "/cer", "/error"))
+        return lower_is_better(self.metric)
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,10 @@ class BackboneSpec:
     # what it is for
     tasks: tuple[str, ...] = ()                 # task types it can be adapted to
     languages: tuple[str, ...] = ()             # ISO 639-1 codes, or "multilingual"; empty = language-independent
-    # cost
-    params_m: float = 0.0                       # million parameters as published
-    gflops: float = 0.0                         # forward GFLOPs at the default input, batch 1
+    # cost: required in a registry entry; None (unknown until measured) only for a backbone named on the command
+    # line, as `zoo bench HUB_ID --family F` does
+    params_m: float | None = None               # million parameters as published
+    gflops: float | None = None                 # forward GFLOPs at the default input, batch 1
     input: Mapping[str, float] = field(default_factory=dict)  # image_size | max_tokens, seq_len | sample_rate, seconds
     # provenance and quality
     license: str = "unknown"                    # SPDX-style id of the weights' licence

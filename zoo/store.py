@@ -9,30 +9,31 @@ The database is ``$ZOO_STORE``, else ``$XDG_CACHE_HOME/zoo/runs.sqlite`` (``~/.c
 write is one short ``BEGIN IMMEDIATE`` transaction on a fresh connection with a generous busy timeout, in WAL mode,
 so several processes (two adapt runs, a `zoo runs` while one trains) can use the same file. ``PRAGMA
 user_version`` holds the schema version; :data:`_MIGRATIONS` is where later versions upgrade older files.
+
+Storage only: what a run is judged by, its `zoo runs` line and comparisons are pure functions of the records, in
+:mod:`zoo.compare`; the errors are :class:`zoo.errors.StoreError` and :class:`zoo.errors.UnknownRunError`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
 import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from zoo import checks, jsonio
-from zoo.errors import InvalidInputError, ZooError
+from zoo.compare import Comparison, RunDetail, RunSummary, backbone_name, compare_runs, get, run_detail, summarize
+from zoo.errors import STORE_ENV, InvalidInputError, StoreError, UnknownRunError
 
-DEFAULT_ENV = "ZOO_STORE"
+DEFAULT_ENV = STORE_ENV
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 30.0
 RUN_STATUSES = ("running", "finished", "failed")
-_HEADLINE_METRICS = ("accuracy", "micro_f1", "macro_f1")  # listed first in a comparison
 
 _SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -86,100 +87,22 @@ _MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1, 1: _SCHEMA_V2}
 
 _RUN_COLUMNS = ("run_dir", "status", "task", "backbone", "strategy", "started_at", "finished_at", "wall_s",
                 "best_metric_json", "record_json", "recorded_at")
-_SUMMARY_COLUMNS = "id, run_dir, status, task, backbone, strategy, started_at, finished_at, wall_s, " \
-                   "best_metric_json, record_json"
-
-
-# --- Errors -----------------------------------------------------------------------------------------------------
-
-
-class UnknownRunError(ZooError, LookupError):
-    """No run with that id is recorded in the store."""
-
-    def __init__(self, run_id: int, path: Path | str | None = None) -> None:
-        self.run_id, self.path = run_id, path
-        where = f" in {path}" if path else ""
-        super().__init__(f"no run with id {run_id}{where}. Run 'zoo runs' to list the recorded runs "
-                         f"(or pass --store / set {DEFAULT_ENV} to read another run history).")
-
-
-class StoreError(ZooError, OSError):
-    """The run history database cannot be opened, read or written."""
-
-    def __init__(self, path: Path | str, detail: str) -> None:
-        self.path, self.detail = path, detail
-        super().__init__(f"cannot use run history {path}: {detail}. Point --store or {DEFAULT_ENV} at another "
-                         "file, or move this one aside to start a new history.")
-
-
-# --- Results ----------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class RunSummary:
-    """One line of `zoo runs`: the columns of a run plus its main metrics."""
+class EventTable:
+    """A table of events (benches, pushes, fetches): the record as JSON, its time, and the columns it is listed by."""
 
-    id: int
-    run_dir: str
-    status: str
-    task: str | None
-    backbone: str | None
-    strategy: str | None
-    started_at: str | None
-    finished_at: str | None
-    wall_s: float | None
-    main_metric: str                     # "accuracy", or "micro_f1" for multi-label data
-    main_value: float | None
-    macro_f1: float | None
-    best_epoch: int | None
-    data_fingerprint: str | None
-    best: dict[str, Any] = field(default_factory=dict)   # metrics.best of the record
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    what: str                            # how a message names one record
+    columns: tuple[str, ...]             # taken from the record, to filter on
+    required: tuple[str, ...] = ()       # columns a record must fill
 
 
-@dataclass(frozen=True)
-class Comparison:
-    """Runs side by side.
-
-    ``metrics`` (best, i.e. validation, metrics) and ``test_metrics`` map each metric name found in any of the runs
-    to one value per run, in the order of ``run_ids`` (``None`` where a run lacks it); ``best`` and ``test_best``
-    name, per metric, the ids of the runs with the best value (highest, or lowest for losses and errors).
-    ``facts`` holds what identifies each run (backbone, strategy, data fingerprint, ...) and ``config`` the
-    flattened configuration keys whose values differ between the runs.
-    """
-
-    run_ids: list[int]
-    runs: list[RunSummary]
-    metrics: dict[str, list[float | None]]
-    best: dict[str, list[int]]
-    test_metrics: dict[str, list[float | None]]
-    test_best: dict[str, list[int]]
-    facts: dict[str, list[Any]]
-    config: dict[str, list[Any]]
-    same_data: bool                      # every run has the same, known data fingerprint
-
-    @property
-    def differing_facts(self) -> list[str]:
-        return [key for key, values in self.facts.items() if len({_hashable(v) for v in values}) > 1]
-
-    def highlighted(self, metric: str, *, test: bool = False) -> list[int]:
-        """The ids of the runs to mark as best for ``metric``: none when fewer than two runs report it or every run
-        that does ties, since there is nothing to choose between them."""
-        values = (self.test_metrics if test else self.metrics).get(metric, [])
-        winners = (self.test_best if test else self.best).get(metric, [])
-        present = [v for v in values if v is not None]
-        return [] if len(present) < 2 or len(winners) == len(present) else list(winners)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "run_ids": self.run_ids, "runs": [run.to_dict() for run in self.runs],
-            "metrics": self.metrics, "best": self.best,
-            "test_metrics": self.test_metrics, "test_best": self.test_best,
-            "facts": self.facts, "differing_facts": self.differing_facts,
-            "config": self.config, "same_data": self.same_data,
-        }
+EVENT_TABLES = {
+    "benches": EventTable("bench record", ("run_dir", "target")),
+    "pushes": EventTable("push record", ("run_dir", "repo_id"), required=("run_dir", "repo_id")),
+    "fetches": EventTable("fetch record", ("backbone",), required=("backbone",)),
+}
 
 
 @dataclass(frozen=True)
@@ -189,44 +112,6 @@ class RunListing:
     store: str                           # the database file
     runs: list[RunSummary]
     filtered: bool                       # whether any filter (task, backbone, status) was given
-
-
-@dataclass(frozen=True)
-class RunDetail:
-    """One run as `zoo runs show` presents it, read from its record once, whatever the record's version lacks.
-
-    ``record`` is the stored record itself, with the run's ``pushes`` when it has a run directory (the ``--json``
-    output); the other fields are that record's parts with their types checked.
-    """
-
-    id: int
-    status: str | None
-    run_dir: str | None
-    task: str | None
-    backbone: str | None
-    family: str | None
-    source: str | None                   # where the weights came from, when that is not the backbone's name
-    strategy: str | None
-    started_at: str | None
-    finished_at: str | None
-    wall_s: float | None
-    data_source: str | None
-    sizes: dict[str, int]                # examples per split: train, val, test
-    num_labels: int | None
-    multi_label: bool
-    data_fingerprint: str | None
-    best_epoch: int | None
-    error: str | None
-    pushes: list[dict[str, Any]]         # newest first, as RunStore.list_pushes gives them
-    main_metric: str
-    best: dict[str, int | float]         # best-epoch (validation) metrics: the numbers only
-    test: dict[str, int | float]
-    epochs: list[dict[str, int | float]]       # one per epoch: "epoch", then metrics, nested ones as "val.accuracy"
-    config: dict[str, Any]               # flattened: "optim.lr"
-    record: dict[str, Any] = field(repr=False, default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.record
 
 
 # --- The store --------------------------------------------------------------------------------------------------
@@ -310,7 +195,7 @@ class RunStore:
         if backbone:
             where.append("backbone GLOB ?" if any(ch in backbone for ch in "*?[") else "backbone = ?")
             params.append(backbone)
-        rows = self._select(f"SELECT {_SUMMARY_COLUMNS} FROM runs", where, params,
+        rows = self._select("SELECT id, record_json FROM runs", where, params,
                             "started_at IS NULL, started_at DESC, id DESC", limit)
         return [_summary(row) for row in rows]
 
@@ -329,7 +214,7 @@ class RunStore:
     def summary(self, run_id: int) -> RunSummary:
         """The `zoo runs` line of run ``run_id``; raises :class:`UnknownRunError` when unknown."""
         with self._connection() as conn:
-            row = conn.execute(f"SELECT {_SUMMARY_COLUMNS} FROM runs WHERE id = ?", (_run_id(run_id),)).fetchone()
+            row = conn.execute("SELECT id, record_json FROM runs WHERE id = ?", (_run_id(run_id),)).fetchone()
         if row is None:
             raise UnknownRunError(run_id, self.path)
         return _summary(row)
@@ -350,10 +235,10 @@ class RunStore:
         pushes = self.list_pushes(run_dir=record["run_dir"]) if record.get("run_dir") else []
         if record.get("run_dir"):
             record["pushes"] = pushes
-        return _detail(record, pushes)
+        return run_detail(record, pushes)
 
     def compare(self, run_ids: list[int]) -> Comparison:
-        """Metrics of two or more runs side by side, with the facts and configuration that differ.
+        """Metrics of two or more recorded runs side by side (:func:`zoo.compare.compare_runs`).
 
         Raises:
             InvalidInputError: with fewer than two distinct ids.
@@ -362,106 +247,72 @@ class RunStore:
         ids = list(dict.fromkeys(_run_id(i) for i in run_ids))
         if len(ids) < 2:
             raise InvalidInputError("compare needs at least two different run ids, e.g. 'zoo runs compare 3 7'.")
-        records = [self.get_run(i) for i in ids]
-        summaries = [_summary_from_record(i, rec) for i, rec in zip(ids, records, strict=True)]
+        return compare_runs(ids, [self.get_run(i) for i in ids])
 
-        def side_by_side(part: str) -> tuple[dict[str, list[float | None]], dict[str, list[int]]]:
-            per_run = [_scalar_metrics(((rec.get("metrics") or {}).get(part)) or {}) for rec in records]
-            seen = list(dict.fromkeys(name for metrics in per_run for name in metrics))
-            names = sorted(seen, key=lambda n: (n not in _HEADLINE_METRICS, seen.index(n)))
-            table = {name: [metrics.get(name) for metrics in per_run] for name in names}
-            return table, {name: _best_ids(name, values, ids) for name, values in table.items()}
+    # --- events: benches, pushes, fetches ---
 
-        metrics, best = side_by_side("best")
-        test_metrics, test_best = side_by_side("test")
-        facts = {
-            "status": [s.status for s in summaries],
-            "task": [s.task for s in summaries],
-            "backbone": [s.backbone for s in summaries],
-            "family": [_get(rec, "backbone", "family") for rec in records],
-            "strategy": [s.strategy for s in summaries],
-            "data source": [_get(rec, "data", "source") for rec in records],
-            "data fingerprint": [s.data_fingerprint for s in summaries],
-            "train/val/test": [_sizes(rec) for rec in records],
-            "best epoch": [s.best_epoch for s in summaries],
-            "wall_s": [s.wall_s for s in summaries],
-        }
-        configs = [flatten_config(rec.get("config") or {}) for rec in records]
-        keys = sorted({key for cfg in configs for key in cfg})
-        missing = object()
-        config = {}
-        for key in keys:
-            values = [cfg.get(key, missing) for cfg in configs]
-            if len({_hashable(v) for v in values}) > 1:
-                config[key] = [None if v is missing else v for v in values]
-        fingerprints = {s.data_fingerprint for s in summaries}
-        return Comparison(run_ids=ids, runs=summaries, metrics=metrics, best=best, test_metrics=test_metrics,
-                          test_best=test_best, facts=facts, config=config,
-                          same_data=len(fingerprints) == 1 and None not in fingerprints and "" not in fingerprints)
+    def append(self, table: str, record: Mapping[str, Any]) -> int:
+        """Add one record to an event table of :data:`EVENT_TABLES` (``created_at`` defaults to now); its id.
 
-    # --- benches ---
+        Raises:
+            InvalidInputError: the record is not a dict, or lacks a column the table needs.
+        """
+        kind = EVENT_TABLES[table]
+        if not isinstance(record, Mapping):
+            raise InvalidInputError(f"a {kind.what} is a dict, not {type(record).__name__}.")
+        record = dict(record)
+        for column in kind.required:
+            if not record.get(column):
+                raise InvalidInputError(f"a {kind.what} needs {column!r}.")
+        if record.get("run_dir"):
+            record["run_dir"] = _absolute(record["run_dir"])
+        record.setdefault("created_at", _now())
+        values = [None if record.get(column) in (None, "") else str(record[column]) for column in kind.columns]
+        columns = ", ".join((*kind.columns, "created_at", "record_json"))
+        placeholders = ", ".join("?" for _ in range(len(kind.columns) + 2))
+        with self._transaction() as conn:
+            cursor = conn.execute(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})",
+                                  (*values, str(record["created_at"]), _dumps(record)))
+            return int(cursor.lastrowid)
+
+    def events(self, table: str, *, limit: int | None = 50, **filters: Any) -> list[dict[str, Any]]:
+        """Records of an event table, newest first, each with its ``id`` first; ``filters`` are exact values of
+        the table's columns (a run directory matches however it is written)."""
+        kind = EVENT_TABLES[table]
+        where, params = [], []
+        for column, value in filters.items():
+            if column not in kind.columns:
+                raise InvalidInputError(f"{table} are listed by {', '.join(kind.columns)}, not {column!r}.")
+            if value:
+                where.append(f"{column} = ?")
+                params.append(_absolute(value) if column == "run_dir" else str(value))
+        rows = self._select(f"SELECT id, record_json FROM {table}", where, params, "created_at DESC, id DESC", limit)
+        return [{"id": row["id"], **json.loads(row["record_json"])} for row in rows]
 
     def record_bench(self, record: Mapping[str, Any]) -> int:
-        """Add one `zoo bench` result (``run_dir`` and ``target`` optional, ``created_at`` defaults to now)."""
-        if not isinstance(record, Mapping):
-            raise InvalidInputError(f"a bench record is a dict, not {type(record).__name__}.")
-        record = dict(record)
-        run_dir = record.get("run_dir")
-        if run_dir:
-            record["run_dir"] = run_dir = os.path.abspath(os.fspath(run_dir))
-        record.setdefault("created_at", _now())
-        target = record.get("target")
-        with self._transaction() as conn:
-            cursor = conn.execute(
-                "INSERT INTO benches (run_dir, target, created_at, record_json) VALUES (?, ?, ?, ?)",
-                (run_dir or None, None if target is None else str(target), str(record["created_at"]),
-                 _dumps(record)))
-            return int(cursor.lastrowid)
+        """Add one `zoo bench` result (``run_dir`` and ``target`` optional)."""
+        return self.append("benches", record)
 
     def list_benches(self, *, run_dir: str | os.PathLike | None = None, target: str | None = None,
                      limit: int | None = 50) -> list[dict[str, Any]]:
-        """Recorded bench results, newest first, each its record with its ``id`` first."""
-        where, params = [], []
-        if run_dir:
-            where.append("run_dir = ?")
-            params.append(os.path.abspath(os.fspath(run_dir)))
-        if target:
-            where.append("target = ?")
-            params.append(target)
-        rows = self._select("SELECT id, record_json FROM benches", where, params, "created_at DESC, id DESC", limit)
-        return [{"id": row["id"], **json.loads(row["record_json"])} for row in rows]
-
-    # --- pushes and fetches ---
+        """Recorded bench results, newest first."""
+        return self.events("benches", run_dir=run_dir, target=target, limit=limit)
 
     def record_push(self, record: Mapping[str, Any]) -> int:
         """Add one completed `zoo push` (needs ``run_dir`` and ``repo_id``; never a token)."""
-        record = {**record, "run_dir": os.path.abspath(os.fspath(record["run_dir"]))}
-        record.setdefault("created_at", _now())
-        with self._transaction() as conn:
-            cursor = conn.execute("INSERT INTO pushes (run_dir, repo_id, created_at, record_json) VALUES (?, ?, ?, ?)",
-                                  (record["run_dir"], record["repo_id"], record["created_at"], _dumps(record)))
-            return int(cursor.lastrowid)
+        return self.append("pushes", record)
 
     def list_pushes(self, *, run_dir: str | os.PathLike | None = None, limit: int | None = 50) -> list[dict[str, Any]]:
         """Recorded pushes, newest first."""
-        where, params = ([], []) if not run_dir else (["run_dir = ?"], [os.path.abspath(os.fspath(run_dir))])
-        rows = self._select("SELECT id, record_json FROM pushes", where, params, "created_at DESC, id DESC", limit)
-        return [{"id": row["id"], **json.loads(row["record_json"])} for row in rows]
+        return self.events("pushes", run_dir=run_dir, limit=limit)
 
     def record_fetch(self, record: Mapping[str, Any]) -> int:
         """Add one backbone downloaded by `zoo fetch` (needs ``backbone``)."""
-        record = dict(record)
-        record.setdefault("created_at", _now())
-        with self._transaction() as conn:
-            cursor = conn.execute("INSERT INTO fetches (backbone, created_at, record_json) VALUES (?, ?, ?)",
-                                  (record["backbone"], record["created_at"], _dumps(record)))
-            return int(cursor.lastrowid)
+        return self.append("fetches", record)
 
     def list_fetches(self, *, backbone: str | None = None, limit: int | None = 50) -> list[dict[str, Any]]:
         """Recorded fetches, newest first."""
-        where, params = ([], []) if not backbone else (["backbone = ?"], [backbone])
-        rows = self._select("SELECT id, record_json FROM fetches", where, params, "created_at DESC, id DESC", limit)
-        return [{"id": row["id"], **json.loads(row["record_json"])} for row in rows]
+        return self.events("fetches", backbone=backbone, limit=limit)
 
     def _select(self, select: str, where: list[str], params: list[Any], order: str, limit: int | None) -> list:
         """Run ``select`` with the AND of ``where``, ``order`` and an optional ``limit``."""
@@ -524,25 +375,6 @@ class RunStore:
 
 # --- Helpers ----------------------------------------------------------------------------------------------------
 
-_LOWER_IS_BETTER = {"loss", "error", "err", "ece", "brier", "perplexity", "ppl", "wer", "cer", "latency",
-                    "seconds", "sec", "s", "ms", "time"}
-
-
-def lower_is_better(metric: str) -> bool:
-    """Losses, errors, calibration errors and times are better when lower; everything else (rates too) higher."""
-    tokens = set(re.split(r"[\W_]+", metric.lower()))
-    return bool(tokens & _LOWER_IS_BETTER) and "per" not in tokens
-
-
-def main_metric(record: Mapping[str, Any]) -> str:
-    """The metric a run is judged by: ``micro_f1`` for multi-label data, else ``accuracy``."""
-    best = _get(record, "metrics", "best") or {}
-    multi_label = bool(record.get("multi_label") or _get(record, "data", "multi_label"))
-    if multi_label or ("accuracy" not in best and "micro_f1" in best):
-        return "micro_f1"
-    return "accuracy"
-
-
 def _check_record(record: Any) -> dict[str, Any]:
     if not isinstance(record, Mapping):
         raise InvalidInputError(f"a run record is a dict, not {type(record).__name__}.")
@@ -553,18 +385,18 @@ def _check_record(record: Any) -> dict[str, Any]:
     status = record.get("status")
     if not status or not isinstance(status, str):
         raise InvalidInputError(f"a run record needs 'status' (one of {', '.join(RUN_STATUSES)}).")
-    record["run_dir"] = os.path.abspath(os.fspath(run_dir))
+    record["run_dir"] = _absolute(run_dir)
     return record
 
 
 def _run_row(record: dict[str, Any]) -> dict[str, Any]:
-    best = _get(record, "metrics", "best")
+    best = get(record, "metrics", "best")
     wall = record.get("wall_s")
     return {
         "run_dir": record["run_dir"],
         "status": record["status"],
         "task": _text(record.get("task")),
-        "backbone": _backbone_name(record),
+        "backbone": backbone_name(record),
         "strategy": _text(record.get("strategy")),
         "started_at": _text(record.get("started_at")),
         "finished_at": _text(record.get("finished_at")),
@@ -576,118 +408,11 @@ def _run_row(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _summary(row: sqlite3.Row) -> RunSummary:
-    record = json.loads(row["record_json"])
-    best = json.loads(row["best_metric_json"]) if row["best_metric_json"] else {}
-    name = main_metric(record)
-    return RunSummary(
-        id=row["id"], run_dir=row["run_dir"], status=row["status"], task=row["task"], backbone=row["backbone"],
-        strategy=row["strategy"], started_at=row["started_at"], finished_at=row["finished_at"], wall_s=row["wall_s"],
-        main_metric=name, main_value=_number(best.get(name)), macro_f1=_number(best.get("macro_f1")),
-        best_epoch=record.get("best_epoch"), data_fingerprint=_get(record, "data", "fingerprint"),
-        best=best if isinstance(best, dict) else {},
-    )
+    return summarize(json.loads(row["record_json"]), run_id=row["id"])
 
 
-def _detail(record: dict[str, Any], pushes: list[dict[str, Any]]) -> RunDetail:
-    backbone = record.get("backbone")
-    backbone = backbone if isinstance(backbone, Mapping) else {"name": backbone}
-    data = record.get("data") if isinstance(record.get("data"), Mapping) else {}
-    metrics = record.get("metrics") if isinstance(record.get("metrics"), Mapping) else {}
-    sizes = data.get("sizes") if isinstance(data.get("sizes"), Mapping) else {}
-    labels = data.get("labels")
-    source = _text(backbone.get("source"))
-    epochs = []
-    for index, entry in enumerate((e for e in (metrics.get("epochs") or []) if isinstance(e, Mapping)), start=1):
-        flat: dict[str, Any] = {}
-        for key, value in entry.items():   # nested metrics one level down: "val.accuracy"
-            flat.update({f"{key}.{k}": v for k, v in value.items()} if isinstance(value, Mapping) else {key: value})
-        row = _numbers(flat)
-        number = entry.get("epoch", index)
-        epochs.append({"epoch": number, **{k: v for k, v in row.items() if k != "epoch"}})
-    wall = record.get("wall_s")
-    return RunDetail(
-        id=record["id"], status=_text(record.get("status")), run_dir=_text(record.get("run_dir")),
-        task=_text(record.get("task")), backbone=_text(backbone.get("name")), family=_text(backbone.get("family")),
-        source=source if source != _text(backbone.get("name")) else None, strategy=_text(record.get("strategy")),
-        started_at=_text(record.get("started_at")), finished_at=_text(record.get("finished_at")),
-        wall_s=_number(wall), data_source=_text(data.get("source")),
-        sizes={split: sizes[split] for split in ("train", "val", "test") if split in sizes},
-        num_labels=len(labels) if isinstance(labels, list) else None, multi_label=bool(data.get("multi_label")),
-        data_fingerprint=_text(data.get("fingerprint")), best_epoch=record.get("best_epoch"),
-        error=_text(record.get("error")), pushes=pushes, main_metric=main_metric(record),
-        best=_numbers(metrics.get("best")), test=_numbers(metrics.get("test")), epochs=epochs,
-        config=flatten_config(record.get("config") or {}), record=record,
-    )
-
-
-def _summary_from_record(run_id: int, record: dict[str, Any]) -> RunSummary:
-    row = _run_row(record)
-    row.update(id=run_id)
-    return _summary(row)  # a dict indexes like the sqlite3.Row _summary expects
-
-
-def _scalar_metrics(metrics: Any) -> dict[str, float]:
-    """The top-level numeric metrics (per-class tables, confusion matrices and the like are left out)."""
-    if not isinstance(metrics, Mapping):
-        return {}
-    return {str(k): float(v) for k, v in metrics.items() if _number(v) is not None}
-
-
-def _numbers(metrics: Any) -> dict[str, int | float]:
-    """The numeric entries of a metrics dict as they are (an int stays an int: a count reads as one)."""
-    if not isinstance(metrics, Mapping):
-        return {}
-    return {str(k): v for k, v in metrics.items() if _number(v) is not None}
-
-
-def _best_ids(metric: str, values: list[float | None], ids: list[int]) -> list[int]:
-    present = [v for v in values if v is not None and not math.isnan(v)]
-    if not present:
-        return []
-    target = min(present) if lower_is_better(metric) else max(present)
-    return [run_id for run_id, v in zip(ids, values, strict=True) if v == target]
-
-
-def flatten_config(value: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as one level of dotted keys: {"optim": {"lr": 1e-3}} -> {"optim.lr": 1e-3}."""
-    if isinstance(value, Mapping) and value:
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            out.update(flatten_config(item, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return {prefix: value} if prefix else {}
-
-
-def _hashable(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str) if not isinstance(value, str) else "s:" + value
-
-
-def _sizes(record: Mapping[str, Any]) -> str | None:
-    sizes = _get(record, "data", "sizes")
-    if not isinstance(sizes, Mapping):
-        return None
-    return "/".join(str(sizes.get(split, 0)) for split in ("train", "val", "test"))
-
-
-def _backbone_name(record: Mapping[str, Any]) -> str | None:
-    backbone = record.get("backbone")
-    if isinstance(backbone, Mapping):
-        return _text(backbone.get("name"))
-    return _text(backbone)
-
-
-def _get(record: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(record, Mapping):
-            return None
-        record = record.get(key)
-    return record
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
+def _absolute(path: str | os.PathLike) -> str:
+    return os.path.abspath(os.fspath(path))
 
 
 def _text(value: Any) -> str | None:

@@ -56,10 +56,12 @@ class RichReporter:
 def _summary(record: dict[str, Any]) -> None:
     from rich.table import Table
 
+    from zoo import api
+
     metrics = record["metrics"]
     table = Table(title=f"{record['backbone']['name']} → {record['run_dir']}", title_justify="left")
     table.add_column("split")
-    names = ["micro_f1", "macro_f1", "subset_accuracy"] if record["multi_label"] else ["accuracy", "macro_f1"]
+    names = api.get_task(record["task"]).reported_metrics(record["multi_label"])
     for name in names:
         table.add_column(name, justify="right")
     for split, values in (("validation (best epoch)", metrics["best"]), ("test", metrics.get("test"))):

@@ -36,7 +36,10 @@ def _rows(result) -> list[tuple[str, str]]:
     if result.mfu is not None:
         rows.append(("model FLOPs utilisation", f"{100 * result.mfu:.1f}%"))
     if result.accuracy:
-        names = ["micro_f1", "macro_f1"] if "micro_f1" in result.accuracy else ["accuracy", "macro_f1"]
+        from zoo import api
+
+        task = api.get_task(result.task)   # multi-label results report the multi-label main metric
+        names = task.headline_metrics(task.main_metric(multi_label=True) in result.accuracy)
         rows += [(f"{name} ({result.accuracy['examples']} examples)", fmt.metric(result.accuracy[name]))
                  for name in names]
     return rows
@@ -60,7 +63,8 @@ def register(app: typer.Typer) -> None:
         compare: Annotated[bool, typer.Option("--compare", help="Show several targets side by side (implied "
                                               "by more than one target).")] = False,
         device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-        precision: Annotated[str, typer.Option(help="fp32, bf16 or fp16 (fp16 on CUDA only).")] = "fp32",
+        precision: Annotated[str, typer.Option(help="fp32, bf16, fp16 (CUDA only) or auto (bf16 or fp16 on a GPU, "
+                                                           "fp32 on a CPU).")] = "fp32",
         batch_sizes: Annotated[str, typer.Option(help="Batch sizes to measure throughput at.")] = "1,8,32",
         image_size: Annotated[int | None, typer.Option(help="Images: square input size \\[default: the model's].",
                                                        show_default=False)] = None,

@@ -67,10 +67,10 @@ def register(app: typer.Typer) -> None:
             device=device, max_latency_ms=max_latency_ms,
             max_params_m=parse_size(max_params, unit="params") if max_params else None,
             max_memory_gb=parse_size(max_memory_gb, unit="memory") if max_memory_gb else None,
-            language=language, licenses=licenses, num_examples=examples, scenario=scenario, top=top,
+            language=language, licenses=licenses, num_examples=examples, scenario=scenario,
             registry_files=registry or ())
         if data is None:
-            result = api.recommend(task, **options)
+            result = api.recommend(task, **options, top=top)
         else:
             names = [n.strip() for n in (candidates or "").split(",") if n.strip()]
             result = _recommend_with_data(task, options, data=data, sample=sample, shortlist=shortlist,
@@ -91,7 +91,7 @@ def _recommend_with_data(task, options, **data_options):
 
     out = progress_console()
     if out is None:
-        return api.recommend(task, **options, **data_options)
+        return api.recommend_with_data(task, **options, **data_options)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -103,8 +103,8 @@ def _recommend_with_data(task, options, **data_options):
                 tasks[name] = bar.add_task(f"features: {name}", total=total)
             bar.update(tasks[name], completed=done)
 
-        return api.recommend(task, **options, **data_options, progress=progress,
-                             message=lambda text: out.print(f"[dim]{text}[/dim]"))
+        return api.recommend_with_data(task, **options, **data_options, progress=progress,
+                                       message=lambda text: out.print(f"[dim]{text}[/dim]"))
 
 
 def _print_data(result, top: int, *, wide: bool) -> None:

@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from zoo import checks
+from zoo.precision import PRECISIONS
 
 STRATEGIES = ("auto", "linear", "lora", "full")
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 AUGMENTS = ("none", "light", "strong")
 
 # Learning rates that work across the families for each strategy (AdamW, cosine schedule). A family may prefer its
@@ -83,7 +83,7 @@ class AdaptConfig:
     group_by_length: bool = True            # text: batches of similar length, less padding
     num_workers: int = 0
     # when to stop
-    metric: str | None = None               # early-stopping metric (None: accuracy, or micro_f1 for multi-label)
+    metric: str | None = None               # early-stopping metric (None: the task's main one, Task.main_metric)
     patience: int | None = None             # evaluations without improvement before stopping (0: never; None:
                                             # from the planned epochs, choices)
     checkpoint_every: int = 50              # optimizer steps between checkpoints (and at every epoch end)

@@ -1,9 +1,10 @@
 """Data-parallel adapt across processes: `zoo adapt --processes N` (or `api.adapt(..., processes=N)`).
 
-The parent writes the call's arguments to a JSON file and starts N copies of this module with
-``torch.distributed.run`` (torchrun). Each copy is one rank: accelerate reads the rank from the environment and
-joins the process group (gloo on CPUs, NCCL on GPUs); the engine shards every batch across the ranks and
-averages gradients. Rank 0 writes the run directory; the parent reads its zoo_run.json when all have exited.
+The parent writes the adapt request, the run directory and the configuration to a JSON file and starts N copies
+of this module with ``torch.distributed.run`` (torchrun), each calling ``api.adapt`` with them. Each copy is one
+rank: accelerate reads the rank from the environment and joins the process group (gloo on CPUs, NCCL on GPUs);
+the engine shards every batch across the ranks and averages gradients. Rank 0 writes the run directory; the
+parent reads its zoo_run.json when all have exited.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +28,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def launch(processes: int, call: dict[str, Any], run_dir: Path, *, history=None) -> dict[str, Any]:
-    """Run ``api.adapt(**call)`` in ``processes`` ranks and return rank 0's run record.
+def launch(processes: int, request, config, run_dir: Path, *, history=None) -> dict[str, Any]:
+    """Run the adapt ``request`` (an :class:`zoo.engine.run.AdaptRequest`) with ``config`` into ``run_dir`` in
+    ``processes`` ranks, each through ``api.adapt``; return rank 0's run record.
 
     The caller holds the run directory's claim; the ranks are told so (they write into it without claiming).
     When the ranks fail after the run record was written, the record (now "failed") goes to ``history``.
@@ -37,6 +40,7 @@ def launch(processes: int, call: dict[str, Any], run_dir: Path, *, history=None)
 
     with tempfile.TemporaryDirectory(prefix="zoo-launch-") as tmp:
         spec = Path(tmp) / "call.json"
+        call = {**asdict(request), "output": str(run_dir), "config": config.to_dict()}
         spec.write_text(json.dumps(call, default=str))
         errors = Path(tmp) / "error.txt"
         command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={processes}",

@@ -112,7 +112,7 @@ def model_card(record: dict[str, Any], *, repo_id: str | None = None, revision: 
     best, test = record["metrics"]["best"], record["metrics"].get("test")
     scored = test or best
     split = "test" if test else "validation"
-    metric_names = ["micro_f1", "macro_f1"] if record["multi_label"] else ["accuracy", "macro_f1"]
+    metric_names = task.headline_metrics(record["multi_label"])
     source = record["data"]["source"]
     hub_dataset = hub_dataset_id(source)
     dataset_name = hub_dataset or Path(source).name or source
@@ -221,7 +221,8 @@ def _training_line(record: dict[str, Any], config: dict[str, Any]) -> str:
                 f"{fit['iterations']} iterations){pooled}: L2 {fit['l2']:g} chosen on validation {fit['metric']} "
                 f"from {len(fit['grid'])} strengths; seed {config['seed']}")
     return (f"- epochs run: {len(record['metrics']['epochs'])} of {config['epochs']} (best: {record['best_epoch']}), "
-            f"precision {config['precision']}, augmentation {config['augment']}, seed {config['seed']}")
+            f"precision {record.get('precision_used', config['precision'])}, augmentation {config['augment']}, "
+            f"seed {config['seed']}")
 
 
 def write_model_card(run_dir: Path, record: dict[str, Any]) -> str:

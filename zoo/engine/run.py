@@ -34,8 +34,9 @@ from zoo.engine.config import AdaptConfig, auto_candidates, choose_by_validation
 from zoo.engine.rundir import RUN_RECORD
 from zoo.engine.trainer import Reporter, Trainer, cosine_with_warmup, make_loss, parameter_groups
 from zoo.errors import DiskFullError, InvalidInputError, NonFiniteWeightsError, ZooError
-from zoo.hardware import check_device, cpu_name
-from zoo.hub.fetch import ensure_fetched, loaded_commit
+from zoo.hardware import check_device, fingerprint
+from zoo.loading import LoadedClassifier, load_classifier
+from zoo.precision import accelerate_mixed_precision, resolve_precision
 
 
 @dataclass
@@ -55,6 +56,15 @@ class AdaptRequest:
     skip_bad: bool = False
     device: str = "auto"
     registry_files: list[str] = field(default_factory=list)
+
+    def read_data(self, *, seed: int) -> DataSplits:
+        """The data as this request reads it (the split drawn with ``seed``): when the run starts, and again on
+        --resume, where its fingerprint must not have changed."""
+        from zoo.data import load_data
+
+        return load_data(self.data, task=self.task, val=self.val, test=self.test, input_col=self.input_col,
+                         label_col=self.label_col, label_sep=self.label_sep, multi_label=self.multi_label,
+                         val_fraction=self.val_fraction, seed=seed, skip_bad=self.skip_bad)
 
     def command(self, config: AdaptConfig, *, tasks: tuple[str, ...] = ()) -> list[str]:
         """The `zoo adapt` command line, as arguments, that starts this run again with the resolved ``config``
@@ -181,30 +191,6 @@ def _versions(family) -> dict[str, str]:
     return versions
 
 
-def _hardware(accelerator) -> dict[str, Any]:
-    import torch
-
-    device = accelerator.device
-    info = {"device": str(device), "processes": accelerator.num_processes, "threads": torch.get_num_threads(),
-            "cpu": cpu_name(), "cuda": torch.version.cuda}
-    if device.type == "cuda":
-        info["device_name"] = torch.cuda.get_device_name(device)
-    return info
-
-
-def _mixed_precision(precision: str, device_type: str) -> str:
-    """auto: bf16 on GPUs that have it, else fp16 on GPUs; fp32 on CPUs (CPU autocast rarely pays off)."""
-    import torch
-
-    if precision == "auto":
-        if device_type != "cuda":
-            return "no"
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if precision == "fp16" and device_type != "cuda":
-        raise InvalidInputError("--precision fp16 needs a CUDA device; use bf16 or fp32 on a CPU")
-    return {"fp32": "no"}.get(precision, precision)
-
-
 def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir: Path, request: AdaptRequest, *,
                  resume: bool = False, reporter: Reporter | None = None,
                  on_record: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
@@ -223,13 +209,14 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
     cpu = request.device == "cpu" or (request.device == "auto" and not torch.cuda.is_available())
     check_device("--device", request.device, allow_index=False)   # a resumed run may be on another machine
     device_type = "cpu" if cpu else "cuda"
-    accelerator = Accelerator(cpu=cpu, mixed_precision=_mixed_precision(config.precision, device_type))
+    precision = resolve_precision(config.precision, device_type)
+    accelerator = Accelerator(cpu=cpu, mixed_precision=accelerate_mixed_precision(precision))
     set_seed(config.seed)
 
     checkpoint = load_checkpoint(run_dir) if resume else None
     previous = read_record(run_dir) if resume else {}
-    ensure_fetched(spec)
-    classifier = _load_classifier(family, spec, request, splits, config)
+    loaded = _load_classifier(family, spec, request, splits, config)
+    classifier = loaded.classifier
 
     # The strategies to train: one, or (auto on small data) linear and a fine-tuning, the better kept. A resumed
     # run keeps its plan and the scores of the candidates that finished (None for the others).
@@ -259,15 +246,16 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
 
     record: dict[str, Any] = {
         "zoo_run_version": 1, "status": "running", "run_dir": str(run_dir.resolve()),
-        "backbone": {**spec.to_dict(), "commit": loaded_commit(spec)},   # the commit read, when unpinned too
+        "backbone": {**spec.to_dict(), "commit": loaded.commit},   # the commit read, when unpinned too
         "family_library": family.library, "task": request.task,
         "strategy": strategy, "strategy_reason": reason, "labels": splits.label_names,
         "multi_label": splits.multi_label, "data": splits.summary(), "request": asdict(request),
         "config": None, "config_requested": config.to_dict(), "seed": resolved.seed,
+        "precision_used": precision,   # config.precision resolved for this device (zoo.precision)
         # each explained hyperparameter's value, the rule that chose it and whether the person set it
         "choices": None, "image_size": resolved.image_size,   # the square side trained, evaluated, saved at
         "command": None,                                      # zoo adapt ..., as arguments
-        "versions": _versions(family), "hardware": _hardware(accelerator),
+        "versions": _versions(family), "hardware": fingerprint(accelerator.device, processes=accelerator.num_processes),
         "started_at": previous.get("started_at") or datetime.now(UTC).isoformat(),
         "finished_at": None, "wall_s": None, "metrics": None, "best_epoch": None,
         "resumed": previous.get("resumed", 0) + (1 if resume else 0),
@@ -295,16 +283,16 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
         raise
 
 
-def _load_classifier(family, spec, request: AdaptRequest, splits: DataSplits, config: AdaptConfig):
+def _load_classifier(family, spec, request: AdaptRequest, splits: DataSplits,
+                     config: AdaptConfig) -> LoadedClassifier:
     """The backbone with its pretrained weights and a fresh head (each candidate of auto starts from one)."""
     # image_size only when asked for: api.adapt has checked that the family takes it (Family.takes_image_size).
-    sized = {"image_size": config.image_size} if config.image_size is not None else {}
-    classifier = family.load_classifier(spec, task=request.task, labels=splits.label_names,
-                                        multi_label=splits.multi_label, **sized)
-    classifier.augment = config.augment
+    loaded = load_classifier(spec, family, task=request.task, labels=splits.label_names,
+                             multi_label=splits.multi_label, image_size=config.image_size)
+    loaded.classifier.augment = config.augment
     if config.max_length:   # Classifier.max_length: text classifiers cut there, others ignore it
-        classifier.max_length = config.max_length
-    return classifier
+        loaded.classifier.max_length = config.max_length
+    return loaded
 
 
 def _family_lr(family, spec) -> dict[str, float]:
@@ -355,7 +343,7 @@ def _train_plan(spec, family, request, classifier, splits, config, plan, scores,
         if scores is not None and scores[strategy] is not None:
             continue
         if classifier is None:
-            classifier = _load_classifier(family, spec, request, splits, config)
+            classifier = _load_classifier(family, spec, request, splits, config).classifier
         resolved = _explain(record, config, request, spec, strategy, reason, facts, scores)
         if scores is not None:
             reporter.message(f"trying {strategy} ({plan.index(strategy) + 1} of {len(plan)})")
@@ -381,7 +369,7 @@ def _train_plan(spec, family, request, classifier, splits, config, plan, scores,
     winner, why = choose_by_validation(scores, trainer.metric)
     reporter.message(why)
     if winner != strategy:   # an earlier candidate won: a fresh backbone with its kept parameters
-        classifier = _load_classifier(family, spec, request, splits, config)
+        classifier = _load_classifier(family, spec, request, splits, config).classifier
         if winner == "linear" and record.get("head_fit", {}).get("pooling"):
             _select_pooling(classifier, record["head_fit"]["pooling"])
         resolved = config.resolved(winner, **facts)
@@ -389,8 +377,8 @@ def _train_plan(spec, family, request, classifier, splits, config, plan, scores,
         tensors, progress = load_candidate(run_dir, winner)
         setup.load_state_tensors(tensors)
         trainer = Trainer(setup, resolved, accelerator=accelerator, optimizer=None, scheduler=None,
-                          loss_fn=None, label_names=splits.label_names, multi_label=splits.multi_label,
-                          run_dir=run_dir, reporter=reporter)
+                          loss_fn=None, task=splits.task, label_names=splits.label_names,
+                          multi_label=splits.multi_label, run_dir=run_dir, reporter=reporter)
     if winner != "linear":   # the linear candidate's solve does not describe the model kept
         record.pop("head_fit", None)
     resolved = _explain(record, config, request, spec, winner, with_verdict(reason, why), facts, scores)
@@ -465,8 +453,8 @@ def _train_epochs(classifier, splits, resolved, strategy, setup, loss_fn, record
         reporter.message("no complete checkpoint was written before the interruption: training starts over")
 
     trainer = Trainer(setup, resolved, accelerator=accelerator, optimizer=optimizer, scheduler=scheduler,
-                      loss_fn=loss_fn, label_names=splits.label_names, multi_label=splits.multi_label,
-                      run_dir=run_dir, reporter=reporter)
+                      loss_fn=loss_fn, task=splits.task, label_names=splits.label_names,
+                      multi_label=splits.multi_label, run_dir=run_dir, reporter=reporter)
     progress, best = trainer.fit(progress, best)
 
     # The best epoch's parameters (and its batch-norm statistics) become the model.
@@ -491,8 +479,8 @@ def _solve_linear_head(spec, classifier, splits, resolved, setup, heads, loss_fn
     if record["resumed"]:
         reporter.message("resuming: the linear head is fitted again on the cached features")
     trainer = Trainer(setup, resolved, accelerator=accelerator, optimizer=None, scheduler=None, loss_fn=loss_fn,
-                      label_names=splits.label_names, multi_label=splits.multi_label, run_dir=run_dir,
-                      reporter=reporter)
+                      task=splits.task, label_names=splits.label_names, multi_label=splits.multi_label,
+                      run_dir=run_dir, reporter=reporter)
     fit = solve_head(classifier, spec, heads, setup, loss_fn=loss_fn, label_names=splits.label_names,
                      multi_label=splits.multi_label, metric=trainer.metric, accelerator=accelerator,
                      reporter=reporter)

@@ -56,6 +56,12 @@ class RunDirClaim:
         self.release()
 
 
+def default_run_dir(backbone: str, data: str, root: str | os.PathLike = "runs") -> Path:
+    """runs/<data>-<backbone>: the folder a run gets without --output (-2, -3... are added when it is taken)."""
+    stem = Path(data.split(":", 1)[-1] if data.startswith("hf:") else data).stem or "data"
+    return Path(root) / f"{stem}-{backbone.split('/')[-1]}".replace(" ", "_")
+
+
 def claim_new(run_dir: str | os.PathLike | None, *, default: Path) -> RunDirClaim:
     """Claim a folder for a new run: ``run_dir`` when given (empty or missing), else ``default`` or, when that
     name is taken, the first free ``default-2``, ``default-3``...

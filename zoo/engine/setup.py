@@ -8,6 +8,7 @@ from zoo.engine.batches import ExampleDataset, collect_outputs, make_collate
 from zoo.engine.config import AdaptConfig
 from zoo.engine.features import cache_key, load_cached, save_cached
 from zoo.engine.trainer import Reporter, TrainingSetup
+from zoo.precision import autocast, resolve_precision
 
 
 class FeatureDataset:
@@ -35,8 +36,9 @@ def cached_head_inputs(classifier, spec, splits: DataSplits, split: str, config:
     import torch
 
     examples = getattr(splits, split)
+    precision = resolve_precision(config.precision, device)   # the frozen pass runs as training does
     extra = {"max_seconds": config.max_seconds, "max_length": config.max_length, "labels": splits.label_names,
-             "multi_label": splits.multi_label, "image_size": config.image_size,
+             "precision": precision, "multi_label": splits.multi_label, "image_size": config.image_size,
              "head_inputs": f"{type(classifier).__module__}.{type(classifier).__qualname__} "
                             f"{getattr(classifier, 'head_inputs_version', '1')}"}
     key = cache_key(spec, fingerprint=splits.fingerprint, split=split, extra=extra)
@@ -50,7 +52,8 @@ def cached_head_inputs(classifier, spec, splits: DataSplits, split: str, config:
     classifier.model.eval()   # the frozen backbone, run once
     targets, features = collect_outputs(classifier.head_inputs, dataset, batch_size=config.eval_batch_size,
                                         device=device, num_workers=config.num_workers,
-                                        collate=make_collate(classifier, dataset.multi_label))
+                                        collate=make_collate(classifier, dataset.multi_label),
+                                        autocast=autocast(precision, device))
     features, targets = torch.from_numpy(features), torch.from_numpy(targets)
     save_cached(key, features, targets)
     return features, targets

@@ -26,6 +26,7 @@ from zoo.engine.config import AdaptConfig
 from zoo.engine.metrics import compute_metrics, headline
 from zoo.engine.seeds import derive_seed, seeded_globals
 from zoo.errors import TrainingDivergedError
+from zoo.tasks import get_task
 
 BUFFER_PREFIX = "buffer::"
 
@@ -110,12 +111,12 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 
 class Trainer:
     def __init__(self, setup: TrainingSetup, config: AdaptConfig, *, accelerator, optimizer, scheduler, loss_fn,
-                 label_names: list[str], multi_label: bool, run_dir, reporter: Reporter) -> None:
+                 task: str, label_names: list[str], multi_label: bool, run_dir, reporter: Reporter) -> None:
         self.setup, self.config, self.accelerator = setup, config, accelerator
         self.optimizer, self.scheduler, self.loss_fn = optimizer, scheduler, loss_fn
         self.label_names, self.multi_label = label_names, multi_label
         self.run_dir, self.reporter = run_dir, reporter
-        self.metric = config.metric or ("micro_f1" if multi_label else "accuracy")
+        self.metric = config.metric or get_task(task).main_metric(multi_label)
         self.micro_batches = 1        # raised when a batch does not fit in device memory
 
     # --- one optimizer step -----------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from zoo import jsonio
 from zoo.engine.run import RUN_RECORD, read_finished_record
 from zoo.errors import HubError, InvalidInputError
 from zoo.secrets import resolve_token
+from zoo.tasks import get_task
 
 PLOTS = ("curves.png", "confusion.png")
 KEPT_REPO_FILES = (".gitattributes",)   # the Hub's own, never removed
@@ -211,7 +212,7 @@ def public_record(value: Any) -> Any:
 
 def _default_message(record: dict[str, Any]) -> str:
     scored = record["metrics"].get("test") or record["metrics"]["best"]
-    metric = "micro_f1" if record.get("multi_label") else "accuracy"
+    metric = get_task(record["task"]).main_metric(bool(record.get("multi_label")))
     return (f"zoo push: {record['backbone']['name']} adapted for {record['task']} with {record['strategy']} "
             f"({metric} {float(scored[metric]):.3f})")
 

@@ -24,7 +24,7 @@ from zoo.errors import NoCandidateError
 from zoo.recommend.constraints import Constraints, ScenarioParse
 from zoo.recommend.cost import DEVICE_PROFILES, CostEstimate, estimate_cost
 from zoo.registry import BackboneSpec
-from zoo.tasks import get_task
+from zoo.tasks import get_task, lower_is_better
 
 # Benchmarks that speak to transfer quality for each task, with how much each one counts.
 PRIOR_METRICS: dict[str, dict[str, float]] = {
@@ -142,7 +142,7 @@ def _standings(pool: list[BackboneSpec], metric: str) -> dict[str, _Standing]:
     values = [(name, v) for name, v in values if v is not None]
     if len(values) < 2:
         return {}
-    lower_better = metric.endswith(("/wer", "/cer", "/error"))
+    lower_better = lower_is_better(metric)
     ordered = sorted(values, key=lambda item: item[1] if lower_better else -item[1])   # best first
     n = len(ordered)
     result = {}

@@ -125,10 +125,12 @@ def _sample_fingerprint(data_fingerprint: str, sample: Sequence) -> str:
 
 
 def extract_features(classifier, examples: Sequence, *, layers: str, max_seconds: float, batch_size: int,
-                     device, deadline: float | None,
+                     device, deadline: float | None, precision: str = "fp32",
                      on_batch: Callable[[int], None] | None = None) -> np.ndarray | None:
-    """Pooled features of ``examples`` as a float64 array, or None when ``deadline`` passes first."""
+    """Pooled features of ``examples`` as a float64 array, or None when ``deadline`` passes first; the frozen
+    backbone runs in ``precision`` (resolved, :mod:`zoo.precision`)."""
     from zoo.engine.batches import ExampleDataset, collect_outputs, make_collate
+    from zoo.precision import autocast
 
     dataset = ExampleDataset(examples, classifier, train=False, max_seconds=max_seconds,
                              num_labels=len(classifier.labels), multi_label=classifier.multi_label)
@@ -141,6 +143,7 @@ def extract_features(classifier, examples: Sequence, *, layers: str, max_seconds
     classifier.model.to(device).eval()
     collected = collect_outputs(pooled, dataset, collate=make_collate(classifier, classifier.multi_label),
                                 batch_size=batch_size, device=device, on_batch=on_batch,
+                                autocast=autocast(precision, device),
                                 should_stop=None if deadline is None else lambda: time.monotonic() > deadline)
     return None if collected is None else collected[1].astype(np.float64)
 
@@ -252,7 +255,8 @@ def recommend_with_data(data_free, specs: dict[str, Any], families: dict[str, An
     """Score the data-free shortlist on a sample of ``data``; see the module docstring for the method."""
     from zoo.data import load_data
     from zoo.engine.features import cache_key, load_cached, save_cached
-    from zoo.hub.fetch import ensure_fetched
+    from zoo.loading import load_classifier
+    from zoo.precision import resolve_precision
 
     started = time.monotonic()
     deadline = started + budget_s
@@ -278,6 +282,7 @@ def recommend_with_data(data_free, specs: dict[str, Any], families: dict[str, An
         estimators = list(ESTIMATORS)
     fingerprint = _sample_fingerprint(splits.fingerprint, sample)
     torch_device = _device(device)
+    precision = resolve_precision("auto", torch_device)   # bf16 or fp16 on a GPU, as adapt's frozen passes
 
     shortlisted = data_free.candidates if shortlist <= 0 else data_free.candidates[:shortlist]
     candidates, features = [], {}
@@ -287,7 +292,8 @@ def recommend_with_data(data_free, specs: dict[str, Any], families: dict[str, An
                                 latency_ms=cand.latency_ms, params_m=cand.params_m)
         candidates.append(entry)
         key = cache_key(spec, fingerprint=fingerprint, split="recommend-sample",
-                        extra={"kind": "pooled", "layers": layers, "max_seconds": max_seconds})
+                        extra={"kind": "pooled", "layers": layers, "max_seconds": max_seconds,
+                               "precision": precision})
         cached = load_cached(key)
         if cached is not None:
             features[cand.name], entry.cached = cached[0].double().numpy(), True
@@ -299,9 +305,8 @@ def recommend_with_data(data_free, specs: dict[str, Any], families: dict[str, An
             continue
         t0 = time.monotonic()
         try:
-            ensure_fetched(spec)
-            classifier = families[spec.family].load_classifier(spec, task=task, labels=splits.label_names,
-                                                               multi_label=multi_label)
+            classifier = load_classifier(spec, families[spec.family], task=task, labels=splits.label_names,
+                                         multi_label=multi_label).classifier
             done = [0]
 
             def on_batch(n: int, name: str = cand.name, done: list[int] = done) -> None:
@@ -311,7 +316,7 @@ def recommend_with_data(data_free, specs: dict[str, Any], families: dict[str, An
 
             pooled = extract_features(classifier, sample, layers=layers, max_seconds=max_seconds,
                                       batch_size=batch_size, device=torch_device, deadline=deadline,
-                                      on_batch=on_batch)
+                                      precision=precision, on_batch=on_batch)
         except ZooError as exc:
             if len(shortlisted) == 1:
                 raise
@@ -362,7 +367,7 @@ def recommend_with_data(data_free, specs: dict[str, Any], families: dict[str, An
     return DataRecommendation(
         task=task, data=data,
         sample={"size": len(sample), "of": len(pool), "class_counts": counts, "fingerprint": fingerprint,
-                "seed": seed, "multi_label": multi_label},
+                "seed": seed, "multi_label": multi_label, "precision": precision},
         layers=layers, prior_weight=round(prior_weight, 4), estimators=estimators,
         candidates=scored + unscored, agreement=agreement(scored, estimators), strategy=strategy,
         strategy_reason=strategy_reason, next_command=top.next_command, budget_s=budget_s,

@@ -1,0 +1,53 @@
+"""Classifying inputs with a loaded classifier: `zoo predict`'s loop.
+
+Each input is read as its task reads it (:meth:`zoo.tasks.Task.read_input`), preprocessed by the family, and
+scored in batches under inference mode; items the family may not pad against each other run apart, so an input's
+scores never depend on what else is in its batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from zoo.tasks import get_task
+
+
+@dataclass
+class Prediction:
+    input: str
+    labels: list[dict[str, float]]     # [{"label": name, "score": probability}], best first
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"input": self.input, "labels": self.labels}
+
+
+def predict_inputs(classifier, inputs: Sequence[Any], *, top_k: int = 5, batch_size: int = 32,
+                   max_seconds: float = 10.0) -> list[Prediction]:
+    """The ``top_k`` labels of each input with their probabilities (softmax, or sigmoid for multi-label models);
+    audio clips are cut to ``max_seconds``.
+
+    Raises:
+        zoo.errors.InvalidInputError: an input that cannot be read (named).
+    """
+    import torch
+
+    from zoo.engine.batches import collate_by_key, run_forward
+
+    task = get_task(classifier.task)
+    classifier.model.eval()
+    results: list[Prediction] = []
+    for start in range(0, len(inputs), batch_size):
+        chunk = list(inputs[start:start + batch_size])
+        items = [classifier.preprocess(task.read_input(value, sample_rate=classifier.sample_rate,
+                                                       max_seconds=max_seconds)) for value in chunk]
+        with torch.inference_mode():
+            logits = run_forward(classifier.forward, collate_by_key(classifier, items)).float()
+        scores = torch.sigmoid(logits) if classifier.multi_label else logits.softmax(-1)
+        for value, row in zip(chunk, scores, strict=True):
+            best = torch.topk(row, min(top_k, len(classifier.labels)))
+            results.append(Prediction(str(value), [
+                {"label": classifier.labels[i], "score": round(float(s), 6)}
+                for s, i in zip(best.values.tolist(), best.indices.tolist(), strict=True)]))
+    return results
