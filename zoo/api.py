@@ -8,22 +8,34 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo import checks
+from zoo.engine.config import AdaptConfig
 from zoo.errors import InvalidInputError
 from zoo.hardware import check_device
-from zoo.hub.fetch import ensure_fetched
+from zoo.hub.fetch import FetchResult, ensure_fetched
+from zoo.hub.fetch import raise_for_failures as raise_for_failures
 from zoo.plugins import PluginInfo, PluginManager, get_plugin_manager
 from zoo.recommend import Constraints, Recommendation, ScenarioParse, parse_scenario, recommend_data_free
+from zoo.recommend.constraints import parse_size as parse_size
+from zoo.recommend.prior import PRIOR_METRICS as PRIOR_METRICS
 from zoo.registry import CORE_REGISTRY, BackboneSpec, Registry, read_registry_file, user_registry_files
+from zoo.store import flatten_config as flatten_config
+from zoo.store import main_metric as main_metric
 from zoo.tasks import get_task
 
 if TYPE_CHECKING:
+    from zoo.hub.push import PushResult
     from zoo.recommend.transfer import DataRecommendation
+    from zoo.runs.record import RunRecord
+    from zoo.store import RunStore
+
+# Imported as `name as name`: parse_size, PRIOR_METRICS, flatten_config, main_metric and raise_for_failures are
+# part of this API as they are, for the CLI's option parsing and rendering (zoo.cli imports only zoo.api).
 
 PathLike = str | os.PathLike[str]
 
@@ -229,8 +241,7 @@ def adapt(backbone: str, data: str, *, task: str | None = None, output: PathLike
         zoo.errors.RunDirectoryBusyError: another run holds the output folder.
         zoo.errors.UnknownBackboneError, zoo.errors.ModelLoadError.
     """
-    from zoo.engine.config import AdaptConfig
-    from zoo.engine.run import AdaptRequest, run_training
+    from zoo.engine.run import AdaptRequest, read_request_data, run_training
 
     checks.text("BACKBONE", backbone, allow_none=False)
     checks.text("--data", data, allow_none=False)
@@ -270,16 +281,12 @@ def adapt(backbone: str, data: str, *, task: str | None = None, output: PathLike
     claim = _claim(output, default_run_dir(spec.name, data), rank=rank)
     run_dir = claim.run_dir if claim is not None else Path(output)
     try:
-        splits = _read_request_data(request, seed=config.seed)
+        splits = read_request_data(request, seed=config.seed)
         _check_trainable(splits, config, data)
         if processes > 1:
             from zoo.engine.launch import launch
 
-            call = {"backbone": spec.name, "data": data, "task": task, "output": str(run_dir), "val": val,
-                    "test": test, "input_col": input_col, "label_col": label_col, "label_sep": label_sep,
-                    "multi_label": multi_label, "val_fraction": val_fraction, "skip_bad": skip_bad,
-                    "device": device, "config": config.to_dict(), "registry_files": registry_files}
-            record = launch(processes, call, run_dir, history=history)
+            record = launch(processes, spec, request, config, run_dir, history=history)
         else:
             record = run_training(spec, family, splits, config, run_dir, request, reporter=reporter,
                                   on_record=history.record_run if history else None)
@@ -319,25 +326,26 @@ def resume(run_dir: PathLike, *, reporter=None, store: bool = True) -> dict[str,
         zoo.errors.InvalidInputError: not a run directory, already finished, or its data changed since.
         zoo.errors.RunDirectoryBusyError: another process is running it.
     """
-    from zoo.engine.config import AdaptConfig
-    from zoo.engine.run import AdaptRequest, read_record, run_training
+    from zoo.engine.run import AdaptRequest, read_request_data, run_training
     from zoo.engine.rundir import claim_existing
+    from zoo.runs.record import RUN_RECORD, read_record
 
     checks.text("--resume", str(run_dir), allow_none=False)
     run_dir = Path(run_dir)
     history = _open_store() if store else None
     with claim_existing(run_dir):
-        previous = read_record(run_dir)
-        if previous.get("status") == "finished":
+        earlier = read_record(run_dir)
+        if earlier.finished:
             raise InvalidInputError(f"{run_dir}: this run already finished; nothing to resume")
+        previous = earlier.to_dict()
         if str(previous.get("error", "")).startswith(("TrainingDivergedError", "NonFiniteWeightsError")):
             raise InvalidInputError(f"{run_dir}: this run diverged ({previous['error'].split(': ', 1)[-1]}); "
                                     "resuming would repeat it: start a new run with other options")
         request = AdaptRequest(**previous["request"])
         config = AdaptConfig.from_dict(previous["config_requested"])
-        spec = BackboneSpec.from_dict(previous["backbone"], origin=f"{run_dir / 'zoo_run.json'} (backbone)")
+        spec = BackboneSpec.from_dict(previous["backbone"], origin=f"{run_dir / RUN_RECORD} (backbone)")
         plugins = get_plugin_manager()
-        splits = _read_request_data(request, seed=config.seed)
+        splits = read_request_data(request, seed=config.seed)
         if splits.fingerprint != previous["data"]["fingerprint"]:
             raise InvalidInputError(f"{request.data}: the data changed since the run started (fingerprint "
                                     f"{previous['data']['fingerprint'][:12]} -> {splits.fingerprint[:12]}); "
@@ -373,15 +381,6 @@ def _check_trainable(splits, config, data: str) -> None:
                                     f"{', '.join(allowed)}")
 
 
-def _read_request_data(request, *, seed: int):
-    from zoo.data import load_data
-
-    return load_data(request.data, task=request.task, val=request.val, test=request.test,
-                     input_col=request.input_col, label_col=request.label_col, label_sep=request.label_sep,
-                     multi_label=request.multi_label, val_fraction=request.val_fraction, seed=seed,
-                     skip_bad=request.skip_bad)
-
-
 @dataclass
 class Prediction:
     input: str
@@ -402,13 +401,13 @@ def predict(run_dir: PathLike, inputs: Sequence[Any], *, top_k: int = 5, batch_s
     import torch
 
     from zoo.engine.batches import collate_by_key, run_forward
-    from zoo.engine.run import read_finished_record
+    from zoo.runs.record import read_finished_record
 
     checks.whole("--top-k", top_k, low=1, allow_none=False)
     checks.whole("--batch-size", batch_size, low=1, allow_none=False)
     if not inputs:
         raise InvalidInputError("give at least one INPUT to classify")
-    record = read_finished_record(Path(run_dir))
+    record = read_finished_record(Path(run_dir)).to_dict()
     classifier = load_saved_classifier(run_dir)
     classifier.model.eval()
     max_seconds = record.get("config", {}).get("max_seconds", 10.0)
@@ -478,9 +477,9 @@ def bench(target: str, *, device: str = "cpu", precision: str = "fp32", batch_si
     if not folder and target.startswith(("./", "../", "/", f".{os.sep}", f"..{os.sep}")):
         raise InvalidInputError(f"{target}: no such folder")
     if folder and is_run_dir(target):
-        from zoo.engine.run import read_finished_record
+        from zoo.runs.record import read_finished_record
 
-        run_record = read_finished_record(Path(target))
+        run_record = read_finished_record(Path(target)).to_dict()
         classifier = load_saved_classifier(target)
         backbone, family_name, kind = run_record["backbone"]["name"], run_record["backbone"]["family"], "adapted"
     elif folder and any(f.can_load_saved(target) for f in plugins.families.values()):
@@ -507,8 +506,8 @@ def bench(target: str, *, device: str = "cpu", precision: str = "fp32", batch_si
                      seconds=seconds, warmup=warmup, iters=iters, min_seconds=min_seconds)
     result.accuracy = accuracy
     if run_record is not None:
-        from zoo.engine.report import write_model_card
-        from zoo.engine.run import write_record
+        from zoo.runs.card import write_model_card
+        from zoo.runs.record import write_record
 
         result.run_dir = str(Path(target).resolve())
         run_record.setdefault("bench", []).append(result.to_dict())
@@ -542,3 +541,90 @@ def _bench_spec(target: str, *, task: str | None, family: str | None, registry_f
                 "audio-cls": {"sample_rate": 16000, "seconds": 1.0}}[task]
     return BackboneSpec(name=target, family=family, source=target, tasks=(task,), params_m=1.0, gflops=1.0,
                         input=defaults, origin="command line")
+
+
+# --- push, fetch, run records and history -----------------------------------------------------------------------
+
+
+def push(run_dir: PathLike, repo_id: str, *, private: bool | None = None, branch: str = "main",
+         commit_message: str | None = None, token: str | None = None, store: bool = True,
+         progress: Callable[[str], None] | None = None) -> PushResult:
+    """Publish the finished run in ``run_dir`` to the model repo ``repo_id`` and check what arrived
+    (:func:`zoo.hub.push.push_run`).
+
+    Raises:
+        zoo.errors.InvalidInputError: not a run directory, an unfinished run, a malformed repo id or token.
+        zoo.errors.HubError: no token, a refusal by the Hub, a broken connection, or files that did not arrive
+            intact.
+    """
+    from zoo.hub.push import push_run
+
+    return push_run(run_dir, repo_id, private=private, branch=branch, commit_message=commit_message, token=token,
+                    store=store, progress=progress)
+
+
+def fetch(names: Sequence[str] = (), *, task: str | None = None, top: int = 3,
+          registry_files: Iterable[PathLike] = (), token: str | None = None, store: bool = True,
+          progress: Callable[[str], None] | None = None) -> list[FetchResult]:
+    """Download backbones by name, or the ``top`` data-free recommendations for ``task``, into the Hugging Face
+    cache (:func:`zoo.hub.fetch.fetch_one` each).
+
+    A backbone that fails is reported with ``status="failed"`` and its reason; the others still download
+    (:func:`raise_for_failures` turns the failures into one error).
+
+    ``token`` defaults to ``HF_TOKEN`` or the stored login (:func:`zoo.secrets.resolve_token`).
+
+    Raises:
+        zoo.errors.InvalidInputError: neither names nor a task, offline mode is on, or a malformed token.
+        zoo.errors.UnknownBackboneError: a name not in the registry.
+    """
+    from zoo.hub.fetch import fetch_one, is_offline
+    from zoo.secrets import resolve_token
+
+    if is_offline():
+        raise InvalidInputError("zoo fetch downloads from the Hub, but HF_HUB_OFFLINE=1 is set; unset it to fetch")
+    if not names and task is None:
+        raise InvalidInputError("name one or more backbones, or give --task (with --top N) to fetch the top "
+                                "recommendations")
+    if top < 1:
+        raise InvalidInputError("--top must be at least 1")
+    if top != 3 and task is None:
+        raise InvalidInputError("--top picks among the recommendations for --task; give --task too")
+    token = resolve_token(token)   # before anything downloads: a bad token stops the whole fetch
+    registry = load_registry(registry_files)
+    specs = [registry.get(name) for name in names]
+    if task is not None:
+        recommendation = recommend(task, top=top, registry_files=registry_files)
+        specs += [registry.get(c.name) for c in recommendation.candidates if c.name not in names]
+    say = progress or (lambda message: None)
+    results = []
+    for index, spec in enumerate(specs, start=1):
+        say(f"[{index}/{len(specs)}] {spec.name} from {spec.source}")
+        results.append(fetch_one(spec, token=token))
+    if store:
+        from zoo.store import RunStore
+
+        history = RunStore()
+        for result in results:
+            if result.status == "fetched":
+                history.record_fetch(result.to_dict())
+    return results
+
+
+def run_record(run_dir: PathLike) -> RunRecord:
+    """The record (zoo_run.json) of the run in ``run_dir``, whatever its status.
+
+    Raises:
+        zoo.errors.InvalidInputError: not a run directory, or an unreadable record.
+    """
+    from zoo.runs.record import read_record
+
+    return read_record(Path(run_dir))
+
+
+def run_history(path: PathLike | None = None) -> RunStore:
+    """The run history (``zoo runs``): every adapt, bench, push and fetch recorded, in ``path`` or the default
+    database (``ZOO_STORE``, else the user cache)."""
+    from zoo.store import RunStore
+
+    return RunStore(path)

@@ -15,11 +15,11 @@ import sys
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 from zoo.errors import InvalidInputError
 from zoo.hardware import check_device, cpu_name
+from zoo.runs.record import has_record
 
 # Dense peak TFLOP/s per GPU (bf16/fp16 tensor cores without sparsity, and plain fp32), from the vendors' data
 # sheets, for model FLOPs utilisation. Matched against torch.cuda.get_device_name(), first match wins.
@@ -271,4 +271,4 @@ def evaluate_on_data(classifier, data_path: str, *, device: str, batch_size: int
 
 
 def is_run_dir(target: str) -> bool:
-    return (Path(target) / "zoo_run.json").is_file()
+    return has_record(target)

@@ -183,7 +183,6 @@ def register(app: typer.Typer) -> None:
         \n\nExample: zoo adapt --resume runs/tickets-distilbert-base-uncased
         """
         from zoo import api
-        from zoo.engine.config import AdaptConfig
 
         quiet = json_output or not sys.stderr.isatty() or int(os.environ.get("RANK", "0")) != 0
         with handle_errors():
@@ -196,7 +195,7 @@ def register(app: typer.Typer) -> None:
 
                     raise InvalidInputError("give a BACKBONE and --data (or --resume RUN_DIR); "
                                             "see 'zoo adapt --help'")
-                config = AdaptConfig(
+                config = api.AdaptConfig(
                     strategy=strategy, epochs=epochs, batch_size=batch_size, lr=lr, warmup_ratio=warmup_ratio,
                     image_size=image_size, precision=precision, augment=augment, grad_accum=grad_accum,
                     label_smoothing=label_smoothing, class_weights=class_weights, layer_decay=layer_decay,

@@ -29,17 +29,17 @@ def register(app: typer.Typer) -> None:
         """
         from huggingface_hub.utils import disable_progress_bars
 
-        from zoo.hub.fetch import fetch_backbones, raise_for_failures
+        from zoo import api
 
         out = console()
         with handle_errors():
             if json_output:
                 disable_progress_bars()
-                results = fetch_backbones(names or [], task=task, top=top, registry_files=registry or [],
-                                          token=token)
+                results = api.fetch(names or [], task=task, top=top, registry_files=registry or [],
+                                    token=token)
             else:
-                results = fetch_backbones(names or [], task=task, top=top, registry_files=registry or [],
-                                          token=token, progress=lambda message: out.print(message, soft_wrap=True))
+                results = api.fetch(names or [], task=task, top=top, registry_files=registry or [],
+                                    token=token, progress=lambda message: out.print(message, soft_wrap=True))
         if json_output:
             print_json([r.to_dict() for r in results])
         else:
@@ -59,4 +59,4 @@ def register(app: typer.Typer) -> None:
             if all(r.status != "failed" for r in results):
                 out.print("These backbones now load with HF_HUB_OFFLINE=1.")
         with handle_errors():
-            raise_for_failures(results)
+            api.raise_for_failures(results)

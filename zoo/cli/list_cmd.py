@@ -25,7 +25,6 @@ def register(app: typer.Typer) -> None:
         Example: zoo list --task audio-cls
         """
         from zoo import api
-        from zoo.recommend.prior import PRIOR_METRICS
 
         with handle_errors():
             specs = api.list_backbones(task=task, family=family, pattern=pattern, registry_files=registry or ())
@@ -40,7 +39,7 @@ def register(app: typer.Typer) -> None:
                                 ("reference", "left")):
             table.add_column(column, justify=justify)
         for spec in specs:
-            metrics = [m for t in spec.tasks for m in PRIOR_METRICS.get(t, ())]
+            metrics = [m for t in spec.tasks for m in api.PRIOR_METRICS.get(t, ())]
             ref = next((r for m in metrics for r in spec.reference if r.metric == m), None)
             table.add_row(spec.name, spec.family, ",".join(spec.tasks), f"{spec.params_m:.1f}",
                           f"{spec.gflops:.2f}", " ".join(f"{k}={v}" for k, v in spec.input.items()),

@@ -31,16 +31,16 @@ def register(app: typer.Typer) -> None:
 
         Example: zoo push runs/tickets-distilbert --repo-id me/tickets-distilbert --private
         """
-        from zoo.hub.push import push_run
+        from zoo import api
 
         out = console()
         with handle_errors():
             if json_output:
-                result = push_run(run_dir, repo_id, private=private, branch=branch, commit_message=commit_message,
+                result = api.push(run_dir, repo_id, private=private, branch=branch, commit_message=commit_message,
                                   token=token)
             else:
                 with out.status(f"pushing {run_dir} to {repo_id}") as status:
-                    result = push_run(run_dir, repo_id, private=private, branch=branch,
+                    result = api.push(run_dir, repo_id, private=private, branch=branch,
                                       commit_message=commit_message, token=token,
                                       progress=lambda message: status.update(message))
         if json_output:

@@ -104,9 +104,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _open(store: Path | None):
-    from zoo.store import RunStore
+    from zoo import api
 
-    return RunStore(store)
+    return api.run_history(store)
 
 
 def _inherit(ctx: typer.Context, store: Path | None, json_output: bool) -> tuple[Path | None, bool]:
@@ -148,7 +148,7 @@ def _print_run(record: dict[str, Any]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from zoo.store import flatten_config, main_metric
+    from zoo.api import flatten_config, main_metric
 
     out = console()
     backbone = record.get("backbone")
