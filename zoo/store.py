@@ -27,11 +27,11 @@ from typing import Any
 
 from zoo import checks, jsonio
 from zoo.errors import InvalidInputError, ZooError
+from zoo.runs.record import STATUSES as RUN_STATUSES
 
 DEFAULT_ENV = "ZOO_STORE"
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 30.0
-RUN_STATUSES = ("running", "finished", "failed")
 _HEADLINE_METRICS = ("accuracy", "micro_f1", "macro_f1")  # listed first in a comparison
 
 _SCHEMA_V1 = """
