@@ -198,7 +198,7 @@ SNIPPETS = {   # the model card's usage code, as the card wrote it before famili
 
 @pytest.mark.parametrize("case", sorted(SNIPPETS, key=str), ids=lambda c: f"{c[0]}-{c[1]}")
 def test_model_card_snippet_comes_from_the_family(case, fresh_plugins):
-    from zoo.engine.report import _load_snippet
+    from zoo.runs.card import _load_snippet
 
     family, task, multi_label, repo_id, revision = case
     record = {"family_library": family, "task": task, "multi_label": multi_label, "backbone": {"family": family}}
@@ -206,7 +206,7 @@ def test_model_card_snippet_comes_from_the_family(case, fresh_plugins):
 
 
 def test_a_family_without_a_snippet_gets_a_comment(fresh_plugins):
-    from zoo.engine.report import _load_snippet
+    from zoo.runs.card import _load_snippet
 
     record = {"family_library": "somelib", "task": "image-cls", "multi_label": False,
               "backbone": {"family": "not-installed"}}

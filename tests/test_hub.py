@@ -18,8 +18,8 @@ from native_loading import native_predictions, run_without_zoo
 
 from zoo import api
 from zoo.engine.config import AdaptConfig
-from zoo.engine.report import SNIPPET_INPUTS
 from zoo.registry import read_registry_file
+from zoo.runs.card import SNIPPET_INPUTS
 from zoo.store import RunStore
 
 FIXTURES = {spec.name: spec for spec in read_registry_file(FIXTURE_REGISTRY)}
@@ -488,7 +488,7 @@ def test_fetch_errors_are_reported_per_backbone(hub, tmp_path):
 
 
 def test_wilson_interval_matches_the_textbook_value():
-    from zoo.engine.report import wilson_interval
+    from zoo.runs.card import wilson_interval
 
     low, high = wilson_interval(0.5, 8)           # 4 of 8: Wilson 95% is 0.2152 to 0.7848
     assert (round(low, 4), round(high, 4)) == (0.2152, 0.7848)

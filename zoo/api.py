@@ -14,11 +14,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo import checks, loading
+from zoo.compare import flatten_config as flatten_config
+from zoo.compare import main_metric as main_metric
+from zoo.engine.config import AdaptConfig
 from zoo.errors import InvalidInputError, NoCandidateError
 from zoo.hardware import check_device
 from zoo.plugins import PluginInfo, PluginManager, get_plugin_manager
 from zoo.precision import PRECISIONS, resolve_precision
 from zoo.recommend import Constraints, Recommendation, ScenarioParse, parse_scenario, recommend_data_free
+from zoo.recommend.constraints import parse_size as parse_size
+from zoo.recommend.prior import PRIOR_METRICS as PRIOR_METRICS
 from zoo.registry import CORE_REGISTRY, BackboneSpec, Registry, read_registry_file, user_registry_files
 from zoo.tasks import get_task
 
@@ -28,7 +33,11 @@ if TYPE_CHECKING:
     from zoo.hub.fetch import FetchReport
     from zoo.hub.push import PushResult
     from zoo.recommend.transfer import DataRecommendation
-    from zoo.store import RunListing
+    from zoo.runs.record import RunRecord
+    from zoo.store import RunListing, RunStore
+
+# Imported as `name as name`: parse_size, PRIOR_METRICS, flatten_config and main_metric are part of this API as
+# they are, for the CLI's option parsing and rendering (zoo.cli imports only zoo.api).
 
 PathLike = str | os.PathLike[str]
 
@@ -241,7 +250,6 @@ def adapt(backbone: str, data: str, *, task: str | None = None, output: PathLike
         zoo.errors.RunDirectoryBusyError: another run holds the output folder.
         zoo.errors.UnknownBackboneError, zoo.errors.ModelLoadError.
     """
-    from zoo.engine.config import AdaptConfig
     from zoo.engine.run import AdaptRequest, run_training
 
     checks.text("BACKBONE", backbone, allow_none=False)
@@ -287,7 +295,7 @@ def adapt(backbone: str, data: str, *, task: str | None = None, output: PathLike
         if processes > 1:
             from zoo.engine.launch import launch
 
-            record = launch(processes, request, config, run_dir, history=history)
+            record = launch(processes, spec, request, config, run_dir, history=history)
         else:
             record = run_training(spec, family, splits, config, run_dir, request, reporter=reporter,
                                   on_record=history.record_run if history else None)
@@ -327,23 +335,24 @@ def resume(run_dir: PathLike, *, reporter=None, store: bool = True) -> dict[str,
         zoo.errors.InvalidInputError: not a run directory, already finished, or its data changed since.
         zoo.errors.RunDirectoryBusyError: another process is running it.
     """
-    from zoo.engine.config import AdaptConfig
-    from zoo.engine.run import AdaptRequest, read_record, run_training
+    from zoo.engine.run import AdaptRequest, run_training
     from zoo.engine.rundir import claim_existing
+    from zoo.runs.record import RUN_RECORD, read_record
 
     checks.text("--resume", str(run_dir), allow_none=False)
     run_dir = Path(run_dir)
     history = _open_store() if store else None
     with claim_existing(run_dir):
-        previous = read_record(run_dir)
-        if previous.get("status") == "finished":
+        earlier = read_record(run_dir)
+        if earlier.finished:
             raise InvalidInputError(f"{run_dir}: this run already finished; nothing to resume")
+        previous = earlier.to_dict()
         if str(previous.get("error", "")).startswith(("TrainingDivergedError", "NonFiniteWeightsError")):
             raise InvalidInputError(f"{run_dir}: this run diverged ({previous['error'].split(': ', 1)[-1]}); "
                                     "resuming would repeat it: start a new run with other options")
         request = AdaptRequest(**previous["request"])
         config = AdaptConfig.from_dict(previous["config_requested"])
-        spec = BackboneSpec.from_dict(previous["backbone"], origin=f"{run_dir / 'zoo_run.json'} (backbone)")
+        spec = BackboneSpec.from_dict(previous["backbone"], origin=f"{run_dir / RUN_RECORD} (backbone)")
         plugins = get_plugin_manager()
         splits = request.read_data(seed=config.seed)
         if splits.fingerprint != previous["data"]["fingerprint"]:
@@ -390,13 +399,13 @@ def predict(run_dir: PathLike, inputs: Sequence[Any], *, top_k: int = 5, batch_s
         zoo.errors.InvalidInputError: an unfinished run, or an unreadable input (named).
     """
     from zoo.engine.predict import predict_inputs
-    from zoo.engine.run import read_finished_record
+    from zoo.runs.record import read_finished_record
 
     checks.whole("--top-k", top_k, low=1, allow_none=False)
     checks.whole("--batch-size", batch_size, low=1, allow_none=False)
     if not inputs:
         raise InvalidInputError("give at least one INPUT to classify")
-    record = read_finished_record(Path(run_dir))
+    record = read_finished_record(Path(run_dir)).to_dict()
     classifier = load_saved_classifier(run_dir)
     return predict_inputs(classifier, inputs, top_k=top_k, batch_size=batch_size,
                           max_seconds=record.get("config", {}).get("max_seconds", 10.0))
@@ -454,8 +463,8 @@ def bench(target: str, *, device: str = "cpu", precision: str = "fp32", batch_si
                      seconds=seconds, warmup=warmup, iters=iters, min_seconds=min_seconds)
     result.accuracy = accuracy
     if run_record is not None:
-        from zoo.engine.report import write_model_card
-        from zoo.engine.run import write_record
+        from zoo.runs.card import write_model_card
+        from zoo.runs.record import write_record
 
         result.run_dir = str(Path(target).resolve())
         run_record.setdefault("bench", []).append(result.to_dict())
@@ -471,31 +480,14 @@ def bench(target: str, *, device: str = "cpu", precision: str = "fp32", batch_si
 # --- hub, run history -------------------------------------------------------------------------------------------
 
 
-def fetch(names: Sequence[str] = (), *, task: str | None = None, top: int = 3,
-          registry_files: Iterable[PathLike] = (), token: str | None = None,
-          progress: Callable[[str], None] | None = None, download_bars: bool = True) -> FetchReport:
-    """Download backbones into the Hugging Face cache ahead of time, so later work runs with ``HF_HUB_OFFLINE=1``:
-    ``names``, or the ``top`` data-free recommendations for ``task``. Successful downloads are recorded in the run
-    history.
-
-    A backbone that fails does not stop the others: the report holds every result, and
-    :meth:`~zoo.hub.fetch.FetchReport.raise_for_failures` turns the failures into one error.
-
-    Raises:
-        zoo.errors.InvalidInputError: neither names nor a task, offline mode is on, or a malformed token.
-        zoo.errors.UnknownBackboneError: a name not in the registry.
-    """
-    from zoo.hub.fetch import FetchReport, fetch_backbones
-
-    return FetchReport(fetch_backbones(names, task=task, top=top, registry_files=registry_files, token=token,
-                                       progress=progress, download_bars=download_bars))
+# --- push, fetch, run records and history -----------------------------------------------------------------------
 
 
 def push(run_dir: PathLike, repo_id: str, *, private: bool | None = None, branch: str = "main",
-         commit_message: str | None = None, token: str | None = None,
+         commit_message: str | None = None, token: str | None = None, store: bool = True,
          progress: Callable[[str], None] | None = None) -> PushResult:
-    """Publish the finished run in ``run_dir`` to the model repo ``repo_id`` in one commit, checked after upload
-    (:func:`zoo.hub.push.push_run`), and record the push in the run history.
+    """Publish the finished run in ``run_dir`` to the model repo ``repo_id`` and check what arrived
+    (:func:`zoo.hub.push.push_run`).
 
     Raises:
         zoo.errors.InvalidInputError: not a run directory, an unfinished run, a malformed repo id or token.
@@ -505,7 +497,58 @@ def push(run_dir: PathLike, repo_id: str, *, private: bool | None = None, branch
     from zoo.hub.push import push_run
 
     return push_run(run_dir, repo_id, private=private, branch=branch, commit_message=commit_message, token=token,
-                    progress=progress)
+                    store=store, progress=progress)
+
+
+def fetch(names: Sequence[str] = (), *, task: str | None = None, top: int = 3,
+          registry_files: Iterable[PathLike] = (), token: str | None = None, store: bool = True,
+          progress: Callable[[str], None] | None = None, download_bars: bool = True) -> FetchReport:
+    """Download backbones by name, or the ``top`` data-free recommendations for ``task``, ahead of time, so later
+    work runs with ``HF_HUB_OFFLINE=1`` (:func:`zoo.hub.fetch.fetch_one` each). Successful downloads are recorded
+    in the run history (unless ``store=False``).
+
+    A backbone that fails does not stop the others: the report holds every result, and
+    :meth:`~zoo.hub.fetch.FetchReport.raise_for_failures` turns the failures into one error. ``token`` defaults to
+    ``HF_TOKEN`` or the stored login (:func:`zoo.secrets.resolve_token`). ``download_bars=False`` hides
+    huggingface_hub's per-file bars meanwhile (``progress`` still hears of each backbone).
+
+    Raises:
+        zoo.errors.InvalidInputError: neither names nor a task, offline mode is on, or a malformed token.
+        zoo.errors.UnknownBackboneError: a name not in the registry.
+    """
+    from zoo.hub.fetch import FetchReport, fetch_one, is_offline
+    from zoo.hub.fetch import download_bars as bars
+    from zoo.secrets import resolve_token
+
+    if is_offline():
+        raise InvalidInputError("zoo fetch downloads from the Hub, but HF_HUB_OFFLINE=1 is set; unset it to fetch")
+    if not names and task is None:
+        raise InvalidInputError("name one or more backbones, or give --task (with --top N) to fetch the top "
+                                "recommendations")
+    if top < 1:
+        raise InvalidInputError("--top must be at least 1")
+    if top != 3 and task is None:
+        raise InvalidInputError("--top picks among the recommendations for --task; give --task too")
+    token = resolve_token(token)   # before anything downloads: a bad token stops the whole fetch
+    registry = load_registry(registry_files)
+    specs = [registry.get(name) for name in names]
+    if task is not None:
+        recommendation = recommend(task, top=top, registry_files=registry_files)
+        specs += [registry.get(c.name) for c in recommendation.candidates if c.name not in names]
+    say = progress or (lambda message: None)
+    results = []
+    with bars(download_bars):
+        for index, spec in enumerate(specs, start=1):
+            say(f"[{index}/{len(specs)}] {spec.name} from {spec.source}")
+            results.append(fetch_one(spec, token=token))
+    if store:
+        from zoo.store import RunStore
+
+        history = RunStore()
+        for result in results:
+            if result.status == "fetched":
+                history.record_fetch(result.to_dict())
+    return FetchReport(results)
 
 
 def list_runs(*, task: str | None = None, backbone: str | None = None, status: str | None = None,
@@ -542,3 +585,23 @@ def compare_runs(run_ids: Sequence[int], *, store: PathLike | None = None) -> Co
     from zoo.store import RunStore
 
     return RunStore(store).compare(list(run_ids))
+
+
+
+def run_record(run_dir: PathLike) -> RunRecord:
+    """The record (zoo_run.json) of the run in ``run_dir``, whatever its status.
+
+    Raises:
+        zoo.errors.InvalidInputError: not a run directory, or an unreadable record.
+    """
+    from zoo.runs.record import read_record
+
+    return read_record(Path(run_dir))
+
+
+def run_history(path: PathLike | None = None) -> RunStore:
+    """The run history (``zoo runs``): every adapt, bench, push and fetch recorded, in ``path`` or the default
+    database (``ZOO_STORE``, else the user cache)."""
+    from zoo.store import RunStore
+
+    return RunStore(path)

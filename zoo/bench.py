@@ -22,6 +22,7 @@ from zoo.errors import InvalidInputError
 from zoo.hardware import check_device, fingerprint
 from zoo.precision import autocast, resolve_precision
 from zoo.registry import BackboneSpec, Registry
+from zoo.runs.record import has_record
 from zoo.tasks import get_task
 
 # Dense peak TFLOP/s per GPU (bf16/fp16 tensor cores without sparsity, and plain fp32), from the vendors' data
@@ -253,7 +254,7 @@ def evaluate_on_data(classifier, data_path: str, *, device: str, precision: str 
 
 
 def is_run_dir(target: str) -> bool:
-    return (Path(target) / "zoo_run.json").is_file()
+    return has_record(target)
 
 
 # --- what to bench --------------------------------------------------------------------------------------------
@@ -286,9 +287,9 @@ def load_target(target: str, *, plugins, registry: Callable[[], Registry], task:
     if not folder and target.startswith(("./", "../", "/", f".{os.sep}", f"..{os.sep}")):
         raise InvalidInputError(f"{target}: no such folder")
     if folder and is_run_dir(target):
-        from zoo.engine.run import read_finished_record
+        from zoo.runs.record import read_finished_record
 
-        record = read_finished_record(Path(target))
+        record = read_finished_record(Path(target)).to_dict()
         return BenchTarget(loading.load_saved(target, plugins.families), record["backbone"]["name"],
                            record["backbone"]["family"], "adapted", record)
     if folder and loading.saved_family(target, plugins.families) is not None:

@@ -7,6 +7,7 @@ message that says what to do. The CLI renders any ``ZooError`` as one line and a
 from __future__ import annotations
 
 from difflib import get_close_matches
+from pathlib import Path
 
 
 class ZooError(Exception):
@@ -166,6 +167,37 @@ class DiskFullError(ZooError, OSError):
                          "(--output), then run again")
 
 
+def disk_error(exc: BaseException, path: Path, *, needed: int | None = None) -> BaseException:
+    """The error to raise for a failed write: :class:`DiskFullError` when the disk is full, else ``exc``.
+
+    Not every writer says so with ``ENOSPC``: safetensors reports "os error 28" in its own exception type, and
+    torch's archive writer only that a position is off. So a failure also counts as a full disk when its message
+    says so, or when the filesystem has less room left than the write needed.
+    """
+    import errno
+    import shutil
+
+    if isinstance(exc, ZooError):
+        return exc
+    if isinstance(exc, OSError) and exc.filename:
+        path = Path(exc.filename)          # the file being written, when the error says
+    try:
+        free = shutil.disk_usage(Path(path) if Path(path).is_dir() else Path(path).parent).free
+    except OSError:
+        free = None
+    chain, link = [], exc
+    while link is not None and len(chain) < 8:
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    said_full = any((isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT))
+                    or any(words in str(e) for words in ("No space left on device", "os error 28",
+                                                          "Disk quota exceeded", "StorageFull"))
+                    for e in chain)
+    if said_full or (needed is not None and free is not None and free < needed):
+        return DiskFullError(path, needed=needed, free=free)
+    return exc
+
+
 def _human_bytes(count: int) -> str:
     value = float(count)
     for unit in ("B", "KB", "MB", "GB"):
@@ -267,9 +299,17 @@ def _chain(exc: BaseException | None) -> list[BaseException]:
 
 
 def _not_cached_offline(spec) -> bool:
-    from zoo.hub.fetch import cached_snapshot, is_offline
+    # Asked of huggingface_hub itself: every layer imports this module, so it may import nothing of zoo (the
+    # same question is zoo.hub.fetch.cached_snapshot's, for the layers above).
+    from huggingface_hub import constants, snapshot_download
 
-    return is_offline() and cached_snapshot(spec) is None
+    if not constants.HF_HUB_OFFLINE:
+        return False
+    try:
+        snapshot_download(spec.source, revision=spec.revision, local_files_only=True)
+    except Exception:  # huggingface_hub raises several types for "not in the cache"
+        return True
+    return False
 
 
 def one_line(text: object, limit: int = 200) -> str:

@@ -29,11 +29,11 @@ from typing import Any
 from zoo import checks, jsonio
 from zoo.compare import Comparison, RunDetail, RunSummary, backbone_name, compare_runs, get, run_detail, summarize
 from zoo.errors import STORE_ENV, InvalidInputError, StoreError, UnknownRunError
+from zoo.runs.record import STATUSES as RUN_STATUSES
 
 DEFAULT_ENV = STORE_ENV
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 30.0
-RUN_STATUSES = ("running", "finished", "failed")
 
 _SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS runs (

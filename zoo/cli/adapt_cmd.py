@@ -186,7 +186,6 @@ def register(app: typer.Typer) -> None:
         \n\nExample: zoo adapt --resume runs/tickets-distilbert-base-uncased
         """
         from zoo import api
-        from zoo.engine.config import AdaptConfig
 
         progress = progress_console() if int(os.environ.get("RANK", "0")) == 0 else None
         reporter = RichReporter(progress) if progress is not None else None
@@ -198,7 +197,7 @@ def register(app: typer.Typer) -> None:
 
                 raise InvalidInputError("give a BACKBONE and --data (or --resume RUN_DIR); "
                                         "see 'zoo adapt --help'")
-            config = AdaptConfig(
+            config = api.AdaptConfig(
                 strategy=strategy, epochs=epochs, batch_size=batch_size, lr=lr, warmup_ratio=warmup_ratio,
                 image_size=image_size, precision=precision, augment=augment, grad_accum=grad_accum,
                 label_smoothing=label_smoothing, class_weights=class_weights, layer_decay=layer_decay,

@@ -28,7 +28,6 @@ def register(app: typer.Typer) -> None:
         \n\nExample: zoo list tiny   (names containing "tiny"; or a wildcard: zoo list 'convnext*')
         """
         from zoo import api
-        from zoo.recommend.prior import PRIOR_METRICS
 
         specs = api.list_backbones(task=task, family=family, pattern=pattern, registry_files=registry or ())
         if json_output:
@@ -43,7 +42,7 @@ def register(app: typer.Typer) -> None:
                    Column("licence", hide=3), Column("reference", hide=5)]
         rows = []
         for spec in specs:
-            metrics = [m for t in spec.tasks for m in PRIOR_METRICS.get(t, ())]
+            metrics = [m for t in spec.tasks for m in api.PRIOR_METRICS.get(t, ())]
             ref = next((r for m in metrics for r in spec.reference if r.metric == m), None)
             rows.append([escape(spec.name), escape(spec.family), ",".join(spec.tasks), f"{spec.params_m:.1f}",
                          f"{spec.gflops:.2f}", escape(" ".join(f"{k}={v}" for k, v in spec.input.items())),

@@ -42,9 +42,8 @@ def register(app: typer.Typer) -> None:
         Example: zoo predict runs/tickets-distilbert "my order never arrived" --top-k 2
         """
         from zoo import api
-        from zoo.engine.run import read_record
 
-        if read_record(run_dir).get("task") == "text-cls":
+        if api.run_record(run_dir).task == "text-cls":
             inputs = _expand_text_inputs(inputs)
         predictions = api.predict(run_dir, inputs, top_k=top_k)
         if json_output:

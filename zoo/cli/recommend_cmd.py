@@ -60,13 +60,12 @@ def register(app: typer.Typer) -> None:
         \n\nExample: zoo recommend --task image-cls --data photos/ --sample 500 --budget-s 300
         """
         from zoo import api
-        from zoo.recommend.constraints import parse_size
 
         licenses = [item for value in (license or ()) for item in value.split(",") if item.strip()]
         options = dict(
             device=device, max_latency_ms=max_latency_ms,
-            max_params_m=parse_size(max_params, unit="params") if max_params else None,
-            max_memory_gb=parse_size(max_memory_gb, unit="memory") if max_memory_gb else None,
+            max_params_m=api.parse_size(max_params, unit="params") if max_params else None,
+            max_memory_gb=api.parse_size(max_memory_gb, unit="memory") if max_memory_gb else None,
             language=language, licenses=licenses, num_examples=examples, scenario=scenario,
             registry_files=registry or ())
         if data is None:

@@ -9,10 +9,7 @@ its last checkpoint; a run that fails (a non-finite loss, a full disk) says ``"f
 
 from __future__ import annotations
 
-import json
-import os
 import platform
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -21,7 +18,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from zoo import jsonio
 from zoo.data.base import DataSplits
 from zoo.engine.checkpoint import (
     Progress,
@@ -31,12 +27,13 @@ from zoo.engine.checkpoint import (
     load_checkpoint,
 )
 from zoo.engine.config import AdaptConfig, auto_candidates, choose_by_validation, plan_reason, with_verdict
-from zoo.engine.rundir import RUN_RECORD
 from zoo.engine.trainer import Reporter, Trainer, cosine_with_warmup, make_loss, parameter_groups
-from zoo.errors import DiskFullError, InvalidInputError, NonFiniteWeightsError, ZooError
+from zoo.errors import DiskFullError, NonFiniteWeightsError, ZooError, disk_error
 from zoo.hardware import check_device, fingerprint
 from zoo.loading import LoadedClassifier, load_classifier
 from zoo.precision import accelerate_mixed_precision, resolve_precision
+from zoo.runs.card import write_model_card, write_plots
+from zoo.runs.record import RECORD_VERSION, VERSION_KEY, check_finite_weights, has_record, read_record, write_record
 
 
 @dataclass
@@ -88,96 +85,6 @@ class AdaptRequest:
         return args
 
 
-def write_record(run_dir: Path, record: dict[str, Any]) -> None:
-    """Replace zoo_run.json atomically, as strict JSON (a non-finite number is written as null)."""
-    path = Path(run_dir) / RUN_RECORD
-    tmp = path.with_suffix(".json.tmp")
-    try:
-        tmp.write_text(jsonio.dumps(record, indent=2))
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise disk_error(exc, path) from exc
-
-
-def check_finite_weights(directory: Path) -> None:
-    """Refuse a saved model whose safetensors files hold NaN or infinite values.
-
-    Raises:
-        zoo.errors.NonFiniteWeightsError: naming the folder and the first tensors at fault.
-    """
-    import torch
-    from safetensors import safe_open
-
-    bad: list[str] = []
-    for file in sorted(Path(directory).glob("*.safetensors")):
-        with safe_open(str(file), framework="pt") as weights:
-            for name in weights.keys():  # noqa: SIM118 (safe_open is not a dict)
-                tensor = weights.get_tensor(name)
-                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-                    bad.append(f"{file.name}:{name}")
-    if bad:
-        raise NonFiniteWeightsError(directory, bad)
-
-
-def disk_error(exc: BaseException, path: Path, *, needed: int | None = None) -> BaseException:
-    """The error to raise for a failed write: :class:`DiskFullError` when the disk is full, else ``exc``.
-
-    Not every writer says so with ``ENOSPC``: safetensors reports "os error 28" in its own exception type, and
-    torch's archive writer only that a position is off. So a failure also counts as a full disk when its message
-    says so, or when the filesystem has less room left than the write needed.
-    """
-    import errno
-
-    if isinstance(exc, ZooError):
-        return exc
-    if isinstance(exc, OSError) and exc.filename:
-        path = Path(exc.filename)          # the file being written, when the error says
-    try:
-        free = shutil.disk_usage(Path(path) if Path(path).is_dir() else Path(path).parent).free
-    except OSError:
-        free = None
-    chain, link = [], exc
-    while link is not None and len(chain) < 8:
-        chain.append(link)
-        link = link.__cause__ or link.__context__
-    said_full = any((isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT))
-                    or any(words in str(e) for words in ("No space left on device", "os error 28",
-                                                          "Disk quota exceeded", "StorageFull"))
-                    for e in chain)
-    if said_full or (needed is not None and free is not None and free < needed):
-        return DiskFullError(path, needed=needed, free=free)
-    return exc
-
-
-def read_record(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / RUN_RECORD
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InvalidInputError(f"{run_dir}: not a zoo run directory (no {RUN_RECORD})") from None
-    except (OSError, ValueError) as exc:
-        raise InvalidInputError(f"{path}: unreadable run record ({exc})") from None
-
-
-def read_finished_record(run_dir: Path) -> dict[str, Any]:
-    """The record of a run that finished and whose saved weights are finite: what predict, bench and push use.
-
-    Raises:
-        zoo.errors.InvalidInputError: not a run directory, or the run has not finished (with the way on).
-        zoo.errors.NonFiniteWeightsError: the saved weights hold NaN or infinite values.
-    """
-    record = read_record(run_dir)
-    status = record.get("status")
-    if status != "finished":
-        why = f": {record['error']}" if status == "failed" and record.get("error") else ""
-        way_on = ("fix the cause, then resume it" if status == "failed" else "finish it")
-        way_on += f" with 'zoo adapt --resume {run_dir}'"
-        raise InvalidInputError(f"{run_dir}: the run has not finished (status {status!r}{why}); {way_on}")
-    check_finite_weights(run_dir)
-    return record
-
-
 def _versions(family) -> dict[str, str]:
     names = ["zoo-hub", "torch", "accelerate", "peft", "numpy", "huggingface-hub"]
     if getattr(family, "library", ""):
@@ -214,7 +121,7 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
     set_seed(config.seed)
 
     checkpoint = load_checkpoint(run_dir) if resume else None
-    previous = read_record(run_dir) if resume else {}
+    previous = read_record(run_dir).to_dict() if resume else {}
     loaded = _load_classifier(family, spec, request, splits, config)
     classifier = loaded.classifier
 
@@ -245,7 +152,7 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
         check_lora_targets(classifier, spec)
 
     record: dict[str, Any] = {
-        "zoo_run_version": 1, "status": "running", "run_dir": str(run_dir.resolve()),
+        VERSION_KEY: RECORD_VERSION, "status": "running", "run_dir": str(run_dir.resolve()),
         "backbone": {**spec.to_dict(), "commit": loaded.commit},   # the commit read, when unpinned too
         "family_library": family.library, "task": request.task,
         "strategy": strategy, "strategy_reason": reason, "labels": splits.label_names,
@@ -276,7 +183,7 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
     except BaseException as exc:
         if isinstance(exc, Exception):   # whatever the writer raised, a full disk is reported as one
             exc = disk_error(exc, run_dir, needed=_model_bytes(classifier))
-        if accelerator.is_main_process and (run_dir / RUN_RECORD).is_file():
+        if accelerator.is_main_process and has_record(run_dir):
             _record_failure(run_dir, record, exc, on_record)
         if isinstance(exc, DiskFullError):
             raise exc from None
@@ -532,8 +439,6 @@ def _evaluate_and_save(spec, classifier, splits, resolved, strategy, run_dir, re
             "best_epoch": (progress.best_epoch + 1) if progress.best_epoch is not None else None,
             "wall_s": round(time.perf_counter() - started_wall, 2),   # this session's (a resumed run's last leg)
         })
-        from zoo.engine.report import write_model_card, write_plots
-
         files += write_plots(run_dir, record)
         files.append(write_model_card(run_dir, record))
         record["files"] = sorted(set(files))

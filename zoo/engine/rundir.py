@@ -19,11 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from zoo.errors import InvalidInputError, RunDirectoryBusyError
+from zoo.runs.record import RUN_RECORD, has_record
 
 STATE_DIR = ".zoo"           # the run's private folder: the lock, its owner, checkpoints
 LOCK_FILE = "lock"
 OWNER_FILE = "owner.json"
-RUN_RECORD = "zoo_run.json"
 # Set for the ranks a launcher starts: the launcher holds the claim, the ranks write into the folder without one.
 CLAIMED_ENV = "ZOO_RUN_DIR_CLAIMED"
 
@@ -96,7 +96,7 @@ def claim_existing(run_dir: str | os.PathLike) -> RunDirClaim:
         RunDirectoryBusyError: another process is running it.
     """
     path = Path(run_dir)
-    if not (path / RUN_RECORD).is_file():
+    if not has_record(path):
         raise InvalidInputError(f"{path}: not a zoo run directory (no {RUN_RECORD})")
     return _lock(path, [])
 

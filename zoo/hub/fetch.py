@@ -19,14 +19,14 @@ A source outside the Hub (``torchvision:resnet34``, a URL with a checksum) names
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import BackboneNotFetchedError, HubError, InvalidInputError, ZooError
+from zoo.errors import BackboneNotFetchedError, HubError, ZooError
+from zoo.hub.transport import transport_errors
 from zoo.registry import BackboneSpec
 from zoo.secrets import resolve_token, scrub
 
@@ -122,57 +122,8 @@ def ensure_fetched(spec: BackboneSpec) -> None:
         raise BackboneNotFetchedError(spec.name, spec.source)
 
 
-def fetch_backbones(names: Sequence[str] = (), *, task: str | None = None, top: int = 3,
-                    registry_files: Iterable[str | os.PathLike] = (), token: str | None = None,
-                    store: bool = True, progress: Callable[[str], None] | None = None,
-                    download_bars: bool = True) -> list[FetchResult]:
-    """Download backbones by name, or the ``top`` data-free recommendations for ``task``.
-
-    A backbone that fails is reported with ``status="failed"`` and its reason; the others still download.
-
-    ``token`` defaults to ``HF_TOKEN`` or the stored login (:func:`zoo.secrets.resolve_token`).
-    ``download_bars=False`` hides huggingface_hub's per-file bars meanwhile (``progress`` still hears of each
-    backbone).
-
-    Raises:
-        zoo.errors.InvalidInputError: neither names nor a task, offline mode is on, or a malformed token.
-        zoo.errors.UnknownBackboneError: a name not in the registry.
-    """
-    from zoo import api
-
-    if is_offline():
-        raise InvalidInputError("zoo fetch downloads from the Hub, but HF_HUB_OFFLINE=1 is set; unset it to fetch")
-    if not names and task is None:
-        raise InvalidInputError("name one or more backbones, or give --task (with --top N) to fetch the top "
-                                "recommendations")
-    if top < 1:
-        raise InvalidInputError("--top must be at least 1")
-    if top != 3 and task is None:
-        raise InvalidInputError("--top picks among the recommendations for --task; give --task too")
-    token = resolve_token(token)   # before anything downloads: a bad token stops the whole fetch
-    registry = api.load_registry(registry_files)
-    specs = [registry.get(name) for name in names]
-    if task is not None:
-        recommendation = api.recommend(task, top=top, registry_files=registry_files)
-        specs += [registry.get(c.name) for c in recommendation.candidates if c.name not in names]
-    say = progress or (lambda message: None)
-    results = []
-    with _download_bars(download_bars):
-        for index, spec in enumerate(specs, start=1):
-            say(f"[{index}/{len(specs)}] {spec.name} from {spec.source}")
-            results.append(fetch_one(spec, token=token))
-    if store:
-        from zoo.store import RunStore
-
-        history = RunStore()
-        for result in results:
-            if result.status == "fetched":
-                history.record_fetch(result.to_dict())
-    return results
-
-
 @contextmanager
-def _download_bars(shown: bool) -> Iterator[None]:
+def download_bars(shown: bool) -> Iterator[None]:
     """huggingface_hub's download bars hidden while fetching, unless ``shown`` (or they were hidden already)."""
     from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
@@ -235,8 +186,6 @@ def _fetch_through_family(spec: BackboneSpec) -> FetchResult:
 
 def _describe(exc: Exception, spec: BackboneSpec, endpoint: str) -> str:
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
-
-    from zoo.hub.push import transport_errors
 
     if isinstance(exc, RevisionNotFoundError):
         return f"revision {spec.revision!r} of {spec.source} not found at {endpoint}; fix the registry entry's revision"

@@ -23,8 +23,10 @@ from typing import Any
 from urllib.parse import quote
 
 from zoo import jsonio
-from zoo.engine.run import RUN_RECORD, read_finished_record
 from zoo.errors import HubError, InvalidInputError
+from zoo.hub.transport import transport_errors
+from zoo.runs.card import dataset_name, model_card
+from zoo.runs.record import RUN_RECORD, read_finished_record
 from zoo.secrets import resolve_token
 from zoo.tasks import get_task
 
@@ -76,7 +78,7 @@ def push_run(run_dir: str | os.PathLike, repo_id: str, *, private: bool | None =
     from huggingface_hub.errors import RepositoryNotFoundError
 
     run_dir = Path(run_dir)
-    record = read_finished_record(run_dir)   # finished, with finite weights
+    record = read_finished_record(run_dir).to_dict()   # finished, with finite weights
     _check_repo_id(repo_id)
     _check_branch(branch)
     if constants.HF_HUB_OFFLINE:
@@ -177,8 +179,6 @@ def _check_repo_id(repo_id: str) -> None:
 
 def _payload(run_dir: Path, record: dict[str, Any], repo_id: str, branch: str) -> list[tuple[str, bytes]]:
     """(path in repo, content) for every file to publish: the run's files with a card and a record for the Hub."""
-    from zoo.engine.report import model_card
-
     files: list[tuple[str, bytes]] = []
     for path in sorted(run_dir.rglob("*")):
         relative = path.relative_to(run_dir)
@@ -192,7 +192,10 @@ def _payload(run_dir: Path, record: dict[str, Any], repo_id: str, branch: str) -
     plots = [name for name in PLOTS if (run_dir / name).is_file()]
     public = public_record(record)
     files.append((RUN_RECORD, jsonio.dumps(public, indent=2).encode()))
-    files.append(("README.md", model_card(public, repo_id=repo_id, revision=branch, plots=plots).encode()))
+    # The data is named from the full path: the published record keeps only its last component.
+    card = model_card(public, repo_id=repo_id, revision=branch, plots=plots,
+                      dataset=dataset_name(record["data"]["source"]))
+    files.append(("README.md", card.encode()))
     return files
 
 
@@ -242,23 +245,6 @@ def _verify(hub, repo_id: str, commit: str, payload: list[tuple[str, bytes]]) ->
         raise HubError(f"the Hub accepted commit {commit[:12]} to {repo_id}, but {len(broken)} file(s) differ from "
                        f"what was sent: {', '.join(broken)}. Run the same command again to send them once more.")
     return pushed
-
-
-def transport_errors() -> tuple[type[BaseException], ...]:
-    """The exceptions a broken connection raises through the HTTP client huggingface_hub uses (which one it is
-    depends on its version), plus OSError."""
-    import importlib
-
-    errors: list[type[BaseException]] = [OSError]
-    for module_name in ("httpx2", "httpx", "requests"):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        base = getattr(module, "HTTPError", None) if module_name != "requests" else module.RequestException
-        if isinstance(base, type):
-            errors.append(base)
-    return tuple(errors)
 
 
 @contextmanager

@@ -1,4 +1,9 @@
-"""What a finished run shows a person: training curves and a confusion matrix as PNG, and a model card."""
+"""What a finished run shows a person and what is published with it: training curves and a confusion matrix as
+PNG, and the model card (README.md, with the Hub's metadata).
+
+Written into the run directory when a run finishes and again when `zoo bench` adds a speed table; `zoo push`
+writes the card once more for the repo, so that its usage snippet loads from the repo id.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+from zoo.data.files import VAL_FOLDERS
+from zoo.engine.config import AdaptConfig
 from zoo.tasks import TASKS
+
+# Folders that hold one split of a dataset: data given as one of them is named after the folder above.
+SPLIT_FOLDERS = ("train", *VAL_FOLDERS, "test")
 
 
 def write_plots(run_dir: Path, record: dict[str, Any]) -> list[str]:
@@ -99,14 +109,38 @@ def hub_dataset_id(source: str) -> str | None:
     return source.removeprefix("hf:").split(":")[0] if source.startswith("hf:") else None
 
 
+def dataset_name(source: str) -> str:
+    """What the card calls the data of ``source``: the Hub name of an ``hf:`` dataset; else the folder or the
+    file's stem, or, when that is a split (``photos/train``, ``tickets/train.csv``), the folder that holds it."""
+    hub_dataset = hub_dataset_id(source)
+    if hub_dataset:
+        return hub_dataset
+    path = Path(source)
+    name = path.stem if path.suffix else path.name
+    if name.lower() in SPLIT_FOLDERS and path.parent.name:
+        return path.parent.name
+    return name or source
+
+
+def base_model(backbone: dict[str, Any]) -> str | None:
+    """The Hub repo the backbone's weights came from, or None when they did not come from one: a ``local-dir:``
+    folder, or a plugin's own source. A repo counts only when the run read it through the Hub cache (the record
+    holds the commit it read), so the card never links to a repo that is not there."""
+    source = backbone["source"]
+    if source.startswith("local-dir:") or not backbone.get("commit"):
+        return None
+    return source
+
+
 def model_card(record: dict[str, Any], *, repo_id: str | None = None, revision: str = "main",
-               plots: list[str] = ()) -> str:
+               plots: list[str] = (), dataset: str | None = None) -> str:
     """The model card README.md: Hub metadata (base model, library, pipeline tag, licence, datasets, model-index)
     and the facts of the run. ``repo_id`` (and a ``revision`` other than main) makes the usage snippet load from
-    the Hub instead of a local PATH."""
+    the Hub instead of a local PATH. ``dataset`` names the data (default: :func:`dataset_name` of its source),
+    for a record whose paths were cut for publishing."""
     import json
 
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData, constants
 
     backbone, task = record["backbone"], TASKS[record["task"]]
     best, test = record["metrics"]["best"], record["metrics"].get("test")
@@ -115,27 +149,33 @@ def model_card(record: dict[str, Any], *, repo_id: str | None = None, revision: 
     metric_names = task.headline_metrics(record["multi_label"])
     source = record["data"]["source"]
     hub_dataset = hub_dataset_id(source)
-    dataset_name = hub_dataset or Path(source).name or source
-    eval_results = [EvalResult(task_type=task.pipeline_tag, dataset_type=dataset_name, dataset_name=dataset_name,
+    dataset = dataset or dataset_name(source)
+    eval_results = [EvalResult(task_type=task.pipeline_tag, dataset_type=dataset, dataset_name=dataset,
                                dataset_split=split, metric_type=name, metric_name=name,
                                metric_value=round(float(scored[name]), 4)) for name in metric_names]
-    base_model = backbone["source"] if not backbone["source"].startswith("local-dir:") else None
+    base = base_model(backbone)
     data = ModelCardData(
-        base_model=base_model, library_name=record["family_library"], pipeline_tag=task.pipeline_tag,
+        base_model=base, library_name=record["family_library"], pipeline_tag=task.pipeline_tag,
         license=backbone["license"] if backbone["license"] != "unknown" else None,
         language=[lang for lang in backbone["languages"] if lang != "multilingual"] or None,
         datasets=[hub_dataset] if hub_dataset else None,
         tags=["zoo", record["task"], record["strategy"]], eval_results=eval_results,
-        model_name=(repo_id.split("/")[-1] if repo_id else f"{backbone['name']}-{dataset_name}"))
+        model_name=(repo_id.split("/")[-1] if repo_id else f"{backbone['name']}-{dataset}"))
     sizes, counts = record["data"]["sizes"], record["data"]["class_counts"]["train"]
     smallest, largest = min(counts.values()), max(counts.values())
     config = record["config"]
-    link = f"https://huggingface.co/{backbone['source']}" if base_model else Path(backbone["source"]).name
-    data_link = f"[{hub_dataset}](https://huggingface.co/datasets/{hub_dataset})" if hub_dataset else dataset_name
+    hub = constants.ENDPOINT.rstrip("/")   # the Hub the backbone was read from, and the card is published to
+    if base:
+        origin = f"[{base}]({hub}/{base})"
+    elif backbone["source"].startswith("local-dir:"):   # its last component: never where this machine keeps it
+        origin = f"`{Path(backbone['source'].removeprefix('local-dir:')).name}`"
+    else:
+        origin = f"`{backbone['source']}`"
+    data_link = f"[{hub_dataset}]({hub}/datasets/{hub_dataset})" if hub_dataset else dataset
     captions = {"curves.png": "training curves", "confusion.png": "validation confusion matrix"}
     lines = [
         f"# {backbone['name']} adapted for {task.title}", "",
-        f"Fine-tuned from [{backbone['source'] if base_model else link}]({link})"
+        f"Fine-tuned from {origin}"
         + (f" at commit `{backbone['commit'][:12]}`" if backbone.get("commit") else "") + " with `zoo adapt` "
         f"(strategy **{record['strategy']}**: {record['strategy_reason']}).", "",
         "## Results", "",
@@ -183,8 +223,6 @@ def _how_trained(record: dict[str, Any]) -> list[str]:
     """The card's "How it was trained": each explained hyperparameter with its value and the rule that chose it
     (or that the person set it), and the command that reproduces the run."""
     import shlex
-
-    from zoo.engine.config import AdaptConfig
 
     lines = ["## How it was trained", ""]
     choices = record.get("choices")

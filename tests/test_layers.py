@@ -1,0 +1,163 @@
+"""The layers of zoo/ hold: no import cycle, nothing imports upward, and the CLI reaches only zoo.api.
+
+An AST walk over every module under zoo/, counting imports made inside functions and under TYPE_CHECKING as well
+as those at the top of a module: a function-level import may keep start-up fast, never hide a cycle or an upward
+step. docs/architecture.md shows the same table.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ZOO = Path(__file__).resolve().parents[1] / "zoo"
+
+# Lowest first. A module belongs to the first prefix that names it or a package above it.
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("leaf", ("zoo", "zoo.errors", "zoo.tasks", "zoo.paths", "zoo.timing", "zoo.hardware", "zoo.jsonio",
+              "zoo.checks", "zoo.secrets", "zoo.images", "zoo.audio", "zoo.precision")),
+    ("contract", ("zoo.registry", "zoo.family", "zoo.plugins")),
+    ("service", ("zoo.hub", "zoo.loading", "zoo.runs", "zoo.data", "zoo.engine", "zoo.recommend", "zoo.bench",
+                 "zoo.compare", "zoo.store", "zoo.testing")),
+    ("api", ("zoo.api",)),
+    ("cli", ("zoo.cli", "zoo.__main__")),
+]
+
+# What the CLI may import besides itself: the API, the errors it renders, and the result types the API returns.
+# Result types are modules of records a command receives from zoo.api and may name in its own code; today that
+# is zoo.runs.record (RunRecord). zoo.jsonio and zoo.secrets are how the CLI writes --json and keeps tokens out
+# of what it prints: leaves every layer may use, and the CLI's rendering needs them.
+CLI_MAY_IMPORT = ("zoo", "zoo.api", "zoo.errors", "zoo.runs.record", "zoo.jsonio", "zoo.secrets")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ZOO.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {_module_name(path): path for path in sorted(ZOO.rglob("*.py"))}
+
+
+def _target(name: str) -> str:
+    """The zoo module an import names: the deepest existing module of ``name``."""
+    while name not in MODULES and "." in name:
+        name = name.rsplit(".", 1)[0]
+    return name
+
+
+def _imports(module: str) -> list[tuple[str, int, bool]]:
+    """(imported zoo module, line, at top level) for every import of a zoo module in ``module``."""
+    path = MODULES[module]
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found = []
+
+    def visit(node: ast.AST, top: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            inside = top and not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            if isinstance(child, ast.Import):
+                found.extend((_target(alias.name), child.lineno, top) for alias in child.names
+                             if alias.name.split(".")[0] == "zoo")
+            elif isinstance(child, ast.ImportFrom):
+                base = child.module or ""
+                if child.level:   # relative: from the package this module is in
+                    up = package.split(".")
+                    base = ".".join(up[: len(up) - child.level + 1] + ([base] if base else []))
+                if base.split(".")[0] != "zoo":
+                    continue
+                for alias in child.names:   # `from zoo import api` imports the module zoo.api
+                    full = f"{base}.{alias.name}"
+                    found.append((full if full in MODULES else _target(base), child.lineno, top))
+            visit(child, inside)
+
+    visit(tree, True)
+    return sorted({(target, line, top) for target, line, top in found if target != module})
+
+
+GRAPH = {module: _imports(module) for module in MODULES}
+
+
+def layer_of(module: str) -> int:
+    best, depth = None, -1
+    for index, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and prefix.count(".") > depth:
+                best, depth = index, prefix.count(".")
+    if best is None:
+        raise AssertionError(f"{module} is in no layer: add it to LAYERS in tests/test_layers.py and to the table "
+                             "in docs/architecture.md")
+    return best
+
+
+def _where(module: str, line: int) -> str:
+    return f"{MODULES[module].relative_to(ZOO.parent)}:{line}"
+
+
+def test_every_module_has_a_layer():
+    for module in MODULES:
+        layer_of(module)
+
+
+def test_errors_imports_nothing_from_zoo():
+    assert GRAPH["zoo.errors"] == []
+
+
+def test_nothing_imports_upward():
+    upward = [f"{_where(module, line)}: {module} ({LAYERS[layer_of(module)][0]}) imports {target} "
+              f"({LAYERS[layer_of(target)][0]})"
+              for module, imports in GRAPH.items() for target, line, _ in imports
+              if layer_of(target) > layer_of(module)]
+    assert not upward, "\n".join(upward)
+
+
+def test_no_import_cycle():
+    # Tarjan's strongly connected components: any with two or more modules is a cycle.
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def connect(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for target, _, _ in GRAPH[module]:
+            if target not in index:
+                connect(target)
+                low[module] = min(low[module], low[target])
+            elif target in stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == module:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for module in MODULES:
+        if module not in index:
+            connect(module)
+    described = []
+    for component in cycles:
+        edges = [f"  {_where(module, line)}: {module} -> {target}" for module in component
+                 for target, line, _ in GRAPH[module] if target in component]
+        described.append(f"cycle among {', '.join(component)}:\n" + "\n".join(edges))
+    assert not cycles, "\n".join(described)
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if layer_of(m) == len(LAYERS) - 1])
+def test_cli_imports_only_the_api_errors_and_result_types(module):
+    outside = [f"{_where(module, line)}: {target}" for target, line, _ in GRAPH[module]
+               if layer_of(target) != len(LAYERS) - 1 and target not in CLI_MAY_IMPORT]
+    assert not outside, "the CLI goes through zoo.api:\n" + "\n".join(outside)
+
+
+def test_the_walk_sees_function_level_imports():
+    # The rules above are only as good as the walk: it must see an import inside a function.
+    assert ("zoo.api", False) in {(target, top) for target, _, top in GRAPH["zoo.cli.list_cmd"]}
