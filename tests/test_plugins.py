@@ -438,7 +438,7 @@ def test_a_claimed_source_is_fetched_through_its_family_and_then_loads_offline(a
 
     from zoo import api
     from zoo.errors import BackboneNotFetchedError
-    from zoo.hub.fetch import ensure_fetched, fetch_backbones, loaded_commit
+    from zoo.hub.fetch import ensure_fetched, loaded_commit
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     registry_file, digest = _archived_backbone(tmp_path)
@@ -450,7 +450,7 @@ def test_a_claimed_source_is_fetched_through_its_family_and_then_loads_offline(a
         ensure_fetched(spec)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
 
-    (result,) = fetch_backbones(["archived-resnet"], registry_files=[registry_file], store=False)
+    (result,) = api.fetch(["archived-resnet"], registry_files=[registry_file], store=False).results
     assert result.status == "fetched" and result.commit == digest and result.files == 2 and result.bytes > 0
     assert Path(result.path, "model.safetensors").is_file()
 
@@ -465,9 +465,9 @@ def test_a_claimed_source_is_fetched_through_its_family_and_then_loads_offline(a
 
 
 def test_a_claimed_source_with_a_wrong_checksum_fails_that_backbone_only(archive_plugin, tmp_path, monkeypatch):
-    from zoo.hub.fetch import fetch_backbones
+    from zoo import api
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     registry_file, digest = _archived_backbone(tmp_path, checksum="0" * 64)
-    (result,) = fetch_backbones(["archived-resnet"], registry_files=[registry_file], store=False)
+    (result,) = api.fetch(["archived-resnet"], registry_files=[registry_file], store=False).results
     assert result.status == "failed" and f"sha256 is {digest}" in result.error and "\n" not in result.error
