@@ -2,7 +2,7 @@
 
 An AST walk over every module under zoo/, counting imports made inside functions and under TYPE_CHECKING as well
 as those at the top of a module: a function-level import may keep start-up fast, never hide a cycle or an upward
-step. docs/architecture.md shows the same table.
+step. docs/architecture.md shows the same table. And the rules that differ between task types stay in zoo.tasks.
 """
 
 from __future__ import annotations
@@ -161,3 +161,15 @@ def test_cli_imports_only_the_api_errors_and_result_types(module):
 def test_the_walk_sees_function_level_imports():
     # The rules above are only as good as the walk: it must see an import inside a function.
     assert ("zoo.api", False) in {(target, top) for target, _, top in GRAPH["zoo.cli.list_cmd"]}
+
+
+def test_task_rules_live_in_zoo_tasks():
+    # What differs between task types is a field or method of zoo.tasks.Task: no other module names a task, so a
+    # new task type is a Task and the families that serve it.
+    from zoo.tasks import TASKS
+
+    named = [f"{_where(module, node.lineno)}: {node.value!r}" for module, path in MODULES.items()
+             if module != "zoo.tasks"
+             for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+             if isinstance(node, ast.Constant) and node.value in TASKS]
+    assert not named, "read the rule from zoo.tasks.Task instead:\n" + "\n".join(named)

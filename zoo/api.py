@@ -393,7 +393,9 @@ def _check_trainable(splits, config, data: str) -> None:
 def predict(run_dir: PathLike, inputs: Sequence[Any], *, top_k: int = 5, batch_size: int = 32) -> list[Prediction]:
     """Classify ``inputs`` (image or audio paths, or texts) with a finished run's saved model.
 
-    Each input gets the scores it gets alone, whatever ``batch_size`` and whatever else is in its batch.
+    Each input gets the scores it gets alone, whatever ``batch_size`` and whatever else is in its batch. For a
+    text run, an input naming an existing ``.txt`` file stands for its non-empty lines
+    (:meth:`zoo.tasks.Task.expand_inputs`).
 
     Raises:
         zoo.errors.InvalidInputError: an unfinished run, or an unreadable input (named).
@@ -406,6 +408,9 @@ def predict(run_dir: PathLike, inputs: Sequence[Any], *, top_k: int = 5, batch_s
     if not inputs:
         raise InvalidInputError("give at least one INPUT to classify")
     record = read_finished_record(Path(run_dir)).to_dict()
+    inputs = get_task(record["task"]).expand_inputs(inputs)
+    if not inputs:   # only empty .txt files
+        raise InvalidInputError("give at least one INPUT to classify")
     classifier = load_saved_classifier(run_dir)
     return predict_inputs(classifier, inputs, top_k=top_k, batch_size=batch_size,
                           max_seconds=record.get("config", {}).get("max_seconds", 10.0))

@@ -23,7 +23,7 @@ from zoo.hardware import check_device, fingerprint
 from zoo.precision import autocast, resolve_precision
 from zoo.registry import BackboneSpec, Registry
 from zoo.runs.record import has_record
-from zoo.tasks import get_task
+from zoo.tasks import Task, get_task
 
 # Dense peak TFLOP/s per GPU (bf16/fp16 tensor cores without sparsity, and plain fp32), from the vendors' data
 # sheets, for model FLOPs utilisation. Matched against torch.cuda.get_device_name(), first match wins.
@@ -77,20 +77,6 @@ class BenchResult:
         return asdict(self)
 
 
-def synthetic_example(task: str, *, image_size: int, seq_len: int, seconds: float, sample_rate: int | None):
-    """A raw example of the requested size, for timing (content does not change the cost)."""
-    import numpy as np
-
-    if task == "image-cls":
-        from PIL import Image
-
-        pixels = np.random.default_rng(0).integers(0, 255, (image_size, image_size, 3), dtype=np.uint8)
-        return Image.fromarray(pixels)
-    if task == "text-cls":
-        return " ".join(["the quick brown fox jumps over the lazy dog"] * (seq_len // 4 + 1))
-    return np.random.default_rng(0).standard_normal(int(seconds * (sample_rate or 16000))).astype(np.float32)
-
-
 def _make_batch(classifier, example, batch_size: int, image_size: int | None, device):
     import torch
 
@@ -127,11 +113,11 @@ def measure(classifier, *, target: str, backbone: str, family: str, weights: str
         raise InvalidInputError("--batch-sizes must be positive integers, e.g. 1,8,32")
     torch_device = torch.device(device)
     model = classifier.model.to(torch_device).eval()
-    task = classifier.task
-    if task == "text-cls":   # Classifier.max_length: the tokens preprocessing keeps
+    task = get_task(classifier.task)
+    if task.token_limited:   # Classifier.max_length: the tokens preprocessing keeps
         classifier.max_length = seq_len
     size = image_size or _default_image_size(classifier)
-    example = synthetic_example(task, image_size=size, seq_len=seq_len, seconds=seconds,
+    example = task.timing_input(image_size=size, seq_len=seq_len, seconds=seconds,
                                 sample_rate=classifier.sample_rate)
     in_precision = autocast(precision, torch_device)
 
@@ -170,7 +156,7 @@ def measure(classifier, *, target: str, backbone: str, family: str, weights: str
             best = throughput[-1]
             mfu = round(gflops * best["samples_per_s"] / (peak_tflops * 1000), 4)
     return BenchResult(
-        target=target, backbone=backbone, family=family, task=task, device=device, precision=precision,
+        target=target, backbone=backbone, family=family, task=task.name, device=device, precision=precision,
         weights=weights, input=input_desc, params_m=round(params_m, 4), gflops=round(gflops, 4),
         latency_ms={"p50": round(latency.median_ms, 3), "p95": round(latency.percentile_ms(95), 3),
                     "mean": round(sum(latency.samples_ms) / len(latency.samples_ms), 3),
@@ -215,10 +201,10 @@ def _default_image_size(classifier) -> int:
     return classifier.image_size or 224   # Classifier.image_size: the side its preprocessing produces
 
 
-def _input_description(batch, task: str, *, seq_len: int, seconds: float) -> dict[str, Any]:
+def _input_description(batch, task: Task, *, seq_len: int, seconds: float) -> dict[str, Any]:
     shapes = {key: list(value.shape) for key, value in batch.items() if hasattr(value, "shape")}
-    extra = {"image-cls": {}, "text-cls": {"seq_len": seq_len}, "audio-cls": {"seconds": seconds}}[task]
-    return {"shapes": shapes, **extra}
+    lengths = {"seq_len": seq_len, "seconds": seconds}
+    return {"shapes": shapes, **({task.bench_length: lengths[task.bench_length]} if task.bench_length else {})}
 
 
 def evaluate_on_data(classifier, data_path: str, *, device: str, precision: str = "fp32", batch_size: int = 32,

@@ -18,6 +18,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from zoo.tasks import TASKS
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -95,8 +97,10 @@ class Classifier(ABC):
     @property
     def channels_last(self) -> bool:
         """Whether the model runs faster with its inputs and weights in channels-last memory format (NHWC), which
-        the engine then uses on GPUs. Default: for image classifiers (convolutions); override to say otherwise."""
-        return self.task == "image-cls"
+        the engine then uses on GPUs. Default: the task's (:attr:`zoo.tasks.Task.channels_last`: image
+        classifiers, whose convolutions it speeds up); override to say otherwise."""
+        task = TASKS.get(self.task)
+        return task is not None and task.channels_last
 
     @abstractmethod
     def preprocess(self, example: Any, *, train: bool = False) -> dict[str, Any]:

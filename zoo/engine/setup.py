@@ -9,6 +9,7 @@ from zoo.engine.config import AdaptConfig
 from zoo.engine.features import cache_key, load_cached, save_cached
 from zoo.engine.trainer import Reporter, TrainingSetup
 from zoo.precision import autocast, resolve_precision
+from zoo.tasks import get_task
 
 
 class FeatureDataset:
@@ -154,7 +155,7 @@ def build_setup(classifier, spec, splits: DataSplits, config: AdaptConfig, *, de
     train = ExampleDataset(splits.train, classifier, train=True, seed=config.seed, max_seconds=config.max_seconds,
                            num_labels=splits.num_labels, multi_label=splits.multi_label)
     val = evaluation_data(classifier, spec, splits, "val", config, device=device, reporter=reporter)
-    lengths = [len(ex.input) for ex in splits.train] if classifier.task == "text-cls" else None
+    lengths = [len(ex.input) for ex in splits.train] if get_task(classifier.task).length_grouped else None
 
     def train_mode(training: bool) -> None:
         classifier.model.train(training)
