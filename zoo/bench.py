@@ -18,12 +18,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from zoo import loading
+from zoo.data import load_data
 from zoo.errors import InvalidInputError
 from zoo.hardware import check_device, fingerprint
+from zoo.plugins import get_plugin_manager
 from zoo.precision import autocast, resolve_precision
 from zoo.registry import BackboneSpec, Registry
-from zoo.runs.record import has_record
+from zoo.runs.record import has_record, read_finished_record
 from zoo.tasks import Task, get_task
+from zoo.timing import time_calls
 
 # Dense peak TFLOP/s per GPU (bf16/fp16 tensor cores without sparsity, and plain fp32), from the vendors' data
 # sheets, for model FLOPs utilisation. Matched against torch.cuda.get_device_name(), first match wins.
@@ -105,8 +109,6 @@ def measure(classifier, *, target: str, backbone: str, family: str, weights: str
     for the device by :func:`zoo.precision.resolve_precision`; the result says which was used)."""
     import torch
 
-    from zoo.timing import time_calls
-
     check_device("--device", device, allow_auto=False)
     precision = resolve_precision(precision, device)
     if not batch_sizes or min(batch_sizes) < 1:
@@ -187,8 +189,6 @@ def count_gflops(forward) -> float:
 def _family_library(family: str, classifier) -> tuple[str, ...]:
     """The library that runs the measured model (Family.library): of the family named, or else (a saved folder) of
     the family from the plugin package the classifier comes from."""
-    from zoo.plugins import get_plugin_manager
-
     def package(obj) -> str:
         return type(obj).__module__.split(".")[0]
 
@@ -214,7 +214,6 @@ def evaluate_on_data(classifier, data_path: str, *, device: str, precision: str 
 
     A dataset with a test split (a test/ folder, an hf: test split) is scored on it; otherwise on all of it.
     """
-    from zoo.data import load_data
     from zoo.engine.batches import ExampleDataset, collect_outputs, make_collate
     from zoo.engine.metrics import compute_metrics
 
@@ -267,14 +266,10 @@ def load_target(target: str, *, plugins, registry: Callable[[], Registry], task:
     Raises:
         zoo.errors.InvalidInputError, zoo.errors.UnknownBackboneError, zoo.errors.ModelLoadError.
     """
-    from zoo import loading
-
     folder = _written_as_path(target) and Path(target).is_dir()
     if not folder and target.startswith(("./", "../", "/", f".{os.sep}", f"..{os.sep}")):
         raise InvalidInputError(f"{target}: no such folder")
     if folder and is_run_dir(target):
-        from zoo.runs.record import read_finished_record
-
         record = read_finished_record(Path(target)).to_dict()
         return BenchTarget(loading.load_saved(target, plugins.families), record["backbone"]["name"],
                            record["backbone"]["family"], "adapted", record)

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from zoo.errors import PluginError
 from zoo.tasks import TASKS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -274,8 +275,6 @@ class Family(ABC):
         Raises:
             zoo.errors.ModelLoadError: the files could not be fetched, with a message that says what to do.
         """
-        from zoo.errors import PluginError
-
         raise PluginError(f"{type(self).__module__.split('.')[0]} ({self.name} family)",
                           f"{type(self).__name__} claims source schemes {list(self.source_schemes)} but does not "
                           "implement fetch_source")

@@ -23,6 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zoo.data.base import DataSplits, Example
+from zoo.engine.config import AdaptConfig
+from zoo.family import input_shapes
 from zoo.tasks import get_task
 
 LABELS = ("alpha", "beta", "gamma")
@@ -233,8 +236,6 @@ def _check_lora_targets(ctx: _Context) -> None:
 
 
 def _check_augment(ctx: _Context) -> None:
-    from zoo.family import input_shapes
-
     clf = ctx.load()
     expected = input_shapes(clf.preprocess(ctx.examples[0]))
     for preset in AUGMENT_PRESETS:
@@ -314,7 +315,6 @@ def _check_save_load(ctx: _Context) -> None:
 def _check_batch_independence(ctx: _Context) -> None:
     import numpy as np
 
-    from zoo.data.base import Example
     from zoo.engine.batches import ExampleDataset, collect_outputs, make_collate
 
     clf = ctx.load()
@@ -348,9 +348,7 @@ def _check_padding(ctx: _Context) -> None:
 def _check_strategies(ctx: _Context) -> None:
     import torch
 
-    from zoo.data.base import DataSplits, Example
     from zoo.engine.batches import run_forward
-    from zoo.engine.config import AdaptConfig
     from zoo.engine.setup import build_setup, finalize_model
     from zoo.engine.trainer import Reporter
 

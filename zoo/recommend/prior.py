@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from zoo.engine.config import auto_candidates
 from zoo.errors import NoCandidateError
 from zoo.recommend.constraints import Constraints, ScenarioParse
 from zoo.recommend.cost import DEVICE_PROFILES, CostEstimate, estimate_cost
@@ -175,8 +176,6 @@ def choose_strategy(num_examples: int | None, params_m: float, device: str) -> t
     would try a linear probe and a fine-tuning and keep the better, else the one strategy it would use."""
     if num_examples is None:
         return "auto", "data size unknown: `zoo adapt` chooses from the data it reads"
-    from zoo.engine.config import auto_candidates
-
     plan, reason = auto_candidates(num_examples, params_m, device)
     return ("auto" if len(plan) > 1 else plan[0]), reason
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from zoo.data.files import VAL_FOLDERS
 from zoo.engine.config import AdaptConfig
+from zoo.plugins import get_plugin_manager
 from zoo.tasks import TASKS, get_task
 
 # Folders that hold one split of a dataset: data given as one of them is named after the folder above.
@@ -84,8 +85,6 @@ def _load_snippet(record: dict[str, Any], repo_id: str | None, revision: str = "
                           f'print(api.predict(path, ["{example}"])[0].labels)', "",
                           *(["# Without zoo:", *note] if note else [])])
     # The family writes its library's own code (Family.usage_snippet); one whose plugin is gone gets a comment.
-    from zoo.plugins import get_plugin_manager
-
     family = get_plugin_manager().families.get(record["backbone"]["family"])
     if family is None:
         return f"# load with {record['family_library']} from {repo_id or 'PATH'}"
