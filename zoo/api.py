@@ -412,8 +412,10 @@ def predict(run_dir: PathLike, inputs: Sequence[Any], *, top_k: int = 5, batch_s
     if not inputs:   # only empty .txt files
         raise InvalidInputError("give at least one INPUT to classify")
     classifier = load_saved_classifier(run_dir)
+    config = record.get("config", {})
     return predict_inputs(classifier, inputs, top_k=top_k, batch_size=batch_size,
-                          max_seconds=record.get("config", {}).get("max_seconds", 10.0))
+                          max_seconds=config.get("max_seconds", 10.0),
+                          precision=record.get("precision_used") or config.get("precision", "fp32"))
 
 
 # --- bench ------------------------------------------------------------------------------------------------------
