@@ -19,8 +19,8 @@ from native_loading import native_predictions, run_without_zoo
 from zoo import api
 from zoo.engine.config import AdaptConfig
 from zoo.registry import read_registry_file
-from zoo.runs.card import SNIPPET_INPUTS
 from zoo.store import RunStore
+from zoo.tasks import get_task
 
 FIXTURES = {spec.name: spec for spec in read_registry_file(FIXTURE_REGISTRY)}
 REGISTRY = [str(FIXTURE_REGISTRY)]
@@ -118,8 +118,8 @@ def test_push_round_trip_loads_without_zoo_and_predicts_the_same(name, hub_users
 
     # The card's usage snippet, run as written (on one of the inputs) without zoo, gives the same scores.
     snippet = card.text.split("```python\n", 1)[1].split("```", 1)[0]
-    assert SNIPPET_INPUTS[spec.tasks[0]] in snippet
-    printed = run_without_zoo(snippet.replace(SNIPPET_INPUTS[spec.tasks[0]], inputs[0]),
+    assert get_task(spec.tasks[0]).snippet_input in snippet
+    printed = run_without_zoo(snippet.replace(get_task(spec.tasks[0]).snippet_input, inputs[0]),
                               env={"HF_TOKEN": TOKEN, "HF_HOME": str(tmp_path / "snippet-hf-home")})
     shown = ast.literal_eval(printed.strip().splitlines()[-1])
     if isinstance(shown, list):   # the pipeline's [{"label": ..., "score": ...}, ...]

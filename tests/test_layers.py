@@ -2,7 +2,8 @@
 
 An AST walk over every module under zoo/, counting imports made inside functions and under TYPE_CHECKING as well
 as those at the top of a module: a function-level import may keep start-up fast, never hide a cycle or an upward
-step. docs/architecture.md shows the same table.
+step, and it names a module that is slow to import (heavy, computed from the top-level imports).
+docs/architecture.md shows the same table. And the rules that differ between task types stay in zoo.tasks.
 """
 
 from __future__ import annotations
@@ -158,6 +159,107 @@ def test_cli_imports_only_the_api_errors_and_result_types(module):
     assert not outside, "the CLI goes through zoo.api:\n" + "\n".join(outside)
 
 
+# Third-party packages whose import costs start-up time (torch and what builds on it, numpy and what needs it).
+HEAVY_PACKAGES = {"torch", "transformers", "timm", "huggingface_hub", "numpy", "datasets", "peft", "accelerate",
+                  "sklearn", "PIL", "matplotlib", "scipy", "safetensors", "soundfile"}
+# Zoo modules imported late for start-up's sake though they pull in no heavy package: the API is the whole library
+# below the CLI, which `zoo --help` (and each command's --help) never needs.
+DEFERRED = {"zoo.api"}
+
+
+def _is_type_checking(node: ast.AST) -> bool:
+    test = getattr(node, "test", None)
+    return isinstance(node, ast.If) and (
+        (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING")
+        or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"))
+
+
+def _runs_at_import(module: str) -> tuple[set[str], set[str]]:
+    """(zoo modules, third-party top-level packages) that importing ``module`` runs the import of: its top-level
+    imports outside TYPE_CHECKING, and the packages above it."""
+    zoo_modules = {_target(".".join(module.split(".")[:i])) for i in range(1, module.count(".") + 1)}
+    packages: set[str] = set()
+    path = MODULES[module]
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)) \
+                    or _is_type_checking(child):
+                continue
+            names = []
+            if isinstance(child, ast.Import):
+                names = [alias.name for alias in child.names]
+            elif isinstance(child, ast.ImportFrom):
+                base = child.module or ""
+                if child.level:
+                    up = package.split(".")
+                    base = ".".join(up[: len(up) - child.level + 1] + ([base] if base else []))
+                names = [f"{base}.{alias.name}" for alias in child.names] if base.split(".")[0] == "zoo" else [base]
+            for name in names:
+                if name.split(".")[0] == "zoo":
+                    target = _target(name)
+                    zoo_modules.update(_target(".".join(target.split(".")[:i]))
+                                       for i in range(1, target.count(".") + 2))
+                else:
+                    packages.add(name.split(".")[0])
+            visit(child)
+
+    visit(ast.parse(path.read_text(), filename=str(path)))
+    zoo_modules.discard(module)
+    return zoo_modules, packages
+
+
+RUNS_AT_IMPORT = {module: _runs_at_import(module) for module in MODULES}
+
+
+def heavy_reason(module: str) -> str | None:
+    """Why importing ``module`` is slow: the chain of zoo modules to the heavy package it pulls in, or None. A
+    breadth-first walk, since a package and its modules import each other (``zoo.data`` and ``zoo.data.base``)."""
+    paths = {module: [module]}
+    queue = [module]
+    while queue:
+        current = queue.pop(0)
+        zoo_modules, packages = RUNS_AT_IMPORT[current]
+        if packages & HEAVY_PACKAGES:
+            return " -> ".join([*paths[current][1:], min(packages & HEAVY_PACKAGES)])
+        for target in sorted(zoo_modules - set(paths)):
+            paths[target] = [*paths[current], target]
+            queue.append(target)
+    return None
+
+
+HEAVY = {module: heavy_reason(module) for module in MODULES}
+
+
+def test_function_level_imports_are_for_start_up_speed():
+    # An import inside a function is there only because the module it names is slow to import (it pulls in torch,
+    # numpy, ...): a light zoo module is imported at the top, where the layer test and a reader see it.
+    light = [f"{_where(module, line)}: {module} imports {target} in a function; import it at the top"
+             for module, imports in GRAPH.items() for target, line, top in imports
+             if not top and target not in DEFERRED and not HEAVY[target]]
+    assert not light, "\n".join(light)
+
+
+def test_heavy_modules_are_known_by_their_imports():
+    # The rule above is only as good as the heaviness it computes.
+    assert HEAVY["zoo.engine.batches"] == "numpy"
+    assert HEAVY["zoo.engine.setup"].endswith("-> numpy")   # through zoo.engine.batches, say
+    assert HEAVY["zoo.tasks"] is None and HEAVY["zoo.errors"] is None and HEAVY["zoo.api"] is None
+
+
 def test_the_walk_sees_function_level_imports():
     # The rules above are only as good as the walk: it must see an import inside a function.
     assert ("zoo.api", False) in {(target, top) for target, _, top in GRAPH["zoo.cli.list_cmd"]}
+
+
+def test_task_rules_live_in_zoo_tasks():
+    # What differs between task types is a field or method of zoo.tasks.Task: no other module names a task, so a
+    # new task type is a Task and the families that serve it.
+    from zoo.tasks import TASKS
+
+    named = [f"{_where(module, node.lineno)}: {node.value!r}" for module, path in MODULES.items()
+             if module != "zoo.tasks"
+             for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+             if isinstance(node, ast.Constant) and node.value in TASKS]
+    assert not named, "read the rule from zoo.tasks.Task instead:\n" + "\n".join(named)

@@ -50,10 +50,47 @@ def test_bench_reports_the_precision_it_used(hub):
     assert api.bench("test_resnet.r160_in1k", precision="bf16", registry_files=REGISTRY, **FAST).precision == "bf16"
 
 
-def test_run_record_and_card_say_the_precision_used(hub, datasets, tmp_path):
+def test_run_record_and_card_say_the_precision_used(hub, datasets, tmp_path, monkeypatch):
     run = tmp_path / "run"
     api.adapt("test_resnet.r160_in1k", str(datasets["image-cls"]), output=run, val_fraction=0.25, store=False,
               config=AdaptConfig(strategy="full", epochs=1, batch_size=8, patience=0), registry_files=REGISTRY)
     record = json.loads((run / "zoo_run.json").read_text())
     assert record["config_requested"]["precision"] == "auto" and record["precision_used"] == "fp32"
     assert "precision fp32" in (run / "README.md").read_text()
+    # predict is handed the precision the run used (and runs it on a GPU; see the test below for a CPU)
+    handed = {}
+    monkeypatch.setattr(api, "predict_inputs", lambda classifier, inputs, **options: handed.update(options) or [])
+    api.predict(run, ["an image"])
+    assert handed["precision"] == "fp32"
+
+
+class _AutocastProbe:
+    """A classifier that notes whether its forward pass ran under autocast."""
+
+    task, labels, multi_label, sample_rate = "text-cls", ["a", "b"], False, None
+
+    def __init__(self) -> None:
+        self.model = torch.nn.Linear(2, 2)
+        self.autocast_seen: list[bool] = []
+
+    def preprocess(self, example, *, train=False):
+        return {"x": torch.tensor([float(len(example)), 1.0])}
+
+    def batch_key(self, item):
+        return None
+
+    def collate(self, items):
+        return {"x": torch.stack([item["x"] for item in items])}
+
+    def forward(self, batch):
+        self.autocast_seen.append(torch.is_autocast_enabled("cpu"))
+        return self.model(batch["x"])
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16", "auto"])
+def test_predict_runs_in_fp32_on_a_cpu_whatever_the_run_used(precision):
+    from zoo.engine.predict import predict_inputs
+
+    probe = _AutocastProbe()
+    predictions = predict_inputs(probe, ["one", "three"], top_k=1, precision=precision)
+    assert len(predictions) == 2 and probe.autocast_seen == [False]

@@ -14,17 +14,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo import checks, loading
+from zoo.bench import evaluate_on_data, load_target, measure
 from zoo.compare import flatten_config as flatten_config
 from zoo.compare import main_metric as main_metric
 from zoo.engine.config import AdaptConfig
+from zoo.engine.launch import launch
+from zoo.engine.predict import predict_inputs
+from zoo.engine.rundir import CLAIMED_ENV, claim_existing, claim_new, default_run_dir
 from zoo.errors import InvalidInputError, NoCandidateError
 from zoo.hardware import check_device
+from zoo.hub.fetch import FetchReport, fetch_one, is_offline
+from zoo.hub.fetch import download_bars as _download_bars  # `download_bars` is fetch's option
+from zoo.hub.push import push_run
 from zoo.plugins import PluginInfo, PluginManager, get_plugin_manager
 from zoo.precision import PRECISIONS, resolve_precision
 from zoo.recommend import Constraints, Recommendation, ScenarioParse, parse_scenario, recommend_data_free
 from zoo.recommend.constraints import parse_size as parse_size
 from zoo.recommend.prior import PRIOR_METRICS as PRIOR_METRICS
 from zoo.registry import CORE_REGISTRY, BackboneSpec, Registry, read_registry_file, user_registry_files
+from zoo.runs.card import write_model_card
+from zoo.runs.record import RUN_RECORD, read_finished_record, read_record, write_record
+from zoo.secrets import resolve_token
+from zoo.store import RunStore
 from zoo.tasks import get_task
 
 if TYPE_CHECKING:
@@ -293,8 +304,6 @@ def adapt(backbone: str, data: str, *, task: str | None = None, output: PathLike
         splits = request.read_data(seed=config.seed)
         _check_trainable(splits, config, data)
         if processes > 1:
-            from zoo.engine.launch import launch
-
             record = launch(processes, spec, request, config, run_dir, history=history)
         else:
             record = run_training(spec, family, splits, config, run_dir, request, reporter=reporter,
@@ -309,8 +318,6 @@ def adapt(backbone: str, data: str, *, task: str | None = None, output: PathLike
 
 def _claim(output: PathLike | None, backbone: str, data: str, *, rank: int):
     """The run directory's claim, taken by the process that writes it (rank 0 of a launch it did not start)."""
-    from zoo.engine.rundir import CLAIMED_ENV, claim_new, default_run_dir
-
     if rank != 0 or os.environ.get(CLAIMED_ENV):
         return None
     return claim_new(output, default=default_run_dir(backbone, data))
@@ -318,8 +325,6 @@ def _claim(output: PathLike | None, backbone: str, data: str, *, rank: int):
 
 def _open_store():
     """The run history, opened now: a history that cannot be used is an error before training, not after."""
-    from zoo.store import RunStore
-
     history = RunStore()
     history.check()
     return history
@@ -336,8 +341,6 @@ def resume(run_dir: PathLike, *, reporter=None, store: bool = True) -> dict[str,
         zoo.errors.RunDirectoryBusyError: another process is running it.
     """
     from zoo.engine.run import AdaptRequest, run_training
-    from zoo.engine.rundir import claim_existing
-    from zoo.runs.record import RUN_RECORD, read_record
 
     checks.text("--resume", str(run_dir), allow_none=False)
     run_dir = Path(run_dir)
@@ -393,22 +396,26 @@ def _check_trainable(splits, config, data: str) -> None:
 def predict(run_dir: PathLike, inputs: Sequence[Any], *, top_k: int = 5, batch_size: int = 32) -> list[Prediction]:
     """Classify ``inputs`` (image or audio paths, or texts) with a finished run's saved model.
 
-    Each input gets the scores it gets alone, whatever ``batch_size`` and whatever else is in its batch.
+    Each input gets the scores it gets alone, whatever ``batch_size`` and whatever else is in its batch. For a
+    text run, an input naming an existing ``.txt`` file stands for its non-empty lines
+    (:meth:`zoo.tasks.Task.expand_inputs`).
 
     Raises:
         zoo.errors.InvalidInputError: an unfinished run, or an unreadable input (named).
     """
-    from zoo.engine.predict import predict_inputs
-    from zoo.runs.record import read_finished_record
-
     checks.whole("--top-k", top_k, low=1, allow_none=False)
     checks.whole("--batch-size", batch_size, low=1, allow_none=False)
     if not inputs:
         raise InvalidInputError("give at least one INPUT to classify")
     record = read_finished_record(Path(run_dir)).to_dict()
+    inputs = get_task(record["task"]).expand_inputs(inputs)
+    if not inputs:   # only empty .txt files
+        raise InvalidInputError("give at least one INPUT to classify")
     classifier = load_saved_classifier(run_dir)
+    config = record.get("config", {})
     return predict_inputs(classifier, inputs, top_k=top_k, batch_size=batch_size,
-                          max_seconds=record.get("config", {}).get("max_seconds", 10.0))
+                          max_seconds=config.get("max_seconds", 10.0),
+                          precision=record.get("precision_used") or config.get("precision", "fp32"))
 
 
 # --- bench ------------------------------------------------------------------------------------------------------
@@ -430,8 +437,6 @@ def bench(target: str, *, device: str = "cpu", precision: str = "fp32", batch_si
     Raises:
         zoo.errors.InvalidInputError, zoo.errors.UnknownBackboneError, zoo.errors.ModelLoadError.
     """
-    from zoo.bench import evaluate_on_data, load_target, measure
-
     checks.text("TARGET", target, allow_none=False)
     checks.choice("--weights", weights, ("pretrained", "random"))
     checks.choice("--precision", precision, PRECISIONS)
@@ -463,16 +468,11 @@ def bench(target: str, *, device: str = "cpu", precision: str = "fp32", batch_si
                      seconds=seconds, warmup=warmup, iters=iters, min_seconds=min_seconds)
     result.accuracy = accuracy
     if run_record is not None:
-        from zoo.runs.card import write_model_card
-        from zoo.runs.record import write_record
-
         result.run_dir = str(Path(target).resolve())
         run_record.setdefault("bench", []).append(result.to_dict())
         write_record(Path(target), run_record)
         write_model_card(Path(target), run_record)
     if store:
-        from zoo.store import RunStore
-
         RunStore().record_bench(result.to_dict())
     return result
 
@@ -494,8 +494,6 @@ def push(run_dir: PathLike, repo_id: str, *, private: bool | None = None, branch
         zoo.errors.HubError: no token, a refusal by the Hub, a broken connection, or files that did not arrive
             intact.
     """
-    from zoo.hub.push import push_run
-
     return push_run(run_dir, repo_id, private=private, branch=branch, commit_message=commit_message, token=token,
                     store=store, progress=progress)
 
@@ -516,10 +514,6 @@ def fetch(names: Sequence[str] = (), *, task: str | None = None, top: int = 3,
         zoo.errors.InvalidInputError: neither names nor a task, offline mode is on, or a malformed token.
         zoo.errors.UnknownBackboneError: a name not in the registry.
     """
-    from zoo.hub.fetch import FetchReport, fetch_one, is_offline
-    from zoo.hub.fetch import download_bars as bars
-    from zoo.secrets import resolve_token
-
     if is_offline():
         raise InvalidInputError("zoo fetch downloads from the Hub, but HF_HUB_OFFLINE=1 is set; unset it to fetch")
     if not names and task is None:
@@ -537,13 +531,11 @@ def fetch(names: Sequence[str] = (), *, task: str | None = None, top: int = 3,
         specs += [registry.get(c.name) for c in recommendation.candidates if c.name not in names]
     say = progress or (lambda message: None)
     results = []
-    with bars(download_bars):
+    with _download_bars(download_bars):
         for index, spec in enumerate(specs, start=1):
             say(f"[{index}/{len(specs)}] {spec.name} from {spec.source}")
             results.append(fetch_one(spec, token=token))
     if store:
-        from zoo.store import RunStore
-
         history = RunStore()
         for result in results:
             if result.status == "fetched":
@@ -560,8 +552,6 @@ def list_runs(*, task: str | None = None, backbone: str | None = None, status: s
         zoo.errors.InvalidInputError: an unknown task or status, a negative limit.
         zoo.errors.StoreError: the history cannot be read.
     """
-    from zoo.store import RunStore
-
     return RunStore(store).listing(task=task, backbone=backbone, status=status, limit=limit)
 
 
@@ -571,8 +561,6 @@ def run_details(run_id: int, *, store: PathLike | None = None) -> RunDetail:
     Raises:
         zoo.errors.UnknownRunError: no run with that id. zoo.errors.StoreError: the history cannot be read.
     """
-    from zoo.store import RunStore
-
     return RunStore(store).detail(run_id)
 
 
@@ -582,8 +570,6 @@ def compare_runs(run_ids: Sequence[int], *, store: PathLike | None = None) -> Co
     Raises:
         zoo.errors.InvalidInputError: fewer than two distinct ids. zoo.errors.UnknownRunError: an id not recorded.
     """
-    from zoo.store import RunStore
-
     return RunStore(store).compare(list(run_ids))
 
 
@@ -594,14 +580,10 @@ def run_record(run_dir: PathLike) -> RunRecord:
     Raises:
         zoo.errors.InvalidInputError: not a run directory, or an unreadable record.
     """
-    from zoo.runs.record import read_record
-
     return read_record(Path(run_dir))
 
 
 def run_history(path: PathLike | None = None) -> RunStore:
     """The run history (``zoo runs``): every adapt, bench, push and fetch recorded, in ``path`` or the default
     database (``ZOO_STORE``, else the user cache)."""
-    from zoo.store import RunStore
-
     return RunStore(path)

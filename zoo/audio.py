@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.errors import InvalidInputError
+from zoo.errors import InvalidInputError, one_line
 
 # Frames decoded at a time when checking a whole file: about 1 MiB of float32 per channel.
 CHECK_BLOCK_FRAMES = 1 << 18
@@ -86,6 +86,4 @@ def samples_problem(samples: np.ndarray, rate: int, *, start: int = 0) -> str | 
 
 
 def _unreadable(exc: Exception) -> str:
-    from zoo.errors import one_line
-
     return f"not a readable audio file ({type(exc).__name__}: {one_line(exc)})"

@@ -18,12 +18,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from zoo import loading
+from zoo.data import load_data
 from zoo.errors import InvalidInputError
 from zoo.hardware import check_device, fingerprint
+from zoo.plugins import get_plugin_manager
 from zoo.precision import autocast, resolve_precision
 from zoo.registry import BackboneSpec, Registry
-from zoo.runs.record import has_record
-from zoo.tasks import get_task
+from zoo.runs.record import has_record, read_finished_record
+from zoo.tasks import Task, get_task
+from zoo.timing import time_calls
 
 # Dense peak TFLOP/s per GPU (bf16/fp16 tensor cores without sparsity, and plain fp32), from the vendors' data
 # sheets, for model FLOPs utilisation. Matched against torch.cuda.get_device_name(), first match wins.
@@ -77,20 +81,6 @@ class BenchResult:
         return asdict(self)
 
 
-def synthetic_example(task: str, *, image_size: int, seq_len: int, seconds: float, sample_rate: int | None):
-    """A raw example of the requested size, for timing (content does not change the cost)."""
-    import numpy as np
-
-    if task == "image-cls":
-        from PIL import Image
-
-        pixels = np.random.default_rng(0).integers(0, 255, (image_size, image_size, 3), dtype=np.uint8)
-        return Image.fromarray(pixels)
-    if task == "text-cls":
-        return " ".join(["the quick brown fox jumps over the lazy dog"] * (seq_len // 4 + 1))
-    return np.random.default_rng(0).standard_normal(int(seconds * (sample_rate or 16000))).astype(np.float32)
-
-
 def _make_batch(classifier, example, batch_size: int, image_size: int | None, device):
     import torch
 
@@ -119,19 +109,17 @@ def measure(classifier, *, target: str, backbone: str, family: str, weights: str
     for the device by :func:`zoo.precision.resolve_precision`; the result says which was used)."""
     import torch
 
-    from zoo.timing import time_calls
-
     check_device("--device", device, allow_auto=False)
     precision = resolve_precision(precision, device)
     if not batch_sizes or min(batch_sizes) < 1:
         raise InvalidInputError("--batch-sizes must be positive integers, e.g. 1,8,32")
     torch_device = torch.device(device)
     model = classifier.model.to(torch_device).eval()
-    task = classifier.task
-    if task == "text-cls":   # Classifier.max_length: the tokens preprocessing keeps
+    task = get_task(classifier.task)
+    if task.token_limited:   # Classifier.max_length: the tokens preprocessing keeps
         classifier.max_length = seq_len
     size = image_size or _default_image_size(classifier)
-    example = synthetic_example(task, image_size=size, seq_len=seq_len, seconds=seconds,
+    example = task.timing_input(image_size=size, seq_len=seq_len, seconds=seconds,
                                 sample_rate=classifier.sample_rate)
     in_precision = autocast(precision, torch_device)
 
@@ -170,7 +158,7 @@ def measure(classifier, *, target: str, backbone: str, family: str, weights: str
             best = throughput[-1]
             mfu = round(gflops * best["samples_per_s"] / (peak_tflops * 1000), 4)
     return BenchResult(
-        target=target, backbone=backbone, family=family, task=task, device=device, precision=precision,
+        target=target, backbone=backbone, family=family, task=task.name, device=device, precision=precision,
         weights=weights, input=input_desc, params_m=round(params_m, 4), gflops=round(gflops, 4),
         latency_ms={"p50": round(latency.median_ms, 3), "p95": round(latency.percentile_ms(95), 3),
                     "mean": round(sum(latency.samples_ms) / len(latency.samples_ms), 3),
@@ -201,8 +189,6 @@ def count_gflops(forward) -> float:
 def _family_library(family: str, classifier) -> tuple[str, ...]:
     """The library that runs the measured model (Family.library): of the family named, or else (a saved folder) of
     the family from the plugin package the classifier comes from."""
-    from zoo.plugins import get_plugin_manager
-
     def package(obj) -> str:
         return type(obj).__module__.split(".")[0]
 
@@ -215,10 +201,10 @@ def _default_image_size(classifier) -> int:
     return classifier.image_size or 224   # Classifier.image_size: the side its preprocessing produces
 
 
-def _input_description(batch, task: str, *, seq_len: int, seconds: float) -> dict[str, Any]:
+def _input_description(batch, task: Task, *, seq_len: int, seconds: float) -> dict[str, Any]:
     shapes = {key: list(value.shape) for key, value in batch.items() if hasattr(value, "shape")}
-    extra = {"image-cls": {}, "text-cls": {"seq_len": seq_len}, "audio-cls": {"seconds": seconds}}[task]
-    return {"shapes": shapes, **extra}
+    lengths = {"seq_len": seq_len, "seconds": seconds}
+    return {"shapes": shapes, **({task.bench_length: lengths[task.bench_length]} if task.bench_length else {})}
 
 
 def evaluate_on_data(classifier, data_path: str, *, device: str, precision: str = "fp32", batch_size: int = 32,
@@ -228,7 +214,6 @@ def evaluate_on_data(classifier, data_path: str, *, device: str, precision: str 
 
     A dataset with a test split (a test/ folder, an hf: test split) is scored on it; otherwise on all of it.
     """
-    from zoo.data import load_data
     from zoo.engine.batches import ExampleDataset, collect_outputs, make_collate
     from zoo.engine.metrics import compute_metrics
 
@@ -281,14 +266,10 @@ def load_target(target: str, *, plugins, registry: Callable[[], Registry], task:
     Raises:
         zoo.errors.InvalidInputError, zoo.errors.UnknownBackboneError, zoo.errors.ModelLoadError.
     """
-    from zoo import loading
-
     folder = _written_as_path(target) and Path(target).is_dir()
     if not folder and target.startswith(("./", "../", "/", f".{os.sep}", f"..{os.sep}")):
         raise InvalidInputError(f"{target}: no such folder")
     if folder and is_run_dir(target):
-        from zoo.runs.record import read_finished_record
-
         record = read_finished_record(Path(target)).to_dict()
         return BenchTarget(loading.load_saved(target, plugins.families), record["backbone"]["name"],
                            record["backbone"]["family"], "adapted", record)

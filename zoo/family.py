@@ -18,6 +18,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from zoo.errors import PluginError
+from zoo.tasks import TASKS
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -95,8 +98,10 @@ class Classifier(ABC):
     @property
     def channels_last(self) -> bool:
         """Whether the model runs faster with its inputs and weights in channels-last memory format (NHWC), which
-        the engine then uses on GPUs. Default: for image classifiers (convolutions); override to say otherwise."""
-        return self.task == "image-cls"
+        the engine then uses on GPUs. Default: the task's (:attr:`zoo.tasks.Task.channels_last`: image
+        classifiers, whose convolutions it speeds up); override to say otherwise."""
+        task = TASKS.get(self.task)
+        return task is not None and task.channels_last
 
     @abstractmethod
     def preprocess(self, example: Any, *, train: bool = False) -> dict[str, Any]:
@@ -270,8 +275,6 @@ class Family(ABC):
         Raises:
             zoo.errors.ModelLoadError: the files could not be fetched, with a message that says what to do.
         """
-        from zoo.errors import PluginError
-
         raise PluginError(f"{type(self).__module__.split('.')[0]} ({self.name} family)",
                           f"{type(self).__name__} claims source schemes {list(self.source_schemes)} but does not "
                           "implement fetch_source")

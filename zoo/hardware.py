@@ -8,6 +8,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from zoo.errors import InvalidInputError
+
 
 def cpu_name() -> str:
     """The CPU model as the OS names it (Linux: /proc/cpuinfo), else the architecture."""
@@ -55,8 +57,6 @@ def fingerprint(device, *, processes: int | None = None, libraries: Sequence[str
 def check_device(option: str, value: str, *, allow_auto: bool = True, allow_index: bool = True) -> str:
     """``value`` when it names a device this machine has (``auto``, ``cpu``, ``cuda``, ``cuda:N``), else a one-line
     error naming ``option`` and what is available here."""
-    from zoo.errors import InvalidInputError
-
     kinds = ("auto", "cpu", "cuda") if allow_auto else ("cpu", "cuda")
     if not isinstance(value, str):
         raise InvalidInputError(f"{option} must be one of {', '.join(kinds)}, got {value!r}")

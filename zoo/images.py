@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from zoo.errors import InvalidInputError
+from zoo.errors import InvalidInputError, one_line
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -50,8 +50,6 @@ def image_problem(path: str | Path) -> str | None:
 
 def _decode(path: str | Path) -> tuple[Image.Image | None, str | None]:
     from PIL import Image
-
-    from zoo.errors import one_line
 
     try:
         # PIL warns (and past twice its threshold, raises) on huge images while opening; turned into errors here

@@ -34,6 +34,7 @@ from typing import Any
 import pluggy
 
 from zoo.errors import FamilyUnavailableError, PluginError, RegistryError, ZooError
+from zoo.registry import parse_registry_document, read_registry_file
 
 GROUP = "zoo"
 AUTOLOAD_ENV = "ZOO_DISABLE_PLUGIN_AUTOLOAD"
@@ -248,8 +249,6 @@ class PluginManager:
         (the registry read so far: the core's) or an earlier plugin already has is refused and reported: a plugin
         adds backbones, it never re-points one.
         """
-        from zoo.registry import parse_registry_document, read_registry_file
-
         specs: list[Any] = []
         taken = {spec.name: spec.origin for spec in known or ()}
         for plugin, items in self.registry_contributions():

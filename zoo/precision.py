@@ -1,9 +1,14 @@
 """Numeric precision: which one `auto|bf16|fp16|fp32` means on a device, and the autocast that runs it.
 
 One table for every forward pass zoo makes: adapt's training and evaluation (through accelerate, which
-:func:`accelerate_mixed_precision` configures and which keeps the fp16 loss scaler), the frozen passes that cache a
-linear probe's features or score backbones for `zoo recommend --data`, and `zoo bench`. What was resolved is what
-run records, model cards and bench results report: never "auto".
+:func:`accelerate_mixed_precision` configures), the frozen passes that cache a linear probe's features or score
+backbones for `zoo recommend --data`, `zoo bench`, and `zoo predict` (in the run's precision on a GPU). What was
+resolved is what run records, model cards and bench results report: never "auto".
+
+The fp16 loss scaler is accelerate's, and there is no other: every gradient zoo takes in fp16 goes through the
+trainer's `Accelerator` (its ``backward`` scales the loss, ``clip_grad_norm_`` unscales, the prepared optimizer skips
+a step whose gradients overflowed and ``optimizer_step_was_skipped`` says so), and the linear probe's solver works
+on cached features in fp32. A second scaler would scale the same loss twice.
 
     requested   on a CUDA device                        on a CPU
     auto        bf16 where the GPU has it, else fp16    fp32 (CPU autocast rarely pays off)
@@ -58,7 +63,8 @@ def autocast(precision: str, device: Any) -> Callable[[], AbstractContextManager
 
 def accelerate_mixed_precision(precision: str) -> str:
     """accelerate's ``mixed_precision`` for ``precision`` (resolved): ``no``, ``bf16`` or ``fp16``; with fp16,
-    accelerate scales the loss (its GradScaler) and skips steps whose gradients overflow."""
+    accelerate's GradScaler, the one zoo trains with (see the module docstring), scales the loss and skips steps
+    whose gradients overflow."""
     return {"fp32": "no"}.get(precision, precision)
 
 

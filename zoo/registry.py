@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import RegistryError, UnknownBackboneError
+from zoo.errors import RegistryError, UnknownBackboneError, suggest
 from zoo.tasks import TASKS, lower_is_better
 
 CORE_REGISTRY = Path(__file__).with_name("registry.toml")
@@ -147,8 +147,6 @@ def _parse_entry(table: dict[str, Any], origin: str, schemes: Collection[str] | 
 
     unknown = sorted(set(table) - _TOML_FIELDS)
     if unknown:
-        from zoo.errors import suggest
-
         hint = suggest(unknown[0], sorted(_TOML_FIELDS), n=1)
         raise fail("unknown field" + (f"; did you mean {hint[0]!r}?" if hint else ""), unknown[0])
     for name in _REQUIRED:

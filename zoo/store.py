@@ -30,6 +30,7 @@ from zoo import checks, jsonio
 from zoo.compare import Comparison, RunDetail, RunSummary, backbone_name, compare_runs, get, run_detail, summarize
 from zoo.errors import STORE_ENV, InvalidInputError, StoreError, UnknownRunError
 from zoo.runs.record import STATUSES as RUN_STATUSES
+from zoo.tasks import get_task
 
 DEFAULT_ENV = STORE_ENV
 SCHEMA_VERSION = 2
@@ -184,8 +185,6 @@ class RunStore:
         if status is not None:
             checks.choice("--status", status, RUN_STATUSES)
         if task is not None:
-            from zoo.tasks import get_task
-
             get_task(task)
         where, params = [], []
         for column, value in (("task", task), ("status", status)):

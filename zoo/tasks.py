@@ -1,5 +1,7 @@
 """The task types zoo knows and what differs between them: the input an example is, the metrics a run reports
-(and which one it is judged by), how a raw input is read for prediction, and the Hugging Face pipeline tag.
+(and which one it is judged by), how a raw input is read for training and prediction, how inputs are batched and
+timed, the benchmarks that speak to a backbone's quality, the words that name the task in a scenario, and the
+Hugging Face pipeline tag.
 
 Adding a task type is a new :class:`Task` here and the families that serve it; the rest of zoo reads these rules.
 """
@@ -7,7 +9,7 @@ Adding a task type is a new :class:`Task` here and the families that serve it; t
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,17 @@ class Task:
     default_input: Mapping[str, float] = field(default_factory=dict, compare=False, hash=False)
     metrics: tuple[str, ...] = SINGLE_LABEL_METRICS              # reported with one label per example
     multi_label_metrics: tuple[str, ...] = MULTI_LABEL_METRICS   # reported when an example may have several
+    # published benchmarks that speak to transfer quality (zoo recommend's prior), with how much each one counts
+    prior_metrics: Mapping[str, float] = field(default_factory=dict, compare=False, hash=False)
+    scenario_words: str = ""      # a regular expression of the words that name the task in a free-text scenario
+    snippet_input: str = ""       # what the model card's usage snippet classifies: a person puts their own there
+    # inputs
+    token_limited: bool = False   # cut at `Classifier.max_length` tokens, which `zoo bench --seq-len` sets
+    length_grouped: bool = False  # training batches group examples of similar length, so padding stays short
+    channels_last: bool = False   # `Classifier.channels_last`'s default: convolutions over images, faster in NHWC
+    waveform: bool = False        # a 1-D waveform: read by `read_example`, augmented by the engine (gain, shift)
+    txt_lines: bool = False       # `zoo predict`: an input naming an existing .txt file stands for its lines
+    bench_length: str | None = None   # the `zoo bench` option that sets an input's length, kept with the result
 
     def reported_metrics(self, multi_label: bool) -> tuple[str, ...]:
         """The metrics a run reports, the main one first; `--metric` may select on any of them."""
@@ -53,7 +66,7 @@ class Task:
         """
         if not isinstance(value, (str, Path)):
             return value
-        if self.input_kind == "audio":
+        if self.waveform:
             from zoo.audio import read_audio
 
             return read_audio(value, sample_rate=sample_rate, max_seconds=max_seconds)
@@ -61,16 +74,101 @@ class Task:
             raise InvalidInputError(f"{value}: no such image file")
         return value
 
+    def read_example(self, value: Any, *, sample_rate: int | None, max_seconds: float) -> Any:
+        """A training or evaluation example's input as a family's ``preprocess`` takes it: a waveform is read from
+        its file or from a Hugging Face datasets Audio feature (resampled to ``sample_rate``, cut to
+        ``max_seconds``); any other input passes as it is (the data readers checked it)."""
+        if not self.waveform:
+            return value
+        if isinstance(value, (str, Path)):
+            from zoo.audio import read_audio
+
+            return read_audio(value, sample_rate=sample_rate, max_seconds=max_seconds)
+        if isinstance(value, dict) and "array" in value:   # Hugging Face datasets Audio feature
+            import numpy as np
+
+            from zoo.audio import resample
+
+            value = resample(np.asarray(value["array"], dtype=np.float32), value["sampling_rate"], sample_rate)
+            return value[: int(max_seconds * sample_rate)]
+        return value
+
+    def expand_inputs(self, values: Sequence[Any]) -> list[Any]:
+        """`zoo predict`'s inputs with each one naming an existing ``.txt`` file replaced by its non-empty lines,
+        for a task whose inputs are texts (:attr:`txt_lines`); other tasks' inputs as they are.
+
+        Raises:
+            zoo.errors.InvalidInputError: a .txt file that is not UTF-8.
+        """
+        if not self.txt_lines:
+            return list(values)
+        texts: list[Any] = []
+        for value in values:
+            path = Path(value) if isinstance(value, (str, Path)) else None
+            if path is not None and path.suffix == ".txt" and path.is_file():
+                try:
+                    texts.extend(line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()
+                                 if line.strip())
+                except UnicodeDecodeError:
+                    raise InvalidInputError(f"{path}: not UTF-8 text; re-save it as UTF-8") from None
+            else:
+                texts.append(value)
+        return texts
+
+    def timing_input(self, *, image_size: int, seq_len: int, seconds: float, sample_rate: int | None) -> Any:
+        """A raw input of the requested size, for `zoo bench`'s timing (content does not change the cost)."""
+        import numpy as np
+
+        if self.input_kind == "image":
+            from PIL import Image
+
+            pixels = np.random.default_rng(0).integers(0, 255, (image_size, image_size, 3), dtype=np.uint8)
+            return Image.fromarray(pixels)
+        if self.input_kind == "text":
+            return " ".join(["the quick brown fox jumps over the lazy dog"] * (seq_len // 4 + 1))
+        return np.random.default_rng(0).standard_normal(int(seconds * (sample_rate or 16000))).astype(np.float32)
+
+    def example_inputs(self, count: int = 4) -> list[Any]:
+        """Raw inputs of growing size (images of more rows, longer texts and clips): what
+        :func:`zoo.testing.check_family` feeds a family when none are given."""
+        import numpy as np
+
+        def one(seed: int):
+            rng = np.random.default_rng(seed)
+            if self.input_kind == "image":
+                from PIL import Image
+
+                return Image.fromarray(rng.integers(0, 255, (48 + seed, 40, 3), dtype=np.uint8))
+            if self.input_kind == "text":
+                return " ".join(rng.choice(["good", "bad", "movie", "film", "very", "slow", "service"], 3 + seed))
+            return rng.standard_normal(8000 + 1600 * seed).astype(np.float32)
+
+        return [one(seed) for seed in range(count)]
+
 
 TASKS: dict[str, Task] = {
     task.name: task
     for task in (
         Task("image-cls", "image classification", "image", "image-classification", ("image_size",),
-             default_input={"image_size": 224}),
+             default_input={"image_size": 224},
+             prior_metrics={"imagenet-1k/top1": 1.0, "imagenet-real/top1": 0.5, "imagenet-v2/top1": 0.5},
+             scenario_words=r"images?|photos?|pictures?|camera|x-?rays?|scans?|screenshots?|visual|pixels?",
+             snippet_input="example.jpg", channels_last=True),
         Task("text-cls", "text classification", "text", "text-classification", ("max_tokens", "seq_len"),
-             default_input={"max_tokens": 512, "seq_len": 128}),
+             default_input={"max_tokens": 512, "seq_len": 128},
+             prior_metrics={"glue/avg": 1.0, "glue/mnli-m": 1.0, "xnli/avg": 1.0, "xnli/en": 0.5},
+             scenario_words=r"texts?|tickets?|reviews?|sentences?|tweets?|e-?mails?|documents?|comments?|messages?|"
+                            r"sentiment|headlines?|articles?|posts?|queries|intents?|chats?",
+             snippet_input="an example text to classify", token_limited=True, length_grouped=True, txt_lines=True,
+             bench_length="seq_len"),
         Task("audio-cls", "speech and audio classification", "audio", "audio-classification",
-             ("sample_rate", "seconds"), default_input={"sample_rate": 16000, "seconds": 1.0}),
+             ("sample_rate", "seconds"), default_input={"sample_rate": 16000, "seconds": 1.0},
+             # Speech recognition error says something about an encoder, but less about classification.
+             prior_metrics={"superb/ks": 1.0, "superb/er": 0.7, "superb/sid": 0.7, "audioset/mAP": 0.7,
+                            "esc50/accuracy": 0.7, "librispeech-test-clean/wer": 0.3},
+             scenario_words=r"audio|speech|spoken|voice|keywords?|sounds?|speakers?|recordings?|utterances?|clips?|"
+                            r"acoustic|microphone|calls?",
+             snippet_input="example.wav", waveform=True, bench_length="seconds"),
     )
 }
 

@@ -23,6 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zoo.data.base import DataSplits, Example
+from zoo.engine.config import AdaptConfig
+from zoo.family import input_shapes
+from zoo.tasks import get_task
+
 LABELS = ("alpha", "beta", "gamma")
 # What each check asserts, in the order they run.
 CHECKS: dict[str, str] = {
@@ -95,20 +100,8 @@ class ContractViolation(AssertionError):
 
 def example_inputs(task: str, count: int = 4) -> list[Any]:
     """Raw examples of ``task`` of growing size (images of more rows, longer texts and clips): what the checks
-    feed a family when none are given."""
-    import numpy as np
-
-    def one(seed: int):
-        rng = np.random.default_rng(seed)
-        if task == "image-cls":
-            from PIL import Image
-
-            return Image.fromarray(rng.integers(0, 255, (48 + seed, 40, 3), dtype=np.uint8))
-        if task == "text-cls":
-            return " ".join(rng.choice(["good", "bad", "movie", "film", "very", "slow", "service"], 3 + seed))
-        return rng.standard_normal(8000 + 1600 * seed).astype(np.float32)
-
-    return [one(seed) for seed in range(count)]
+    feed a family when none are given (:meth:`zoo.tasks.Task.example_inputs`)."""
+    return get_task(task).example_inputs(count)
 
 
 def check_family(family: Any, spec: Any, *, task: str | None = None, examples: Sequence[Any] | None = None,
@@ -243,8 +236,6 @@ def _check_lora_targets(ctx: _Context) -> None:
 
 
 def _check_augment(ctx: _Context) -> None:
-    from zoo.family import input_shapes
-
     clf = ctx.load()
     expected = input_shapes(clf.preprocess(ctx.examples[0]))
     for preset in AUGMENT_PRESETS:
@@ -324,7 +315,6 @@ def _check_save_load(ctx: _Context) -> None:
 def _check_batch_independence(ctx: _Context) -> None:
     import numpy as np
 
-    from zoo.data.base import Example
     from zoo.engine.batches import ExampleDataset, collect_outputs, make_collate
 
     clf = ctx.load()
@@ -358,9 +348,7 @@ def _check_padding(ctx: _Context) -> None:
 def _check_strategies(ctx: _Context) -> None:
     import torch
 
-    from zoo.data.base import DataSplits, Example
     from zoo.engine.batches import run_forward
-    from zoo.engine.config import AdaptConfig
     from zoo.engine.setup import build_setup, finalize_model
     from zoo.engine.trainer import Reporter
 

@@ -14,6 +14,8 @@ from typing import Annotated, Any
 import typer
 
 from zoo.errors import ZooError
+from zoo.jsonio import dumps
+from zoo.secrets import remember, scrub
 
 DEBUG_ENV = "ZOO_DEBUG"
 # Typer raises the command-line framework's exceptions (its own copy of click's, in recent releases): found through
@@ -62,15 +64,11 @@ def progress_console():
 
 def print_json(data: Any) -> None:
     """Strict JSON on stdout, unstyled, so scripts can parse it (no NaN: see :mod:`zoo.jsonio`)."""
-    from zoo.jsonio import dumps
-
     sys.stdout.write(dumps(data, indent=2) + "\n")
 
 
 def remember_token(value: str | None) -> str | None:
     """Option callback for ``--token``: from here on, every message the command shows is scrubbed of the value."""
-    from zoo.secrets import remember
-
     remember(value)
     return value
 
@@ -87,8 +85,6 @@ def hide_flag_types(command) -> None:
 
 
 def _scrub(text: str) -> str:
-    from zoo.secrets import scrub  # imported when there is something to scrub: `zoo --help` stays light
-
     return scrub(text)
 
 

@@ -10,6 +10,7 @@ import typer
 
 from zoo.cli import _format as fmt
 from zoo.cli._common import JsonOption, RegistryOption, TaskOption, console, print_json, progress_console
+from zoo.errors import InvalidInputError
 
 
 class RichReporter:
@@ -193,8 +194,6 @@ def register(app: typer.Typer) -> None:
             record = api.resume(resume, reporter=reporter, store=not no_store)
         else:
             if backbone is None or data is None:
-                from zoo.errors import InvalidInputError
-
                 raise InvalidInputError("give a BACKBONE and --data (or --resume RUN_DIR); "
                                         "see 'zoo adapt --help'")
             config = api.AdaptConfig(

@@ -9,11 +9,10 @@ import typer
 
 from zoo.cli import _format as fmt
 from zoo.cli._common import JsonOption, RegistryOption, TaskOption, console, print_json, progress_console
+from zoo.errors import InvalidInputError
 
 
 def _batch_sizes(text: str) -> tuple[int, ...]:
-    from zoo.errors import InvalidInputError
-
     try:
         sizes = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:

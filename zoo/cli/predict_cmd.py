@@ -10,24 +10,6 @@ import typer
 from zoo.cli._common import JsonOption, console, print_json
 
 
-def _expand_text_inputs(values: list[str]) -> list[str]:
-    """Text runs: an argument naming an existing .txt file stands for its non-empty lines."""
-    texts: list[str] = []
-    for value in values:
-        path = Path(value)
-        if path.suffix == ".txt" and path.is_file():
-            from zoo.errors import InvalidInputError
-
-            try:
-                texts.extend(line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()
-                             if line.strip())
-            except UnicodeDecodeError:
-                raise InvalidInputError(f"{path}: not UTF-8 text; re-save it as UTF-8") from None
-        else:
-            texts.append(value)
-    return texts
-
-
 def register(app: typer.Typer) -> None:
     @app.command("predict")
     def predict_command(
@@ -43,8 +25,6 @@ def register(app: typer.Typer) -> None:
         """
         from zoo import api
 
-        if api.run_record(run_dir).task == "text-cls":
-            inputs = _expand_text_inputs(inputs)
         predictions = api.predict(run_dir, inputs, top_k=top_k)
         if json_output:
             print_json([p.to_dict() for p in predictions])

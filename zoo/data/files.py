@@ -15,6 +15,7 @@ from pathlib import Path
 from zoo.data.raw import RawExample, ReadOptions
 from zoo.data.tables import LABEL_COLUMNS, PATH_COLUMNS, find_column, read_table, row_label
 from zoo.errors import InvalidInputError
+from zoo.images import image_problem
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
@@ -32,8 +33,6 @@ class MediaKind:
 
 def check_image(path: Path) -> str | None:
     """None when every pixel of ``path`` decodes within the size cap (and is finite), else why not."""
-    from zoo.images import image_problem
-
     return image_problem(path)
 
 

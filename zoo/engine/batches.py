@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from zoo.data.base import Example
 from zoo.engine.seeds import derive_seed, seeded_globals
+from zoo.tasks import get_task
 
 
 def augment_waveform(waveform: np.ndarray, preset: str, rng: random.Random) -> np.ndarray:
@@ -51,24 +51,14 @@ class ExampleDataset:
         return len(self.examples)
 
     def raw_input(self, example: Example, augment_rng: random.Random | None = None) -> Any:
-        """The example's input as the family's preprocessing takes it; audio is read, and augmented when
-        ``augment_rng`` is given."""
-        if self.classifier.task == "audio-cls":
-            from zoo.audio import read_audio
-
-            value = example.input
-            if isinstance(value, (str, Path)):
-                value = read_audio(value, sample_rate=self.classifier.sample_rate, max_seconds=self.max_seconds)
-            elif isinstance(value, dict) and "array" in value:   # Hugging Face datasets Audio feature
-                from zoo.audio import resample
-
-                value = resample(np.asarray(value["array"], dtype=np.float32), value["sampling_rate"],
-                                 self.classifier.sample_rate)
-                value = value[: int(self.max_seconds * self.classifier.sample_rate)]
-            if augment_rng is not None:
-                value = augment_waveform(value, self.classifier.augment, augment_rng)
-            return value
-        return example.input
+        """The example's input as the family's preprocessing takes it (:meth:`zoo.tasks.Task.read_example`); a
+        waveform is augmented here when ``augment_rng`` is given (the family augments other inputs)."""
+        task = get_task(self.classifier.task)
+        value = task.read_example(example.input, sample_rate=self.classifier.sample_rate,
+                                  max_seconds=self.max_seconds)
+        if task.waveform and augment_rng is not None:
+            value = augment_waveform(value, self.classifier.augment, augment_rng)
+        return value
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         example = self.examples[index]

@@ -20,7 +20,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from zoo.engine.config import AdaptConfig
+from zoo.engine.rundir import CLAIMED_ENV
 from zoo.errors import ZooError
+from zoo.plugins import get_plugin_manager
+from zoo.registry import BackboneSpec
+from zoo.runs.record import has_record, read_record
 
 
 def _free_port() -> int:
@@ -36,10 +41,6 @@ def launch(processes: int, spec, request, config, run_dir: Path, *, history=None
     The caller holds the run directory's claim; the ranks are told so (they write into it without claiming).
     When the ranks fail after the run record was written, the record (now "failed") goes to ``history``.
     """
-
-    from zoo.engine.rundir import CLAIMED_ENV
-    from zoo.runs.record import has_record, read_record
-
     call = {"backbone": spec.to_dict(), "request": asdict(request), "config": config.to_dict(),
             "run_dir": str(run_dir)}
     with tempfile.TemporaryDirectory(prefix="zoo-launch-") as tmp:
@@ -67,10 +68,7 @@ def launch(processes: int, spec, request, config, run_dir: Path, *, history=None
 
 def main(argv: list[str]) -> int:
     """One rank: the run :func:`launch` wrote to ``argv[0]``; a ZooError's message goes to ``argv[1]``."""
-    from zoo.engine.config import AdaptConfig
     from zoo.engine.run import AdaptRequest, run_training
-    from zoo.plugins import get_plugin_manager
-    from zoo.registry import BackboneSpec
 
     call = json.loads(Path(argv[0]).read_text())
     try:

@@ -1,8 +1,9 @@
 """Classifying inputs with a loaded classifier: `zoo predict`'s loop.
 
 Each input is read as its task reads it (:meth:`zoo.tasks.Task.read_input`), preprocessed by the family, and
-scored in batches under inference mode; items the family may not pad against each other run apart, so an input's
-scores never depend on what else is in its batch.
+scored in batches under inference mode, on the device the model is on and, on a GPU, under the autocast of the
+run's precision (:mod:`zoo.precision`; fp32 on a CPU); items the family may not pad against each other run apart,
+so an input's scores never depend on what else is in its batch.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from zoo.precision import autocast, resolve_precision
 from zoo.tasks import get_task
 
 
@@ -24,26 +26,29 @@ class Prediction:
 
 
 def predict_inputs(classifier, inputs: Sequence[Any], *, top_k: int = 5, batch_size: int = 32,
-                   max_seconds: float = 10.0) -> list[Prediction]:
+                   max_seconds: float = 10.0, precision: str = "fp32") -> list[Prediction]:
     """The ``top_k`` labels of each input with their probabilities (softmax, or sigmoid for multi-label models);
-    audio clips are cut to ``max_seconds``.
+    audio clips are cut to ``max_seconds``. On a GPU the forward pass runs in ``precision`` (the run's, ``auto``
+    resolved for the GPU); on a CPU in fp32.
 
     Raises:
         zoo.errors.InvalidInputError: an input that cannot be read (named).
     """
     import torch
 
-    from zoo.engine.batches import collate_by_key, run_forward
+    from zoo.engine.batches import collate_by_key, run_forward, to_device
 
     task = get_task(classifier.task)
+    device = next(classifier.model.parameters()).device
+    in_precision = autocast(resolve_precision(precision, device) if device.type == "cuda" else "fp32", device)
     classifier.model.eval()
     results: list[Prediction] = []
     for start in range(0, len(inputs), batch_size):
         chunk = list(inputs[start:start + batch_size])
         items = [classifier.preprocess(task.read_input(value, sample_rate=classifier.sample_rate,
                                                        max_seconds=max_seconds)) for value in chunk]
-        with torch.inference_mode():
-            logits = run_forward(classifier.forward, collate_by_key(classifier, items)).float()
+        with torch.inference_mode(), in_precision():
+            logits = run_forward(classifier.forward, to_device(collate_by_key(classifier, items), device)).float()
         scores = torch.sigmoid(logits) if classifier.multi_label else logits.softmax(-1)
         for value, row in zip(chunk, scores, strict=True):
             best = torch.topk(row, min(top_k, len(classifier.labels)))

@@ -24,6 +24,7 @@ from typing import Any
 from zoo.engine.config import AdaptConfig
 from zoo.engine.metrics import compute_metrics
 from zoo.errors import PluginError, TrainingDivergedError
+from zoo.family import Classifier
 
 SOLVER = "lbfgs"
 # L2 strengths λ of the objective mean_loss + λ/2 ‖W‖² (bias not penalised), strongest first: scikit-learn's
@@ -190,8 +191,6 @@ def solve_head(classifier, spec, heads, setup, *, loss_fn, label_names: list[str
 
     started = time.perf_counter()
     device = accelerator.device
-    from zoo.family import Classifier
-
     # Name the method the plugin wrote: linear_head() where it kept the default linear_heads().
     own = "linear_heads" if type(classifier).linear_heads is not Classifier.linear_heads else "linear_head"
     method = f"{type(classifier).__name__}.{own}()"

@@ -18,17 +18,20 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from zoo.data import load_data
 from zoo.data.base import DataSplits
 from zoo.engine.checkpoint import (
     Progress,
     discard_candidates,
     discard_checkpoints,
     discard_partial_checkpoint,
+    load_candidate,
     load_checkpoint,
+    save_candidate,
 )
 from zoo.engine.config import AdaptConfig, auto_candidates, choose_by_validation, plan_reason, with_verdict
 from zoo.engine.trainer import Reporter, Trainer, cosine_with_warmup, make_loss, parameter_groups
-from zoo.errors import DiskFullError, NonFiniteWeightsError, ZooError, disk_error
+from zoo.errors import DiskFullError, NonFiniteWeightsError, PluginError, ZooError, disk_error
 from zoo.hardware import check_device, fingerprint
 from zoo.loading import LoadedClassifier, load_classifier
 from zoo.precision import accelerate_mixed_precision, resolve_precision
@@ -57,8 +60,6 @@ class AdaptRequest:
     def read_data(self, *, seed: int) -> DataSplits:
         """The data as this request reads it (the split drawn with ``seed``): when the run starts, and again on
         --resume, where its fingerprint must not have changed."""
-        from zoo.data import load_data
-
         return load_data(self.data, task=self.task, val=self.val, test=self.test, input_col=self.input_col,
                          label_col=self.label_col, label_sep=self.label_sep, multi_label=self.multi_label,
                          val_fraction=self.val_fraction, seed=seed, skip_bad=self.skip_bad)
@@ -204,8 +205,6 @@ def _load_classifier(family, spec, request: AdaptRequest, splits: DataSplits,
 
 def _family_lr(family, spec) -> dict[str, float]:
     """The family's preferred learning rates (Family.preferred_lr), checked: a plugin's bad value names it."""
-    from zoo.errors import PluginError
-
     preferred = dict(getattr(family, "preferred_lr", None) or {})
     for strategy, lr in preferred.items():
         if strategy not in ("full", "lora") or isinstance(lr, bool) or not isinstance(lr, (int, float)) \
@@ -242,7 +241,6 @@ def _train_plan(spec, family, request, classifier, splits, config, plan, scores,
     next, whose checkpoints are then the only ones. The last candidate is scored and compared after training;
     if an earlier one wins, a fresh backbone is given its kept parameters.
     """
-    from zoo.engine.checkpoint import load_candidate, save_candidate
     from zoo.engine.setup import build_setup
 
     main = accelerator.is_main_process

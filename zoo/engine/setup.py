@@ -8,7 +8,9 @@ from zoo.engine.batches import ExampleDataset, collect_outputs, make_collate
 from zoo.engine.config import AdaptConfig
 from zoo.engine.features import cache_key, load_cached, save_cached
 from zoo.engine.trainer import Reporter, TrainingSetup
+from zoo.errors import InvalidInputError, PluginError
 from zoo.precision import autocast, resolve_precision
+from zoo.tasks import get_task
 
 
 class FeatureDataset:
@@ -85,8 +87,6 @@ def check_lora_targets(classifier, spec) -> list[str]:
         zoo.errors.PluginError: the list is not a list of names, or names modules the model lacks.
         zoo.errors.InvalidInputError: the family names none (LoRA is not available for it).
     """
-    from zoo.errors import InvalidInputError, PluginError
-
     targets = classifier.lora_targets()
     method = f"{type(classifier).__name__}.lora_targets()"
     if not isinstance(targets, (list, tuple)) or not all(isinstance(t, str) and t for t in targets):
@@ -132,8 +132,6 @@ def build_setup(classifier, spec, splits: DataSplits, config: AdaptConfig, *, de
         try:
             classifier.model = model = get_peft_model(model, lora)
         except (ValueError, KeyError, TypeError, AttributeError, RuntimeError) as exc:
-            from zoo.errors import PluginError
-
             detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise PluginError(plugin_of(classifier, spec),
                               f"{type(classifier).__name__}.lora_targets() named modules LoRA cannot wrap "
@@ -154,7 +152,7 @@ def build_setup(classifier, spec, splits: DataSplits, config: AdaptConfig, *, de
     train = ExampleDataset(splits.train, classifier, train=True, seed=config.seed, max_seconds=config.max_seconds,
                            num_labels=splits.num_labels, multi_label=splits.multi_label)
     val = evaluation_data(classifier, spec, splits, "val", config, device=device, reporter=reporter)
-    lengths = [len(ex.input) for ex in splits.train] if classifier.task == "text-cls" else None
+    lengths = [len(ex.input) for ex in splits.train] if get_task(classifier.task).length_grouped else None
 
     def train_mode(training: bool) -> None:
         classifier.model.train(training)

@@ -27,6 +27,7 @@ from typing import Any
 
 from zoo.errors import BackboneNotFetchedError, HubError, ZooError
 from zoo.hub.transport import transport_errors
+from zoo.plugins import get_plugin_manager
 from zoo.registry import BackboneSpec
 from zoo.secrets import resolve_token, scrub
 
@@ -106,8 +107,6 @@ def loaded_commit(spec: BackboneSpec) -> str | None:
 
 def _cached_source(spec: BackboneSpec):
     """What the family claiming ``spec``'s source scheme has cached of it (a FetchedSource), or None."""
-    from zoo.plugins import get_plugin_manager
-
     try:
         return get_plugin_manager().family_for_source(spec).fetch_source(spec, local_only=True)
     except ZooError:
@@ -168,8 +167,6 @@ def fetch_one(spec: BackboneSpec, *, token: str | None = None) -> FetchResult:
 
 def _fetch_through_family(spec: BackboneSpec) -> FetchResult:
     """Download a source outside the Hub through the family that claims its scheme (Family.fetch_source)."""
-    from zoo.plugins import get_plugin_manager
-
     try:
         fetched = get_plugin_manager().family_for_source(spec).fetch_source(spec)
         if fetched is None:

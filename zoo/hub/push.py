@@ -28,6 +28,7 @@ from zoo.hub.transport import transport_errors
 from zoo.runs.card import dataset_name, model_card
 from zoo.runs.record import RUN_RECORD, read_finished_record
 from zoo.secrets import resolve_token
+from zoo.store import RunStore
 from zoo.tasks import get_task
 
 PLOTS = ("curves.png", "confusion.png")
@@ -131,8 +132,6 @@ def push_run(run_dir: str | os.PathLike, repo_id: str, *, private: bool | None =
                         commit_url=commit.commit_url, private=bool(info.private), created=created,
                         changed=commit.oid != before, files=files, notes=notes)
     if store and result.changed:
-        from zoo.store import RunStore
-
         RunStore().record_push({"run_dir": str(run_dir), **result.to_dict()})
     return result
 

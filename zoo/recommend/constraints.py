@@ -8,6 +8,7 @@ from typing import Any
 
 from zoo import checks
 from zoo.errors import InvalidInputError
+from zoo.tasks import TASKS
 
 DEVICES = ("cpu", "cuda")
 # Licences that allow commercial use without copyleft obligations on the model.
@@ -65,13 +66,6 @@ def parse_size(text: str, *, unit: str) -> float:
 
 # --- scenario parsing -------------------------------------------------------------------------------------------
 
-_TASK_WORDS = {
-    "image-cls": r"images?|photos?|pictures?|camera|x-?rays?|scans?|screenshots?|visual|pixels?",
-    "audio-cls": r"audio|speech|spoken|voice|keywords?|sounds?|speakers?|recordings?|utterances?|clips?|"
-                 r"acoustic|microphone|calls?",
-    "text-cls": r"texts?|tickets?|reviews?|sentences?|tweets?|e-?mails?|documents?|comments?|messages?|"
-                r"sentiment|headlines?|articles?|posts?|queries|intents?|chats?",
-}
 _LANGUAGES = {
     "english": "en", "german": "de", "french": "fr", "spanish": "es", "italian": "it", "portuguese": "pt",
     "dutch": "nl", "chinese": "zh", "japanese": "ja", "korean": "ko", "arabic": "ar", "russian": "ru",
@@ -112,12 +106,12 @@ def parse_scenario(text: str) -> ScenarioParse:
     def found(name: str, value: Any, match: re.Match[str]) -> None:
         parse.values[name], parse.evidence[name] = value, match.group(0).strip()
 
-    # task: the family of nouns mentioned first wins
+    # task: the family of nouns mentioned first wins (Task.scenario_words)
     hits = []
-    for task, words in _TASK_WORDS.items():
-        match = re.search(rf"\b(?:{words})\b", lowered)
+    for task in TASKS.values():
+        match = re.search(rf"\b(?:{task.scenario_words})\b", lowered) if task.scenario_words else None
         if match:
-            hits.append((match.start(), task, match))
+            hits.append((match.start(), task.name, match))
     if hits:
         _, task, match = min(hits)
         found("task", task, match)

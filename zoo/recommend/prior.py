@@ -16,24 +16,20 @@ from __future__ import annotations
 
 import math
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from zoo.engine.config import auto_candidates
 from zoo.errors import NoCandidateError
 from zoo.recommend.constraints import Constraints, ScenarioParse
 from zoo.recommend.cost import DEVICE_PROFILES, CostEstimate, estimate_cost
 from zoo.registry import BackboneSpec
-from zoo.tasks import get_task, lower_is_better
+from zoo.tasks import TASKS, get_task, lower_is_better
 
-# Benchmarks that speak to transfer quality for each task, with how much each one counts.
-PRIOR_METRICS: dict[str, dict[str, float]] = {
-    "image-cls": {"imagenet-1k/top1": 1.0, "imagenet-real/top1": 0.5, "imagenet-v2/top1": 0.5},
-    "text-cls": {"glue/avg": 1.0, "glue/mnli-m": 1.0, "xnli/avg": 1.0, "xnli/en": 0.5},
-    # Speech recognition error says something about an encoder, but less about classification.
-    "audio-cls": {"superb/ks": 1.0, "superb/er": 0.7, "superb/sid": 0.7, "audioset/mAP": 0.7,
-                  "esc50/accuracy": 0.7, "librispeech-test-clean/wer": 0.3},
-}
+# Benchmarks that speak to transfer quality for each task, with how much each one counts: Task.prior_metrics by
+# task name, for what shows a backbone's reference number (zoo list).
+PRIOR_METRICS: dict[str, dict[str, float]] = {name: dict(task.prior_metrics) for name, task in TASKS.items()}
 # Quality assumed for a backbone with no comparable published number: below the median, so documented backbones
 # win ties against undocumented ones, but not so low that a fast unknown can never be shown.
 UNKNOWN_QUALITY = 0.35
@@ -153,7 +149,7 @@ def _standings(pool: list[BackboneSpec], metric: str) -> dict[str, _Standing]:
     return result
 
 
-def _quality(spec: BackboneSpec, standings: dict[str, dict[str, _Standing]], weights: dict[str, float]):
+def _quality(spec: BackboneSpec, standings: dict[str, dict[str, _Standing]], weights: Mapping[str, float]):
     evidence, weighted, total_weight, strength = [], 0.0, 0.0, 0.0
     for metric, weight in weights.items():
         standing = standings.get(metric, {}).get(spec.name)
@@ -180,8 +176,6 @@ def choose_strategy(num_examples: int | None, params_m: float, device: str) -> t
     would try a linear probe and a fine-tuning and keep the better, else the one strategy it would use."""
     if num_examples is None:
         return "auto", "data size unknown: `zoo adapt` chooses from the data it reads"
-    from zoo.engine.config import auto_candidates
-
     plan, reason = auto_candidates(num_examples, params_m, device)
     return ("auto" if len(plan) > 1 else plan[0]), reason
 
@@ -234,7 +228,7 @@ def recommend_data_free(specs: Iterable[BackboneSpec], constraints: Constraints,
     if not pool:
         raise NoCandidateError(f"the registry has no {task} backbones; add some with --registry FILE.")
     families = set(available_families) if available_families is not None else None
-    weights = PRIOR_METRICS.get(task, {})
+    weights = get_task(task).prior_metrics
     standings = {metric: _standings(pool, metric) for metric in weights}
     profile = DEVICE_PROFILES[constraints.device]
 

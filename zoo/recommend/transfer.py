@@ -27,9 +27,13 @@ from typing import Any
 
 import numpy as np
 
+from zoo.data import load_data
+from zoo.engine.features import cache_key, load_cached, save_cached
 from zoo.errors import InvalidInputError, ZooError
+from zoo.loading import load_classifier
+from zoo.precision import autocast, resolve_precision
 from zoo.recommend.estimators import ESTIMATORS
-from zoo.recommend.prior import _ordinal, adapt_command
+from zoo.recommend.prior import _ordinal, adapt_command, choose_strategy
 
 PRIOR_PSEUDO_COUNT = 200
 SUBSAMPLE_FRACTION = 0.8
@@ -130,7 +134,6 @@ def extract_features(classifier, examples: Sequence, *, layers: str, max_seconds
     """Pooled features of ``examples`` as a float64 array, or None when ``deadline`` passes first; the frozen
     backbone runs in ``precision`` (resolved, :mod:`zoo.precision`)."""
     from zoo.engine.batches import ExampleDataset, collect_outputs, make_collate
-    from zoo.precision import autocast
 
     dataset = ExampleDataset(examples, classifier, train=False, max_seconds=max_seconds,
                              num_labels=len(classifier.labels), multi_label=classifier.multi_label)
@@ -253,11 +256,6 @@ def recommend_with_data(data_free, specs: dict[str, Any], families: dict[str, An
                         progress: Callable[[str, int, int], None] | None = None,
                         message: Callable[[str], None] | None = None) -> DataRecommendation:
     """Score the data-free shortlist on a sample of ``data``; see the module docstring for the method."""
-    from zoo.data import load_data
-    from zoo.engine.features import cache_key, load_cached, save_cached
-    from zoo.loading import load_classifier
-    from zoo.precision import resolve_precision
-
     started = time.monotonic()
     deadline = started + budget_s
     say = message or (lambda text: None)
@@ -384,8 +382,6 @@ def _device(device: str):
 
 def _strategy(scored: Sequence[ScoredCandidate], num_examples: int, specs, device: str) -> tuple[str, str]:
     """The adapt strategy for the top backbone: the data-size rule, then what the sample says."""
-    from zoo.recommend.prior import choose_strategy
-
     top = scored[0]
     strategy, reason = choose_strategy(num_examples, specs[top.name].params_m, device)
     knn = top.scores.get("knn")

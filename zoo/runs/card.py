@@ -13,7 +13,8 @@ from typing import Any
 
 from zoo.data.files import VAL_FOLDERS
 from zoo.engine.config import AdaptConfig
-from zoo.tasks import TASKS
+from zoo.plugins import get_plugin_manager
+from zoo.tasks import TASKS, get_task
 
 # Folders that hold one split of a dataset: data given as one of them is named after the folder above.
 SPLIT_FOLDERS = ("train", *VAL_FOLDERS, "test")
@@ -66,15 +67,11 @@ def write_plots(run_dir: Path, record: dict[str, Any]) -> list[str]:
     return written
 
 
-# What the card's usage snippet classifies, per task: a person replaces it with their own input.
-SNIPPET_INPUTS = {"image-cls": "example.jpg", "text-cls": "an example text to classify", "audio-cls": "example.wav"}
-
-
 def _load_snippet(record: dict[str, Any], repo_id: str | None, revision: str = "main") -> str:
     """Plain code of the family's library that loads the model from the Hub repo (or PATH for a local run) and
-    classifies one input (``SNIPPET_INPUTS``)."""
+    classifies one input (the task's ``snippet_input``)."""
     pinned = revision and revision != "main"
-    example = SNIPPET_INPUTS[record["task"]]
+    example = get_task(record["task"]).snippet_input
     fit = record.get("head_fit") or {}
     if fit.get("native") is False:   # the linear head reads a pooling the library's own head lacks
         import textwrap
@@ -88,8 +85,6 @@ def _load_snippet(record: dict[str, Any], repo_id: str | None, revision: str = "
                           f'print(api.predict(path, ["{example}"])[0].labels)', "",
                           *(["# Without zoo:", *note] if note else [])])
     # The family writes its library's own code (Family.usage_snippet); one whose plugin is gone gets a comment.
-    from zoo.plugins import get_plugin_manager
-
     family = get_plugin_manager().families.get(record["backbone"]["family"])
     if family is None:
         return f"# load with {record['family_library']} from {repo_id or 'PATH'}"
