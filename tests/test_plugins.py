@@ -446,8 +446,9 @@ def test_a_claimed_source_is_fetched_through_its_family_and_then_loads_offline(a
     assert spec.source_scheme == "archive"
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(BackboneNotFetchedError, match="zoo fetch archived-resnet"):
+    with pytest.raises(BackboneNotFetchedError, match="zoo fetch archived-resnet") as not_fetched:
         ensure_fetched(spec)
+    assert "archive: source" in str(not_fetched.value) and "Hugging Face" not in str(not_fetched.value)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
 
     (result,) = api.fetch(["archived-resnet"], registry_files=[registry_file], store=False).results
@@ -471,3 +472,18 @@ def test_a_claimed_source_with_a_wrong_checksum_fails_that_backbone_only(archive
     registry_file, digest = _archived_backbone(tmp_path, checksum="0" * 64)
     (result,) = api.fetch(["archived-resnet"], registry_files=[registry_file], store=False).results
     assert result.status == "failed" and f"sha256 is {digest}" in result.error and "\n" not in result.error
+
+
+def test_a_claimed_source_is_no_hub_repo_in_the_card_or_the_errors(archive_plugin, tmp_path):
+    """The card links a base model only on the Hub, and a load error names the source, not a Hub repo or cache."""
+    from zoo import api
+    from zoo.errors import ModelLoadError
+    from zoo.runs.card import base_model
+
+    registry_file, digest = _archived_backbone(tmp_path)
+    spec = api.load_registry([registry_file], plugins=archive_plugin).get("archived-resnet")
+    assert base_model({"source": spec.source, "commit": digest}) is None
+    assert base_model({"source": "org/model", "commit": "abc123"}) == "org/model"
+    message = str(ModelLoadError.for_backbone(spec, "timm", OSError("no such archive")))
+    assert f"source {spec.source!r}" in message and "zoo fetch archived-resnet" in message
+    assert "Hub" not in message and "Hugging Face" not in message

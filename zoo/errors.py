@@ -104,20 +104,23 @@ class ModelLoadError(ZooError, OSError):
         ``convert`` says how the family's library saves a model as safetensors, for the message about refused
         pickled weights.
         """
-        where = f"folder {spec.local_path}" if spec.is_local else f"Hub repo {spec.source!r}"
+        scheme = getattr(spec, "source_scheme", None)
+        where = (f"folder {spec.local_path}" if spec.is_local else
+                 f"source {spec.source!r}" if scheme else f"Hub repo {spec.source!r}")
         if _refused_pickle(exc):
             return cls(f"could not load {family} backbone {spec.name!r} from {where}: "
                        f"{_refused_pickle_advice(exc, family, convert)} Then point the registry entry's source at "
                        "the converted folder.")
-        if not spec.is_local and _not_cached_offline(spec):
+        if not spec.is_local and not scheme and _not_cached_offline(spec):
             return cls(f"could not load {family} backbone {spec.name!r} from the local Hugging Face cache with "
                        f"HF_HUB_OFFLINE=1 set: run 'zoo fetch {spec.name}' while online, then run this again.")
         detail = (str(exc).strip().splitlines() or [""])[0]
-        return cls(
-            f"could not load {family} backbone {spec.name!r} from {where}: {type(exc).__name__}: {detail}. "
-            "Check the source and the connection to the Hub (HF_ENDPOINT); with HF_HUB_OFFLINE=1 the files must "
-            "already be in the Hugging Face cache."
-        )
+        check = (f"Check the source; 'zoo fetch {spec.name}' fetches it through the family that claims {scheme}: "
+                 "sources" if scheme else
+                 "Check the source and the connection to the Hub (HF_ENDPOINT); with HF_HUB_OFFLINE=1 the files "
+                 "must already be in the Hugging Face cache")
+        return cls(f"could not load {family} backbone {spec.name!r} from {where}: {type(exc).__name__}: {detail}. "
+                   f"{check}.")
 
     @classmethod
     def for_saved(cls, directory, family: str, exc: BaseException, *, convert: str | None = None) -> ModelLoadError:
@@ -255,12 +258,14 @@ class HubError(ZooError, OSError):
 
 
 class BackboneNotFetchedError(ZooError, LookupError):
-    """Offline mode is on and a backbone's files are not in the local Hugging Face cache."""
+    """Offline mode is on and a backbone's files are not cached: in the local Hugging Face cache for a Hub repo, in
+    the cache of the family that claims the source's scheme (``archive:``, ``torchvision:``...) otherwise."""
 
-    def __init__(self, name: str, source: str) -> None:
+    def __init__(self, name: str, source: str, *, scheme: str | None = None) -> None:
         self.name, self.source = name, source
-        super().__init__(f"backbone {name!r} ({source}) is not in the local Hugging Face cache and HF_HUB_OFFLINE=1 "
-                         f"is set: run 'zoo fetch {name}' while online, then run this again.")
+        where = f"in the cache of its {scheme}: source" if scheme else "in the local Hugging Face cache"
+        super().__init__(f"backbone {name!r} ({source}) is not {where} and HF_HUB_OFFLINE=1 is set: run "
+                         f"'zoo fetch {name}' while online, then run this again.")
 
     def __str__(self) -> str:  # LookupError is fine, but keep the message as written
         return self.args[0]

@@ -118,7 +118,7 @@ def ensure_fetched(spec: BackboneSpec) -> None:
     if spec.is_local or not is_offline():
         return
     if cached_snapshot(spec) is None:
-        raise BackboneNotFetchedError(spec.name, spec.source)
+        raise BackboneNotFetchedError(spec.name, spec.source, scheme=spec.source_scheme)
 
 
 @contextmanager

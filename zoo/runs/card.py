@@ -14,6 +14,7 @@ from typing import Any
 from zoo.data.files import VAL_FOLDERS
 from zoo.engine.config import AdaptConfig
 from zoo.plugins import get_plugin_manager
+from zoo.registry import source_scheme
 from zoo.tasks import TASKS, get_task
 
 # Folders that hold one split of a dataset: data given as one of them is named after the folder above.
@@ -122,8 +123,8 @@ def base_model(backbone: dict[str, Any]) -> str | None:
     folder, or a plugin's own source. A repo counts only when the run read it through the Hub cache (the record
     holds the commit it read), so the card never links to a repo that is not there."""
     source = backbone["source"]
-    if source.startswith("local-dir:") or not backbone.get("commit"):
-        return None
+    if source.startswith("local-dir:") or source_scheme(source) is not None or not backbone.get("commit"):
+        return None   # a plugin's own source (archive:, torchvision:...) is no Hub repo, whatever commit it has
     return source
 
 
