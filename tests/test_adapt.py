@@ -787,3 +787,17 @@ def test_a_linear_head_on_another_pooling_wins_auto_and_loads_as_recorded(backbo
                                 pooled=not fit["native"])
     for prediction, scores in zip(_scores(ours[:3]), native, strict=True):
         assert prediction == pytest.approx(scores, abs=1e-4)
+
+
+@pytest.mark.parametrize(("num_train", "batch", "epochs"), [(100, 8, 47), (200, 8, 24), (400, 8, 12), (800, 16, 12),
+                                                            (1600, 32, 12), (5000, 32, 4), (100000, 32, 3)])
+def test_full_and_lora_take_smaller_batches_and_more_passes_on_small_data(num_train, batch, epochs):
+    """Full and LoRA plan about 600 optimizer steps within 3 to 50 epochs, at the largest batch of 32, 16 and 8 that
+    gives 50 steps per epoch; linear keeps batch 32. Each value's rule says how it was reached."""
+    for strategy in ("full", "lora"):
+        made = AdaptConfig().choices(strategy, "", num_train=num_train, family="transformers", family_lr={})
+        assert (made["batch_size"].value, made["epochs"].value) == (batch, epochs)
+        assert f"{num_train} training examples" in made["batch_size"].rule and not made["batch_size"].set
+    assert AdaptConfig().choices("linear", "", num_train=num_train)["batch_size"].value == 32
+    assert AdaptConfig(batch_size=64).choices("full", "", num_train=num_train)["batch_size"].rule == \
+        "set with --batch-size"

@@ -21,13 +21,19 @@ DEFAULT_BATCH_SIZE = 32
 # The linear strategy keeps fixed defaults: its head trains on cached features, where 30 passes cost next to nothing.
 LINEAR_EPOCHS = 30
 # Full and LoRA fine-tuning plan a number of optimizer steps, not of epochs (BiT-HyperRule's idea: the fewer the
-# examples, the more passes over them). BiT fine-tunes datasets under 20k examples for 500 steps of batch 512; at
-# our batch of 32 and AdamW, 600 steps (19,200 examples seen) is about 40 passes over 480 examples, 10 over 2,000
-# and the floor of 3 from 6,400 up. The floor keeps the 3 passes that fine-tuning recipes give large data (BERT's,
-# the Hugging Face examples'); the ceiling stops tiny data (under 400 examples) from being memorised for hundreds of
-# passes, and keeps the number of evaluations modest. The best epoch is kept and patience stops a run that peaked.
+# examples, the more passes over them). BiT fine-tunes datasets under 20k examples for 500 steps of batch 512; with
+# AdamW at batch 8 to 32 (below), 600 steps is 24 passes over 200 examples, 10 over 2,000 and the floor of 3 from
+# 6,400 up. The floor keeps the 3 passes that fine-tuning recipes give large data (BERT's, the Hugging Face
+# examples'); the ceiling stops tiny data from being memorised for hundreds of passes, and keeps the number of
+# evaluations modest. The best epoch is kept and patience stops a run that peaked.
 TARGET_STEPS = 600
 MIN_EPOCHS, MAX_EPOCHS = 3, 50
+# Full and LoRA on small data take smaller batches: more, noisier steps per pass, which small data sets need (at
+# batch 32, 200 examples are 7 steps per epoch, and 50 epochs only 350 steps). The batch is the largest of
+# BATCH_CHOICES that still gives MIN_STEPS_PER_EPOCH optimizer steps per epoch, and the smallest where none does:
+# 32 from 1,600 examples up, 16 from 800, 8 below.
+BATCH_CHOICES = (32, 16, 8)
+MIN_STEPS_PER_EPOCH = 50
 # Warm-up: 6% of the optimizer steps, but at least 10 steps, so that a short schedule does not start AdamW at its
 # peak rate on a fresh head's large gradients; never more than a quarter of the schedule.
 DEFAULT_WARMUP_RATIO = 0.06
@@ -61,7 +67,7 @@ class AdaptConfig:
     # what
     strategy: str = "auto"
     epochs: int | None = None               # None: from the data size (choices)
-    batch_size: int | None = None           # None: DEFAULT_BATCH_SIZE
+    batch_size: int | None = None           # None: by strategy and data size (choices)
     eval_batch_size: int = 64
     lr: float | None = None                 # None: the family's or DEFAULT_LR for the strategy (choices)
     weight_decay: float = 0.01
@@ -136,7 +142,10 @@ class AdaptConfig:
         else:
             made = {"strategy": Choice(strategy, f"auto: {strategy_reason}" if strategy_reason else "auto", False,
                                        dict(candidates) if candidates else None)}
-        batch_size = _given("batch_size", self.batch_size, DEFAULT_BATCH_SIZE, "default")
+        if strategy == "linear":   # a solved head reads every cached example at once: the batch plays no part
+            batch_size = _given("batch_size", self.batch_size, DEFAULT_BATCH_SIZE, "default")
+        else:
+            batch_size = _given("batch_size", self.batch_size, *_planned_batch(num_train, self.grad_accum))
         if strategy == "linear":   # fixed: a head on cached features is cheap to train for many passes
             epochs = _given("epochs", self.epochs, LINEAR_EPOCHS, "default for the linear strategy")
         else:
@@ -219,6 +228,20 @@ def _option(field_name: str) -> str:
 def _steps_per_epoch(num_train: int, batch_size: int, grad_accum: int) -> int:
     """Optimizer steps in one pass over ``num_train`` examples (the loop's last step of an epoch may be short)."""
     return max(1, -(-num_train // (batch_size * grad_accum)))
+
+
+def _planned_batch(num_train: int, grad_accum: int) -> tuple[int, str]:
+    """Full and LoRA: the largest of BATCH_CHOICES that gives MIN_STEPS_PER_EPOCH steps per epoch (else the
+    smallest), so small data gets more, smaller steps."""
+    batch = next((size for size in BATCH_CHOICES
+                  if _steps_per_epoch(num_train, size, grad_accum) >= MIN_STEPS_PER_EPOCH), BATCH_CHOICES[-1])
+    said = f"default for {_count(num_train, 'training example')}: "
+    if batch == BATCH_CHOICES[0]:
+        return batch, said + f"{batch} gives at least {MIN_STEPS_PER_EPOCH} optimizer steps per epoch"
+    if _steps_per_epoch(num_train, batch, grad_accum) >= MIN_STEPS_PER_EPOCH:
+        return batch, (said + f"the largest of {', '.join(map(str, BATCH_CHOICES))} that gives at least "
+                       f"{MIN_STEPS_PER_EPOCH} optimizer steps per epoch")
+    return batch, said + f"the smallest of {', '.join(map(str, BATCH_CHOICES))} (small data takes more, smaller steps)"
 
 
 def _planned_epochs(strategy: str, num_train: int, batch_size: int, grad_accum: int) -> tuple[int, str]:
