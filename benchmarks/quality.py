@@ -14,7 +14,8 @@ where pretrained features matter, and pretrains a small encoder for it on a rela
 
 For each task and seed (the seed draws the target's data and seeds every trainer), on the held-out test split:
 
-1. `zoo adapt` with its defaults for `--strategy linear`, `full`, `lora` and `auto` (`zoo.api.adapt`);
+1. `zoo adapt` with its defaults for `--strategy linear`, `full`, `lora` and `auto` (`zoo.api.adapt`), and
+   `--strategy linear` on the same encoder with random weights (saved as a second registry entry);
 2. scikit-learn's `LogisticRegression` on the best pooled frozen features of the same pretrained encoder: the
    pooling (text: the first token, the mean over tokens, the mean over tokens and layers, the pooler output; audio:
    the mean over frames, the mean over frames and layers; image: timm's pooled features) and `C` chosen by
@@ -25,7 +26,8 @@ For each task and seed (the seed draws the target's data and seeds every trainer
 4. the Hugging Face Trainer with its own defaults (learning rate 5e-5, batch 8, linear decay, no warm-up) for the
    epochs `zoo adapt --strategy full` chose; the timm model is wrapped to return its loss.
 
-Targets checked (test accuracy, mean over seeds): `linear` ≥ the logistic-regression probe − 1 point; `auto` ≥
+Targets checked (test accuracy, mean over seeds): `linear` ≥ the logistic-regression probe − 1 point, on the
+pretrained encoder and on the random one; `auto` ≥
 the better of `linear` and `full` − 1 point; `full` ≥ the HF Trainer at equal epochs.
 
     python benchmarks/quality.py [--write] [--seeds 3] [--device cpu] [--modalities image,text,audio] [--threads 1]
@@ -343,6 +345,24 @@ class Modality(ABC):
         """pooling -> split -> frozen features of the encoder (pretrained, or the same architecture at random)."""
 
     @abstractmethod
+    def save_random(self, folder: Path) -> None:
+        """Save the encoder's architecture with the random weights ``pooled_features(pretrained=False)`` uses, in
+        the encoder's format, into ``folder`` (a copy of the encoder's folder: its preprocessing files stay)."""
+
+    def random_encoder(self) -> Encoder:
+        """The encoder with random weights, as a second registry entry: what `zoo adapt` probes when the
+        pretraining is taken away."""
+        import shutil
+
+        encoder = self.encoder
+        folder = encoder.folder.parent / f"{encoder.folder.name}-random"
+        shutil.copytree(encoder.folder, folder, dirs_exist_ok=True)
+        self.save_random(folder)
+        block = encoder.registry_block.replace(f'name = "{encoder.name}"', f'name = "{encoder.name}-random"')
+        return Encoder(f"{encoder.name}-random", folder, block.replace(str(encoder.folder), str(folder)),
+                       "the same architecture with random weights")
+
+    @abstractmethod
     def peer(self, target: Target) -> Peer:
         """The target for the hand loop and the HF Trainer."""
 
@@ -439,6 +459,16 @@ class ImageModality(Modality):
             return timm.create_model(f"local-dir:{self.encoder.folder}", pretrained=True)
         torch.manual_seed(0)
         return timm.create_model(ARCH, pretrained=False)
+
+    def save_random(self, folder: Path) -> None:
+        from safetensors.torch import load_file, save_file
+
+        # The random weights of _model(pretrained=False), in the saved encoder's file (its own head kept: zoo
+        # replaces the head, and the pooled features never read it).
+        random = self._model(pretrained=False).state_dict()
+        saved = load_file(str(folder / "model.safetensors"))
+        save_file({name: (random[name] if name in random and random[name].shape == value.shape else value)
+                   .contiguous() for name, value in saved.items()}, str(folder / "model.safetensors"))
 
     def pooled_features(self, target: Target, *, pretrained: bool) -> dict[str, dict[str, np.ndarray]]:
         import torch
@@ -594,6 +624,13 @@ license = "mit"
                 writer.writerow(["text", "label"])
                 writer.writerows((text, f"class-{k}") for text, k in rows)
         return Target(paths, inputs, labels, len(TARGET_TOPICS))
+
+    def save_random(self, folder: Path) -> None:
+        import torch
+        from transformers import BertModel
+
+        torch.manual_seed(0)
+        BertModel(self.config).save_pretrained(folder)
 
     def pooled_features(self, target: Target, *, pretrained: bool) -> dict[str, dict[str, np.ndarray]]:
         import torch
@@ -755,6 +792,13 @@ license = "mit"
             inputs[split], labels[split], paths[split] = clips, np.array(classes), str(root / split)
         return Target(paths, inputs, labels, len(CHORDS))
 
+    def save_random(self, folder: Path) -> None:
+        import torch
+        from transformers import Wav2Vec2Model
+
+        torch.manual_seed(0)
+        Wav2Vec2Model(self._config()).save_pretrained(folder)
+
     def pooled_features(self, target: Target, *, pretrained: bool) -> dict[str, dict[str, np.ndarray]]:
         import torch
         from transformers import Wav2Vec2Model
@@ -810,6 +854,7 @@ MODALITY_CLASSES: dict[str, type[Modality]] = {"image": ImageModality, "text": T
 ZOO_METHODS = {s: f"`zoo adapt --strategy {s}` (defaults)" for s in STRATEGIES}
 PROBE = "LogisticRegression on the best pooled frozen features"
 PROBE_RANDOM = "the same probe, encoder with random weights (sanity)"
+ZOO_LINEAR_RANDOM = "`zoo adapt --strategy linear` (defaults), encoder with random weights"
 MINIMAL = "minimal PyTorch loop, zoo full's lr / batch / warm-up / epochs"
 HF = "HF Trainer, its defaults, zoo full's epochs"
 
@@ -840,6 +885,9 @@ def run_seed(modality: Modality, registry: Path, result: ModalityResult, *, seed
         result.add(ZOO_METHODS[strategy], guarded(run_zoo, modality.encoder.name, registry, target, strategy,
                                                   seed=seed, device=device, output=runs / strategy,
                                                   quick=modality.quick))
+    result.add(ZOO_LINEAR_RANDOM, guarded(run_zoo, f"{modality.encoder.name}-random", registry, target, "linear",
+                                          seed=seed, device=device, output=runs / "linear-random",
+                                          quick=modality.quick))
     for method, pretrained in ((PROBE, True), (PROBE_RANDOM, False)):
         result.add(method, guarded(probe_encoder, modality, target, pretrained=pretrained))
     full_record = result.outcomes[ZOO_METHODS["full"]][-1].record
@@ -860,7 +908,7 @@ def run_modality(modality: Modality, *, seeds: int, device: str) -> ModalityResu
     modality.encoder = modality.build_encoder()
     print(f"  {modality.encoder.summary} ({time.monotonic() - started:.0f} s)", file=sys.stderr)
     registry = modality.work / f"{modality.name}.toml"
-    registry.write_text(modality.encoder.registry_block)
+    registry.write_text(modality.encoder.registry_block + "\n" + modality.random_encoder().registry_block)
     result = ModalityResult(modality.encoder)
     for seed in range(seeds):
         run_seed(modality, registry, result, seed=seed, device=device)
@@ -910,6 +958,7 @@ def checks(result: ModalityResult) -> list[Check]:
     acc = {method: mean_accuracy(outcomes) for method, outcomes in result.outcomes.items()}
     linear, full, auto = (acc.get(ZOO_METHODS[s]) for s in ("linear", "full", "auto"))
     probe, hf = acc.get(PROBE), acc.get(HF)
+    linear_random, probe_random = acc.get(ZOO_LINEAR_RANDOM), acc.get(PROBE_RANDOM)
 
     def check(target: str, ours: float | None, bar: float | None, what: str) -> Check:
         if ours is None or bar is None:
@@ -919,6 +968,8 @@ def checks(result: ModalityResult) -> list[Check]:
     best = max(linear, full) if linear is not None and full is not None else None
     return [
         check("linear ≥ LR probe − 1 point", linear, None if probe is None else probe - POINT, "probe − 0.01 ="),
+        check("linear ≥ LR probe − 1 point, encoder with random weights", linear_random,
+              None if probe_random is None else probe_random - POINT, "probe − 0.01 ="),
         check("auto ≥ best(linear, full) − 1 point", auto, None if best is None else best - POINT,
               "best − 0.01 ="),
         check("full ≥ HF Trainer at equal epochs", full, hf, "HF Trainer"),
