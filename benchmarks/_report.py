@@ -49,3 +49,18 @@ gflops = {gflops:.5f}
 input = {{ image_size = {image_size} }}
 license = "apache-2.0"
 {extra}'''
+
+
+def transformers_local_entry(name: str, folder: Path, *, task: str, params_m: float, input_table: str) -> str:
+    """A registry entry (TOML) for a transformers model saved in ``folder``; ``input_table`` is the entry's input
+    table as TOML (``max_tokens = 64, seq_len = 32``)."""
+    return f'''[[backbone]]
+name = "{name}"
+family = "transformers"
+source = "local-dir:{folder}"
+tasks = ["{task}"]
+params_m = {params_m:.4f}
+gflops = 0.01
+input = {{ {input_table} }}
+license = "mit"
+'''

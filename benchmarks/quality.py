@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _report import machine, table, timm_local_entry, write_section
+from _report import machine, table, timm_local_entry, transformers_local_entry, write_section
 from recommend_eval import ARCH, DIGITS, LOWER, MEAN, SIZE, STD, SYMBOLS, UPPER, Images, render, write_folder
 
 MODALITIES = ("image", "text", "audio")
@@ -581,16 +581,8 @@ class TextModality(Modality):
         model.save_pretrained(folder)      # safetensors
         params = sum(p.numel() for p in model.bert.parameters()) / 1e6
         name = "quality-bert"
-        block = f'''[[backbone]]
-name = "{name}"
-family = "transformers"
-source = "local-dir:{folder}"
-tasks = ["text-cls"]
-params_m = {params:.4f}
-gflops = 0.01
-input = {{ max_tokens = {self.MAX_TOKENS}, seq_len = 32 }}
-license = "mit"
-'''
+        block = transformers_local_entry(name, folder, task="text-cls", params_m=params,
+                                         input_table=f"max_tokens = {self.MAX_TOKENS}, seq_len = 32")
         summary = (f"BERT, 2 layers, 128 wide ({params:.2f}M parameters), word-level tokenizer of "
                    f"{len(tokenizer)} words, pretrained for {steps} steps of batch 32 to tell {TOPICS} topics "
                    f"({per_topic} sentences each; {WORDS_PER_TOPIC} made-up words per topic among English filler): "
@@ -747,16 +739,8 @@ class AudioModality(Modality):
         model.save_pretrained(folder)      # safetensors
         params = sum(p.numel() for p in model.wav2vec2.parameters()) / 1e6
         name = "quality-wav2vec2"
-        block = f'''[[backbone]]
-name = "{name}"
-family = "transformers"
-source = "local-dir:{folder}"
-tasks = ["audio-cls"]
-params_m = {params:.4f}
-gflops = 0.01
-input = {{ sample_rate = {RATE}, seconds = {CLIP_SECONDS} }}
-license = "mit"
-'''
+        block = transformers_local_entry(name, folder, task="audio-cls", params_m=params,
+                                         input_table=f"sample_rate = {RATE}, seconds = {CLIP_SECONDS}")
         summary = (f"wav2vec2, 3 convolutions and 2 layers 64 wide ({params:.2f}M parameters), pretrained for "
                    f"{steps} steps of batch 32 to name {len(NOTES)} synthetic notes ({per_note} clips of "
                    f"{CLIP_SECONDS} s each: 1 to 4 harmonics, ±1.5% pitch, random onset, length and noise): held-out "
