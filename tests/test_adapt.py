@@ -622,7 +622,7 @@ def test_the_cards_command_reproduces_the_resolved_config(hub, datasets, tmp_pat
                                        "--warmup-ratio", "0.1", "--registry", str(FIXTURE_REGISTRY), "--no-store"])
     assert adapted.exit_code == 0, adapted.output
     summary = " ".join(adapted.stdout.split())   # rich wraps lines at the terminal's width
-    assert "strategy full (set with --strategy): epochs 1 (set), lr 0.001 (set), batch size 32," in summary
+    assert "strategy full (set with --strategy): epochs 1 (set), lr 0.001 (set), batch size 8," in summary
     record = json.loads((first / "zoo_run.json").read_text())
     assert record["choices"]["lr"] == {"value": 1e-3, "rule": "set with --lr", "set": True}
     assert record["choices"]["epochs"]["rule"] == "set with --epochs"
@@ -644,15 +644,18 @@ def test_the_cards_command_reproduces_the_resolved_config(hub, datasets, tmp_pat
 # --- defaults that scale with the data, and auto decided on validation --------------------------------------------
 
 
-@pytest.mark.parametrize("num_train,epochs,patience,warmup", [(100, 50, 13, 0.06), (480, 40, 10, 0.06),
-                                                               (2000, 10, 3, 0.06), (50000, 3, 3, 0.06),
-                                                               (32, 50, 13, 0.2)])
-def test_fine_tuning_defaults_follow_the_data_size(num_train, epochs, patience, warmup):
-    choices = AdaptConfig().choices("full", "", num_train=num_train)
+@pytest.mark.parametrize("num_train,batch_size,epochs,patience,warmup", [
+    (100, None, 47, 12, 0.06), (480, None, 10, 3, 0.06), (2000, None, 10, 3, 0.06), (50000, None, 3, 3, 0.06),
+    (480, 32, 40, 10, 0.06), (32, 32, 50, 13, 0.2)])
+def test_fine_tuning_defaults_follow_the_data_size(num_train, batch_size, epochs, patience, warmup):
+    choices = AdaptConfig(batch_size=batch_size).choices("full", "", num_train=num_train)
     assert choices["epochs"].value == epochs and not choices["epochs"].set
     assert choices["patience"].value == patience and choices["warmup_ratio"].value == warmup
     assert choices["lr"].value == 5e-5 and choices["lr"].rule == "default for the full strategy"
-    if num_train == 480:
+    if num_train == 480 and batch_size is None:
+        assert choices["epochs"].rule.startswith("480 training examples at batch 8 are 60 optimizer steps per "
+                                                 "epoch; the full strategy aims for 600 steps: 10 epochs make 600")
+    if num_train == 480 and batch_size == 32:
         assert choices["epochs"].rule.startswith("480 training examples at batch 32 are 15 optimizer steps per "
                                                  "epoch; the full strategy aims for 600 steps: 40 epochs make 600")
 
@@ -665,7 +668,7 @@ def test_a_familys_preferred_rate_and_explicit_values_win_in_that_order():
     given = AdaptConfig(epochs=7, lr=3e-3, patience=1, warmup_ratio=0.5).choices("full", "", num_train=480,
                                                                                   family_lr=preferred)
     assert {name: (c.value, c.set) for name, c in given.items() if name != "strategy"} == {
-        "epochs": (7, True), "lr": (3e-3, True), "batch_size": (32, False), "warmup_ratio": (0.5, True),
+        "epochs": (7, True), "lr": (3e-3, True), "batch_size": (8, False), "warmup_ratio": (0.5, True),
         "patience": (1, True)}
     # a patience from the planned epochs follows --epochs
     assert AdaptConfig(epochs=40).choices("lora", "", num_train=10)["patience"].value == 10
