@@ -191,6 +191,15 @@ def predict(model, items: list[dict[str, Any]], collate, device: str = "cpu", ba
     return np.concatenate(predictions)
 
 
+def pretrain_and_save(model, source: list[dict[str, Any]], held_out: list[dict[str, Any]], collate, *, steps: int,
+                      lr: float, folder: Path) -> float:
+    """Pretrain a transformers encoder on ``source``, save it (safetensors) into ``folder``; its held-out top-1."""
+    train_steps(model, source, collate, steps=steps, lr=lr, seed=0)
+    top1 = float((predict(model, held_out, collate) == [x["labels"] for x in held_out]).mean())
+    model.save_pretrained(folder)
+    return top1
+
+
 def run_minimal_loop(peer: Peer, choice: FullChoice, *, seed: int, device: str) -> Outcome:
     """What a person writes by hand: shuffled batches, AdamW, linear warm-up then cosine decay, the last epoch's
     model; no augmentation, no early stopping. Learning rate, batch, warm-up and epochs are zoo full's."""
@@ -576,9 +585,7 @@ class TextModality(Modality):
         torch.manual_seed(0)
         model = BertForSequenceClassification(config)
         steps = self.PRETRAIN_STEPS // 10 if self.quick else self.PRETRAIN_STEPS
-        train_steps(model, source, self.collate, steps=steps, lr=1e-3, seed=0)
-        top1 = float((predict(model, held_out, self.collate) == [x["labels"] for x in held_out]).mean())
-        model.save_pretrained(folder)      # safetensors
+        top1 = pretrain_and_save(model, source, held_out, self.collate, steps=steps, lr=1e-3, folder=folder)
         params = sum(p.numel() for p in model.bert.parameters()) / 1e6
         name = "quality-bert"
         block = transformers_local_entry(name, folder, task="text-cls", params_m=params,
@@ -734,9 +741,7 @@ class AudioModality(Modality):
         torch.manual_seed(0)
         model = Wav2Vec2ForSequenceClassification(self._config())
         steps = self.PRETRAIN_STEPS // 10 if self.quick else self.PRETRAIN_STEPS
-        train_steps(model, source, self.collate, steps=steps, lr=2e-3, seed=0)
-        top1 = float((predict(model, held_out, self.collate) == [x["labels"] for x in held_out]).mean())
-        model.save_pretrained(folder)      # safetensors
+        top1 = pretrain_and_save(model, source, held_out, self.collate, steps=steps, lr=2e-3, folder=folder)
         params = sum(p.numel() for p in model.wav2vec2.parameters()) / 1e6
         name = "quality-wav2vec2"
         block = transformers_local_entry(name, folder, task="audio-cls", params_m=params,

@@ -214,28 +214,29 @@ class TransformersClassifier(Classifier):
         from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
 
         blocks = self._blocks()
+        config = self.model.config
+        # Set by a solved mean-frames-layers head: the replayed frames are already the layers' mean (with the equal
+        # weights the solver wrote), so the head's own weighted sum is switched off while they are replayed.
+        weighted = bool(getattr(config, "use_weighted_layer_sum", False))
         if self.task == TEXT_TASK and self.pooling not in (None, FIRST_TOKEN):
             # The chosen pooling stands in for both what the head may read: the first token and the pooler output.
             vector = head_inputs[:, self._columns(self.pooling)]
             sequence, pooled = vector[:, None], (vector if "pooler" in blocks else None)
         else:
-            weighed = self.task == AUDIO_TASK and bool(getattr(self.model.config, "use_weighted_layer_sum", False))
-            sequence = head_inputs[:, self._columns(MEAN_FRAMES_LAYERS if weighed else blocks[0])][:, None]
+            sequence = head_inputs[:, self._columns(MEAN_FRAMES_LAYERS if weighted else blocks[0])][:, None]
             pooled = head_inputs[:, self._columns("pooler")] if "pooler" in blocks else None
         replay = (BaseModelOutput(last_hidden_state=sequence) if pooled is None else
                   BaseModelOutputWithPooling(last_hidden_state=sequence, pooler_output=pooled))
         encoder = _encoder(self.model)
         encoder.forward = lambda *args, **kwargs: replay  # the encoder's output is the cached one
-        config = self.model.config
-        weighted = getattr(config, "use_weighted_layer_sum", None)
-        if weighted:   # the replayed frames are already the layers' mean (with the equal weights the solver wrote)
+        if weighted:
             config.use_weighted_layer_sum = False
         try:
             return self.model(**self._placeholder_inputs(head_inputs)).logits
         finally:
             del encoder.forward
             if weighted:
-                config.use_weighted_layer_sum = weighted
+                config.use_weighted_layer_sum = True
 
     def _hidden_size(self) -> int:
         config = self.model.config
