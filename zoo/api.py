@@ -41,6 +41,7 @@ from zoo.tasks import get_task
 if TYPE_CHECKING:
     from zoo.compare import Comparison, RunDetail
     from zoo.engine.predict import Prediction
+    from zoo.export.export import ExportResult
     from zoo.hub.fetch import FetchReport
     from zoo.hub.push import PushResult
     from zoo.recommend.transfer import DataRecommendation
@@ -475,6 +476,60 @@ def bench(target: str, *, device: str = "cpu", precision: str = "fp32", batch_si
     if store:
         RunStore().record_bench(result.to_dict())
     return result
+
+
+# --- export -----------------------------------------------------------------------------------------------------
+
+
+def export(run_dir: PathLike, *, output: PathLike | None = None, format: str = "onnx", opset: int = 18,
+           quantize: str = "none", calib: int = 100, check: str | None = None,
+           progress: Callable[[str], None] | None = None) -> ExportResult:
+    """Export the finished run in ``run_dir`` to an ONNX model that onnxruntime runs without zoo or torch, with the
+    preprocessing files and labels beside it (:func:`zoo.export.export.export_run`).
+
+    ``quantize``: none (fp32), dynamic or static int8 (ONNX Runtime's quantizers; static calibrates on ``calib``
+    training examples), or auto (the family's choice). Parity with the run's model is checked on ``check`` data
+    (default: the run's validation split): fp32 logits within 1e-4 of the logit scale, int8 by agreement >= 99% and
+    macro-F1 within one point. The folder (default ``RUN/onnx``, or ``RUN/onnx-int8``) is written only when the
+    gate passes; the run record lists it.
+
+    Raises:
+        zoo.errors.InvalidInputError: bad options, an unfinished run, an output that is not an export folder.
+        zoo.errors.ExportError: the export failed, or failed its parity gate (with the figures).
+    """
+    from zoo.export.export import FORMATS, QUANTIZE_CHOICES, export_run
+
+    checks.text("RUN", str(run_dir), allow_none=False)
+    checks.choice("--format", format, FORMATS)
+    checks.choice("--quantize", quantize, QUANTIZE_CHOICES)
+    checks.whole("--opset", opset, low=14, high=_max_opset(), allow_none=False)
+    checks.whole("--calib", calib, low=1, allow_none=False)
+    checks.text("--check", check)
+    checks.text("-o", None if output is None else str(output))
+    run_dir = Path(run_dir)
+    result = export_run(run_dir, families=get_plugin_manager().families, output=None if output is None else
+                        Path(output), opset=opset, quantization=quantize, calib=calib, check=check, progress=progress)
+    record = read_record(run_dir).to_dict()
+    entry = {"dir": _relative_to(result.directory, run_dir), "precision": result.record["precision"],
+             "quantization": result.record["quantization"].get("method"),
+             "parity": result.record["parity"], "created_at": result.record["created_at"]}
+    record["exports"] = [e for e in record.get("exports", []) if e.get("dir") != entry["dir"]] + [entry]
+    write_record(run_dir, record)
+    return result
+
+
+def _max_opset() -> int:
+    import onnx.defs
+
+    return onnx.defs.onnx_opset_version()
+
+
+def _relative_to(path: Path, base: Path) -> str:
+    """``path`` relative to ``base`` when inside it (how the run record names its exports), else absolute."""
+    try:
+        return str(path.resolve().relative_to(base.resolve()))
+    except ValueError:
+        return str(path.resolve())
 
 
 # --- hub, run history -------------------------------------------------------------------------------------------

@@ -153,6 +153,10 @@ class NonFiniteWeightsError(ZooError, ArithmeticError):
                          "Train again with a lower --lr, or with --precision fp32")
 
 
+class ExportError(ZooError, RuntimeError):
+    """A model could not be exported, or its export failed the parity gate (nothing is left that looks usable)."""
+
+
 class DiskFullError(ZooError, OSError):
     """Writing a file failed because its filesystem has no room left."""
 

@@ -60,6 +60,20 @@ class LinearHead:
     load_note: str = ""
 
 
+@dataclass
+class ExportGraph:
+    """What a classifier hands the ONNX exporter (:meth:`Classifier.export_graph`).
+
+    ``module(*inputs.values())`` returns the logits of ``forward(inputs)``; the exported model's inputs are named
+    and ordered as ``inputs``, its one output is ``logits``, and ``dynamic_axes`` names the axes that vary (the
+    batch, and the sequence or time axis where the model takes any length).
+    """
+
+    module: torch.nn.Module
+    inputs: dict[str, torch.Tensor]
+    dynamic_axes: dict[str, dict[int, str]]
+
+
 @dataclass(frozen=True)
 class FetchedSource:
     """Where :meth:`Family.fetch_source` put a backbone's files, and which version of them it holds."""
@@ -200,9 +214,86 @@ class Classifier(ABC):
         Returns the files written. Weights are written as safetensors only.
         """
 
+    # --- export (zoo export) -------------------------------------------------------------------------------------
+
+    def export_graph(self, batch: dict[str, torch.Tensor]) -> ExportGraph:
+        """The module and example inputs `zoo export` traces, from a collated ``batch`` of at least two examples.
+
+        Default: :meth:`forward` over the batch's inputs, in the batch's order, with only the batch axis dynamic.
+        Override to free more axes (a text model's sequence, an audio model's time) or to export a leaner module
+        that computes the same logits.
+        """
+        names = list(batch)
+        return ExportGraph(module=forward_module(self, names), inputs=dict(batch),
+                           dynamic_axes={name: {0: "batch"} for name in names})
+
+    def int8_method(self) -> tuple[str, str]:
+        """Which int8 quantization suits this model, ``"dynamic"`` or ``"static"``, and why (`zoo export --quantize
+        auto` says it). Default: by where the weights are. Dynamic quantization covers matrix multiplications
+        (MatMul, Gemm) and computes activation scales per batch: right for transformers. Convolutions need static
+        quantization with calibrated activation scales: right where they hold most weights (CNNs).
+        """
+        import torch.nn as nn
+
+        conv = sum(p.numel() for m in self.model.modules() if isinstance(m, nn.modules.conv._ConvNd)
+                   for p in m.parameters(recurse=False))
+        linear = sum(p.numel() for m in self.model.modules() if isinstance(m, nn.Linear)
+                     for p in m.parameters(recurse=False))
+        total = max(conv + linear, 1)
+        if conv > linear:
+            return "static", (f"{100 * conv / total:.0f}% of the weights of its convolutions and matrix "
+                              "multiplications are in convolutions, which static quantization (activation scales "
+                              "calibrated on training examples) covers and dynamic does not")
+        return "dynamic", (f"{100 * linear / total:.0f}% of the weights of its convolutions and matrix "
+                           "multiplications are in matrix multiplications, which dynamic quantization covers "
+                           "(activation scales computed per batch, no calibration)")
+
+    def export_files(self, directory: str | Path) -> list[Path]:
+        """Write beside an exported model what running it needs but the weights: the preprocessing config
+        (tokenizer, feature extractor, image transform) and the label names, as :meth:`save` writes them.
+
+        Default: :meth:`save` into a scratch folder, and every file it wrote but the weights (``*.safetensors``)
+        copied into ``directory``. Returns the files written.
+        """
+        import shutil
+        import tempfile
+
+        directory = Path(directory)
+        written = []
+        with tempfile.TemporaryDirectory() as scratch:
+            for path in self.save(scratch):
+                path = Path(path)
+                if path.is_file() and path.suffix != ".safetensors":
+                    written.append(Path(shutil.copy2(path, directory / path.name)))
+        return written
+
     @property
     def num_labels(self) -> int:
         return len(self.labels)
+
+
+def forward_module(classifier: Classifier, names: Sequence[str],
+                   call: Callable[[dict[str, Any]], Any] | None = None) -> torch.nn.Module:
+    """``classifier.forward`` (or ``call``) as a module whose ``forward`` takes the inputs positionally, in the order
+    of ``names``, and says so in its signature (the exporters read the input names from it)."""
+    import inspect
+
+    import torch
+
+    run = call or classifier.forward
+
+    class ForwardByName(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = classifier.model       # registered, so that the exporter sees its parameters
+
+        def forward(self, *tensors):
+            return run(dict(zip(names, tensors, strict=True)))
+
+    ForwardByName.forward.__signature__ = inspect.Signature(
+        [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+         *(inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in names)])
+    return ForwardByName()
 
 
 def input_shapes(item: Mapping[str, Any]) -> tuple[tuple[str, tuple[int, ...]], ...]:
@@ -264,6 +355,18 @@ class Family(ABC):
         """Whether ``directory`` holds a model this family saved. Default: no."""
         return False
 
+    def load_preprocessing(self, directory: str | Path) -> Classifier:
+        """A classifier from the files :meth:`Classifier.export_files` wrote (no weights), whose ``preprocess``,
+        ``collate``, ``batch_key``, ``labels``, ``task`` and ``multi_label`` work; its model may be built without
+        weights (on the meta device) and is never run. `zoo bench`, `zoo predict` and `zoo serve` use it to feed
+        an exported ONNX model.
+
+        Default: not supported, with a message naming the plugin.
+        """
+        raise PluginError(f"{type(self).__module__.split('.')[0]} ({self.name} family)",
+                          f"{type(self).__name__} does not implement load_preprocessing, so its ONNX exports "
+                          "cannot be run by zoo (onnxruntime runs them directly)")
+
     def fetch_source(self, spec: BackboneSpec, *, local_only: bool = False) -> FetchedSource | None:
         """Download the files of a ``spec`` whose source has one of :attr:`source_schemes` into a local cache.
 
@@ -296,6 +399,23 @@ class Family(ABC):
         Default: one comment naming the library and where to load from.
         """
         return f"# load with {self.library or self.name} from {repo_id or 'PATH'}"
+
+    def onnx_snippet(self, *, task: str, where: str, multi_label: bool = False, example: str = "") -> str:
+        """Python code, for an export's card, that runs the exported model with onnxruntime and numpy (no zoo, no
+        torch), preprocessing one input with the files beside it, and prints the scores.
+
+        Args:
+            task: the task type of the model.
+            where: the folder holding ``model.onnx`` and the files :meth:`Classifier.export_files` wrote.
+            multi_label: whether scores are independent per label (a sigmoid) rather than a distribution.
+            example: the input the code classifies.
+
+        Default: the session and a comment on the inputs, which the plugin's preprocessing gives.
+        """
+        return ("import onnxruntime\n\n"
+                f'session = onnxruntime.InferenceSession("{where}/model.onnx")\n'
+                "# inputs: see session.get_inputs(); prepare them as the "
+                f"{self.library or self.name} preprocessing in {where} does")
 
 
 def copy_linear(layer: torch.nn.Linear, weight: torch.Tensor, bias: torch.Tensor) -> None:

@@ -188,6 +188,21 @@ class TimmFamily(Family):
         labels = config.get("label_names") or [str(i) for i in range(config["num_classes"])]
         return TimmClassifier(model, labels)
 
+    def load_preprocessing(self, directory: str | Path) -> TimmClassifier:
+        # The architecture on the meta device, with the saved pretrained_cfg (input size, crop, mean, std).
+        import timm
+        import torch
+
+        directory = Path(directory)
+        config = json.loads((directory / "config.json").read_text())
+        try:
+            with torch.device("meta"):
+                model = timm.create_model(f"local-dir:{directory}", pretrained=False)
+        except Exception as exc:  # timm raises many types (RuntimeError, OSError, ...)
+            raise ModelLoadError.for_saved(directory, "timm", exc, convert=CONVERT_TO_SAFETENSORS) from exc
+        labels = config.get("label_names") or [str(i) for i in range(config["num_classes"])]
+        return TimmClassifier(model, labels)
+
     def can_load_saved(self, directory: str | Path) -> bool:
         config = Path(directory) / "config.json"
         if not config.is_file():
@@ -209,6 +224,35 @@ class TimmFamily(Family):
                 f'image = Image.open("{example}").convert("RGB")\n'
                 'with torch.inference_mode():\n'
                 f'    scores = model(transform(image).unsqueeze(0)).{activation}[0]\n'
+                'print({label: round(float(score), 4) for label, score in zip(labels, scores)})')
+
+    def onnx_snippet(self, *, task: str, where: str, multi_label: bool = False, example: str = "") -> str:
+        # timm's eval transform in PIL and numpy: resize the short side to floor(size / crop_pct), crop the centre
+        # (or squash to the square), scale to [0, 1], normalise, channels first.
+        scores = ("scores = 1 / (1 + np.exp(-logits))\n" if multi_label else
+                  "scores = np.exp(logits - logits.max())\nscores /= scores.sum()\n")
+        return ('import json\nimport math\n\nimport numpy as np\nimport onnxruntime\nfrom PIL import Image\n\n'
+                f'config = json.load(open("{where}/config.json"))\n'
+                'pre, labels = config["pretrained_cfg"], config["label_names"]\n'
+                'size, crop_pct = pre["input_size"][-1], pre.get("crop_pct") or 0.875\n'
+                'resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}'
+                '[pre.get("interpolation", "bilinear")]\n\n'
+                f'image = Image.open("{example}").convert("RGB")\n'
+                'scale = math.floor(size / crop_pct)\n'
+                'if pre.get("crop_mode") == "squash":\n'
+                '    image = image.resize((scale, scale), resample)\n'
+                'else:   # the short side to `scale`, keeping the aspect ratio\n'
+                '    width, height = image.size\n'
+                '    short, long = min(width, height), max(width, height)\n'
+                '    new = (scale, int(scale * long / short))\n'
+                '    image = image.resize(new if width <= height else new[::-1], resample)\n'
+                'left, top = round((image.width - size) / 2), round((image.height - size) / 2)\n'
+                'image = image.crop((left, top, left + size, top + size))\n'
+                'pixels = (np.asarray(image, dtype=np.float32) / 255 - pre["mean"]) / pre["std"]\n'
+                'pixels = pixels.transpose(2, 0, 1)[None].astype(np.float32)\n\n'
+                f'session = onnxruntime.InferenceSession("{where}/model.onnx")\n'
+                'logits = session.run(None, {"pixel_values": pixels})[0][0]\n'
+                f'{scores}'
                 'print({label: round(float(score), 4) for label, score in zip(labels, scores)})')
 
     def architecture(self, spec, *, task: str = IMAGE_TASK, config: dict[str, Any] | None = None,

@@ -9,7 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import InvalidInputError, ModelLoadError
-from zoo.family import Architecture, Classifier, Family, LinearHead, copy_linear, input_shapes
+from zoo.family import (
+    Architecture,
+    Classifier,
+    ExportGraph,
+    Family,
+    LinearHead,
+    copy_linear,
+    forward_module,
+    input_shapes,
+)
 
 TEXT_TASK, AUDIO_TASK = "text-cls", "audio-cls"
 # Pooled representations the linear strategy probes. Text: the first token (what the native heads read, through
@@ -369,6 +378,24 @@ class TransformersClassifier(Classifier):
         return [name for name, module in self.model.named_modules()
                 if isinstance(module, nn.Linear) and name.split(".")[-1] in _LORA_NAMES and name not in head]
 
+    # --- export -------------------------------------------------------------------------------------------------
+
+    def export_graph(self, batch: dict[str, Any]) -> ExportGraph:
+        # Tokens and raw waveforms come in any length: their second axis is dynamic. Spectrogram inputs (whisper,
+        # AST) are padded to a fixed number of frames by the feature extractor, so only their batch varies.
+        axis = "sequence" if self.task == TEXT_TASK else "time"
+        axes = {name: ({0: "batch", 1: axis} if value.ndim == 2 else {0: "batch"}) for name, value in batch.items()}
+        names = list(batch)
+        if self.pooling in (None, FIRST_TOKEN):
+            module = forward_module(self, names)
+        else:
+            # A pooling the task model lacks: the encoder's pooled vector through the classifier, the map that
+            # ``forward`` replays, written as one module the exporter can trace.
+            columns = self._columns(self.pooling)
+            module = forward_module(self, names,
+                                    lambda inputs: self.model.classifier(self.head_inputs(inputs)[:, columns]))
+        return ExportGraph(module=module, inputs=dict(batch), dynamic_axes=axes)
+
     def save(self, directory: str | Path) -> list[Path]:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -441,6 +468,26 @@ class TransformersFamily(Family):
                                                convert=CONVERT_TO_SAFETENSORS) from exc
         return TransformersClassifier(model, processor, task=task)
 
+    def load_preprocessing(self, directory: str | Path) -> TransformersClassifier:
+        import torch
+        import transformers
+
+        directory = Path(directory)
+        task = TEXT_TASK if (directory / "tokenizer_config.json").is_file() else AUDIO_TASK
+        with _quiet():
+            try:
+                if task == TEXT_TASK:
+                    processor = transformers.AutoTokenizer.from_pretrained(directory)
+                else:
+                    processor = transformers.AutoFeatureExtractor.from_pretrained(directory)
+                config = transformers.AutoConfig.from_pretrained(directory)
+                with torch.device("meta"):   # the model's structure answers batch_key; its weights are never read
+                    model = _auto_class(task).from_config(config)
+            except Exception as exc:
+                raise ModelLoadError.for_saved(directory, "transformers", exc,
+                                               convert=CONVERT_TO_SAFETENSORS) from exc
+        return TransformersClassifier(model, processor, task=task)
+
     def can_load_saved(self, directory: str | Path) -> bool:
         import json
 
@@ -462,6 +509,34 @@ class TransformersFamily(Family):
                     'audio = audio.mean(axis=1) if audio.ndim > 1 else audio   # the model takes one channel\n'
                     'print(classifier({"raw": audio, "sampling_rate": rate}, top_k=None))')
         return f'from transformers import pipeline\n\n{load}print(classifier("{example}", top_k=None))'
+
+    def onnx_snippet(self, *, task: str, where: str, multi_label: bool = False, example: str = "") -> str:
+        # transformers' tokenizers and feature extractors run on numpy: torch is not needed to feed the model.
+        scores = ("scores = 1 / (1 + np.exp(-logits))\n" if multi_label else
+                  "scores = np.exp(logits - logits.max())\nscores /= scores.sum()\n")
+        if task == AUDIO_TASK:
+            head = "ORTModelForAudioClassification"
+            prepare = ('import soundfile\nfrom transformers import AutoFeatureExtractor\n\n'
+                       f'extractor = AutoFeatureExtractor.from_pretrained("{where}")\n'
+                       f'audio, rate = soundfile.read("{example}", dtype="float32")\n'
+                       'audio = audio.mean(axis=1) if audio.ndim > 1 else audio   # the model takes one channel\n'
+                       'assert rate == extractor.sampling_rate, "resample the clip to the model\'s rate first"\n'
+                       'inputs = extractor(audio, sampling_rate=rate, return_tensors="np")\n')
+        else:
+            head = "ORTModelForSequenceClassification"
+            prepare = ('from transformers import AutoTokenizer\n\n'
+                       f'tokenizer = AutoTokenizer.from_pretrained("{where}")\n'
+                       f'inputs = tokenizer(["{example}"], truncation=True, padding=True, return_tensors="np")\n')
+        return ('import json\n\nimport numpy as np\nimport onnxruntime\n' + prepare +
+                f'labels = json.load(open("{where}/config.json"))["id2label"]\n\n'
+                f'session = onnxruntime.InferenceSession("{where}/model.onnx")\n'
+                'feed = {item.name: inputs[item.name].astype(np.float32 if item.type == "tensor(float)" else\n'
+                '                                             np.int64) for item in session.get_inputs()}\n'
+                'logits = session.run(None, feed)[0][0]\n' + scores +
+                'print({labels[str(i)]: round(float(score), 4) for i, score in enumerate(scores)})\n\n'
+                '# Or with optimum (pip install "optimum-onnx[onnxruntime]"), which reads the same folder:\n'
+                f'# from optimum.onnxruntime import {head}\n'
+                f'# model = {head}.from_pretrained("{where}")')
 
     def architecture(self, spec, *, task: str | None = None, config: dict[str, Any] | None = None,
                      device: str = "meta") -> Architecture:
