@@ -361,6 +361,16 @@ def _bad_command_lines(data: str, images: str, run: str, nan_run: str, unfinishe
         "predict top k 0": (["predict", run, "text", "--top-k", "0"], "--top-k"),
         "predict nan weights": (["predict", nan_run, "text"], "NaN"),
         "predict unfinished": (["predict", unfinished, "text"], "has not finished"),
+        # export
+        "export missing run": (["export", run + "-missing"], "-missing"),
+        "export nan weights": (["export", nan_run], "NaN"),
+        "export unfinished": (["export", unfinished], "has not finished"),
+        "export quantize": (["export", run, "--quantize", "int4"], "--quantize"),
+        "export format": (["export", run, "--format", "tflite"], "--format"),
+        "export opset too low": (["export", run, "--opset", "3"], "--opset"),
+        "export calib 0": (["export", run, "--calib", "0"], "--calib"),
+        "export output is a file": (["export", run, "-o", a_file], a_file),
+        "export missing check data": (["export", run, "--check", data + ".missing"], ".missing"),
         # push and fetch
         "push nan weights": (["push", nan_run, "--repo-id", "someone/model", "--token", "hf_unused"], "NaN"),
         "push unfinished": (["push", unfinished, "--repo-id", "someone/model", "--token", "hf_unused"],

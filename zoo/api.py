@@ -22,6 +22,7 @@ from zoo.engine.launch import launch
 from zoo.engine.predict import predict_inputs
 from zoo.engine.rundir import CLAIMED_ENV, claim_existing, claim_new, default_run_dir
 from zoo.errors import InvalidInputError, NoCandidateError
+from zoo.export.runtime import OnnxClassifier, is_export_dir, read_export_record
 from zoo.hardware import check_device
 from zoo.hub.fetch import FetchReport, fetch_one, is_offline
 from zoo.hub.fetch import download_bars as _download_bars  # `download_bars` is fetch's option
@@ -395,7 +396,8 @@ def _check_trainable(splits, config, data: str) -> None:
 
 
 def predict(run_dir: PathLike, inputs: Sequence[Any], *, top_k: int = 5, batch_size: int = 32) -> list[Prediction]:
-    """Classify ``inputs`` (image or audio paths, or texts) with a finished run's saved model.
+    """Classify ``inputs`` (image or audio paths, or texts) with a finished run's saved model, or with an export
+    folder's ONNX model (run by onnxruntime).
 
     Each input gets the scores it gets alone, whatever ``batch_size`` and whatever else is in its batch. For a
     text run, an input naming an existing ``.txt`` file stands for its non-empty lines
@@ -408,10 +410,15 @@ def predict(run_dir: PathLike, inputs: Sequence[Any], *, top_k: int = 5, batch_s
     checks.whole("--batch-size", batch_size, low=1, allow_none=False)
     if not inputs:
         raise InvalidInputError("give at least one INPUT to classify")
-    record = read_finished_record(Path(run_dir)).to_dict()
+    exported = is_export_dir(run_dir)
+    record = read_export_record(run_dir) if exported else read_finished_record(Path(run_dir)).to_dict()
     inputs = get_task(record["task"]).expand_inputs(inputs)
     if not inputs:   # only empty .txt files
         raise InvalidInputError("give at least one INPUT to classify")
+    if exported:
+        classifier = OnnxClassifier(run_dir, families=get_plugin_manager().families)
+        return predict_inputs(classifier, inputs, top_k=top_k, batch_size=batch_size,
+                              max_seconds=record.get("max_seconds", 10.0))
     classifier = load_saved_classifier(run_dir)
     config = record.get("config", {})
     return predict_inputs(classifier, inputs, top_k=top_k, batch_size=batch_size,
@@ -456,8 +463,11 @@ def bench(target: str, *, device: str = "cpu", precision: str = "fp32", batch_si
     checks.text("--data", data)
     plugins = get_plugin_manager()
     loaded = load_target(target, plugins=plugins, registry=lambda: load_registry(registry_files, plugins=plugins),
-                         task=task, family=family, weights=weights, data=data)
+                         task=task, family=family, weights=weights, data=data, device=device)
     classifier, run_record = loaded.classifier, loaded.run_record
+    if loaded.weights == "exported" and precision != "fp32":
+        raise InvalidInputError(f"--precision {precision}: an ONNX export runs in the precision it was exported in "
+                                f"({classifier.record.get('precision')}); leave --precision out")
     # Accuracy first: timing changes the text length the classifier cuts to (--seq-len).
     accuracy = None
     if data is not None:
@@ -468,6 +478,9 @@ def bench(target: str, *, device: str = "cpu", precision: str = "fp32", batch_si
                      precision=precision, batch_sizes=tuple(batch_sizes), image_size=image_size, seq_len=seq_len,
                      seconds=seconds, warmup=warmup, iters=iters, min_seconds=min_seconds)
     result.accuracy = accuracy
+    result.size_mb = loaded.size_mb
+    if loaded.weights == "exported":
+        result.precision = classifier.record.get("precision", "fp32")
     if run_record is not None:
         result.run_dir = str(Path(target).resolve())
         run_record.setdefault("bench", []).append(result.to_dict())
@@ -513,8 +526,11 @@ def export(run_dir: PathLike, *, output: PathLike | None = None, format: str = "
     entry = {"dir": _relative_to(result.directory, run_dir), "precision": result.record["precision"],
              "quantization": result.record["quantization"].get("method"),
              "parity": result.record["parity"], "created_at": result.record["created_at"]}
-    record["exports"] = [e for e in record.get("exports", []) if e.get("dir") != entry["dir"]] + [entry]
+    # The run lists its exports (those still on disk), and its card shows how to run them.
+    kept = [e for e in record.get("exports", []) if e.get("dir") != entry["dir"] and is_export_dir(run_dir / e["dir"])]
+    record["exports"] = [*kept, entry]
     write_record(run_dir, record)
+    write_model_card(run_dir, record)
     return result
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from zoo import loading
 from zoo.data import load_data
 from zoo.errors import InvalidInputError
+from zoo.export.runtime import OnnxClassifier, is_export_dir
 from zoo.hardware import check_device, fingerprint
 from zoo.plugins import get_plugin_manager
 from zoo.precision import autocast, resolve_precision
@@ -62,10 +63,11 @@ class BenchResult:
     task: str
     device: str
     precision: str
-    weights: str                                   # pretrained | random | adapted (a run directory)
+    weights: str                                   # pretrained | random | adapted (a run) | saved | exported
     input: dict[str, Any]
     params_m: float
-    gflops: float                                  # measured forward GFLOPs per example at this input
+    gflops: float | None                           # measured forward GFLOPs per example at this input (None: an
+                                                   # ONNX model whose architecture torch could not count)
     latency_ms: dict[str, float]                   # batch 1: p50, p95, mean, min, calls
     throughput: list[dict[str, Any]]               # per batch size: samples_per_s, ms_per_batch, calls
     peak_memory_mb: float | None
@@ -75,6 +77,8 @@ class BenchResult:
     fingerprint: dict[str, Any] = field(default_factory=dict)
     method: dict[str, Any] = field(default_factory=dict)
     run_dir: str | None = None
+    runtime: str = "torch"                         # torch | onnxruntime (an export folder)
+    size_mb: float | None = None                   # the weights on disk (safetensors, or the ONNX model)
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,7 +100,22 @@ def _make_batch(classifier, example, batch_size: int, image_size: int | None, de
     return moved
 
 
+def _reset_peak_rss() -> None:
+    """Start the process's peak RSS afresh (Linux: writing 5 to /proc/self/clear_refs), so that each of several
+    targets benched in one process reports its own peak; elsewhere the peak stays the process's."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
 def _peak_rss_mb() -> float:
+    try:   # the high-water mark since the last reset (Linux)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024   # bytes on macOS, KiB on Linux
 
@@ -113,8 +132,11 @@ def measure(classifier, *, target: str, backbone: str, family: str, weights: str
     precision = resolve_precision(precision, device)
     if not batch_sizes or min(batch_sizes) < 1:
         raise InvalidInputError("--batch-sizes must be positive integers, e.g. 1,8,32")
-    torch_device = torch.device(device)
+    exported = getattr(classifier, "runtime", "torch") == "onnxruntime"
+    # An ONNX model runs on the device its session was opened for, from inputs on the CPU.
+    torch_device = torch.device("cpu" if exported else device)
     model = classifier.model.to(torch_device).eval()
+    _reset_peak_rss()
     task = get_task(classifier.task)
     if task.token_limited:   # Classifier.max_length: the tokens preprocessing keeps
         classifier.max_length = seq_len
@@ -128,8 +150,12 @@ def measure(classifier, *, target: str, backbone: str, family: str, weights: str
             return classifier.forward(batch)
 
     one = _make_batch(classifier, example, 1, image_size, torch_device)
-    gflops = count_gflops(lambda: run(one))
-    params_m = sum(p.numel() for p in model.parameters()) / 1e6
+    if exported:
+        gflops = _exported_gflops(classifier, one)
+        params_m = classifier.parameter_count() / 1e6
+    else:
+        gflops = count_gflops(lambda: run(one))
+        params_m = sum(p.numel() for p in model.parameters()) / 1e6
     input_desc = _input_description(one, task, seq_len=seq_len, seconds=seconds)
 
     if torch_device.type == "cuda":
@@ -150,23 +176,27 @@ def measure(classifier, *, target: str, backbone: str, family: str, weights: str
         peak, kind = torch.cuda.max_memory_allocated(torch_device) / 2**20, "cuda max allocated"
     else:
         peak, kind = _peak_rss_mb(), "process peak RSS"
-    prints = fingerprint(torch_device, libraries=_family_library(family, classifier))
+    libraries = _family_library(family, classifier) + (("onnxruntime",) if exported else ())
+    prints = fingerprint(torch.device(device), libraries=libraries)
     mfu = None
-    if torch_device.type == "cuda":
+    if torch.device(device).type == "cuda" and gflops:
         peak_tflops = gpu_peak_tflops(prints.get("device_name", ""), precision)
         if peak_tflops:
             best = throughput[-1]
             mfu = round(gflops * best["samples_per_s"] / (peak_tflops * 1000), 4)
     return BenchResult(
         target=target, backbone=backbone, family=family, task=task.name, device=device, precision=precision,
-        weights=weights, input=input_desc, params_m=round(params_m, 4), gflops=round(gflops, 4),
+        weights=weights, input=input_desc, params_m=round(params_m, 4),
+        gflops=None if gflops is None else round(gflops, 4),
         latency_ms={"p50": round(latency.median_ms, 3), "p95": round(latency.percentile_ms(95), 3),
                     "mean": round(sum(latency.samples_ms) / len(latency.samples_ms), 3),
                     "min": round(min(latency.samples_ms), 3), "calls": len(latency.samples_ms)},
         throughput=throughput, peak_memory_mb=round(peak, 1), peak_memory_kind=kind, mfu=mfu,
-        fingerprint=prints,
+        fingerprint=prints, runtime="onnxruntime" if exported else "torch",
         method={"warmup": warmup, "iters": iters, "min_seconds": min_seconds, "inference_mode": True,
-                "synchronized": torch_device.type == "cuda", "timed": "forward pass only, inputs on the device"})
+                "synchronized": torch_device.type == "cuda",
+                "timed": ("onnxruntime session.run only, inputs prepared as numpy beforehand" if exported else
+                          "forward pass only, inputs on the device")})
 
 
 def count_gflops(forward) -> float:
@@ -184,6 +214,22 @@ def count_gflops(forward) -> float:
     with counter, torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
         forward()
     return counter.get_total_flops() / 1e9
+
+
+def _exported_gflops(classifier, batch) -> float | None:
+    """FLOPs of an exported model, counted on its architecture built without weights (the family's preprocessing
+    model, on the meta device): the fp32 network's, which int8 runs as many of. None where the architecture cannot
+    run on meta tensors (one that reads input values to build its masks)."""
+    import torch
+
+    model = getattr(classifier.preprocessing, "model", None)
+    if model is None:
+        return None
+    try:
+        meta = {name: value.to("meta") if isinstance(value, torch.Tensor) else value for name, value in batch.items()}
+        return count_gflops(lambda: classifier.preprocessing.forward(meta))
+    except Exception:  # architectures raise many types on meta tensors (data-dependent checks)
+        return None
 
 
 def _family_library(family: str, classifier) -> tuple[str, ...]:
@@ -226,6 +272,8 @@ def evaluate_on_data(classifier, data_path: str, *, device: str, precision: str 
     examples = [type(ex)(ex.input, tuple(remap[i] for i in ex.labels), ex.id) for ex in scored]
     dataset = ExampleDataset(examples, classifier, train=False, max_seconds=max_seconds,
                              num_labels=len(classifier.labels), multi_label=classifier.multi_label)
+    if getattr(classifier, "runtime", "torch") == "onnxruntime":
+        device = "cpu"   # where its inputs are prepared; the session runs on its own device
     classifier.model.to(device).eval()
     targets, logits = collect_outputs(classifier.forward, dataset, batch_size=batch_size, device=device,
                                       collate=make_collate(classifier, classifier.multi_label),
@@ -252,14 +300,17 @@ class BenchTarget:
     classifier: Any
     backbone: str
     family: str
-    weights: str                               # adapted (a run directory) | saved | pretrained | random
+    weights: str                               # adapted (a run directory) | saved | exported | pretrained | random
     run_record: dict[str, Any] | None = None   # a run directory's zoo_run.json, which the result is added to
+    size_mb: float | None = None               # the weights on disk (a folder's safetensors, an ONNX model)
 
 
 def load_target(target: str, *, plugins, registry: Callable[[], Registry], task: str | None = None,
-                family: str | None = None, weights: str = "pretrained", data: str | None = None) -> BenchTarget:
-    """Load what ``target`` names: a finished run directory, a folder holding a saved model, a registry name, or
-    a Hub id / ``local-dir:`` path with ``family`` (and ``task``). A folder must be written as a path (``./NAME``,
+                family: str | None = None, weights: str = "pretrained", data: str | None = None,
+                device: str = "cpu") -> BenchTarget:
+    """Load what ``target`` names: a finished run directory, a folder holding a saved model, an export folder
+    (`zoo export`: run by onnxruntime on ``device``), a registry name, or a Hub id / ``local-dir:`` path with
+    ``family`` (and ``task``). A folder must be written as a path (``./NAME``,
     ``/abs/NAME`` or with a separator inside), so that a folder in the working directory never stands in for the
     registry entry of the same name. ``registry`` is called only when a registry is needed.
 
@@ -272,10 +323,15 @@ def load_target(target: str, *, plugins, registry: Callable[[], Registry], task:
     if folder and is_run_dir(target):
         record = read_finished_record(Path(target)).to_dict()
         return BenchTarget(loading.load_saved(target, plugins.families), record["backbone"]["name"],
-                           record["backbone"]["family"], "adapted", record)
+                           record["backbone"]["family"], "adapted", record, size_mb=_weights_mb(target))
+    if folder and is_export_dir(target):
+        classifier = OnnxClassifier(target, families=plugins.families, device=device)
+        return BenchTarget(classifier, classifier.record.get("backbone", Path(target).name),
+                           classifier.record.get("family", ""), "exported", size_mb=classifier.size_on_disk_mb())
     if folder and loading.saved_family(target, plugins.families) is not None:
         classifier = loading.load_saved(target, plugins.families)
-        return BenchTarget(classifier, Path(target).name, type(classifier).__module__.split(".")[0], "saved")
+        return BenchTarget(classifier, Path(target).name, type(classifier).__module__.split(".")[0], "saved",
+                           size_mb=_weights_mb(target))
     spec = _spec(target, task=task, family=family, registry=registry(), plugins=plugins)
     if data is not None:
         raise InvalidInputError("--data measures accuracy of an adapted model: give a run directory (the "
@@ -284,6 +340,11 @@ def load_target(target: str, *, plugins, registry: Callable[[], Registry], task:
                                          task=task or spec.tasks[0], labels=["0", "1"],
                                          pretrained=weights == "pretrained").classifier
     return BenchTarget(classifier, spec.name, spec.family, weights)
+
+
+def _weights_mb(folder: str | os.PathLike) -> float:
+    """The size of a saved model's weights (its safetensors files)."""
+    return round(sum(path.stat().st_size for path in Path(folder).glob("*.safetensors")) / 2**20, 3)
 
 
 def _written_as_path(target: str) -> bool:

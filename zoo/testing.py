@@ -25,7 +25,9 @@ from typing import Any
 
 from zoo.data.base import DataSplits, Example
 from zoo.engine.config import AdaptConfig
-from zoo.family import input_shapes
+from zoo.export.graph import to_onnx, trace_batch
+from zoo.export.runtime import open_session, ort_forward
+from zoo.family import Family, input_shapes
 from zoo.tasks import get_task
 
 LABELS = ("alpha", "beta", "gamma")
@@ -47,6 +49,9 @@ CHECKS: dict[str, str] = {
     "padding": "items that share a batch key score the same padded together as alone",
     "strategies": "the linear, lora and full strategies each take one optimizer step that changes the trainable "
                   "parameters, and the adapted model still classifies",
+    "export": "export_graph traces to ONNX whose logits (onnxruntime, any batch) equal forward's; int8_method names "
+              "dynamic or static with a reason; export_files writes no weights, and load_preprocessing (where the "
+              "family has it) prepares the same model inputs from them",
 }
 AUGMENT_PRESETS = ("none", "light", "strong")
 STRATEGIES = ("linear", "lora", "full")
@@ -387,3 +392,40 @@ def _check_strategies(ctx: _Context) -> None:
             os.environ.pop("ZOO_FEATURE_CACHE", None)
         else:
             os.environ["ZOO_FEATURE_CACHE"] = saved_cache
+
+
+def _check_export(ctx: _Context) -> None:
+    import numpy as np
+
+    from zoo.engine.batches import ExampleDataset, collect_outputs, make_collate
+
+    clf = ctx.load()
+    clf.model.eval()
+    items = [clf.preprocess(x) for x in ctx.examples]
+    out = ctx.tmp / "export"
+    out.mkdir(parents=True, exist_ok=True)
+    to_onnx(clf, trace_batch(clf, items), out / "model.onnx")
+    n = len(ctx.labels)
+    examples = [Example(x, (i % n,), str(i)) for i, x in enumerate(ctx.mixed())]
+    dataset = ExampleDataset(examples, clf, train=False, max_seconds=10.0, num_labels=n, multi_label=False)
+    collate = make_collate(clf, False)
+    expected = collect_outputs(clf.forward, dataset, collate=collate, batch_size=len(examples), device="cpu")[1]
+    exported = collect_outputs(ort_forward(open_session(out / "model.onnx")), dataset, collate=collate,
+                               batch_size=len(examples), device="cpu")[1]
+    np.testing.assert_allclose(exported, expected, atol=1e-4, rtol=1e-4,
+                               err_msg="onnxruntime's logits of the export differ from forward's")
+    written = clf.export_files(out)
+    assert not [p.name for p in written if Path(p).suffix in (".safetensors", ".bin", ".pt")], \
+        "export_files wrote weights"
+    method, reason = clf.int8_method()
+    assert method in ("dynamic", "static") and reason, f"int8_method gave {(method, reason)!r}"
+    if type(ctx.family).load_preprocessing is Family.load_preprocessing:
+        return   # optional: without it, exports run with onnxruntime but not through zoo's commands
+    preprocessing = ctx.family.load_preprocessing(out)
+    assert preprocessing.labels == ctx.labels, f"load_preprocessing gave labels {preprocessing.labels!r}"
+    for example in ctx.examples[:2]:
+        mine, theirs = clf.preprocess(example), preprocessing.preprocess(example)
+        assert sorted(mine) == sorted(theirs), f"load_preprocessing gives inputs {sorted(theirs)}, not {sorted(mine)}"
+        for name in mine:
+            np.testing.assert_allclose(np.asarray(theirs[name]), np.asarray(mine[name]), atol=1e-6,
+                                       err_msg=f"load_preprocessing prepares {name} otherwise")

@@ -530,8 +530,8 @@ class TransformersFamily(Family):
         return ('import json\n\nimport numpy as np\nimport onnxruntime\n' + prepare +
                 f'labels = json.load(open("{where}/config.json"))["id2label"]\n\n'
                 f'session = onnxruntime.InferenceSession("{where}/model.onnx")\n'
-                'feed = {item.name: inputs[item.name].astype(np.float32 if item.type == "tensor(float)" else\n'
-                '                                             np.int64) for item in session.get_inputs()}\n'
+                'types = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(int32)": np.int32}\n'
+                'feed = {item.name: inputs[item.name].astype(types[item.type]) for item in session.get_inputs()}\n'
                 'logits = session.run(None, feed)[0][0]\n' + scores +
                 'print({labels[str(i)]: round(float(score), 4) for i, score in enumerate(scores)})\n\n'
                 '# Or with optimum (pip install "optimum-onnx[onnxruntime]"), which reads the same folder:\n'

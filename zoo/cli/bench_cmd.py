@@ -25,13 +25,16 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
 def _rows(result) -> list[tuple[str, str]]:
     rows = [("weights", result.weights), ("device", result.fingerprint.get("device_name") or
                                           f"{result.fingerprint['cpu']} ({result.fingerprint['threads']} threads)"),
-            ("precision", result.precision),
+            ("runtime", result.runtime), ("precision", result.precision),
             ("input", ", ".join(f"{k} {v}" for k, v in result.input["shapes"].items())),
-            ("parameters", f"{result.params_m:.2f} M"), ("GFLOPs / example", f"{result.gflops:.3f}"),
+            ("parameters", f"{result.params_m:.2f} M"),
+            ("GFLOPs / example", "n/a" if result.gflops is None else f"{result.gflops:.3f}"),
             ("latency p50 (batch 1)", fmt.milliseconds(result.latency_ms["p50"])),
             ("latency p95 (batch 1)", fmt.milliseconds(result.latency_ms["p95"]))]
     rows += [(f"throughput (batch {t['batch_size']})", f"{t['samples_per_s']:.1f} /s") for t in result.throughput]
     rows.append((f"peak memory ({result.peak_memory_kind})", f"{result.peak_memory_mb:.0f} MB"))
+    if result.size_mb is not None:
+        rows.append(("size on disk", f"{result.size_mb:.1f} MB"))
     if result.mfu is not None:
         rows.append(("model FLOPs utilisation", f"{100 * result.mfu:.1f}%"))
     if result.accuracy:
@@ -57,8 +60,9 @@ def _headers(results) -> list[str]:
 def register(app: typer.Typer) -> None:
     @app.command("bench")
     def bench_command(
-        targets: Annotated[list[str], typer.Argument(help="Run directories, registry names, saved-model folders, "
-                                                     "or Hub ids / local-dir: paths with --family.")],
+        targets: Annotated[list[str], typer.Argument(help="Run directories, export folders (zoo export), registry "
+                                                     "names, saved-model folders, or Hub ids / local-dir: paths with "
+                                                     "--family.")],
         compare: Annotated[bool, typer.Option("--compare", help="Show several targets side by side (implied "
                                               "by more than one target).")] = False,
         device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
@@ -86,6 +90,7 @@ def register(app: typer.Typer) -> None:
         """Measure latency (p50/p95), throughput, peak memory, FLOPs and, with --data, accuracy.
 
         Example: zoo bench runs/tickets-distilbert-base-uncased --data tickets_test.csv
+        \n\nExample: zoo bench runs/tickets runs/tickets/onnx runs/tickets/onnx-int8 --compare --data test.csv
         \n\nExample: zoo bench --compare resnet50.a1_in1k convnext_tiny.in12k_ft_in1k --weights random
         """
         from zoo import api
@@ -115,5 +120,8 @@ def register(app: typer.Typer) -> None:
             table.add_row(label, *[rows.get(label, "") for rows in per_target])
         out = console()
         out.print(table)
-        out.print(f"[dim]torch {results[0].fingerprint['torch']}; forward pass only, after {warmup} warm-up "
-                  f"call{'s' if warmup != 1 else ''}, inference mode.[/dim]")
+        runtimes = " and ".join(dict.fromkeys(
+            f"onnxruntime {r.fingerprint.get('onnxruntime', '')}".strip()
+            if r.runtime == "onnxruntime" else f"torch {r.fingerprint['torch']}" for r in results))
+        out.print(f"[dim]{runtimes}; forward pass only, after {warmup} warm-up call{'s' if warmup != 1 else ''}, "
+                  "inference mode.[/dim]")

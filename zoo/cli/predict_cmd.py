@@ -13,7 +13,7 @@ from zoo.cli._common import JsonOption, console, print_json
 def register(app: typer.Typer) -> None:
     @app.command("predict")
     def predict_command(
-        run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+        run_dir: Annotated[Path, typer.Argument(help="A finished run directory, or an export folder (zoo export).")],
         inputs: Annotated[list[str], typer.Argument(help="Image or audio files; for text runs, texts or .txt "
                                                     "files of one text per line.")],
         top_k: Annotated[int, typer.Option(help="How many labels to show per input.")] = 3,

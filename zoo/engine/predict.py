@@ -39,7 +39,8 @@ def predict_inputs(classifier, inputs: Sequence[Any], *, top_k: int = 5, batch_s
     from zoo.engine.batches import collate_by_key, run_forward, to_device
 
     task = get_task(classifier.task)
-    device = next(classifier.model.parameters()).device
+    # Where the model's weights are (an ONNX model's live in its session: its inputs stay on the CPU).
+    device = next(classifier.model.parameters(), torch.empty(0)).device
     in_precision = autocast(resolve_precision(precision, device) if device.type == "cuda" else "fp32", device)
     classifier.model.eval()
     results: list[Prediction] = []

@@ -16,13 +16,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from zoo import jsonio
+from zoo import jsonio, loading
+from zoo.compare import main_metric
+from zoo.data import load_data
 from zoo.data.base import Example
 from zoo.errors import ExportError, InvalidInputError
-from zoo.export.graph import DEFAULT_OPSET, to_onnx
+from zoo.export.card import export_card
+from zoo.export.graph import DEFAULT_OPSET, to_onnx, trace_batch
 from zoo.export.parity import FP32_RELATIVE_TOLERANCE, Parity, judge
 from zoo.export.quantize import quantize
-from zoo.export.runtime import EXPORT_RECORD, MODEL_FILE, is_export_dir, model_size_mb, open_session, ort_forward
+from zoo.export.runtime import (
+    EXPORT_RECORD,
+    MODEL_FILE,
+    ORT_TYPES,
+    is_export_dir,
+    model_size_mb,
+    open_session,
+    ort_forward,
+)
 from zoo.runs.record import read_finished_record
 from zoo.tasks import get_task
 
@@ -60,8 +71,6 @@ def export_run(run_dir: Path, *, families, output: Path | None = None, opset: in
         zoo.errors.InvalidInputError: not a finished run, an output that is not an export folder, unreadable data.
         zoo.errors.ExportError: the export failed, or failed its parity gate (the figures are in the message).
     """
-    from zoo import loading
-
     say = progress or (lambda message: None)
     record = read_finished_record(run_dir).to_dict()
     output = Path(output) if output is not None else default_output(run_dir, quantization)
@@ -119,8 +128,6 @@ def export_run(run_dir: Path, *, families, output: Path | None = None, opset: in
         export_record = _record(record, run_dir, classifier, graph, quantization_details, parities, files, work,
                                 family_name=family.name if family else record["backbone"]["family"])
         (work / EXPORT_RECORD).write_text(jsonio.dumps(export_record, indent=2))
-        from zoo.export.card import export_card
-
         snippet = family.onnx_snippet(task=classifier.task, where="PATH", multi_label=classifier.multi_label,
                                       example=get_task(classifier.task).snippet_input) if family else ""
         (work / "README.md").write_text(export_card(export_record, snippet))
@@ -136,8 +143,6 @@ def export_run(run_dir: Path, *, families, output: Path | None = None, opset: in
 
 def _check_examples(record: dict[str, Any], check: str | None, classifier) -> tuple[list[Example], bool, str]:
     """The examples parity is measured on, whether their labels are known, and what they are, in words."""
-    from zoo.data import load_data
-
     if check is not None:
         data = load_data(check, task=classifier.task, val_fraction=0.0,
                          multi_label=classifier.multi_label or None)
@@ -239,14 +244,10 @@ def _float64_outputs(classifier, dataset):
 
 
 def _trace_batch(classifier, dataset) -> dict[str, Any]:
-    """Two examples that batch together (two of the same key), else the first one twice: a batch of one would
-    fix the batch axis at 1."""
     items = [dataset[i] for i in range(min(len(dataset), 8))]
     for item in items:
         item.pop("_target", None)
-    first = items[0]
-    partner = next((item for item in items[1:] if classifier.batch_key(item) == classifier.batch_key(first)), first)
-    return classifier.collate([first, partner])
+    return trace_batch(classifier, items)
 
 
 def _calibration_batches(classifier, examples: list[Example], model_path: Path,
@@ -255,11 +256,10 @@ def _calibration_batches(classifier, examples: list[Example], model_path: Path,
     import numpy as np
 
     from zoo.engine.batches import Parts, collate_by_key
-    from zoo.export.runtime import _ORT_TYPES
 
     if not examples:
         return iter(())
-    declared = {item.name: _ORT_TYPES.get(item.type, "float32") for item in open_session(model_path).get_inputs()}
+    declared = {item.name: ORT_TYPES.get(item.type, "float32") for item in open_session(model_path).get_inputs()}
     dataset = _dataset(classifier, examples, max_seconds)
     batches = []
     for start in range(0, len(dataset), 8):
@@ -306,8 +306,6 @@ def _record(run: dict[str, Any], run_dir: Path, classifier, graph, quantization:
     import onnxruntime
     import torch
 
-    from zoo.compare import main_metric
-
     model = onnx.load(str(work / MODEL_FILE), load_external_data=False)
 
     def shape(value) -> list[Any]:
@@ -322,6 +320,7 @@ def _record(run: dict[str, Any], run_dir: Path, classifier, graph, quantization:
         "task": classifier.task,
         "labels": list(classifier.labels),
         "multi_label": bool(classifier.multi_label),
+        "max_seconds": run.get("config", {}).get("max_seconds", 10.0),   # audio: clips are cut to this, as in training
         "family": family_name,
         "backbone": run["backbone"]["name"],
         "run": {"name": Path(run_dir).resolve().name, "strategy": run.get("strategy"),

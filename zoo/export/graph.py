@@ -15,6 +15,7 @@ DEFAULT_OPSET = 18      # the lowest opset the dynamo exporter writes natively
 # ONNX protobuf files are limited to 2 GiB; models whose weights come near it keep them in a side file.
 EXTERNAL_DATA_BYTES = 1_800_000_000
 OUTPUT_NAME = "logits"
+_NOISY_LOGGERS = ("torch.onnx", "torch._dynamo", "torch.export", "onnxscript", "onnx_ir")
 
 
 @dataclass
@@ -62,12 +63,20 @@ def to_onnx(classifier, batch: dict[str, Any], path: Path, *, opset: int = DEFAU
                                 "exporter instead")
 
 
+def trace_batch(classifier, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """The batch an export is traced on, from preprocessed ``items``: the first and another that batches with it
+    (the same batch key), else the first twice. Two examples, because a batch of one fixes the batch axis at 1."""
+    first = items[0]
+    partner = next((item for item in items[1:] if classifier.batch_key(item) == classifier.batch_key(first)), first)
+    return classifier.collate([first, partner])
+
+
 @contextlib.contextmanager
 def _quiet():
     """The exporters print progress and warnings of their own; zoo reports what matters itself."""
     import logging
 
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch._dynamo", "torch.export", "onnxscript")]
+    loggers = [logging.getLogger(name) for name in _NOISY_LOGGERS]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)

@@ -13,7 +13,7 @@ from zoo.errors import InvalidInputError
 EXPORT_RECORD = "zoo_export.json"
 MODEL_FILE = "model.onnx"
 # onnxruntime's element types, as numpy names.
-_ORT_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(int32)": "int32",
+ORT_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(int32)": "int32",
               "tensor(double)": "float64", "tensor(float16)": "float16", "tensor(bool)": "bool"}
 
 
@@ -88,7 +88,7 @@ def ort_forward(session) -> Callable[[dict[str, Any]], Any]:
     import numpy as np
     import torch
 
-    declared = {item.name: _ORT_TYPES.get(item.type, "float32") for item in session.get_inputs()}
+    declared = {item.name: ORT_TYPES.get(item.type, "float32") for item in session.get_inputs()}
 
     def forward(batch: dict[str, Any]):
         feed = {}

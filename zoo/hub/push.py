@@ -189,6 +189,9 @@ def _payload(run_dir: Path, record: dict[str, Any], repo_id: str, branch: str) -
     if not any(path.endswith(".safetensors") for path, _ in files):
         raise InvalidInputError(f"{run_dir}: no model weights (*.safetensors) in the run directory; nothing to push")
     plots = [name for name in PLOTS if (run_dir / name).is_file()]
+    # Exports in the run's folder travel with it (their folders are in the payload above); the card lists those.
+    record = {**record, "exports": [entry for entry in record.get("exports") or []
+                                    if not Path(entry["dir"]).is_absolute() and (run_dir / entry["dir"]).is_dir()]}
     public = public_record(record)
     files.append((RUN_RECORD, jsonio.dumps(public, indent=2).encode()))
     # The data is named from the full path: the published record keeps only its last component.

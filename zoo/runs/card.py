@@ -93,6 +93,34 @@ def _load_snippet(record: dict[str, Any], repo_id: str | None, revision: str = "
                                 multi_label=record["multi_label"], example=example)
 
 
+def _onnx_section(record: dict[str, Any], repo_id: str | None, revision: str = "main") -> list[str]:
+    """The card's ONNX section: each export kept in the run's folder (`zoo export`), its parity figures, and how to
+    run it with onnxruntime alone. Exports written elsewhere (-o outside the run) are not part of the run."""
+    exports = [entry for entry in record.get("exports") or [] if not Path(entry["dir"]).is_absolute()]
+    if not exports:
+        return []
+    lines = ["## ONNX", "", "Exported with `zoo export`, each checked against this model before it was written:", "",
+             "| folder | precision | compared on | agreement | max abs logit difference | macro-F1 (torch -> ONNX) |",
+             "| --- | --- | --- | ---: | ---: | --- |"]
+    for entry in exports:
+        parity = entry["parity"].get(entry["precision"]) or next(iter(entry["parity"].values()))
+        f1 = (f"{parity['reference']['macro_f1']:.4f} -> {parity['exported']['macro_f1']:.4f}"
+              if parity.get("reference") else "unlabelled")
+        how = entry["precision"] + (f" ({entry['quantization']})" if entry["precision"] == "int8" else "")
+        lines.append(f"| `{entry['dir']}/` | {how} | {parity['examples']} examples of {parity['data']} | "
+                     f"{100 * parity['agreement']:.2f}% | {parity['max_abs_diff']:.1e} | {f1} |")
+    folder = exports[0]["dir"]
+    family = get_plugin_manager().families.get(record["backbone"]["family"])
+    snippet = family.onnx_snippet(task=record["task"], where=folder, multi_label=record["multi_label"],
+                                  example=get_task(record["task"]).snippet_input) if family else ""
+    pinned = f" --revision {revision}" if revision and revision != "main" else ""
+    fetch = ([f"Download the folder first: `huggingface-cli download {repo_id}{pinned} --include '{folder}/*' "
+              "--local-dir .`, then, with onnxruntime and no torch:"] if repo_id else
+             ["With onnxruntime and no torch, from the run's folder:"])
+    lines += ["", *fetch, "", "```python", snippet, "```", ""]
+    return lines
+
+
 def wilson_interval(proportion: float, n: int, z: float = 1.96) -> tuple[float, float]:
     """The Wilson score interval of a proportion measured on ``n`` examples (95% for the default ``z``)."""
     centre = (proportion + z * z / (2 * n)) / (1 + z * z / n)
@@ -195,6 +223,7 @@ def model_card(record: dict[str, Any], *, repo_id: str | None = None, revision: 
         json.dumps(config, indent=2, sort_keys=True, default=str), "```", "", "</details>",
         *_bench_section(record.get("bench") or []),
         "", "## Use", "", "```python", _load_snippet(record, repo_id, revision), "```", "",
+        *_onnx_section(record, repo_id, revision),
         "## Limitations", "",
         f"- Trained on {sizes['train']} examples; quality outside that data's distribution is unmeasured.",
     ]
