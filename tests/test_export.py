@@ -110,7 +110,7 @@ def test_every_task_exports_with_parity_and_runs_without_zoo_or_torch(name, runs
                                                                                                    "torchscript")
     fp32 = record["parity"]["fp32"]
     assert fp32["passed"] and fp32["data"] == "the run's validation split" and fp32["examples"] > 0
-    assert fp32["relative_diff"] <= 1e-4 or fp32["float64"]["onnx_error"] <= 4 * fp32["float64"]["torch_fp32_error"]
+    assert fp32["relative_diff"] <= 1e-4 or fp32["float64"]["onnx_error"] <= 10 * fp32["float64"]["torch_fp32_error"]
     assert fp32["agreement"] == 1.0 and fp32["exported"] == pytest.approx(fp32["reference"], abs=1e-6)
     # Any batch size: the batch axis is dynamic (it was traced with two examples).
     assert record["inputs"][0]["shape"][0] == "batch"
@@ -304,3 +304,20 @@ def test_push_uploads_the_exports_and_the_card_says_how_to_run_them(hub, runs, e
     text = hub.store.blob_bytes(commit.files[card.path]).decode()
     assert "## ONNX" in text and "huggingface-cli download exporter/tiny-bert-onnx --include 'onnx/*'" in text
     assert "onnxruntime.InferenceSession(\"onnx/model.onnx\")" in text
+
+
+def test_a_multi_label_run_exports_with_sigmoid_scores_and_label_set_agreement(hub, tmp_path):
+    import data_factory as factory
+
+    data = factory.make_text_csv(tmp_path / "multi.jsonl", per_class=20, fmt="jsonl", multi_label=True)
+    run = tmp_path / "run"
+    api.adapt("tiny-bert", str(data), output=run, registry_files=REGISTRY, store=False,
+              config=AdaptConfig(strategy="linear", epochs=1, batch_size=8))
+    record = api.export(run, quantize="dynamic").record
+    assert record["multi_label"] and record["precision"] == "int8"
+    for parity in record["parity"].values():
+        assert set(parity["reference"]) == {"subset_accuracy", "micro_f1", "macro_f1"} and parity["passed"]
+    assert "sigmoid" in (run / "onnx-int8" / "README.md").read_text()
+    ours = api.predict(run, ["great movie"], top_k=10)[0].labels
+    exported = api.predict(run / "onnx-int8", ["great movie"], top_k=10)[0].labels
+    assert all(0 <= entry["score"] <= 1 for entry in exported) and len(exported) == len(ours)

@@ -86,21 +86,13 @@ class ProbeFit:
         return {"val": self.chosen.val, "l2": self.l2, "iterations": self.iterations}
 
 
-# The smallest spread a column is divided by, relative to its mean: a column that barely moves around a large value
-# (spread 1e-4 of its mean) holds its signal in digits that float32 rounding already blurs, and dividing by that
-# spread folds weights into the head that turn rounding into logit noise (the same model scores differently in
-# torch, ONNX Runtime or bf16). Such a column is scaled as if it spread this much.
-MIN_RELATIVE_SPREAD = 1e-3
-
-
 def standardisation(features) -> tuple[Any, Any]:
-    """Mean and spread of each feature column; a constant column keeps spread 1 (it is centred to zero), and a
-    column that barely moves around its mean is scaled by at least :data:`MIN_RELATIVE_SPREAD` of it."""
+    """Mean and spread of each feature column; a constant column keeps spread 1 (it is centred to zero)."""
     import torch
 
     values = features.double()
     mean, spread = values.mean(dim=0), values.std(dim=0, unbiased=False)
-    spread = torch.where(spread > 0, torch.maximum(spread, MIN_RELATIVE_SPREAD * mean.abs()), torch.ones_like(spread))
+    spread = torch.where(spread > 0, spread, torch.ones_like(spread))
     return mean.to(features.dtype), spread.to(features.dtype)
 
 

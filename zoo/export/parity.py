@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 FP32_RELATIVE_TOLERANCE = 1e-4     # max |Δlogit| / max(1, max |logit|): between optimum's 1e-5 and timm's 1.5e-3
-FLOAT64_FACTOR = 4.0              # see Parity.float64
+FLOAT64_FACTOR = 10.0             # see Parity.float64
 INT8_MIN_AGREEMENT = 0.99          # share of examples whose prediction is unchanged
 INT8_MAX_F1_DROP = 0.01            # |Δ macro-F1|, one point
 
@@ -31,8 +31,9 @@ class Parity:
     gate: str = ""
     # Set when fp32 logits differ by more than the tolerance: both models against a float64 run of the torch
     # model. A head with large weights (a folded standardisation) amplifies rounding, in torch as in ONNX Runtime;
-    # the export then passes when its error against the exact logits is of the order of torch's own fp32 error
-    # (at most FLOAT64_FACTOR times it): another runtime's kernels round differently, not worse in kind.
+    # the export then passes when its error against the exact logits is within an order of magnitude of torch's
+    # own fp32 error (FLOAT64_FACTOR): another runtime's kernels (fused attention, layer norm) round differently,
+    # while a wrong operator is off by far more.
     float64: dict[str, float] | None = None
     passed: bool = True
     failures: list[str] = field(default_factory=list)

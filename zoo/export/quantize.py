@@ -36,7 +36,10 @@ def quantize(source: Path, target: Path, method: str, *,
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     details: dict[str, Any] = {"method": method, "tool": "onnxruntime.quantization", "weight_type": "int8"}
-    with tempfile.TemporaryDirectory(dir=target.parent) as scratch, _quiet():
+    source, target = Path(source).resolve(), Path(target).resolve()
+    # In the scratch folder: ONNX Runtime's symbolic shape inference, when it gives up, dumps the model (weights
+    # and all) into the working directory before raising; there it is removed with the folder.
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch, contextlib.chdir(scratch), _quiet():
         prepared = Path(scratch) / "prepared.onnx"
         try:
             # Shape inference and graph optimisation first, as ONNX Runtime advises before quantizing.
