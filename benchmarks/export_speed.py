@@ -33,6 +33,7 @@ nothing and --write refuses them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -541,7 +542,9 @@ def main() -> int:
     thread_counts = tuple(sorted({1, all_threads}))
     batches = (1, 4) if args.quick else (1, 32)
     started, load_start = time.monotonic(), os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix="zoo-export-speed-") as tmp:
+    # onnxruntime's symbolic shape inference, when it gives up on a transformer graph, drops a copy of the model
+    # (sym_shape_infer_temp.onnx and a weights file) into the current folder: run inside the scratch folder.
+    with tempfile.TemporaryDirectory(prefix="zoo-export-speed-") as tmp, contextlib.chdir(tmp):
         work = Path(tmp)
         isolate(work)
         subjects = [bert_subject(work, quick=args.quick), resnet_subject(work, quick=args.quick)]
