@@ -195,7 +195,7 @@ def measure(classifier, *, target: str, backbone: str, family: str, weights: str
         fingerprint=prints, runtime="onnxruntime" if exported else "torch",
         method={"warmup": warmup, "iters": iters, "min_seconds": min_seconds, "inference_mode": True,
                 "synchronized": torch_device.type == "cuda",
-                "timed": ("onnxruntime session.run only, inputs prepared as numpy beforehand" if exported else
+                "timed": ("session.run, with the CPU tensors handed over as numpy arrays" if exported else
                           "forward pass only, inputs on the device")})
 
 

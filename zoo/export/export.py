@@ -82,6 +82,7 @@ def export_run(run_dir: Path, *, families, output: Path | None = None, opset: in
         loading.saved_family(run_dir, families)
     method, reason = _quantization_method(quantization, classifier)
     max_seconds = record.get("config", {}).get("max_seconds", 10.0)
+    say(f"reading {'--check ' + check if check else 'the run' + chr(39) + 's validation split'}")
     examples, targets_known, source = _check_examples(record, check, classifier)
     calibration_examples = _calibration_examples(record, calib) if method == "static" else []
 
@@ -194,7 +195,7 @@ def _quantization_method(quantization: str, classifier) -> tuple[str | None, str
     if quantization == "auto":
         method, reason = classifier.int8_method()
         return method, f"auto: {reason}"
-    return quantization, "asked for"
+    return quantization, f"chosen with --quantize {quantization}"
 
 
 def _int8_advice(method: str) -> str:
@@ -312,7 +313,7 @@ def _record(run: dict[str, Any], run_dir: Path, classifier, graph, quantization:
         return [dim.dim_param or dim.dim_value for dim in value.type.tensor_type.shape.dim]
 
     metric = main_metric(run)
-    value = (run.get("metrics", {}).get("best") or {}).get(metric)
+    score = (run.get("metrics", {}).get("best") or {}).get(metric)
     return {
         "zoo_export_version": EXPORT_VERSION,
         "format": "onnx",
@@ -324,7 +325,7 @@ def _record(run: dict[str, Any], run_dir: Path, classifier, graph, quantization:
         "family": family_name,
         "backbone": run["backbone"]["name"],
         "run": {"name": Path(run_dir).resolve().name, "strategy": run.get("strategy"),
-                "metric": metric, "value": value},
+                "metric": metric, "value": score},
         "exporter": graph.exporter,
         "exporter_notice": graph.notice,
         "opset": next((item.version for item in model.opset_import if item.domain in ("", "ai.onnx")), graph.opset),
