@@ -203,6 +203,8 @@ def _bad_requests(name: str, limit: int) -> dict[str, tuple[str, dict, int, str]
         "v2 shape mismatch": (v2, {"json": {"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES",
                                                         "data": ["good"]}]}}, 400, "shape"),
         "v2 empty text": (v2, {"json": _v2_request("text-cls", [""], "text")}, 400, "text[0]"),
+        "v2 outputs not a list": (v2, {"json": {**_v2_request("text-cls", ["good"], "text"), "outputs": 3}}, 422,
+                                   "outputs"),
         "v2 unknown output": (v2, {"json": {**_v2_request("text-cls", ["good"], "text"),
                                             "outputs": [{"name": "logits"}]}}, 400, "logits"),
     }

@@ -315,6 +315,11 @@ def create_app(model: ServedModel, options: ServeOptions | None = None) -> FastA
     async def http_error(request: Request, exc: StarletteHTTPException):
         return _error(exc.status_code, exc.detail if isinstance(exc.detail, str) else "bad request")
 
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception):
+        # A bug, not bad input: one line for the client; Starlette re-raises it after this, so it is logged.
+        return _error(500, f"internal error ({type(exc).__name__}: {one_line(exc)})")
+
     async def scores(named: list[tuple[str, Any]], top_k: int) -> list[list[dict[str, Any]]]:
         if not state["ready"]:
             raise RequestError(503, "the server is shutting down")
@@ -386,7 +391,10 @@ def create_app(model: ServedModel, options: ServeOptions | None = None) -> FastA
         named = _v2_inputs(payload, model, options)
         parameters = payload.get("parameters") if isinstance(payload.get("parameters"), dict) else {}
         top_k = _top_k(parameters.get("top_k"), 'parameters "top_k"') or options.top_k
-        wanted = [output.get("name") for output in payload.get("outputs") or [] if isinstance(output, dict)]
+        requested = payload.get("outputs") or []
+        if not isinstance(requested, list) or not all(isinstance(o, dict) and "name" in o for o in requested):
+            raise RequestError(422, '"outputs" must be a list of {"name": ...}')
+        wanted = [output["name"] for output in requested]
         for output in wanted:
             if output not in ("label", "score"):
                 raise RequestError(400, f"unknown output {output!r}; the model's outputs are 'label' and 'score'")
