@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
               "zoo.checks", "zoo.secrets", "zoo.images", "zoo.audio", "zoo.precision")),
     ("contract", ("zoo.registry", "zoo.family", "zoo.plugins")),
     ("service", ("zoo.hub", "zoo.loading", "zoo.runs", "zoo.data", "zoo.engine", "zoo.recommend", "zoo.bench",
-                 "zoo.compare", "zoo.store", "zoo.testing", "zoo.export")),
+                 "zoo.compare", "zoo.store", "zoo.testing", "zoo.export", "zoo.serve")),
     ("api", ("zoo.api",)),
     ("cli", ("zoo.cli", "zoo.__main__")),
 ]
@@ -161,7 +161,8 @@ def test_cli_imports_only_the_api_errors_and_result_types(module):
 
 # Third-party packages whose import costs start-up time (torch and what builds on it, numpy and what needs it).
 HEAVY_PACKAGES = {"torch", "transformers", "timm", "huggingface_hub", "numpy", "datasets", "peft", "accelerate",
-                  "sklearn", "PIL", "matplotlib", "scipy", "safetensors", "soundfile"}
+                  "sklearn", "PIL", "matplotlib", "scipy", "safetensors", "soundfile", "fastapi", "uvicorn",
+                  "prometheus_client"}
 # Zoo modules imported late for start-up's sake though they pull in no heavy package: the API is the whole library
 # below the CLI, which `zoo --help` (and each command's --help) never needs.
 DEFERRED = {"zoo.api"}

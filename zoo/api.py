@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,10 @@ from zoo.registry import CORE_REGISTRY, BackboneSpec, Registry, read_registry_fi
 from zoo.runs.card import write_model_card
 from zoo.runs.record import RUN_RECORD, read_finished_record, read_record, write_record
 from zoo.secrets import resolve_token
+from zoo.serve.kserve import CONFIGS, ServingConfig, kserve_manifest
+from zoo.serve.model import BACKENDS, load_served, resolve_target
+from zoo.serve.options import ServeOptions, encode_for_workers
+from zoo.serve.server import run as run_server
 from zoo.store import RunStore
 from zoo.tasks import get_task
 
@@ -538,6 +543,90 @@ def _max_opset() -> int:
     import onnx.defs
 
     return onnx.defs.onnx_opset_version()
+
+
+# --- serve ------------------------------------------------------------------------------------------------------
+
+
+def serving_app(target: PathLike, *, backend: str = "auto", max_batch: int = 32, max_wait_ms: float = 5.0,
+                top_k: int = 5, max_body_mb: float = 32.0, name: str | None = None):
+    """The ASGI app (FastAPI) that `zoo serve` runs, for embedding in another server or testing in-process: the
+    model of ``target`` (a finished run, or an export folder) loaded, with ``POST /predict``, the Open Inference
+    Protocol v2 routes and ``GET /metrics``, requests batched dynamically (:mod:`zoo.serve`). Its lifespan starts
+    and drains the batcher.
+
+    Raises:
+        zoo.errors.InvalidInputError: bad options, a target that is not a finished run or an export folder, or
+            ``backend="onnx"`` for a run with no ONNX export.
+    """
+    resolved, options = _serve_target(target, backend=backend, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                                      top_k=top_k, max_body_mb=max_body_mb, name=name)
+    from zoo.serve.app import create_app
+
+    return create_app(load_served(resolved, families=get_plugin_manager().families), options)
+
+
+def serve(target: PathLike, *, host: str = "127.0.0.1", port: int = 8000, backend: str = "auto",
+          max_batch: int = 32, max_wait_ms: float = 5.0, top_k: int = 5, workers: int = 1,
+          max_body_mb: float = 32.0, name: str | None = None,
+          on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve ``target`` over HTTP with uvicorn until SIGTERM or Ctrl-C (see :func:`serving_app`); blocks.
+
+    ``on_ready`` is called with the URL bound (``port=0`` picks a free port). ``workers`` > 1 runs that many
+    processes on one socket, each loading the model. On SIGTERM, in-flight requests finish and queued items are
+    scored before the process returns.
+
+    Raises:
+        zoo.errors.InvalidInputError: as :func:`serving_app`, and a bad host, port or number of workers.
+    """
+    checks.text("--host", host, allow_none=False)
+    checks.whole("--port", port, low=0, high=65535, allow_none=False)
+    checks.whole("--workers", workers, low=1, high=64, allow_none=False)
+    resolved, options = _serve_target(target, backend=backend, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                                      top_k=top_k, max_body_mb=max_body_mb, name=name)
+    from zoo.serve.app import create_app
+
+    app = None if workers > 1 else create_app(load_served(resolved, families=get_plugin_manager().families),
+                                              options)
+    run_server(app, host=host, port=port, workers=workers, worker_options=encode_for_workers(resolved, options),
+        on_ready=on_ready)
+
+
+def serving_config(target: PathLike, *, kind: str = "kserve", backend: str = "auto", max_batch: int = 32,
+                   max_wait_ms: float = 5.0, top_k: int = 5, workers: int = 1,
+                   name: str | None = None) -> ServingConfig:
+    """The deployment manifest of ``kind`` (kserve: a ServingRuntime running `zoo serve` with the Open Inference
+    Protocol v2, and the InferenceService using it) for ``target``: the objects, and their YAML text. Loads no
+    model.
+
+    Raises:
+        zoo.errors.InvalidInputError: as :func:`serving_app`, and an unknown ``kind``.
+    """
+    checks.choice("--print-config", kind, CONFIGS)
+    checks.whole("--workers", workers, low=1, high=64, allow_none=False)
+    resolved, options = _serve_target(target, backend=backend, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                                      top_k=top_k, max_body_mb=32.0, name=name)
+    return kserve_manifest(resolved.name, backend=resolved.backend, max_batch=options.max_batch,
+                           max_wait_ms=options.max_wait_ms, top_k=options.top_k, workers=workers)
+
+
+def _serve_target(target: PathLike, *, backend: str, max_batch: int, max_wait_ms: float, top_k: int,
+                  max_body_mb: float, name: str | None):
+    """The options checked, then the target resolved (records read, no model loaded)."""
+    checks.text("TARGET", None if target is None else str(target), allow_none=False)
+    checks.choice("--backend", backend, BACKENDS)
+    checks.whole("--max-batch", max_batch, low=1, high=1024, allow_none=False)
+    checks.number("--max-wait-ms", max_wait_ms, low=0, high=10_000, allow_none=False)
+    checks.whole("--top-k", top_k, low=1, allow_none=False)
+    checks.number("--max-body-mb", max_body_mb, low=0, low_open=True, high=4096, allow_none=False)
+    checks.text("--name", name)
+    if name is not None and ("/" in name or name.strip() != name):
+        raise InvalidInputError(f"--name must be one path segment without spaces around it, got {name!r}")
+    resolved = resolve_target(target, backend)
+    if name is not None:
+        resolved = dataclasses.replace(resolved, name=name)
+    return resolved, ServeOptions(max_batch=max_batch, max_wait_ms=float(max_wait_ms), top_k=top_k,
+                                  max_body_mb=float(max_body_mb))
 
 
 def _relative_to(path: Path, base: Path) -> str:

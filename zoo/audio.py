@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -24,8 +25,10 @@ def resample(waveform: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarr
     return (np.fft.irfft(resized, n=n_out) * (n_out / waveform.shape[-1])).astype(np.float32)
 
 
-def read_audio(path: str | Path, *, sample_rate: int, max_seconds: float | None = None) -> np.ndarray:
+def read_audio(path: str | Path | BinaryIO, *, sample_rate: int, max_seconds: float | None = None,
+               name: str | None = None) -> np.ndarray:
     """Read an audio file (wav, flac, ogg, ...) as mono float32 at ``sample_rate``, clipped to ``max_seconds``.
+    ``path`` may also be a binary file object (an upload's bytes), which ``name`` names in errors.
 
     Only the first ``max_seconds`` are decoded.
 
@@ -35,16 +38,17 @@ def read_audio(path: str | Path, *, sample_rate: int, max_seconds: float | None 
     """
     import soundfile
 
+    name = name or str(path)
     try:
-        with soundfile.SoundFile(str(path)) as sound:
+        with soundfile.SoundFile(path if hasattr(path, "read") else str(path)) as sound:
             rate = sound.samplerate
             frames = max(1, int(max_seconds * rate)) if max_seconds else -1
             data = sound.read(frames, dtype="float32", always_2d=True)
     except Exception as exc:  # LibsndfileError for corrupt files; TypeError/ValueError/RuntimeError from odd headers
-        raise InvalidInputError(f"{path}: {_unreadable(exc)}") from None
+        raise InvalidInputError(f"{name}: {_unreadable(exc)}") from None
     reason = samples_problem(data, rate)
     if reason:
-        raise InvalidInputError(f"{path}: {reason}")
+        raise InvalidInputError(f"{name}: {reason}")
     return resample(data.mean(axis=1), rate, sample_rate)
 
 

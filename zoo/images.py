@@ -10,9 +10,10 @@ grey and these checks would pass it.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from zoo.errors import InvalidInputError, one_line
 
@@ -22,10 +23,14 @@ if TYPE_CHECKING:
 # The most pixels an image may have: PIL's own decompression-bomb threshold (about 89.5 megapixels, 256 MiB at
 # 3 bytes a pixel), so that memory stays bounded while decoding a file that claims to be huge.
 MAX_IMAGE_PIXELS = 1024 * 1024 * 1024 // 4 // 3
+# Held while PIL reads a header under a changed warnings filter, which is process-wide state: the server decodes
+# images on several threads at once.
+_OPENING = threading.Lock()
 
 
-def open_image(path: str | Path) -> Image.Image:
-    """Open and fully decode the image at ``path``.
+def open_image(path: str | Path | BinaryIO, *, name: str | None = None) -> Image.Image:
+    """Open and fully decode the image at ``path`` (or in a binary file object, such as an upload's bytes, which
+    ``name`` names in errors).
 
     Returns:
         The decoded image, in its own mode (convert it to "RGB" for a model).
@@ -36,7 +41,7 @@ def open_image(path: str | Path) -> Image.Image:
     """
     image, reason = _decode(path)
     if image is None:
-        raise InvalidInputError(f"{path}: {reason}")
+        raise InvalidInputError(f"{name or path}: {reason}")
     return image
 
 
@@ -48,14 +53,14 @@ def image_problem(path: str | Path) -> str | None:
     return reason
 
 
-def _decode(path: str | Path) -> tuple[Image.Image | None, str | None]:
+def _decode(path: str | Path | BinaryIO) -> tuple[Image.Image | None, str | None]:
     from PIL import Image
 
     try:
         # PIL warns (and past twice its threshold, raises) on huge images while opening; turned into errors here
         # so that a bomb is one refusal, never a warning on the console. The cap below is ours either way.
-        # (catch_warnings is process-wide state; zoo decodes images on one thread per process.)
-        with warnings.catch_warnings():
+        # (catch_warnings is process-wide state, hence the lock.)
+        with _OPENING, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(path)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):

@@ -8,6 +8,7 @@ Adding a task type is a new :class:`Task` here and the families that serve it; t
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import InvalidInputError, UnknownTaskError
+from zoo.images import open_image
 
 # What a classification run reports, main metric first, then macro-F1: the two a card or a table shows first.
 SINGLE_LABEL_METRICS = ("accuracy", "macro_f1")
@@ -73,6 +75,25 @@ class Task:
         if self.input_kind == "image" and not Path(value).is_file():
             raise InvalidInputError(f"{value}: no such image file")
         return value
+
+    def read_bytes(self, data: bytes, *, name: str, sample_rate: int | None = None,
+                   max_seconds: float = 10.0) -> Any:
+        """One input sent as a file's bytes (the server's uploads), as a family's ``preprocess`` takes it: decoded
+        by the rules :meth:`read_input` applies to a file (:mod:`zoo.images`, :mod:`zoo.audio`); a text as UTF-8.
+
+        Raises:
+            zoo.errors.InvalidInputError: naming the input (``name``) that cannot be decoded.
+        """
+        if self.waveform:
+            from zoo.audio import read_audio
+
+            return read_audio(io.BytesIO(data), sample_rate=sample_rate, max_seconds=max_seconds, name=name)
+        if self.input_kind == "image":
+            return open_image(io.BytesIO(data), name=name)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInputError(f"{name}: not UTF-8 text") from None
 
     def read_example(self, value: Any, *, sample_rate: int | None, max_seconds: float) -> Any:
         """A training or evaluation example's input as a family's ``preprocess`` takes it: a waveform is read from

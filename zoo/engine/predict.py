@@ -34,26 +34,40 @@ def predict_inputs(classifier, inputs: Sequence[Any], *, top_k: int = 5, batch_s
     Raises:
         zoo.errors.InvalidInputError: an input that cannot be read (named).
     """
-    import torch
-
-    from zoo.engine.batches import collate_by_key, run_forward, to_device
-
     task = get_task(classifier.task)
-    # Where the model's weights are (an ONNX model's live in its session: its inputs stay on the CPU).
-    device = next(classifier.model.parameters(), torch.empty(0)).device
-    in_precision = autocast(resolve_precision(precision, device) if device.type == "cuda" else "fp32", device)
-    classifier.model.eval()
     results: list[Prediction] = []
     for start in range(0, len(inputs), batch_size):
         chunk = list(inputs[start:start + batch_size])
         items = [classifier.preprocess(task.read_input(value, sample_rate=classifier.sample_rate,
                                                        max_seconds=max_seconds)) for value in chunk]
-        with torch.inference_mode(), in_precision():
-            logits = run_forward(classifier.forward, to_device(collate_by_key(classifier, items), device)).float()
-        scores = torch.sigmoid(logits) if classifier.multi_label else logits.softmax(-1)
-        for value, row in zip(chunk, scores, strict=True):
-            best = torch.topk(row, min(top_k, len(classifier.labels)))
-            results.append(Prediction(str(value), [
-                {"label": classifier.labels[i], "score": round(float(s), 6)}
-                for s, i in zip(best.values.tolist(), best.indices.tolist(), strict=True)]))
+        scores = score_items(classifier, items, precision=precision)
+        results.extend(Prediction(str(value), top_labels(classifier, row, top_k))
+                       for value, row in zip(chunk, scores, strict=True))
     return results
+
+
+def score_items(classifier, items: Sequence[dict[str, Any]], *, precision: str = "fp32"):
+    """The probabilities (a float32 tensor, one row per item, one column per label) of preprocessed ``items``, in
+    one batch: softmax, or sigmoid for multi-label models. Items the family may not pad against each other run
+    apart (:func:`zoo.engine.batches.collate_by_key`), so an item's scores never depend on its batch-mates. What
+    `zoo predict` and the server both score with."""
+    import torch
+
+    from zoo.engine.batches import collate_by_key, run_forward, to_device
+
+    # Where the model's weights are (an ONNX model's live in its session: its inputs stay on the CPU).
+    device = next(classifier.model.parameters(), torch.empty(0)).device
+    in_precision = autocast(resolve_precision(precision, device) if device.type == "cuda" else "fp32", device)
+    classifier.model.eval()
+    with torch.inference_mode(), in_precision():
+        logits = run_forward(classifier.forward, to_device(collate_by_key(classifier, items), device)).float()
+    return (torch.sigmoid(logits) if classifier.multi_label else logits.softmax(-1)).cpu()
+
+
+def top_labels(classifier, scores, top_k: int) -> list[dict[str, Any]]:
+    """The ``top_k`` best labels of one row of :func:`score_items`, best first: ``[{"label", "score"}]``."""
+    import torch
+
+    best = torch.topk(scores, min(top_k, len(classifier.labels)))
+    return [{"label": classifier.labels[i], "score": round(float(s), 6)}
+            for s, i in zip(best.values.tolist(), best.indices.tolist(), strict=True)]
