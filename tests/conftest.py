@@ -98,3 +98,40 @@ def datasets(session_dir) -> dict[str, Path]:
         "text-cls": factory.make_text_csv(root / "reviews.csv", per_class=40),
         "audio-cls": factory.make_audio_folder(root / "tones", per_class=12),
     }
+
+
+# One small backbone per task type for the server's tests: the serving path is the same for every family.
+SERVE_BACKBONES = {"text-cls": "tiny-bert", "image-cls": "test_resnet.r160_in1k", "audio-cls": "tiny-wav2vec2"}
+
+
+@pytest.fixture(scope="module")
+def serve_runs(hub, datasets, tmp_path_factory):
+    """One finished linear-probe run per task type, made on first use."""
+    from zoo import api
+    from zoo.engine.config import AdaptConfig
+
+    root = tmp_path_factory.mktemp("serve-runs")
+    made: dict[str, Path] = {}
+
+    def run(task: str) -> Path:
+        if task not in made:
+            api.adapt(SERVE_BACKBONES[task], str(datasets[task]), output=root / task, val_fraction=0.25,
+                      registry_files=[str(FIXTURE_REGISTRY)],
+                      config=AdaptConfig(strategy="linear", epochs=1, batch_size=8), store=False)
+            made[task] = root / task
+        return made[task]
+
+    return run
+
+
+def val_inputs(run: Path, n: int = 4) -> list[str]:
+    """Validation inputs of a run as a person would send them: texts, or image and audio file paths."""
+    import json
+
+    from zoo.data import load_data
+
+    record = json.loads((run / "zoo_run.json").read_text())
+    request = record["request"]
+    val = load_data(request["data"], task=record["task"], val_fraction=request["val_fraction"],
+                    seed=record["seed"]).val
+    return [str(example.input) for example in val][:n]

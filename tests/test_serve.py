@@ -17,47 +17,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURE_REGISTRY
+from conftest import SERVE_BACKBONES, val_inputs
 from typer.testing import CliRunner
 
 from zoo import api
 from zoo.cli import app as cli_app
-from zoo.engine.config import AdaptConfig
 
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
-
-REGISTRY = [str(FIXTURE_REGISTRY)]
-# One small backbone per task type: the serving path is the same for every family.
-BACKBONES = {"text-cls": "tiny-bert", "image-cls": "test_resnet.r160_in1k", "audio-cls": "tiny-wav2vec2"}
-
-
-@pytest.fixture(scope="module")
-def runs(hub, datasets, tmp_path_factory):
-    """One finished linear-probe run per task type, made on first use."""
-    root = tmp_path_factory.mktemp("serve-runs")
-    made: dict[str, Path] = {}
-
-    def run(task: str) -> Path:
-        if task not in made:
-            api.adapt(BACKBONES[task], str(datasets[task]), output=root / task, val_fraction=0.25,
-                      registry_files=REGISTRY, config=AdaptConfig(strategy="linear", epochs=1, batch_size=8),
-                      store=False)
-            made[task] = root / task
-        return made[task]
-
-    return run
-
-
-def _val_inputs(run: Path, n: int = 4) -> list[str]:
-    """Validation inputs of a run as a person would send them: texts, or image and audio file paths."""
-    from zoo.data import load_data
-
-    record = json.loads((run / "zoo_run.json").read_text())
-    request = record["request"]
-    val = load_data(request["data"], task=record["task"], val_fraction=request["val_fraction"],
-                    seed=record["seed"]).val
-    return [str(example.input) for example in val][:n]
 
 
 def _expected(target: Path, inputs: list[str]) -> list[dict[str, float]]:
@@ -88,13 +55,13 @@ def _v2_request(task: str, inputs: list[str], name: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def served(runs):
+def served(serve_runs):
     """A TestClient on each task's run (torch), started on first use and stopped at the end of the module."""
     clients: dict[str, TestClient] = {}
 
     def client(task: str) -> TestClient:
         if task not in clients:
-            clients[task] = TestClient(api.serving_app(runs(task), max_wait_ms=20, max_body_mb=1))
+            clients[task] = TestClient(api.serving_app(serve_runs(task), max_wait_ms=20, max_body_mb=1))
             clients[task].__enter__()
         return clients[task]
 
@@ -103,10 +70,10 @@ def served(runs):
         client.__exit__(None, None, None)
 
 
-@pytest.mark.parametrize("task", sorted(BACKBONES))
-def test_predict_and_v2_infer_answer_what_zoo_predict_answers(task, runs, served):
-    run = runs(task)
-    inputs = _val_inputs(run)
+@pytest.mark.parametrize("task", sorted(SERVE_BACKBONES))
+def test_predict_and_v2_infer_answer_what_zoo_predict_answers(task, serve_runs, served):
+    run = serve_runs(task)
+    inputs = val_inputs(run)
     expected = _expected(run, inputs)
     client = served(task)
     labels = json.loads((run / "zoo_run.json").read_text())["labels"]
@@ -127,7 +94,7 @@ def test_predict_and_v2_infer_answer_what_zoo_predict_answers(task, runs, served
     input_name = metadata["inputs"][0]["name"]
     assert metadata["inputs"] == [{"name": input_name, "datatype": "BYTES", "shape": [-1]}]
     assert metadata["platform"] == "pytorch" and metadata["parameters"]["labels"] == labels
-    assert metadata["parameters"]["backbone"] == BACKBONES[task] and metadata["parameters"]["metrics"]
+    assert metadata["parameters"]["backbone"] == SERVE_BACKBONES[task] and metadata["parameters"]["metrics"]
     answer = client.post(f"/v2/models/{run.name}/infer", json=_v2_request(task, inputs, input_name))
     assert answer.status_code == 200, answer.text
     body = answer.json()
@@ -142,10 +109,10 @@ def test_predict_and_v2_infer_answer_what_zoo_predict_answers(task, runs, served
         assert dict(zip(names, scores, strict=True)) == pytest.approx(theirs, abs=1e-5)
 
 
-def test_the_onnx_backend_serves_an_export_as_zoo_predict_runs_it(runs):
-    run = runs("text-cls")
+def test_the_onnx_backend_serves_an_export_as_zoo_predict_runs_it(serve_runs):
+    run = serve_runs("text-cls")
     export = api.export(run).directory
-    inputs = _val_inputs(run)
+    inputs = val_inputs(run)
     expected = _expected(export, inputs)
     for target, backend in ((export, "auto"), (run, "onnx")):
         with TestClient(api.serving_app(target, backend=backend)) as client:
@@ -157,9 +124,9 @@ def test_the_onnx_backend_serves_an_export_as_zoo_predict_runs_it(runs):
             assert metadata["platform"] == "onnxruntime_onnx" and metadata["name"] == run.name
 
 
-def test_health_metadata_and_unknown_models(runs, served):
+def test_health_metadata_and_unknown_models(serve_runs, served):
     client = served("text-cls")
-    name = runs("text-cls").name
+    name = serve_runs("text-cls").name
     assert client.get("/v2/health/live").status_code == 200
     assert client.get("/v2/health/ready").status_code == 200
     assert client.get(f"/v2/models/{name}/ready").status_code == 200
@@ -210,9 +177,9 @@ def _bad_requests(name: str, limit: int) -> dict[str, tuple[str, dict, int, str]
     }
 
 
-def test_bad_input_is_a_4xx_with_one_line(runs, served):
+def test_bad_input_is_a_4xx_with_one_line(serve_runs, served):
     client = served("text-cls")
-    cases = _bad_requests(runs("text-cls").name, limit=32 * 4)
+    cases = _bad_requests(serve_runs("text-cls").name, limit=32 * 4)
     for case, (path, request, status, word) in cases.items():
         answer = client.post(path, **request)
         assert answer.status_code == status, (case, answer.status_code, answer.text)
@@ -220,13 +187,13 @@ def test_bad_input_is_a_4xx_with_one_line(runs, served):
         assert word in error and "\n" not in error, (case, error)
 
 
-def test_undecodable_files_are_a_400_naming_the_input(runs, served, tmp_path):
+def test_undecodable_files_are_a_400_naming_the_input(serve_runs, served, tmp_path):
     from data_factory import write_corrupt_audio, write_corrupt_image
 
     for task, broken in (("image-cls", write_corrupt_image(tmp_path / "broken.png", truncate=True)),
                          ("audio-cls", write_corrupt_audio(tmp_path / "broken.wav"))):
         client = served(task)
-        good = _val_inputs(runs(task), 1)
+        good = val_inputs(serve_runs(task), 1)
         answer = client.post("/predict", files=[("files", ("ok" + Path(good[0]).suffix, Path(good[0]).read_bytes())),
                                                 ("files", (broken.name, broken.read_bytes()))])
         assert answer.status_code == 400 and "files[1] (broken" in answer.json()["error"], answer.text
@@ -250,9 +217,9 @@ def test_bodies_over_the_limit_are_refused_with_413(served):
     assert answer.status_code == 413 and "limit" in answer.json()["error"]
 
 
-def test_concurrent_requests_are_batched_and_bad_ones_fail_alone(runs):
-    run = runs("text-cls")
-    texts = _val_inputs(run, 8)
+def test_concurrent_requests_are_batched_and_bad_ones_fail_alone(serve_runs):
+    run = serve_runs("text-cls")
+    texts = val_inputs(run, 8)
     expected = {text: scores for text, scores in zip(texts, _expected(run, texts), strict=True)}
     with TestClient(api.serving_app(run, max_batch=16, max_wait_ms=30)) as client:
         def one(i: int):
@@ -294,7 +261,7 @@ def _sample(text: str, name: str, **labels: str) -> float:
     raise AssertionError(f"no sample {name} {labels} in:\n{text}")
 
 
-def test_a_model_failure_is_a_500_for_its_batch_only(runs, served):
+def test_a_model_failure_is_a_500_for_its_batch_only(serve_runs, served):
     client = served("text-cls")
     batcher = client.app.state.batcher
     score = batcher.score
@@ -317,9 +284,9 @@ def test_a_model_failure_is_a_500_for_its_batch_only(runs, served):
     assert client.get("/v2/health/ready").status_code == 200
 
 
-def test_print_config_kserve(runs):
+def test_print_config_kserve(serve_runs):
     yaml = pytest.importorskip("yaml")
-    run = runs("text-cls")
+    run = serve_runs("text-cls")
     result = CliRunner().invoke(cli_app, ["serve", str(run), "--print-config", "kserve", "--max-batch", "8"])
     assert result.exit_code == 0, result.output
     runtime, service = list(yaml.safe_load_all(result.stdout))
@@ -368,11 +335,11 @@ class _Server:
         return self.process.wait(timeout=60)
 
 
-def test_a_real_server_answers_an_oip_client(runs):
+def test_a_real_server_answers_an_oip_client(serve_runs):
     httpclient = pytest.importorskip("tritonclient.http")
     np = pytest.importorskip("numpy")
-    run = runs("text-cls")
-    texts = _val_inputs(run, 3)
+    run = serve_runs("text-cls")
+    texts = val_inputs(run, 3)
     expected = _expected(run, texts)
     server = _Server(str(run), "--json")
     try:
@@ -399,11 +366,11 @@ def test_a_real_server_answers_an_oip_client(runs):
     assert code == 0
 
 
-def test_sigterm_under_load_finishes_every_accepted_request(runs):
+def test_sigterm_under_load_finishes_every_accepted_request(serve_runs):
     import httpx
 
-    run = runs("text-cls")
-    texts = _val_inputs(run, 8)
+    run = serve_runs("text-cls")
+    texts = val_inputs(run, 8)
     expected = {text: scores for text, scores in zip(texts, _expected(run, texts), strict=True)}
     # A long batching window keeps requests waiting in the queue when the signal comes.
     server = _Server(str(run), "--max-wait-ms", "300", "--max-batch", "64")

@@ -1,6 +1,6 @@
 """The ASGI app of `zoo serve` (FastAPI): ``POST /predict``, the Open Inference Protocol v2 subset (health, server
 and model metadata, infer), ``GET /metrics``; bodies limited in size, bad input answered with a 4xx JSON
-``{"error": "one line"}``.
+``{"error": "one line"}``; ``GET /`` is a page to try the model in a browser (``page.html``).
 
 Each request is decoded and preprocessed on its own (in a thread, off the event loop) before its items join the
 batcher's queue, so an input that cannot be read fails only its own request; the batcher runs the model.
@@ -11,16 +11,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import html
 import json
 import logging
 import os
 import time
 from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
+from importlib import resources
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -33,6 +35,11 @@ from zoo.serve.model import ServedModel, load_served
 from zoo.serve.options import MAX_INPUTS_IN_BATCHES, OPTIONS_ENV, ServeOptions, decode_for_workers
 
 log = logging.getLogger("zoo.serve")
+
+# The page loads nothing from elsewhere: its script and style are inline, and it talks only to this server.
+PAGE_POLICY = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
+               "img-src data: blob:; media-src blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
 
 class RequestError(Exception):
     """Bad input: answered with ``status`` and ``{"error": message}``."""
@@ -274,6 +281,13 @@ def _prepare(model: ServedModel, named: list[tuple[str, Any]]) -> list[dict[str,
     return items
 
 
+def page_html(name: str) -> str:
+    """The page at ``/`` for the model ``name``: ``page.html`` (shipped in the package) with the name, escaped,
+    where it says ``{{model}}``. The page reads everything else from ``/v2/models/NAME`` and ``/predict``."""
+    template = resources.files("zoo.serve").joinpath("page.html").read_text(encoding="utf-8")
+    return template.replace("{{model}}", html.escape(name, quote=True))
+
+
 # --- the app ----------------------------------------------------------------------------------------------------
 
 
@@ -336,6 +350,12 @@ def create_app(model: ServedModel, options: ServeOptions | None = None) -> FastA
 
     def output_k(top_k: int) -> int:
         return min(top_k, len(model.labels))
+
+    page = page_html(model.name)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def try_it():
+        return HTMLResponse(page, headers={"content-security-policy": PAGE_POLICY, "cache-control": "no-cache"})
 
     @app.post("/predict")
     async def predict(request: Request):
