@@ -322,8 +322,12 @@ def _not_cached_offline(spec) -> bool:
 
 
 def one_line(text: object, limit: int = 200) -> str:
-    """``text`` as a single line of at most ``limit`` characters, for embedding library messages in ours."""
-    flat = " ".join(str(text).split())
+    """``text`` as a single line of at most ``limit`` characters, for embedding library messages in ours. An object's
+    default repr (``<_io.BytesIO object at 0x7f...>``, how libraries name an in-memory upload) becomes "the file":
+    its address says nothing to a person and differs on every call."""
+    import re
+
+    flat = re.sub(r"<[\w.]+ object at 0x[0-9a-fA-F]+>", "the file", " ".join(str(text).split()))
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
