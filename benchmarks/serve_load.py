@@ -34,7 +34,7 @@ p99 no worse than 3× its own batch-1 p50 (`zoo serve --max-batch 1` at concurre
 
     python benchmarks/serve_load.py [--write] [--quick] [--threads 1]
 
-It took about 8 minutes on a 2-core CPU shared with other work. `--quick` is a smoke run of under 2 minutes (tiny
+It took about 5 minutes on a 2-core CPU shared with other work. `--quick` is a smoke run of under 2 minutes (tiny
 pretraining and training, few requests); its figures mean nothing and --write refuses them.
 """
 
