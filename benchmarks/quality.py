@@ -561,6 +561,7 @@ class TextModality(Modality):
     name, task = "text", "text-cls"
     PRETRAIN_STEPS = 800
     MAX_TOKENS = 64
+    LAYERS, WIDTH = 2, 128              # the encoder's size (64 per attention head, 4x wide feed-forward)
 
     def __init__(self, work: Path, *, quick: bool) -> None:
         super().__init__(work, quick=quick)
@@ -576,8 +577,9 @@ class TextModality(Modality):
                                       model_max_length=self.MAX_TOKENS)
         tokenizer.save_pretrained(folder)
         self.tokenizer = tokenizer
-        config = BertConfig(vocab_size=len(tokenizer), hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
-                            intermediate_size=512, max_position_embeddings=self.MAX_TOKENS, num_labels=TOPICS)
+        config = BertConfig(vocab_size=len(tokenizer), hidden_size=self.WIDTH, num_hidden_layers=self.LAYERS,
+                            num_attention_heads=self.WIDTH // 64, intermediate_size=4 * self.WIDTH,
+                            max_position_embeddings=self.MAX_TOKENS, num_labels=TOPICS)
         self.config = config
         per_topic = 20 if self.quick else 200
         source = self._source(per_topic, seed=0)
@@ -590,7 +592,7 @@ class TextModality(Modality):
         name = "quality-bert"
         block = transformers_local_entry(name, folder, task="text-cls", params_m=params,
                                          input_table=f"max_tokens = {self.MAX_TOKENS}, seq_len = 32")
-        summary = (f"BERT, 2 layers, 128 wide ({params:.2f}M parameters), word-level tokenizer of "
+        summary = (f"BERT, {self.LAYERS} layers, {self.WIDTH} wide ({params:.2f}M parameters), word-level tokenizer of "
                    f"{len(tokenizer)} words, pretrained for {steps} steps of batch 32 to tell {TOPICS} topics "
                    f"({per_topic} sentences each; {WORDS_PER_TOPIC} made-up words per topic among English filler): "
                    f"held-out top-1 {top1:.3f}")

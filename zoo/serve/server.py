@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 from collections.abc import Callable
 
@@ -31,6 +32,11 @@ def run(app, *, host: str, port: int, workers: int = 1, worker_options: str | No
     else:
         config = uvicorn.Config(app, host=host, port=port, log_level=LOG_LEVEL, timeout_graceful_shutdown=None)
     sock = config.bind_socket()
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        # The socket uvicorn binds says protocol 0, so asyncio does not set TCP_NODELAY on the connections it
+        # accepts, and Nagle's algorithm holds each answer until the client's delayed ACK (40 ms on Linux).
+        # Accepted connections inherit the option from the listening socket.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.listen(config.backlog)   # connections made from now on wait in the backlog until the server takes them
     bound_host, bound_port = sock.getsockname()[:2]
     if on_ready is not None:
