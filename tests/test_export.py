@@ -174,8 +174,12 @@ def test_int8_that_wrecks_the_model_fails_the_gate_with_its_figures_and_leaves_n
     for folder in ("onnx", "onnx-int8"):
         shutil.rmtree(fragile / folder, ignore_errors=True)
     _with_an_outlier_channel(fragile)
-    failed = run_zoo("export", str(fragile), "--quantize", "dynamic")
-    assert failed.returncode != 0
+    from typer.testing import CliRunner
+
+    from zoo.cli import app
+
+    failed = CliRunner().invoke(app, ["export", str(fragile), "--quantize", "dynamic"])
+    assert failed.exit_code not in (0, None)
     lines = failed.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: "), failed.stderr
     assert "agreement" in lines[0] and "macro_f1" in lines[0] and "nothing was written" in lines[0]
@@ -187,7 +191,7 @@ def test_bench_compares_a_run_with_its_exports(runs, exports, datasets):
     exports("tiny-bert")
     api.export(run, quantize="dynamic")
     result = run_zoo("bench", str(run), str(run / "onnx"), str(run / "onnx-int8"), "--compare", "--data",
-                     str(datasets["text-cls"]), "--iters", "5", "--warmup", "1", "--batch-sizes", "1,4",
+                     str(datasets["text-cls"]), "--iters", "5", "--warmup", "1", "--batch-sizes", "1",
                      "--no-store", "--json")
     assert result.returncode == 0, result.stderr
     torch_run, fp32, int8 = json.loads(result.stdout)
@@ -198,9 +202,13 @@ def test_bench_compares_a_run_with_its_exports(runs, exports, datasets):
     assert fp32["accuracy"]["accuracy"] == torch_run["accuracy"]["accuracy"]
     for r in (fp32, int8):
         assert r["latency_ms"]["p50"] > 0 and r["params_m"] > 0 and "onnxruntime" in r["fingerprint"]
-    table = run_zoo("bench", str(run / "onnx"), "--iters", "3", "--warmup", "0", "--batch-sizes", "1",
-                    "--no-store")
-    assert table.returncode == 0 and "onnxruntime" in table.stdout and "size on disk" in table.stdout
+    from typer.testing import CliRunner
+
+    from zoo.cli import app
+
+    table = CliRunner().invoke(app, ["bench", str(run / "onnx"), "--iters", "3", "--warmup", "0",
+                                     "--batch-sizes", "1", "--no-store"])
+    assert table.exit_code == 0 and "onnxruntime" in table.stdout and "size on disk" in table.stdout
 
 
 def test_export_options_and_what_is_refused(runs, tmp_path, datasets):
@@ -311,13 +319,15 @@ def test_a_multi_label_run_exports_with_sigmoid_scores_and_label_set_agreement(h
 
     data = factory.make_text_csv(tmp_path / "multi.jsonl", per_class=20, fmt="jsonl", multi_label=True)
     run = tmp_path / "run"
-    api.adapt("tiny-bert", str(data), output=run, registry_files=REGISTRY, store=False,
+    api.adapt("tiny-bert", str(data), output=run, registry_files=REGISTRY, store=False, val_fraction=0.3,
               config=AdaptConfig(strategy="linear", epochs=1, batch_size=8))
-    record = api.export(run, quantize="dynamic").record
-    assert record["multi_label"] and record["precision"] == "int8"
-    for parity in record["parity"].values():
-        assert set(parity["reference"]) == {"subset_accuracy", "micro_f1", "macro_f1"} and parity["passed"]
-    assert "sigmoid" in (run / "onnx-int8" / "README.md").read_text()
-    ours = api.predict(run, ["great movie"], top_k=10)[0].labels
-    exported = api.predict(run / "onnx-int8", ["great movie"], top_k=10)[0].labels
-    assert all(0 <= entry["score"] <= 1 for entry in exported) and len(exported) == len(ours)
+    record = api.export(run).record
+    parity = record["parity"]["fp32"]
+    assert record["multi_label"] and parity["passed"] and parity["agreement"] == 1.0
+    assert set(parity["reference"]) == {"subset_accuracy", "micro_f1", "macro_f1"}
+    assert "sigmoid" in (run / "onnx" / "README.md").read_text()
+    ours = api.predict(run, ["great movie", "awful slow service"], top_k=10)
+    exported = api.predict(run / "onnx", ["great movie", "awful slow service"], top_k=10)
+    for mine, theirs in zip(ours, exported, strict=True):
+        assert {e["label"]: e["score"] for e in theirs.labels} == pytest.approx(
+            {e["label"]: e["score"] for e in mine.labels}, abs=1e-4)
