@@ -253,9 +253,12 @@ def optimum_overlay(session_dir) -> Path:
     process that loads the exports."""
     target = session_dir / "optimum-overlay"
     if not (target / "optimum" / "onnxruntime").is_dir():
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
-                        "optimum-onnx==0.1.0", "optimum==2.1.0", "transformers==4.57.6", "huggingface_hub==0.36.2",
-                        "tokenizers==0.22.1"], check=True, capture_output=True, timeout=600)
+        pip = [sys.executable, "-m", "pip", "install", "-q", "--target", str(target)]
+        subprocess.run([*pip, "--no-deps", "optimum-onnx==0.1.0", "optimum==2.1.0", "transformers==4.57.6",
+                        "huggingface_hub==0.36.2", "tokenizers==0.22.1"], check=True, capture_output=True,
+                       timeout=600)
+        # What those versions need that zoo's environment may lack (huggingface_hub 0.x reads the Hub with requests).
+        subprocess.run([*pip, "requests"], check=True, capture_output=True, timeout=600)
     return target
 
 
