@@ -101,8 +101,9 @@ def _make_batch(classifier, example, batch_size: int, image_size: int | None, de
 
 
 def _reset_peak_rss() -> None:
-    """Start the process's peak RSS afresh (Linux: writing 5 to /proc/self/clear_refs), so that each of several
-    targets benched in one process reports its own peak; elsewhere the peak stays the process's."""
+    """Start the process's peak RSS afresh from what it holds now (Linux: writing 5 to /proc/self/clear_refs), so
+    that a target benched after others reports the peak while it ran, not theirs; elsewhere the peak stays the
+    process's."""
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
