@@ -124,8 +124,9 @@ def serve_runs(hub, datasets, tmp_path_factory):
     return run
 
 
-def val_inputs(run: Path, n: int = 4) -> list[str]:
-    """Validation inputs of a run as a person would send them: texts, or image and audio file paths."""
+def val_inputs(run: Path, n: int = 4, *, sample_rate: int | None = None) -> list[str]:
+    """Validation inputs of a run as a person would send them: texts, or image and audio file paths. With
+    ``sample_rate``, only audio files at that rate (for code that feeds a file's samples to the model unresampled)."""
     import json
 
     from zoo.data import load_data
@@ -134,4 +135,9 @@ def val_inputs(run: Path, n: int = 4) -> list[str]:
     request = record["request"]
     val = load_data(request["data"], task=record["task"], val_fraction=request["val_fraction"],
                     seed=record["seed"]).val
-    return [str(example.input) for example in val][:n]
+    inputs = [str(example.input) for example in val]
+    if sample_rate is not None and record["task"] == "audio-cls":
+        import soundfile
+
+        inputs = [path for path in inputs if soundfile.info(path).samplerate == sample_rate]
+    return inputs[:n]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FIXTURE_REGISTRY, run_zoo
+from conftest import FIXTURE_REGISTRY, run_zoo, val_inputs
 
 from zoo import api
 from zoo.engine.config import AdaptConfig
@@ -59,22 +59,6 @@ def exports(runs):
         return made[name]
 
     return export
-
-
-def _val_inputs(run: Path, n: int = 3) -> list[str]:
-    """Validation inputs of a run, as a person would pass them (audio files at the model's rate only)."""
-    from zoo.data import load_data
-
-    record = json.loads((run / "zoo_run.json").read_text())
-    request = record["request"]
-    val = load_data(request["data"], task=record["task"], val_fraction=request["val_fraction"],
-                    seed=record["seed"]).val
-    inputs = [str(example.input) for example in val]
-    if record["task"] == "audio-cls":
-        import soundfile
-
-        inputs = [path for path in inputs if soundfile.info(path).samplerate == 16000]
-    return inputs[:n]
 
 
 def _card_snippet(export: Path) -> str:
@@ -124,7 +108,7 @@ def test_every_task_exports_with_parity_and_runs_without_zoo_or_torch(name, runs
 
     # zoo predict on the export scores as on the run; the card's code, without zoo or torch, too. (Scores within
     # 1e-3: the gate lets a model whose head amplifies rounding differ as much as torch's own fp32 does.)
-    inputs = _val_inputs(run)
+    inputs = val_inputs(run, 3, sample_rate=16000)
     ours = api.predict(run, inputs, top_k=len(labels))
     exported = api.predict(export, inputs, top_k=len(labels))
     for mine, theirs in zip(ours, exported, strict=True):
@@ -289,7 +273,7 @@ def test_optimum_loads_text_and_audio_exports_as_they_are(name, runs, exports, o
     spec = BY_NAME[name]
     run = runs(spec)
     export = exports(name)
-    inputs = _val_inputs(run, n=1)   # one at a time: a batch pads, and padding is the family's business
+    inputs = val_inputs(run, 1, sample_rate=16000)   # one at a time: a batch pads, and padding is the family's business
     import os
 
     result = subprocess.run([sys.executable, "-c", OPTIMUM_SCRIPT, spec.tasks[0], str(export), json.dumps(inputs)],

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURE_REGISTRY, run_zoo
+from conftest import FIXTURE_REGISTRY, run_zoo, val_inputs
 from native_loading import native_predictions, run_without_zoo
 
 from zoo import api
@@ -49,21 +49,6 @@ def runs(hub, datasets, tmp_path_factory) -> dict[str, Path]:
     return out
 
 
-def _val_inputs(run: Path, n: int = 3) -> list[str]:
-    from zoo.data import load_data
-
-    record = json.loads((run / "zoo_run.json").read_text())
-    request = record["request"]
-    val = load_data(request["data"], task=record["task"], val_fraction=request["val_fraction"],
-                    seed=record["seed"]).val
-    inputs = [str(example.input) for example in val]
-    if record["task"] == "audio-cls":   # the pipeline gets the file's samples: keep files at the model's rate
-        import soundfile
-
-        inputs = [path for path in inputs if soundfile.info(path).samplerate == 16000]
-    return inputs[:n]
-
-
 def _push(run: Path, repo_id: str, *args: str, env: dict[str, str] | None = None):
     return run_zoo("push", str(run), "--repo-id", repo_id, "--json", *args, env=env)
 
@@ -91,7 +76,7 @@ def test_push_round_trip_loads_without_zoo_and_predicts_the_same(name, hub_users
         assert hashlib.sha256(hub_users.store.blob_bytes(commit.files[entry["path"]])).hexdigest() == entry["sha256"]
 
     # A fresh process that never imports zoo, with an empty cache, loads the model from the endpoint.
-    inputs = _val_inputs(run)
+    inputs = val_inputs(run, 3, sample_rate=16000)
     model = f"hf-hub:{repo_id}" if spec.family == "timm" else repo_id
     native = native_predictions(spec.family, spec.tasks[0], model, inputs,
                                 env={"HF_TOKEN": TOKEN, "HF_HOME": str(tmp_path / "fresh-hf-home")})

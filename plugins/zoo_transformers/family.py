@@ -436,10 +436,7 @@ class TransformersFamily(Family):
         }
         with _quiet():
             try:
-                if task == TEXT_TASK:
-                    processor = transformers.AutoTokenizer.from_pretrained(source, **common)
-                else:
-                    processor = transformers.AutoFeatureExtractor.from_pretrained(source, **common)
+                processor = _processor(task, source, **common)
                 if pretrained:
                     model = auto_model.from_pretrained(source, ignore_mismatched_sizes=True, **head, **common)
                 else:
@@ -452,41 +449,18 @@ class TransformersFamily(Family):
         return TransformersClassifier(model, processor, task=task, max_length=max_length)
 
     def load_saved(self, directory: str | Path) -> TransformersClassifier:
-        import transformers
-
-        directory = Path(directory)
-        task = TEXT_TASK if (directory / "tokenizer_config.json").is_file() else AUDIO_TASK
-        with _quiet():
-            try:
-                if task == TEXT_TASK:
-                    processor = transformers.AutoTokenizer.from_pretrained(directory)
-                else:
-                    processor = transformers.AutoFeatureExtractor.from_pretrained(directory)
-                model = _auto_class(task).from_pretrained(directory)
-            except Exception as exc:
-                raise ModelLoadError.for_saved(directory, "transformers", exc,
-                                               convert=CONVERT_TO_SAFETENSORS) from exc
-        return TransformersClassifier(model, processor, task=task)
+        return _from_folder(directory, lambda task, folder: _auto_class(task).from_pretrained(folder))
 
     def load_preprocessing(self, directory: str | Path) -> TransformersClassifier:
         import torch
         import transformers
 
-        directory = Path(directory)
-        task = TEXT_TASK if (directory / "tokenizer_config.json").is_file() else AUDIO_TASK
-        with _quiet():
-            try:
-                if task == TEXT_TASK:
-                    processor = transformers.AutoTokenizer.from_pretrained(directory)
-                else:
-                    processor = transformers.AutoFeatureExtractor.from_pretrained(directory)
-                config = transformers.AutoConfig.from_pretrained(directory)
-                with torch.device("meta"):   # the model's structure answers batch_key; its weights are never read
-                    model = _auto_class(task).from_config(config)
-            except Exception as exc:
-                raise ModelLoadError.for_saved(directory, "transformers", exc,
-                                               convert=CONVERT_TO_SAFETENSORS) from exc
-        return TransformersClassifier(model, processor, task=task)
+        def weightless(task: str, folder: Path):
+            config = transformers.AutoConfig.from_pretrained(folder)
+            with torch.device("meta"):   # the model's structure answers batch_key; its weights are never read
+                return _auto_class(task).from_config(config)
+
+        return _from_folder(directory, weightless)
 
     def can_load_saved(self, directory: str | Path) -> bool:
         import json
@@ -570,6 +544,28 @@ class TransformersFamily(Family):
                 inputs = candidate
                 break
         return Architecture(encoder, inputs)
+
+
+def _processor(task: str, source, **options):
+    """The tokenizer (text) or feature extractor (audio) of a backbone or a saved folder."""
+    import transformers
+
+    auto = transformers.AutoTokenizer if task == TEXT_TASK else transformers.AutoFeatureExtractor
+    return auto.from_pretrained(source, **options)
+
+
+def _from_folder(directory: str | Path, model_from) -> TransformersClassifier:
+    """A classifier from a folder ``save`` (or ``export_files``) wrote: its preprocessing, and the model
+    ``model_from(task, folder)`` builds (from the saved weights, or without them)."""
+    directory = Path(directory)
+    task = TEXT_TASK if (directory / "tokenizer_config.json").is_file() else AUDIO_TASK
+    with _quiet():
+        try:
+            processor = _processor(task, directory)
+            model = model_from(task, directory)
+        except Exception as exc:  # transformers raises OSError, ValueError, hub errors...
+            raise ModelLoadError.for_saved(directory, "transformers", exc, convert=CONVERT_TO_SAFETENSORS) from exc
+    return TransformersClassifier(model, processor, task=task)
 
 
 def _example_inputs(config, spec, task: str, device: str) -> dict[str, Any]:

@@ -44,7 +44,7 @@ def to_onnx(classifier, batch: dict[str, Any], path: Path, *, opset: int = DEFAU
     external = sum(p.numel() * p.element_size() for p in classifier.model.parameters()) > EXTERNAL_DATA_BYTES
     common = {"input_names": names, "output_names": [OUTPUT_NAME], "dynamic_axes": graph.dynamic_axes}
     try:
-        with _quiet(), torch.no_grad():
+        with quiet(), torch.no_grad():
             torch.onnx.export(graph.module, args, str(path), dynamo=True, opset_version=opset,
                               external_data=external, **common)
         return ExportedGraph(path, "dynamo", opset, names, graph.dynamic_axes)
@@ -52,7 +52,7 @@ def to_onnx(classifier, batch: dict[str, Any], path: Path, *, opset: int = DEFAU
         dynamo_error = _first_line(exc)
         _remove(path)
     try:
-        with _quiet(), torch.no_grad():
+        with quiet(), torch.no_grad():
             torch.onnx.export(graph.module, args, str(path), dynamo=False, opset_version=min(opset, 20), **common)
     except Exception as exc:  # the TorchScript exporter raises many types too
         _remove(path)
@@ -72,11 +72,12 @@ def trace_batch(classifier, items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _quiet():
-    """The exporters print progress and warnings of their own; zoo reports what matters itself."""
+def quiet(logger_names: tuple[str, ...] = _NOISY_LOGGERS):
+    """The exporters and quantizers print progress and warnings of their own (on stdout, through ``warnings`` and
+    through the loggers named; "" is the root logger); zoo reports what matters itself."""
     import logging
 
-    loggers = [logging.getLogger(name) for name in _NOISY_LOGGERS]
+    loggers = [logging.getLogger(name) for name in logger_names]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)

@@ -9,15 +9,13 @@ quantization leaves in float.
 from __future__ import annotations
 
 import contextlib
-import io
-import logging
 import tempfile
-import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from zoo.errors import ExportError
+from zoo.export.graph import quiet
 
 METHODS = ("dynamic", "static")
 DYNAMIC_OPS = ["MatMul", "Gemm"]
@@ -39,7 +37,7 @@ def quantize(source: Path, target: Path, method: str, *,
     source, target = Path(source).resolve(), Path(target).resolve()
     # In the scratch folder: ONNX Runtime's symbolic shape inference, when it gives up, dumps the model (weights
     # and all) into the working directory before raising; there it is removed with the folder.
-    with tempfile.TemporaryDirectory(dir=target.parent) as scratch, contextlib.chdir(scratch), _quiet():
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch, contextlib.chdir(scratch), quiet(("",)):
         prepared = Path(scratch) / "prepared.onnx"
         try:
             # Shape inference and graph optimisation first, as ONNX Runtime advises before quantizing.
@@ -88,16 +86,3 @@ def _reader(batches: Iterable[dict[str, Any]]):
             self.rest = iter(self.all)
 
     return Reader()
-
-
-@contextlib.contextmanager
-def _quiet():
-    logger = logging.getLogger()
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
