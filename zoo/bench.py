@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo import loading
-from zoo.data import load_data
+from zoo.data import load_scored
 from zoo.errors import InvalidInputError
 from zoo.export.runtime import OnnxClassifier, is_export_dir
 from zoo.hardware import check_device, fingerprint
@@ -264,13 +264,8 @@ def evaluate_on_data(classifier, data_path: str, *, device: str, precision: str 
     from zoo.engine.batches import ExampleDataset, collect_outputs, make_collate
     from zoo.engine.metrics import compute_metrics
 
-    data = load_data(data_path, task=classifier.task, val_fraction=0.0, multi_label=classifier.multi_label or None)
-    unknown = sorted(set(data.label_names) - set(classifier.labels))
-    if unknown:
-        raise InvalidInputError(f"{data_path}: labels the model was not trained on: {', '.join(unknown)}")
-    remap = [classifier.labels.index(name) for name in data.label_names]
-    scored = data.test or (data.train + data.val)
-    examples = [type(ex)(ex.input, tuple(remap[i] for i in ex.labels), ex.id) for ex in scored]
+    examples, data = load_scored(data_path, task=classifier.task, labels=classifier.labels,
+                                 multi_label=classifier.multi_label)
     dataset = ExampleDataset(examples, classifier, train=False, max_seconds=max_seconds,
                              num_labels=len(classifier.labels), multi_label=classifier.multi_label)
     if getattr(classifier, "runtime", "torch") == "onnxruntime":

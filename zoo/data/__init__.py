@@ -7,8 +7,8 @@
 
 from zoo.data.base import DataSplits, Example
 from zoo.data.files import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
-from zoo.data.readers import load_data
+from zoo.data.readers import load_data, load_scored
 from zoo.data.tables import LABEL_COLUMNS, PATH_COLUMNS, TEXT_COLUMNS
 
 __all__ = ["AUDIO_EXTENSIONS", "IMAGE_EXTENSIONS", "LABEL_COLUMNS", "PATH_COLUMNS", "TEXT_COLUMNS", "DataSplits",
-           "Example", "load_data"]
+           "Example", "load_data", "load_scored"]

@@ -113,6 +113,23 @@ def load_data(source: str | os.PathLike[str], *, task: str, val: str | os.PathLi
     )
 
 
+def load_scored(source: str | os.PathLike[str], *, task: str, labels: list[str],
+                multi_label: bool) -> tuple[list[Example], DataSplits]:
+    """The examples of a labelled set to score a model on, with their labels as indices into the model's
+    ``labels``: its test split (a test/ folder, an hf: test split), or all of it. Also the data as read.
+
+    Raises:
+        zoo.errors.InvalidInputError: unreadable data, or labels the model was not trained on.
+    """
+    data = load_data(source, task=task, val_fraction=0.0, multi_label=multi_label or None)
+    unknown = sorted(set(data.label_names) - set(labels))
+    if unknown:
+        raise InvalidInputError(f"{source}: labels the model was not trained on: {', '.join(unknown)}")
+    remap = [labels.index(name) for name in data.label_names]
+    scored = data.test or (data.train + data.val)
+    return [Example(ex.input, tuple(remap[i] for i in ex.labels), ex.id) for ex in scored], data
+
+
 def _read_local(source: str, task: str, input_kind: str, val: str | None, test: str | None,
                 opts: ReadOptions) -> tuple[dict[str, list[RawExample]], dict[str, str], dict[str, str]]:
     """Read a local source and its val/test data; returns examples, where each split came from, and how."""

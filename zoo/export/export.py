@@ -6,6 +6,7 @@ failed leaves nothing that looks usable, and an earlier export of the same name 
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import random
@@ -18,7 +19,7 @@ from typing import Any
 
 from zoo import jsonio, loading
 from zoo.compare import main_metric
-from zoo.data import load_data
+from zoo.data import load_scored
 from zoo.data.base import Example
 from zoo.errors import ExportError, InvalidInputError
 from zoo.export.card import export_card
@@ -83,8 +84,12 @@ def export_run(run_dir: Path, *, families, output: Path | None = None, opset: in
     method, reason = _quantization_method(quantization, classifier)
     max_seconds = record.get("config", {}).get("max_seconds", 10.0)
     say(f"reading {'--check ' + check if check else 'the run' + chr(39) + 's validation split'}")
-    examples, targets_known, source = _check_examples(record, check, classifier)
-    calibration_examples = _calibration_examples(record, calib) if method == "static" else []
+    # The run's data is read at most once, for the parity check and static calibration alike.
+    alternative = " and ".join([*([] if check else ["--check DATA"]), *(
+        ["--quantize dynamic (static calibrates on the run's training data)"] if method == "static" else [])])
+    run_splits = functools.cache(lambda: _run_splits(record, alternative))
+    examples, targets_known, source = _check_examples(check, classifier, run_splits)
+    calibration_examples = _calibration_examples(run_splits, calib) if method == "static" else []
 
     dataset = _dataset(classifier, examples, max_seconds)
     say(f"running the torch model on {len(examples)} examples of {source}")
@@ -142,19 +147,14 @@ def export_run(run_dir: Path, *, families, output: Path | None = None, opset: in
 # --- what to check on -------------------------------------------------------------------------------------------
 
 
-def _check_examples(record: dict[str, Any], check: str | None, classifier) -> tuple[list[Example], bool, str]:
-    """The examples parity is measured on, whether their labels are known, and what they are, in words."""
+def _check_examples(check: str | None, classifier, run_splits) -> tuple[list[Example], bool, str]:
+    """The examples parity is measured on, whether their labels are known, and what they are, in words.
+    ``run_splits()`` reads the run's own data."""
     if check is not None:
-        data = load_data(check, task=classifier.task, val_fraction=0.0,
-                         multi_label=classifier.multi_label or None)
-        unknown = sorted(set(data.label_names) - set(classifier.labels))
-        if unknown:
-            raise InvalidInputError(f"{check}: labels the model was not trained on: {', '.join(unknown)}")
-        remap = [classifier.labels.index(name) for name in data.label_names]
-        scored = data.test or (data.train + data.val)
-        examples = [Example(ex.input, tuple(remap[i] for i in ex.labels), ex.id) for ex in scored]
+        examples, _ = load_scored(check, task=classifier.task, labels=classifier.labels,
+                                  multi_label=classifier.multi_label)
         return _sample(examples), True, f"--check {check}"
-    splits = _run_splits(record, "--check DATA")
+    splits = run_splits()
     if splits.val:
         return _sample(splits.val), True, "the run's validation split"
     task = get_task(classifier.task)
@@ -164,6 +164,11 @@ def _check_examples(record: dict[str, Any], check: str | None, classifier) -> tu
 
 
 def _run_splits(record: dict[str, Any], alternative: str):
+    """The run's data, read again as the run read it (the same request and seed), unchanged since.
+
+    Raises:
+        zoo.errors.InvalidInputError: it cannot be read, or changed; the message says to give ``alternative``.
+    """
     from zoo.engine.run import AdaptRequest
 
     request = AdaptRequest(**record["request"])
@@ -182,10 +187,9 @@ def _sample(examples: list[Example]) -> list[Example]:
     return random.Random(0).sample(examples, MAX_CHECK_EXAMPLES)
 
 
-def _calibration_examples(record: dict[str, Any], count: int) -> list[Example]:
+def _calibration_examples(run_splits, count: int) -> list[Example]:
     """``count`` training examples of the run (a seeded sample), for static quantization's activation ranges."""
-    splits = _run_splits(record, "--quantize dynamic, which needs no calibration")
-    train = list(splits.train)
+    train = list(run_splits().train)
     return train if len(train) <= count else random.Random(0).sample(train, count)
 
 
