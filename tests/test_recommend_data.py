@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,3 +199,98 @@ def test_recommend_with_data_shows_a_table_and_keeps_to_its_budget(hub, datasets
     bad = run_zoo("recommend", "--task", "image-cls", "--data", str(datasets["image-cls"]), "--candidates",
                   "tiny-bert", "-r", *REGISTRY)
     assert bad.returncode == 2 and "tiny-bert" in bad.stderr
+
+
+# --- the combination and successive halving ---------------------------------------------------------------------
+
+
+def _estimates(scores: dict[str, list[float]], *, noise: float = 0.02, subsamples: int = 20, seed: int = 0):
+    from zoo.recommend.combine import Estimates
+
+    rng = np.random.default_rng(seed)
+    count = len(next(iter(scores.values())))
+    return Estimates([f"b{i}" for i in range(count)], 500, {k: np.array(v, dtype=float) for k, v in scores.items()},
+                     {k: np.array(v) + rng.normal(0, noise, (subsamples, count)) for k, v in scores.items()})
+
+
+def test_a_near_tie_in_the_prior_carries_near_zero_weight():
+    """Two backbones whose data-free scores differ by 0.004 (estimated speed alone): the data decide."""
+    from zoo.recommend.combine import combine
+
+    result = combine(np.array([0.504, 0.500]), _estimates({"logme": [0.10, 0.50], "knn": [0.60, 0.80]}))
+    assert abs(result.prior).max() < 0.05
+    assert result.combined[1] > result.combined[0]
+
+
+def test_the_prior_counts_by_how_well_it_agrees_with_consistent_data():
+    from zoo.recommend.combine import combine
+
+    data = _estimates({"logme": [5, 4, 3, 2, 1], "hscore": [9, 7, 6, 3, 1], "knn": [0.9, 0.8, 0.7, 0.6, 0.5]})
+    against = combine(np.array([0.1, 0.3, 0.5, 0.7, 0.9]), data)
+    along = combine(np.array([0.9, 0.7, 0.5, 0.3, 0.1]), data)
+    assert list(np.argsort(-against.combined)) == [0, 1, 2, 3, 4], "a misleading prior does not reorder the data"
+    assert against.prior_weight.mean() < along.prior_weight.mean()
+    noisier = combine(np.array([0.1, 0.3, 0.5, 0.7, 0.9]), _estimates(
+        {"logme": [5, 4, 3, 2, 1], "hscore": [9, 7, 6, 3, 1], "knn": [0.9, 0.8, 0.7, 0.6, 0.5]}, noise=1.0))
+    assert noisier.prior_weight.mean() > against.prior_weight.mean(), "less certain data leave the prior more say"
+
+
+def test_estimators_that_disagree_are_pooled_about_equally_however_steady():
+    from zoo.recommend.combine import combine
+
+    steady_but_alone = _estimates({"logme": [1, 2, 3, 4], "knn": [4, 3, 2, 1]}, noise=1e-4)
+    result = combine(np.full(4, 0.5), steady_but_alone)
+    assert result.heterogeneity > 1
+    assert all(0.4 < w < 0.6 for w in result.estimator_weights.values())
+
+
+def test_halving_stages_and_a_sample_whose_prefixes_keep_the_class_shares():
+    from types import SimpleNamespace
+
+    from zoo.recommend.transfer import halving_stages, stratified_sample
+
+    assert halving_stages(20, 1000) == [250, 500, 1000]
+    assert halving_stages(10, 1000) == [500, 1000]
+    assert halving_stages(5, 1000) == [1000]
+    assert halving_stages(12, 120) == [60, 120]
+    examples = [SimpleNamespace(labels=[label], id=str(i)) for i, label in enumerate([0] * 300 + [1] * 100 + [2] * 50)]
+    sample = stratified_sample(examples, 200, seed=0)
+    assert len(sample) == 200 and len({e.id for e in sample}) == 200
+    for size in (20, 50, 100, 200):
+        shares = np.bincount([e.labels[0] for e in sample[:size]], minlength=3) / size
+        assert np.allclose(shares, [300 / 450, 100 / 450, 50 / 450], atol=1.5 / size + 0.01)
+
+
+def test_many_candidates_are_halved_and_an_unloadable_one_is_replaced_by_the_next(hub, datasets, tmp_path):
+    """Seven small backbones fit the constraints; the data-free favourite cannot be loaded (the Hub does not
+    serve it), so the next one takes its place, and successive halving cuts three at the first stage."""
+    registry = _text_registry(tmp_path)
+    text = Path(registry).read_text()
+    copies = "".join(text.replace('name = "tiny-distilbert"', f'name = "tiny-distilbert-{k}"') for k in range(2, 6))
+    unserved = ('[[backbone]]\nname = "not-served"\nfamily = "transformers"\nsource = "zoo-test/not-served"\n'
+                'tasks = ["text-cls"]\nparams_m = 0.05\ngflops = 0.001\ninput = { max_tokens = 64, seq_len = 16 }\n'
+                'license = "apache-2.0"\nlanguages = ["en"]\npretrain = "none (test fixture)"\nreference = '
+                '[{ metric = "glue/avg", value = 95.0, source = "test fixture" }]\n')
+    Path(registry).write_text(text + "\n" + copies + "\n" + unserved)
+    from data_factory import make_text_csv
+
+    data = make_text_csv(tmp_path / "reviews.csv", per_class=60)
+    common = ["recommend", "--task", "text-cls", "--data", str(data), "--max-params", "1",
+              "-r", *REGISTRY, "-r", registry, "--bootstrap", "3", "--json"]
+    env = {"ZOO_FEATURE_CACHE": str(tmp_path / "features")}
+    result = run_zoo(*common, "--shortlist", "6", env=env)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    status = {c["name"]: c for c in out["candidates"]}
+    assert status["not-served"]["status"] == "failed" and "not-served" in out["rankings"]["data_free"]
+    assert [s["sample"] for s in out["stages"]] == [60, 120]
+    assert len(out["stages"][0]["scored"]) == 6 and len(out["stages"][0]["cut"]) == 3
+    cut = [c for c in out["candidates"] if c["status"] == "cut"]
+    assert {c["name"] for c in cut} == set(out["stages"][0]["cut"])
+    assert all(c["stage"] == 1 and "cut at stage 1 of 2" in c["reason"] for c in cut)
+    assert len(out["rankings"]["combined"]) == 3 and all(status[n]["stage"] == 2 for n in out["rankings"]["combined"])
+
+    nothing = run_zoo(*common, "--candidates", "not-served", env=env)
+    assert nothing.returncode == 1
+    assert "could not be loaded" in nothing.stderr and "not-served" in nothing.stderr
+    assert "budget" not in nothing.stderr

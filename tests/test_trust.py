@@ -251,16 +251,17 @@ def test_a_bad_lora_target_list_names_the_plugin(hub, datasets, tmp_path, monkey
 def test_degenerate_features_are_scored_without_failing():
     import numpy as np
 
-    from zoo.recommend.transfer import score_candidates
+    from zoo.recommend.combine import combine
+    from zoo.recommend.transfer import estimate_all
 
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(3), 10)
     features = {"constant": np.ones((30, 8)), "good": rng.normal(size=(30, 8)) + labels[:, None],
                 "zeros": np.zeros((30, 8))}
-    results = score_candidates(features, labels, {"constant": 0.0, "good": 0.0, "zeros": 0.0},
-                               estimators=["logme", "hscore", "knn"], prior_weight=0.0, bootstrap=3, seed=0)
-    assert all(math.isfinite(results[name]["combined"]) for name in features)
-    assert results["good"]["combined"] > max(results["constant"]["combined"], results["zeros"]["combined"])
+    estimates = estimate_all(features, labels, estimators=["logme", "hscore", "knn"], bootstrap=3, seed=0)
+    combined = combine(np.zeros(3), estimates).combined
+    assert np.isfinite(combined).all()
+    assert combined[1] > max(combined[0], combined[2])
 
 
 # --- every command refuses bad input in one line, writing nothing ----------------------------------------------

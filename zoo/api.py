@@ -180,8 +180,9 @@ def recommend_with_data(task: str | None = None, *, data: str, device: str | Non
         raise InvalidInputError(f"--shortlist must be at least 2 to rank anything, got {shortlist}")
     plugins = get_plugin_manager()
     registry = load_registry(registry_files, plugins=plugins)
-    data_free = recommend_data_free(registry, constraints, top=len(registry) if candidates else shortlist,
-                                    scenario=parsed, available_families=plugins.families)
+    # Every candidate that meets the constraints: one that cannot be loaded gives its place to the next.
+    data_free = recommend_data_free(registry, constraints, top=len(registry), scenario=parsed,
+                                    available_families=plugins.families)
     if candidates:
         data_free = _only(data_free, candidates, registry)
     if not data_free.candidates:

@@ -165,3 +165,5 @@ def knn_loo_accuracy(features: np.ndarray, labels: np.ndarray, k: int = 5) -> fl
 
 
 ESTIMATORS = {"logme": logme, "hscore": hscore_shrinkage, "knn": knn_loo_accuracy}
+ESTIMATOR_LABELS = {"logme": "LogME", "hscore": "H-score", "knn": "k-NN"}
+MULTI_LABEL_ESTIMATORS = ("logme",)     # defined for a 0/1 label matrix; the others need one label per example

@@ -1,19 +1,20 @@
 """`zoo recommend --data`: rank the data-free shortlist by measured transferability on a sample of the person's data.
 
-1. Sample: up to ``sample`` labelled examples (train and validation together), stratified by class.
+1. Sample: up to ``sample`` labelled examples (train and validation together), stratified by class, in an order
+   whose every prefix keeps the class shares (so a smaller stage's sample is the start of a larger one's).
 2. Features: each shortlisted backbone's pooled features on the sample (timm: pre-logits; transformers: mean over
-   tokens or frames, averaged over layers with ``layers="mean"``), cached on disk in the same store and format as
-   the linear strategy's features (:mod:`zoo.engine.features`). Backbones not reached within ``budget_s`` are
-   reported as not scored.
-3. Estimators (:mod:`zoo.recommend.estimators`): LogME, H-score with Ledoit–Wolf shrinkage, k-NN leave-one-out
-   accuracy (the last two need single-label data).
-4. Combination: each estimator's scores are standardised across the scored backbones and averaged into a data
-   score; the data-free score is standardised the same way; the combined score is
-   ``w · prior + (1 − w) · data`` with ``w = PRIOR_PSEUDO_COUNT / (PRIOR_PSEUDO_COUNT + N)``: the more examples,
-   the more the sample decides.
-5. Uncertainty: the whole computation is repeated on ``bootstrap`` random subsamples of 80% of the sample
-   (without replacement: a duplicated example would be its own nearest neighbour), giving 5–95% intervals of
-   each combined score and rank.
+   tokens or frames, averaged over layers with ``layers="mean"``, the default), cached on disk in the same store
+   and format as the linear strategy's features (:mod:`zoo.engine.features`). Backbones not reached within
+   ``budget_s`` are reported as not scored; one that cannot be loaded (not fetched, say) is reported with its
+   cause, and the next data-free candidate that can be scored takes its place in the shortlist.
+3. Successive halving: with more than ``HALVING_KEEP`` candidates, all are scored on a quarter or half of the sample
+   first and only the better half goes on to the next, larger stage (:func:`halving_stages`); the output says
+   which were cut at which stage.
+4. Estimators (:mod:`zoo.recommend.estimators`) score every backbone on the sample and on ``bootstrap`` random
+   subsamples of 80% of it (without replacement: a duplicated example would be its own nearest neighbour).
+5. Combination (:mod:`zoo.recommend.combine`): the estimators are pooled and weighed against the data-free quality
+   by how noisy each is on this sample, how far they agree with each other, and how far the prior agrees with
+   them; the subsamples give 5–95% intervals of each combined score and rank.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -32,12 +33,12 @@ from zoo.engine.features import cache_key, load_cached, save_cached
 from zoo.errors import InvalidInputError, ZooError
 from zoo.loading import load_classifier
 from zoo.precision import autocast, resolve_precision
-from zoo.recommend.estimators import ESTIMATORS
+from zoo.recommend.combine import COMBINATION, SUBSAMPLE_FRACTION, Combination, Estimates, combine
+from zoo.recommend.estimators import ESTIMATOR_LABELS, ESTIMATORS, MULTI_LABEL_ESTIMATORS
 from zoo.recommend.prior import _ordinal, adapt_command, choose_strategy
 
-PRIOR_PSEUDO_COUNT = 200
-SUBSAMPLE_FRACTION = 0.8
-ESTIMATOR_SHORT = {"logme": "LogME", "hscore": "H-score", "knn": "k-NN"}
+HALVING_KEEP = 5          # successive halving stops once this many candidates or fewer remain
+HALVING_MIN_SAMPLE = 50   # and never scores a stage on fewer examples than this
 
 
 @dataclass
@@ -46,13 +47,17 @@ class ScoredCandidate:
     family: str
     prior_rank: int
     prior_score: float
-    status: str                                  # "scored", "time budget" (not reached) or "failed"
+    prior_quality: float = 0.5                   # the data-free quality the combination weighs (0..1)
+    status: str = "scored"                       # "scored", "cut" (successive halving), "time budget" or "failed"
     error: str | None = None                     # why it failed
     rank: int | None = None                      # in the combined ranking
     combined: float | None = None
     interval: tuple[float, float] | None = None  # 5-95% of the combined score over subsamples
     rank_interval: tuple[int, int] | None = None
+    prior_weight: float | None = None            # the prior's share of the combined score
     scores: dict[str, float] = field(default_factory=dict)
+    stage: int | None = None                     # the last successive-halving stage it was scored at (1 = first)
+    stage_sample: int | None = None              # examples at that stage
     feature_dim: int | None = None
     seconds: float = 0.0                         # feature extraction (0 when cached)
     cached: bool = False
@@ -71,9 +76,9 @@ class DataRecommendation:
     data: str
     sample: dict[str, Any]                       # size, per-class counts, fingerprint, seed
     layers: str
-    prior_weight: float
+    prior_weight: float                          # the prior's mean share of the combined scores
     estimators: list[str]
-    candidates: list[ScoredCandidate]            # combined ranking first, then the unscored
+    candidates: list[ScoredCandidate]            # combined ranking first, then the cut and the unscored
     agreement: dict[str, Any]
     strategy: str
     strategy_reason: str
@@ -81,17 +86,21 @@ class DataRecommendation:
     budget_s: float
     elapsed_s: float
     data_free: Any                               # the Recommendation the shortlist came from
+    combination: dict[str, Any] = field(default_factory=dict)   # the rule and the weights it gave
+    stages: list[dict[str, Any]] = field(default_factory=list)  # successive halving: sample and backbones per stage
+    estimates: Estimates | None = None           # the raw estimator scores on the sample and subsamples
     method: str = "data"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "task": self.task, "method": self.method, "data": self.data, "sample": self.sample,
             "layers": self.layers, "prior_weight": self.prior_weight, "estimators": self.estimators,
+            "combination": self.combination, "stages": self.stages,
             "candidates": [c.to_dict() for c in self.candidates],
             "rankings": {
                 "data_free": [c.name for c in sorted(self.candidates, key=lambda c: c.prior_rank)],
                 "combined": [c.name for c in self.candidates if c.rank is not None],
-                **{name: [c.name for c in sorted((c for c in self.candidates if name in c.scores),
+                **{name: [c.name for c in sorted((c for c in self.candidates if c.rank is not None),
                                                  key=lambda c, name=name: _descending(c.scores[name]))]
                    for name in self.estimators},
             },
@@ -105,20 +114,42 @@ class DataRecommendation:
 
 
 def stratified_sample(examples: Sequence, size: int, *, seed: int) -> list:
-    """Up to ``size`` examples, each class keeping its share (and at least 2 where it has them)."""
-    if len(examples) <= size:
-        return list(examples)
+    """Up to ``size`` examples, each class keeping its share (and at least 2 where it has them), ordered so that
+    every prefix keeps the shares too: class by class, each example's place is its position within its class as a
+    fraction of the class's count."""
     rng = np.random.default_rng(seed)
     by_class: dict[int, list[int]] = {}
     for index, example in enumerate(examples):
         by_class.setdefault(example.labels[0] if example.labels else -1, []).append(index)
     chosen: list[int] = []
+    if len(examples) <= size:
+        chosen = list(range(len(examples)))
+    else:
+        for indices in by_class.values():
+            share = max(min(2, len(indices)), round(size * len(indices) / len(examples)))
+            chosen += list(rng.choice(indices, size=min(share, len(indices)), replace=False))
+        if len(chosen) > size:
+            chosen = list(rng.choice(chosen, size=size, replace=False))
+        elif len(chosen) < size:     # the shares rounded down: top up at random
+            rest = sorted(set(range(len(examples))) - set(chosen))
+            chosen += list(rng.choice(rest, size=size - len(chosen), replace=False))
+    picked = set(chosen)
+    keys = []
     for indices in by_class.values():
-        share = max(min(2, len(indices)), round(size * len(indices) / len(examples)))
-        chosen += list(rng.choice(indices, size=min(share, len(indices)), replace=False))
-    chosen = sorted(rng.choice(chosen, size=min(size, len(chosen)), replace=False)) if len(chosen) > size \
-        else sorted(chosen)
-    return [examples[i] for i in chosen]
+        mine = [i for i in indices if i in picked]
+        rng.shuffle(mine)
+        keys += [((k + 0.5) / len(mine), int(i)) for k, i in enumerate(mine)]
+    return [examples[i] for _, i in sorted(keys)]
+
+
+def halving_stages(candidates: int, sample: int) -> list[int]:
+    """The sample size of each successive-halving stage: halve the sample while more than HALVING_KEEP candidates
+    would reach the last stage, keeping the better half of the candidates from one stage to the next."""
+    stages, remaining = [sample], candidates
+    while remaining > HALVING_KEEP and stages[0] // 2 >= HALVING_MIN_SAMPLE:
+        stages.insert(0, stages[0] // 2)
+        remaining = math.ceil(remaining / 2)
+    return stages
 
 
 def _sample_fingerprint(data_fingerprint: str, sample: Sequence) -> str:
@@ -154,18 +185,6 @@ def extract_features(classifier, examples: Sequence, *, layers: str, max_seconds
 # --- scoring ----------------------------------------------------------------------------------------------------
 
 
-def _standardise(values: np.ndarray) -> np.ndarray:
-    spread = values.std()
-    return (values - values.mean()) / spread if spread > 0 else np.zeros_like(values)
-
-
-def combine_scores(prior: np.ndarray, estimates: dict[str, np.ndarray], prior_weight: float) -> np.ndarray:
-    """The combined score of each backbone: its standardised prior score and the mean of its standardised
-    estimator scores, weighted ``prior_weight`` and ``1 - prior_weight``."""
-    data = np.mean([_standardise(np.asarray(values, dtype=float)) for values in estimates.values()], axis=0)
-    return prior_weight * _standardise(np.asarray(prior, dtype=float)) + (1 - prior_weight) * data
-
-
 def estimate(estimator: str, features: np.ndarray, labels: np.ndarray) -> float:
     """One estimator's score, or NaN where it is undefined on these features (degenerate, e.g. constant, so a
     decomposition does not converge or a covariance is singular)."""
@@ -182,68 +201,64 @@ def _descending(score: float | None) -> float:
     return -score if score is not None and math.isfinite(score) else math.inf
 
 
-def _worst_where_undefined(values: np.ndarray) -> np.ndarray:
-    """For ranking only: undefined scores (NaN, reported as such) go below every defined one."""
-    defined = values[np.isfinite(values)]
-    if defined.size == 0:
-        return np.zeros_like(values)
-    spread = float(defined.std()) or 1.0
-    return np.where(np.isfinite(values), values, float(defined.min()) - spread)
+def estimate_all(features: dict[str, np.ndarray], labels: np.ndarray, *, estimators: Sequence[str], bootstrap: int,
+                 seed: int) -> Estimates:
+    """Every estimator's score of every backbone on the whole sample and on ``bootstrap`` subsamples.
 
-
-def score_candidates(features: dict[str, np.ndarray], labels: np.ndarray, prior: dict[str, float], *,
-                     estimators: Sequence[str], prior_weight: float, bootstrap: int, seed: int) -> dict[str, Any]:
-    """Estimator scores on the whole sample, the combined score, and subsample intervals, per backbone.
-
-    ``labels`` are class indices (N,), or a 0/1 matrix (N × K) for multi-label data (LogME only).
+    ``labels`` are class indices (N,), or a 0/1 matrix (N × K) for multi-label data.
     """
     names = list(features)
-    prior_scores = np.array([prior[name] for name in names])
 
-    def combine(rows: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        raw = {est: np.array([estimate(est, features[name][rows], labels[rows]) for name in names])
-               for est in estimators}
-        ranked = {est: _worst_where_undefined(values) for est, values in raw.items()}
-        return combine_scores(prior_scores, ranked, prior_weight), raw
+    def scores(rows: np.ndarray) -> dict[str, np.ndarray]:
+        return {est: np.array([estimate(est, features[name][rows], labels[rows]) for name in names])
+                for est in estimators}
 
-    everything = np.arange(len(labels))
-    combined, raw = combine(everything)
+    whole = scores(np.arange(len(labels)))
     rng = np.random.default_rng(seed)
-    draws, ranks = [], []
     size = max(2, int(round(SUBSAMPLE_FRACTION * len(labels))))
-    for _ in range(bootstrap):
-        rows = np.sort(rng.choice(len(labels), size=size, replace=False))
-        scores, _ = combine(rows)
-        draws.append(scores)
-        ranks.append((-scores).argsort().argsort() + 1)
-    out = {}
-    for i, name in enumerate(names):
-        interval = (float(np.percentile([d[i] for d in draws], 5)), float(np.percentile([d[i] for d in draws], 95))) \
-            if draws else (float(combined[i]), float(combined[i]))
-        rank_interval = (int(np.percentile([r[i] for r in ranks], 5)), int(math.ceil(np.percentile(
-            [r[i] for r in ranks], 95)))) if ranks else None
-        out[name] = {"combined": float(combined[i]), "interval": interval, "rank_interval": rank_interval,
-                     "scores": {est: float(raw[est][i]) for est in estimators}}
-    return out
+    subsamples = [scores(np.sort(rng.choice(len(labels), size=size, replace=False))) for _ in range(bootstrap)]
+    draws = {est: np.stack([s[est] for s in subsamples]) if subsamples else np.zeros((0, len(names)))
+             for est in estimators}
+    return Estimates(names, len(labels), whole, draws)
 
 
-def agreement(candidates: Sequence[ScoredCandidate], estimators: Sequence[str]) -> dict[str, Any]:
-    """Kendall's τ between every pair of estimator rankings, and between the data-free and combined rankings."""
+def intervals(combination: Combination) -> tuple[list[tuple[float, float]], list[tuple[int, int] | None]]:
+    """5-95% of each combined score, and of its rank, over the subsamples."""
+    draws = combination.draws
+    if not len(draws):
+        return [(float(c), float(c)) for c in combination.combined], [None] * len(combination.combined)
+    ranks = (-draws).argsort(axis=1).argsort(axis=1) + 1
+    scores = [(float(np.percentile(draws[:, i], 5)), float(np.percentile(draws[:, i], 95)))
+              for i in range(draws.shape[1])]
+    places = [(int(np.percentile(ranks[:, i], 5)), int(math.ceil(np.percentile(ranks[:, i], 95))))
+              for i in range(draws.shape[1])]
+    return scores, places
+
+
+def agreement(candidates: Sequence[ScoredCandidate], estimators: Sequence[str],
+              combination: Combination | None = None) -> dict[str, Any]:
+    """Kendall's τ between every pair of estimator rankings, between the data-free quality and the pooled data
+    score, and between the data-free and combined rankings."""
     from scipy.stats import kendalltau
 
-    scored = [c for c in candidates if c.status == "scored"]
+    scored = [c for c in candidates if c.rank is not None]
     if len(scored) < 3:
-        return {"pairs": {}, "mean": None, "prior_vs_combined": None,
+        return {"pairs": {}, "mean": None, "prior_vs_data": None, "prior_vs_combined": None,
                 "note": "fewer than 3 backbones scored: agreement is not measured"}
-    pairs = {}
-    for i, first in enumerate(estimators):
-        for second in estimators[i + 1:]:
-            tau = kendalltau([c.scores[first] for c in scored], [c.scores[second] for c in scored]).statistic
-            pairs[f"{first}~{second}"] = None if math.isnan(tau) else round(float(tau), 3)
-    prior_tau = kendalltau([-c.prior_rank for c in scored], [c.combined for c in scored]).statistic
+
+    def tau(first, second) -> float | None:
+        value = kendalltau(first, second).statistic
+        return None if math.isnan(value) else round(float(value), 3)
+
+    pairs = {f"{first}~{second}": tau([c.scores[first] for c in scored], [c.scores[second] for c in scored])
+             for i, first in enumerate(estimators) for second in estimators[i + 1:]}
     values = [v for v in pairs.values() if v is not None]
+    prior_vs_data = None
+    if combination is not None:
+        prior_vs_data = tau(list(combination.prior), list(combination.data))
     return {"pairs": pairs, "mean": round(float(np.mean(values)), 3) if values else None,
-            "prior_vs_combined": None if math.isnan(prior_tau) else round(float(prior_tau), 3)}
+            "prior_vs_data": prior_vs_data,
+            "prior_vs_combined": tau([-c.prior_rank for c in scored], [c.combined for c in scored])}
 
 
 # --- the whole recommendation -----------------------------------------------------------------------------------
@@ -252,10 +267,12 @@ def agreement(candidates: Sequence[ScoredCandidate], estimators: Sequence[str]) 
 def recommend_with_data(data_free, specs: dict[str, Any], families: dict[str, Any], *, data: str, task: str,
                         sample_size: int = 1000, shortlist: int = 5, budget_s: float = 600.0, layers: str = "mean",
                         bootstrap: int = 30, seed: int = 0, device: str = "auto", max_seconds: float = 10.0,
-                        batch_size: int = 32, val_fraction: float = 0.1,
+                        batch_size: int = 32, val_fraction: float = 0.1, halving: bool = True,
                         progress: Callable[[str, int, int], None] | None = None,
                         message: Callable[[str], None] | None = None) -> DataRecommendation:
-    """Score the data-free shortlist on a sample of ``data``; see the module docstring for the method."""
+    """Score the ``shortlist`` best of ``data_free``'s candidates (``0``: all of them, as named) on a sample of
+    ``data``; see the module docstring for the method. A candidate that cannot be loaded is replaced by the next
+    data-free one when a shortlist is scored."""
     started = time.monotonic()
     deadline = started + budget_s
     say = message or (lambda text: None)
@@ -274,102 +291,167 @@ def recommend_with_data(data_free, specs: dict[str, Any], families: dict[str, An
         labels = np.zeros((len(sample), len(splits.label_names)))
         for row, example in enumerate(sample):
             labels[row, list(example.labels)] = 1
-        estimators = ["logme"]     # H-score and k-NN voting are defined for one label per example
+        estimators = [e for e in ESTIMATORS if e in MULTI_LABEL_ESTIMATORS]
     else:
         labels = np.array([example.labels[0] for example in sample])
         estimators = list(ESTIMATORS)
-    fingerprint = _sample_fingerprint(splits.fingerprint, sample)
     torch_device = _device(device)
     precision = resolve_precision("auto", torch_device)   # bf16 or fp16 on a GPU, as adapt's frozen passes
+    extra = {"kind": "pooled", "layers": layers, "max_seconds": max_seconds, "precision": precision}
 
-    shortlisted = data_free.candidates if shortlist <= 0 else data_free.candidates[:shortlist]
-    candidates, features = [], {}
-    for cand in shortlisted:
-        spec = specs[cand.name]
-        entry = ScoredCandidate(cand.name, cand.family, cand.rank, cand.score, status="scored",
-                                latency_ms=cand.latency_ms, params_m=cand.params_m)
-        candidates.append(entry)
-        key = cache_key(spec, fingerprint=fingerprint, split="recommend-sample",
-                        extra={"kind": "pooled", "layers": layers, "max_seconds": max_seconds,
-                               "precision": precision})
+    queue = list(data_free.candidates)
+    wanted = len(queue) if shortlist <= 0 else min(shortlist, len(queue))
+    active, queue = queue[:wanted], queue[wanted:]
+    entries: dict[str, ScoredCandidate] = {}
+    features: dict[str, np.ndarray] = {}        # each backbone's features of the sample's first rows so far
+    stages = halving_stages(wanted, len(sample)) if halving else [len(sample)]
+    stage_log: list[dict[str, Any]] = []
+    combination, estimates, final = None, None, []
+
+    def extract(entry: ScoredCandidate, rows: list, fingerprint: str) -> np.ndarray | None:
+        """Features of ``rows`` (a prefix of the sample): from the cache, else those already extracted plus the
+        rest; None when the budget runs out first. Raises ZooError when the backbone cannot be loaded."""
+        spec = specs[entry.name]
+        key = cache_key(spec, fingerprint=fingerprint, split="recommend-sample", extra=extra)
         cached = load_cached(key)
         if cached is not None:
-            features[cand.name], entry.cached = cached[0].double().numpy(), True
-            entry.feature_dim = features[cand.name].shape[1]
-            say(f"{cand.name}: features from the cache")
-            continue
+            entry.cached = True
+            say(f"{entry.name}: features from the cache")
+            return cached[0].double().numpy()
         if time.monotonic() > deadline:
-            entry.status = "time budget"
-            continue
+            return None
+        have = features.get(entry.name)
+        have = have[:len(rows)] if have is not None else np.zeros((0, 0))
         t0 = time.monotonic()
-        try:
-            classifier = load_classifier(spec, families[spec.family], task=task, labels=splits.label_names,
-                                         multi_label=multi_label).classifier
-            done = [0]
+        classifier = load_classifier(spec, families[spec.family], task=task, labels=splits.label_names,
+                                     multi_label=multi_label).classifier
+        done = [len(have)]
 
-            def on_batch(n: int, name: str = cand.name, done: list[int] = done) -> None:
-                done[0] += n
-                if progress:
-                    progress(name, done[0], len(sample))
+        def on_batch(n: int) -> None:
+            done[0] += n
+            if progress:
+                progress(entry.name, done[0], len(rows))
 
-            pooled = extract_features(classifier, sample, layers=layers, max_seconds=max_seconds,
-                                      batch_size=batch_size, device=torch_device, deadline=deadline,
-                                      precision=precision, on_batch=on_batch)
-        except ZooError as exc:
-            if len(shortlisted) == 1:
-                raise
-            entry.status, entry.error = "failed", str(exc)
-            say(f"{cand.name}: not scored: {exc}")
-            continue
-        entry.seconds = time.monotonic() - t0
-        if pooled is None:
-            entry.status = "time budget"
-            continue
+        rest = extract_features(classifier, rows[len(have):], layers=layers, max_seconds=max_seconds,
+                                batch_size=batch_size, device=torch_device, deadline=deadline, precision=precision,
+                                on_batch=on_batch)
+        entry.seconds += time.monotonic() - t0
+        if rest is None:
+            return None
+        pooled = np.concatenate([have, rest]) if len(have) else rest
         if not np.isfinite(pooled).all():
-            entry.status = "failed"
-            entry.error = "its features hold NaN or infinite values (broken weights, or inputs it cannot take)"
-            say(f"{cand.name}: not scored: {entry.error}")
-            continue
+            raise ZooError("its features hold NaN or infinite values (broken weights, or inputs it cannot take)")
         import torch
 
         save_cached(key, torch.from_numpy(pooled).float(), torch.zeros(len(pooled)))
-        features[cand.name], entry.feature_dim = pooled, pooled.shape[1]
+        return pooled
 
-    prior_weight = PRIOR_PSEUDO_COUNT / (PRIOR_PSEUDO_COUNT + len(sample))
-    if len(features) >= 2:
-        results = score_candidates(features, labels, {c.name: c.prior_score for c in candidates if c.name in features},
-                                   estimators=estimators, prior_weight=prior_weight, bootstrap=bootstrap, seed=seed)
-    elif len(features) == 1:
-        only = next(iter(features))
-        results = {only: {"combined": 0.0, "interval": (0.0, 0.0), "rank_interval": (1, 1),
-                          "scores": {est: estimate(est, features[only], labels) for est in estimators}}}
+    for number, size in enumerate(stages, start=1):
+        last = number == len(stages)
+        rows = sample[:size]
+        fingerprint = _sample_fingerprint(splits.fingerprint, rows)
+        scored_here, pending = [], list(active)
+        while pending:
+            cand = pending.pop(0)
+            entry = entries.get(cand.name)
+            if entry is None:
+                entry = entries[cand.name] = ScoredCandidate(
+                    cand.name, cand.family, cand.rank, cand.score, prior_quality=cand.quality,
+                    latency_ms=cand.latency_ms, params_m=cand.params_m)
+            try:
+                pooled = extract(entry, rows, fingerprint)
+            except ZooError as exc:
+                entry.status, entry.error = "failed", str(exc)
+                active.remove(cand)
+                replacement = queue.pop(0) if queue and shortlist > 0 and number == 1 else None
+                say(f"{cand.name}: not scored: {exc}" + (f"; scoring {replacement.name} instead" if replacement
+                                                          else ""))
+                if replacement is not None:
+                    active.append(replacement)
+                    pending.append(replacement)
+                continue
+            if pooled is None:
+                entry.status = "time budget"
+                active.remove(cand)
+                continue
+            features[cand.name], entry.feature_dim = pooled, pooled.shape[1]
+            entry.status, entry.stage, entry.stage_sample = "scored", number, size
+            scored_here.append(entry)
+        if not scored_here:
+            break
+        names = [e.name for e in scored_here]
+        estimates = estimate_all({n: features[n][:size] for n in names}, labels[:size], estimators=estimators,
+                                 bootstrap=bootstrap if last else min(bootstrap, 10), seed=seed + number)
+        prior = np.array([e.prior_quality for e in scored_here])
+        combination = combine(prior, estimates) if len(names) >= 2 else None
+        for i, entry in enumerate(scored_here):
+            entry.scores = {est: float(estimates.scores[est][i]) for est in estimators}
+            entry.combined = float(combination.combined[i]) if combination is not None else 0.0
+        ordered = sorted(scored_here, key=lambda e: -(e.combined or 0.0))
+        kept = ordered if last else ordered[:math.ceil(len(ordered) / 2)]
+        for entry in ordered[len(kept):]:
+            entry.status = "cut"
+            entry.reason = (f"cut at stage {number} of {len(stages)} ({size} examples): below the better half "
+                            f"(combined #{ordered.index(entry) + 1} of {len(ordered)})")
+        stage_log.append({"stage": number, "sample": size, "scored": names,
+                          "cut": [e.name for e in ordered[len(kept):]]})
+        if len(ordered) > len(kept):
+            say(f"stage {number} of {len(stages)} ({size} examples): kept {', '.join(e.name for e in kept)}; "
+                f"cut {', '.join(e.name for e in ordered[len(kept):])}")
+        active = [next(c for c in data_free.candidates if c.name == e.name) for e in kept]
+        final = kept if last else []
+        if not last and len(kept) < 2:
+            final = kept
+            break
+
+    if not final:
+        raise ZooError(_nothing_scored(list(entries.values()), budget_s))
+    if combination is not None and len(final) >= 2:
+        scores, places = intervals(combination)
+        for entry in final:
+            i = estimates.names.index(entry.name)
+            entry.interval, entry.rank_interval = scores[i], places[i]
+            entry.prior_weight = round(float(combination.prior_weight[i]), 4)
     else:
-        raise ZooError(f"no backbone could be scored within --budget-s {budget_s:g}: raise the budget, lower "
-                       "--sample, or fetch the backbones first")
-    for entry in candidates:
-        if entry.name in results:
-            result = results[entry.name]
-            entry.combined, entry.interval = result["combined"], result["interval"]
-            entry.rank_interval, entry.scores = result["rank_interval"], result["scores"]
-    scored = sorted((c for c in candidates if c.name in results), key=lambda c: -(c.combined or 0.0))
-    for rank, entry in enumerate(scored, start=1):
+        only = final[0]
+        only.combined, only.interval, only.rank_interval = 0.0, (0.0, 0.0), (1, 1)
+    for rank, entry in enumerate(final, start=1):
         entry.rank = rank
-    unscored = [c for c in candidates if c.name not in results]
+    cut = sorted((e for e in entries.values() if e.status == "cut"), key=lambda e: (-(e.stage or 0),
+                                                                                   -(e.combined or 0.0)))
+    unscored = [e for e in entries.values() if e.status in ("failed", "time budget")]
 
     num_examples = len(splits.train) + len(splits.val)
-    strategy, strategy_reason = _strategy(scored, num_examples, specs, data_free.constraints.device)
-    for entry in scored:
-        entry.reason = _reason(entry, scored, estimators)
+    strategy, strategy_reason = _strategy(final, num_examples, specs, data_free.constraints.device)
+    for entry in final:
+        entry.reason = _reason(entry, final, estimators)
         entry.next_command = adapt_command(entry.name, task, data, strategy, data_free.constraints.device)
-    top = scored[0]
+    summary = combination.summary() if combination is not None and len(final) >= 2 else {}
     return DataRecommendation(
         task=task, data=data,
-        sample={"size": len(sample), "of": len(pool), "class_counts": counts, "fingerprint": fingerprint,
-                "seed": seed, "multi_label": multi_label, "precision": precision},
-        layers=layers, prior_weight=round(prior_weight, 4), estimators=estimators,
-        candidates=scored + unscored, agreement=agreement(scored, estimators), strategy=strategy,
-        strategy_reason=strategy_reason, next_command=top.next_command, budget_s=budget_s,
-        elapsed_s=round(time.monotonic() - started, 2), data_free=data_free)
+        sample={"size": len(sample), "of": len(pool), "class_counts": counts,
+                "fingerprint": _sample_fingerprint(splits.fingerprint, sample), "seed": seed,
+                "multi_label": multi_label, "precision": precision},
+        layers=layers, prior_weight=summary.get("prior_weight", 0.0), estimators=estimators,
+        candidates=final + cut + unscored, agreement=agreement(final, estimators, combination),
+        strategy=strategy, strategy_reason=strategy_reason, next_command=final[0].next_command, budget_s=budget_s,
+        elapsed_s=round(time.monotonic() - started, 2),
+        data_free=replace(data_free, candidates=[c for c in data_free.candidates if c.name in entries]),
+        combination={"rule": COMBINATION.label(), **summary}, stages=stage_log, estimates=estimates)
+
+
+def _nothing_scored(entries: Sequence[ScoredCandidate], budget_s: float) -> str:
+    """Why no backbone could be scored, naming the real causes."""
+    failed = [e for e in entries if e.status == "failed"]
+    late = [e for e in entries if e.status == "time budget"]
+    parts = []
+    if failed:
+        shown = "; ".join(f"{e.name}: {e.error}" for e in failed[:3]) + ("; ..." if len(failed) > 3 else "")
+        parts.append(f"{len(failed)} could not be loaded ({shown})")
+    if late:
+        parts.append(f"{len(late)} were not reached within --budget-s {budget_s:g} (raise the budget or lower "
+                     "--sample)")
+    return "no backbone could be scored: " + "; ".join(parts or ["none was tried"])
 
 
 def _device(device: str):
@@ -400,6 +482,6 @@ def _reason(entry: ScoredCandidate, scored: Sequence[ScoredCandidate], estimator
     moved = entry.prior_rank - (entry.rank or entry.prior_rank)
     where = "same place as without data" if moved == 0 else \
         f"{'up' if moved > 0 else 'down'} {abs(moved)} from data-free #{entry.prior_rank}"
-    best = [ESTIMATOR_SHORT[est] for est, place in places.items() if place == 1]
-    ranks = ", ".join(f"{ESTIMATOR_SHORT[est]} {_ordinal(place)}" for est, place in places.items())
+    best = [ESTIMATOR_LABELS[est] for est, place in places.items() if place == 1]
+    ranks = ", ".join(f"{ESTIMATOR_LABELS[est]} {_ordinal(place)}" for est, place in places.items())
     return f"{where}; {'best by ' + ' and '.join(best) if best else ranks}"
