@@ -154,10 +154,12 @@ def recommend_with_data(task: str | None = None, *, data: str, device: str | Non
                         licenses: Sequence[str] = (), num_examples: int | None = None, scenario: str | None = None,
                         registry_files: Iterable[PathLike] = (), sample: int = 1000, shortlist: int = 5,
                         candidates: Sequence[str] = (), budget_s: float = 600.0, layers: str = "mean",
-                        bootstrap: int = 30, seed: int = 0, progress=None, message=None) -> DataRecommendation:
+                        bootstrap: int = 30, seed: int = 0, halving: bool = True, progress=None,
+                        message=None) -> DataRecommendation:
     """Recommend backbones as :func:`recommend` does, then score the ``shortlist`` best data-free candidates (or
     the named ``candidates``) on a stratified ``sample`` of ``data`` by transferability estimators and re-rank them
-    (:mod:`zoo.recommend.transfer`). The result holds the data-free recommendation it started from.
+    (:mod:`zoo.recommend.transfer`); with ``halving``, more than five candidates are narrowed by successive halving
+    over the sample size. The result holds the data-free recommendation it started from.
 
     Raises:
         zoo.errors.InvalidInputError: as :func:`recommend`, or a data option is invalid.
@@ -191,7 +193,7 @@ def recommend_with_data(task: str | None = None, *, data: str, device: str | Non
     return transfer.recommend_with_data(data_free, specs, plugins.families, data=data, task=constraints.task,
                                         sample_size=sample, shortlist=0 if candidates else shortlist,
                                         budget_s=budget_s, layers=layers, bootstrap=bootstrap, seed=seed,
-                                        progress=progress, message=message)
+                                        halving=halving, progress=progress, message=message)
 
 
 def _constraints(task: str | None, *, scenario: str | None, licenses: Sequence[str],

@@ -49,6 +49,9 @@ def register(app: typer.Typer) -> None:
                                             "(families that have layers: text and audio).")] = "mean",
         bootstrap: Annotated[int, typer.Option(help="With --data: subsamples for the uncertainty intervals.")] = 30,
         seed: Annotated[int, typer.Option(help="With --data: seed of the sample and subsamples.")] = 0,
+        halving: Annotated[bool, typer.Option(
+            "--halving/--no-halving", help="With --data and more than 5 candidates: score all on part of the "
+            "sample and only the better half on more (successive halving).")] = True,
         json_output: JsonOption = False,
         wide: WideOption = False,
         registry: RegistryOption = None,
@@ -74,7 +77,8 @@ def register(app: typer.Typer) -> None:
             names = [n.strip() for n in (candidates or "").split(",") if n.strip()]
             result = _recommend_with_data(task, options, data=data, sample=sample, shortlist=shortlist,
                                           candidates=names,
-                                          budget_s=budget_s, layers=layers, bootstrap=bootstrap, seed=seed)
+                                          budget_s=budget_s, layers=layers, bootstrap=bootstrap, seed=seed,
+                                          halving=halving)
         if json_output:
             print_json(result.to_dict())
             return
