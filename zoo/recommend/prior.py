@@ -14,10 +14,11 @@ score = (1 - w) · quality + w · speed + fit
 
 from __future__ import annotations
 
+import itertools
 import math
 import shlex
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from zoo.engine.config import auto_candidates
@@ -39,7 +40,7 @@ SHRINKAGE = 2.0
 
 @dataclass
 class Candidate:
-    rank: int
+    rank: int                           # 1, 2, 2, 4: equal scores share a rank (see rank_candidates)
     name: str
     family: str
     score: float
@@ -55,6 +56,7 @@ class Candidate:
     evidence: list[dict[str, Any]]      # the reference numbers used, with their rank and source
     reason: str
     next_command: str
+    tied_with: list[str] = field(default_factory=list)   # the others with the same shown score, so the same rank
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -213,6 +215,30 @@ def _reason(spec: BackboneSpec, evidence: list[dict[str, Any]], cost: CostEstima
     return "; ".join(parts)
 
 
+def _tie_note(rank: int, others: Sequence[str]) -> str:
+    named = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+    return f"tied for #{rank} with {named}"
+
+
+def rank_candidates(candidates: Iterable[Candidate]) -> list[Candidate]:
+    """``candidates`` best first, ranked as competitions rank (1, 2, 2, 4): equal scores as shown (``score`` is
+    rounded to 4 places) share a rank, name each other in ``tied_with``, and say so first in their reason. Equals
+    keep a fixed order, the cheaper (fewer GFLOPs) first, then by name. Ranking a narrower set again ranks its
+    members among themselves, replacing an earlier tie note."""
+    ordered = sorted(candidates, key=lambda c: (-c.score, c.gflops, c.name))
+    ranked: list[Candidate] = []
+    for _, group in itertools.groupby(ordered, key=lambda c: c.score):
+        equals = list(group)
+        rank = len(ranked) + 1
+        for cand in equals:
+            reason = cand.reason.removeprefix(f"{_tie_note(cand.rank, cand.tied_with)}; ") if cand.tied_with \
+                else cand.reason
+            others = [other.name for other in equals if other is not cand]
+            ranked.append(replace(cand, rank=rank, tied_with=others,
+                                  reason=f"{_tie_note(rank, others)}; {reason}" if others else reason))
+    return ranked
+
+
 def recommend_data_free(specs: Iterable[BackboneSpec], constraints: Constraints, *, top: int = 5,
                         scenario: ScenarioParse | None = None,
                         available_families: Iterable[str] | None = None) -> Recommendation:
@@ -269,18 +295,14 @@ def recommend_data_free(specs: Iterable[BackboneSpec], constraints: Constraints,
         if confidence == "low":
             notes.append("little published evidence")
         score = (1 - weight_speed) * quality + weight_speed * speed + fit
-        scored.append((score, spec, cost, quality, speed, confidence, evidence, notes))
-    scored.sort(key=lambda item: (-item[0], item[1].gflops))
-
-    candidates = [
-        Candidate(rank=i + 1, name=spec.name, family=spec.family, score=round(score, 4),
-                  quality=round(quality, 4), speed=round(speed, 4), confidence=confidence,
-                  params_m=spec.params_m, gflops=spec.gflops, latency_ms=round(cost.latency_ms, 2),
-                  memory_gb=round(cost.memory_gb, 3), license=spec.license, languages=list(spec.languages),
-                  evidence=evidence, reason=_reason(spec, evidence, cost, constraints, notes),
-                  next_command=_next_command(spec, task, constraints))
-        for i, (score, spec, cost, quality, speed, confidence, evidence, notes) in enumerate(scored[:top])
-    ]
+        scored.append(Candidate(
+            rank=0, name=spec.name, family=spec.family, score=round(score, 4), quality=round(quality, 4),
+            speed=round(speed, 4), confidence=confidence, params_m=spec.params_m, gflops=spec.gflops,
+            latency_ms=round(cost.latency_ms, 2), memory_gb=round(cost.memory_gb, 3), license=spec.license,
+            languages=list(spec.languages), evidence=evidence, reason=_reason(spec, evidence, cost, constraints, notes),
+            next_command=_next_command(spec, task, constraints)))
+    # Ranked among every candidate before the cut, so a tie that straddles it is still said.
+    candidates = rank_candidates(scored)[:top]
     strategy, why = choose_strategy(constraints.num_examples, candidates[0].params_m, constraints.device)
     return Recommendation(task=task, constraints=constraints, scenario=scenario, candidates=candidates,
                           excluded=excluded, device_profile=profile.to_dict(), strategy=strategy,
