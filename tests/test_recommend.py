@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -230,3 +231,31 @@ def test_equal_scores_share_a_rank_and_say_so(tmp_path, monkeypatch):
     monkeypatch.setattr(api, "recommend_with_data", with_data)
     table = runner.invoke(app, [*args, "--data", "x.csv"], env={"COLUMNS": "200"}).stdout
     assert re.search(r"│ +3 │ c-same +│ +=2 │", table) and re.search(r"│ +4 │ d-slow +│ +4 │", table)
+
+
+def test_the_printed_next_command_runs_as_printed(tmp_path, monkeypatch):
+    import data_factory
+    from tiny_models import build_distilbert, seeded
+
+    with seeded("tiny-distilbert"):
+        build_distilbert(tmp_path / "tiny-distilbert")
+    # a name with a space: the command quotes it
+    registry = write_registry(tmp_path / "my backbones.toml",
+                              {"tiny-distilbert": (f"local-dir:{tmp_path / 'tiny-distilbert'}", 0.002)})
+    shown = runner.invoke(app, ["recommend", "--task", "text-cls", "--max-params", "0.1", "--registry", str(registry)],
+                          env={"COLUMNS": "80"})   # a narrow terminal folds no command
+    assert shown.exit_code == 0, shown.output
+    words = shlex.split(next(line for line in shown.stdout.splitlines() if line.startswith("Next: "))[6:])
+    assert words[:3] == ["zoo", "adapt", "tiny-distilbert"]
+    assert words[words.index("--registry") + 1] == str(registry)
+    assert json.loads(runner.invoke(app, ["recommend", "--task", "text-cls", "--max-params", "0.1", "--registry",
+                                          str(registry), "--json"]).stdout)["registry_files"] == [str(registry)]
+
+    # run it as printed, on a small CSV where it says DATA, one epoch for a short test (its run directory lands in
+    # the working directory)
+    words[words.index("DATA")] = str(data_factory.make_text_csv(tmp_path / "reviews.csv", per_class=12))
+    monkeypatch.chdir(tmp_path)
+    ran = runner.invoke(app, [*words[1:], "--epochs", "1"])
+    assert ran.exit_code == 0, ran.output
+    record = json.loads(next((tmp_path / "runs").glob("*/zoo_run.json")).read_text())
+    assert record["status"] == "finished" and record["backbone"]["name"] == "tiny-distilbert"

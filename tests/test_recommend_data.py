@@ -173,6 +173,7 @@ def test_recommend_with_data_returns_both_rankings_scores_intervals_and_next_com
         low, high = cand["interval"]
         assert low <= high and cand["reason"] and cand["next_command"].startswith("zoo adapt ")
     assert out["next_command"] == scored[0]["next_command"] and out["strategy"] in ("auto", "linear", "lora", "full")
+    assert out["next_command"].endswith(" ".join(f"--registry {r}" for r in registries)), "it runs as printed"
     assert out["sample"]["size"] <= 1000 and out["elapsed_s"] <= out["budget_s"]
     if task == "text-cls":
         missing = next(c for c in out["candidates"] if c["name"] == "distilbert-base-uncased")

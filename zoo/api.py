@@ -145,8 +145,10 @@ def recommend(task: str | None = None, *, device: str | None = None, max_latency
                                        licenses=licenses, num_examples=num_examples, scenario=scenario)
     checks.whole("--top", top, low=1, allow_none=False)
     plugins = get_plugin_manager()
+    registry_files = list(registry_files)
     registry = load_registry(registry_files, plugins=plugins)
-    return recommend_data_free(registry, constraints, top=top, scenario=parsed, available_families=plugins.families)
+    return recommend_data_free(registry, constraints, top=top, scenario=parsed, available_families=plugins.families,
+                               registry_files=registry_files)
 
 
 def recommend_with_data(task: str | None = None, *, data: str, device: str | None = None,
@@ -180,9 +182,11 @@ def recommend_with_data(task: str | None = None, *, data: str, device: str | Non
     if shortlist < 2 and not candidates:
         raise InvalidInputError(f"--shortlist must be at least 2 to rank anything, got {shortlist}")
     plugins = get_plugin_manager()
+    registry_files = list(registry_files)
     registry = load_registry(registry_files, plugins=plugins)
     data_free = recommend_data_free(registry, constraints, top=len(registry) if candidates else shortlist,
-                                    scenario=parsed, available_families=plugins.families)
+                                    scenario=parsed, available_families=plugins.families,
+                                    registry_files=registry_files)
     if candidates:
         data_free = _only(data_free, candidates, registry)
     if not data_free.candidates:

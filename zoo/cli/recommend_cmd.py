@@ -150,7 +150,8 @@ def _print_data(result, top: int, *, wide: bool) -> None:
     elif agree.get("note"):
         out.print(f"[dim]{agree['note']}[/dim]")
     out.print(f"Strategy: [bold]{result.strategy}[/bold] — {escape(result.strategy_reason)}")
-    out.print(f"Next: [bold]{escape(result.next_command)}[/bold]")
+    # Never folded: a command cut over two lines does not run when pasted.
+    out.print(f"Next: [bold]{escape(result.next_command)}[/bold]", soft_wrap=True)
 
 
 def _print(result, *, wide: bool) -> None:
@@ -191,7 +192,7 @@ def _print(result, *, wide: bool) -> None:
               title=f"Top {len(result.candidates)} (data-free ranking)").print(out)
     out.print(f"[dim]{len(result.excluded)} backbones excluded by the constraints (see --json). {note}[/dim]")
     out.print(f"Strategy: [bold]{result.strategy}[/bold] — {result.strategy_reason}")
-    out.print(f"Next: [bold]{result.candidates[0].next_command}[/bold]")
+    out.print(f"Next: [bold]{escape(result.candidates[0].next_command)}[/bold]", soft_wrap=True)
 
 
 def _rank(rank: int, tied: bool) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -74,6 +75,7 @@ class Recommendation:
     strategy: str = "auto"
     strategy_reason: str = ""
     method: str = "data-free"
+    registry_files: list[str] = field(default_factory=list)   # --registry files: every suggested command repeats them
 
     @property
     def message(self) -> str:
@@ -91,6 +93,7 @@ class Recommendation:
             "scenario": self.scenario.to_dict() if self.scenario else None,
             "device_profile": self.device_profile,
             "strategy": self.strategy, "strategy_reason": self.strategy_reason,
+            "registry_files": self.registry_files,
             "candidates": [c.to_dict() for c in self.candidates],
             "nearest": self.nearest,
             "excluded": self.excluded,
@@ -182,17 +185,21 @@ def choose_strategy(num_examples: int | None, params_m: float, device: str) -> t
     return ("auto" if len(plan) > 1 else plan[0]), reason
 
 
-def adapt_command(name: str, task: str, data: str, strategy: str, device: str) -> str:
-    """The `zoo adapt` command line a recommendation suggests."""
+def adapt_command(name: str, task: str, data: str, strategy: str, device: str,
+                  registry_files: Sequence[str] = ()) -> str:
+    """The `zoo adapt` command line a recommendation suggests, with a ``--registry`` for each of
+    ``registry_files`` (the backbone may be defined there; ``ZOO_REGISTRY`` needs none: it is read again)."""
     words = ["zoo", "adapt", name, "--task", task, "--data", data, "--strategy", strategy]
     if device == "cuda":
         words += ["--device", "cuda"]   # precision auto: bf16 where the GPU has it, else fp16
+    for path in registry_files:
+        words += ["--registry", path]
     return shlex.join(words)
 
 
-def _next_command(spec: BackboneSpec, task: str, c: Constraints) -> str:
+def _next_command(spec: BackboneSpec, task: str, c: Constraints, registry_files: Sequence[str]) -> str:
     strategy, _ = choose_strategy(c.num_examples, spec.params_m, c.device)
-    return adapt_command(spec.name, task, "DATA", strategy, c.device)
+    return adapt_command(spec.name, task, "DATA", strategy, c.device, registry_files)
 
 
 def _ordinal(n: int) -> str:
@@ -240,16 +247,18 @@ def rank_candidates(candidates: Iterable[Candidate]) -> list[Candidate]:
 
 
 def recommend_data_free(specs: Iterable[BackboneSpec], constraints: Constraints, *, top: int = 5,
-                        scenario: ScenarioParse | None = None,
-                        available_families: Iterable[str] | None = None) -> Recommendation:
+                        scenario: ScenarioParse | None = None, available_families: Iterable[str] | None = None,
+                        registry_files: Iterable[str | os.PathLike[str]] = ()) -> Recommendation:
     """Rank the backbones of ``constraints.task`` that meet every constraint, by what is known without data.
 
-    When nothing meets every constraint, the result has no candidates, a message, and the nearest misses.
+    When nothing meets every constraint, the result has no candidates, a message, and the nearest misses. The
+    ``registry_files`` the specs were read from (``--registry``) are repeated in every suggested command.
 
     Raises:
         NoCandidateError: if the registry has no backbone at all for the task.
     """
     task = get_task(constraints.task or "").name
+    registry_files = [os.fspath(path) for path in registry_files]
     pool = [spec for spec in specs if task in spec.tasks]
     if not pool:
         raise NoCandidateError(f"the registry has no {task} backbones; add some with --registry FILE.")
@@ -273,7 +282,8 @@ def recommend_data_free(specs: Iterable[BackboneSpec], constraints: Constraints,
     if not kept:
         nearest = sorted(excluded, key=lambda e: e["distance"])[:3]
         return Recommendation(task=task, constraints=constraints, scenario=scenario, candidates=[],
-                              excluded=excluded, nearest=nearest, device_profile=profile.to_dict())
+                              excluded=excluded, nearest=nearest, device_profile=profile.to_dict(),
+                              registry_files=registry_files)
 
     log_latency = [math.log(cost.latency_ms) for _, cost in kept]
     lo, hi = min(log_latency), max(log_latency)
@@ -300,10 +310,10 @@ def recommend_data_free(specs: Iterable[BackboneSpec], constraints: Constraints,
             speed=round(speed, 4), confidence=confidence, params_m=spec.params_m, gflops=spec.gflops,
             latency_ms=round(cost.latency_ms, 2), memory_gb=round(cost.memory_gb, 3), license=spec.license,
             languages=list(spec.languages), evidence=evidence, reason=_reason(spec, evidence, cost, constraints, notes),
-            next_command=_next_command(spec, task, constraints)))
+            next_command=_next_command(spec, task, constraints, registry_files)))
     # Ranked among every candidate before the cut, so a tie that straddles it is still said.
     candidates = rank_candidates(scored)[:top]
     strategy, why = choose_strategy(constraints.num_examples, candidates[0].params_m, constraints.device)
     return Recommendation(task=task, constraints=constraints, scenario=scenario, candidates=candidates,
                           excluded=excluded, device_profile=profile.to_dict(), strategy=strategy,
-                          strategy_reason=why)
+                          strategy_reason=why, registry_files=registry_files)

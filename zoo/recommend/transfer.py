@@ -360,7 +360,8 @@ def recommend_with_data(data_free, specs: dict[str, Any], families: dict[str, An
     strategy, strategy_reason = _strategy(scored, num_examples, specs, data_free.constraints.device)
     for entry in scored:
         entry.reason = _reason(entry, scored, estimators)
-        entry.next_command = adapt_command(entry.name, task, data, strategy, data_free.constraints.device)
+        entry.next_command = adapt_command(entry.name, task, data, strategy, data_free.constraints.device,
+                                           data_free.registry_files)
     top = scored[0]
     return DataRecommendation(
         task=task, data=data,
