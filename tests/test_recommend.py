@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
+from pathlib import Path
 
 import pytest
 from conftest import run_zoo
+from typer.testing import CliRunner
 
 from zoo import api
+from zoo.cli import app
 from zoo.errors import InvalidInputError, NoCandidateError
 from zoo.recommend import Constraints, estimate_cost, parse_scenario
+from zoo.recommend.prior import rank_candidates
 from zoo.registry import CORE_REGISTRY, read_registry_file
 from zoo.tasks import TASKS
 
 CORE = {s.name: s for s in read_registry_file(CORE_REGISTRY)}
+runner = CliRunner()
 
 SCENARIOS = {
     "image-cls": "sort product photos from a phone camera, 5k labelled images, under 30 ms on a laptop CPU",
@@ -159,3 +166,96 @@ def test_cost_model_is_monotonic_in_flops():
     latencies = [estimate_cost(s, "cpu").latency_ms for s in specs]
     assert latencies == sorted(latencies)
     assert Constraints(device="cpu", licenses=("permissive",)).licenses
+
+
+# --- ties, and the next command as printed ----------------------------------------------------------------------
+
+
+def write_registry(path: Path, entries: dict[str, tuple[str, float]]) -> Path:
+    """A registry file of tiny text backbones with no published numbers: name -> (source, GFLOPs)."""
+    path.write_text("\n".join(f'''[[backbone]]
+name = "{name}"
+family = "transformers"
+source = "{source}"
+tasks = ["text-cls"]
+params_m = 0.07
+gflops = {gflops}
+input = {{ max_tokens = 64, seq_len = 16 }}
+license = "apache-2.0"
+languages = ["en"]
+pretrain = "random weights (test fixture)"
+''' for name, (source, gflops) in entries.items()))
+    return path
+
+
+def test_equal_scores_share_a_rank_and_say_so(tmp_path, monkeypatch):
+    # Without published numbers the score is the speed alone; the two -same backbones cost the same. The core
+    # backbones are all over 1M parameters.
+    registry = write_registry(tmp_path / "ties.toml", {name: (f"zoo-test/{name}", gflops) for name, gflops in
+                                                       [("d-slow", 0.004), ("c-same", 0.002), ("b-same", 0.002),
+                                                        ("a-fast", 0.001)]})
+    rec = api.recommend("text-cls", max_params_m=1, registry_files=[registry])
+    assert [(c.rank, c.name, c.tied_with) for c in rec.candidates] == [
+        (1, "a-fast", []), (2, "b-same", ["c-same"]), (2, "c-same", ["b-same"]), (4, "d-slow", [])]
+    assert rec.candidates[1].score == rec.candidates[2].score
+    assert rec.candidates[1].reason.startswith("tied for #2 with c-same; ")
+    assert rec.candidates[2].reason.startswith("tied for #2 with b-same; ")
+    assert not any("tied" in c.reason for c in (rec.candidates[0], rec.candidates[3]))
+
+    # a narrower set (--candidates) is ranked among itself, the old tie note replaced
+    again = rank_candidates(rec.candidates[1:])
+    assert [(c.rank, c.name) for c in again] == [(1, "b-same"), (1, "c-same"), (3, "d-slow")]
+    assert again[0].reason == rec.candidates[1].reason.replace("#2", "#1")
+    assert rank_candidates(again[2:])[0].tied_with == [] and "tied" not in again[2].reason
+
+    args = ["recommend", "--task", "text-cls", "--max-params", "1", "--registry", str(registry)]
+    data = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    assert [(c["rank"], c["tied_with"]) for c in data["candidates"]] == [
+        (1, []), (2, ["c-same"]), (2, ["b-same"]), (4, [])]
+    table = runner.invoke(app, args, env={"COLUMNS": "200"}).stdout
+    assert re.search(r"│ +=2 │ b-same ", table) and re.search(r"│ +=2 │ c-same ", table)
+    assert re.search(r"│ +1 │ a-fast ", table) and re.search(r"│ +4 │ d-slow ", table)
+
+    # with --data, the data-free column shows the tie too
+    from zoo.recommend.transfer import DataRecommendation, ScoredCandidate
+
+    def with_data(task, **options):
+        scored = [ScoredCandidate(c.name, c.family, c.rank, c.score, status="scored", rank=i, combined=-i,
+                                  interval=(-i, -i), scores={"logme": -i}, reason="a reason")
+                  for i, c in enumerate(rec.candidates, start=1)]
+        return DataRecommendation(
+            task=task, data="x.csv", sample={"size": 40, "of": 40, "class_counts": {"a": 20, "b": 20}},
+            layers="mean", prior_weight=0.8, estimators=["logme"], candidates=scored, agreement={}, strategy="full",
+            strategy_reason="why", next_command="zoo adapt ...", budget_s=60, elapsed_s=1, data_free=rec)
+
+    monkeypatch.setattr(api, "recommend_with_data", with_data)
+    table = runner.invoke(app, [*args, "--data", "x.csv"], env={"COLUMNS": "200"}).stdout
+    assert re.search(r"│ +3 │ c-same +│ +=2 │", table) and re.search(r"│ +4 │ d-slow +│ +4 │", table)
+
+
+def test_the_printed_next_command_runs_as_printed(tmp_path, monkeypatch):
+    import data_factory
+    from tiny_models import build_distilbert, seeded
+
+    with seeded("tiny-distilbert"):
+        build_distilbert(tmp_path / "tiny-distilbert")
+    # a name with a space: the command quotes it
+    registry = write_registry(tmp_path / "my backbones.toml",
+                              {"tiny-distilbert": (f"local-dir:{tmp_path / 'tiny-distilbert'}", 0.002)})
+    shown = runner.invoke(app, ["recommend", "--task", "text-cls", "--max-params", "0.1", "--registry", str(registry)],
+                          env={"COLUMNS": "80"})   # a narrow terminal folds no command
+    assert shown.exit_code == 0, shown.output
+    words = shlex.split(next(line for line in shown.stdout.splitlines() if line.startswith("Next: "))[6:])
+    assert words[:3] == ["zoo", "adapt", "tiny-distilbert"]
+    assert words[words.index("--registry") + 1] == str(registry)
+    assert json.loads(runner.invoke(app, ["recommend", "--task", "text-cls", "--max-params", "0.1", "--registry",
+                                          str(registry), "--json"]).stdout)["registry_files"] == [str(registry)]
+
+    # run it as printed, on a small CSV where it says DATA, one epoch for a short test (its run directory lands in
+    # the working directory)
+    words[words.index("DATA")] = str(data_factory.make_text_csv(tmp_path / "reviews.csv", per_class=12))
+    monkeypatch.chdir(tmp_path)
+    ran = runner.invoke(app, [*words[1:], "--epochs", "1"])
+    assert ran.exit_code == 0, ran.output
+    record = json.loads(next((tmp_path / "runs").glob("*/zoo_run.json")).read_text())
+    assert record["status"] == "finished" and record["backbone"]["name"] == "tiny-distilbert"

@@ -174,6 +174,7 @@ def test_recommend_with_data_returns_both_rankings_scores_intervals_and_next_com
         low, high = cand["interval"]
         assert low <= high and cand["reason"] and cand["next_command"].startswith("zoo adapt ")
     assert out["next_command"] == scored[0]["next_command"] and out["strategy"] in ("auto", "linear", "lora", "full")
+    assert out["next_command"].endswith(" ".join(f"--registry {r}" for r in registries)), "it runs as printed"
     assert out["sample"]["size"] <= 1000 and out["elapsed_s"] <= out["budget_s"]
     if task == "text-cls":
         missing = next(c for c in out["candidates"] if c["name"] == "distilbert-base-uncased")
@@ -294,3 +295,22 @@ def test_many_candidates_are_halved_and_an_unloadable_one_is_replaced_by_the_nex
     assert nothing.returncode == 1
     assert "could not be loaded" in nothing.stderr and "not-served" in nothing.stderr
     assert "budget" not in nothing.stderr
+
+
+@pytest.mark.parametrize("prior_ranks,combined,expected", [
+    # b and c tied for data-free #2 hold #2–#3: b's move to #1 is one place up, c's #3 is within the tie
+    ("a1 b2 c2 d4", "b a c d", ["up 1 from data-free tied #2–#3", "down 1 from data-free #1",
+                                "data-free tied #2–#3, now #3", "same place as without data"]),
+    ("a1 b2 c2 d4", "a d b c", ["same place as without data", "up 2 from data-free #4",
+                                "data-free tied #2–#3, now #3", "down 1 from data-free tied #2–#3"]),
+    ("a1 b1 c1 d1", "d c b a", [f"data-free tied #1–#4, now #{n}" for n in (1, 2, 3, 4)]),
+])
+def test_reason_says_where_the_sample_moved_a_data_free_tie(prior_ranks, combined, expected):
+    from zoo.recommend.transfer import ScoredCandidate, _reason
+
+    prior = dict((word[0], int(word[1:])) for word in prior_ranks.split())
+    scored = [ScoredCandidate(name, "timm", prior[name], 0.5, status="scored", rank=rank, combined=-rank,
+                              scores={"logme": -rank}) for rank, name in enumerate(combined.split(), start=1)]
+    reasons = [_reason(entry, scored, ["logme"]) for entry in scored]
+    assert [reason.split("; ")[0] for reason in reasons] == expected
+    assert reasons[0].endswith("best by LogME") and reasons[1].endswith("LogME 2nd")

@@ -33,6 +33,7 @@ from zoo.precision import PRECISIONS, resolve_precision
 from zoo.recommend import Constraints, Recommendation, ScenarioParse, parse_scenario, recommend_data_free
 from zoo.recommend.constraints import parse_size as parse_size
 from zoo.recommend.prior import PRIOR_METRICS as PRIOR_METRICS
+from zoo.recommend.prior import rank_candidates
 from zoo.registry import CORE_REGISTRY, BackboneSpec, Registry, read_registry_file, user_registry_files
 from zoo.runs.card import write_model_card
 from zoo.runs.record import RUN_RECORD, read_finished_record, read_record, write_record
@@ -144,8 +145,10 @@ def recommend(task: str | None = None, *, device: str | None = None, max_latency
                                        licenses=licenses, num_examples=num_examples, scenario=scenario)
     checks.whole("--top", top, low=1, allow_none=False)
     plugins = get_plugin_manager()
+    registry_files = list(registry_files)
     registry = load_registry(registry_files, plugins=plugins)
-    return recommend_data_free(registry, constraints, top=top, scenario=parsed, available_families=plugins.families)
+    return recommend_data_free(registry, constraints, top=top, scenario=parsed, available_families=plugins.families,
+                               registry_files=registry_files)
 
 
 def recommend_with_data(task: str | None = None, *, data: str, device: str | None = None,
@@ -181,10 +184,11 @@ def recommend_with_data(task: str | None = None, *, data: str, device: str | Non
     if shortlist < 2 and not candidates:
         raise InvalidInputError(f"--shortlist must be at least 2 to rank anything, got {shortlist}")
     plugins = get_plugin_manager()
+    registry_files = list(registry_files)
     registry = load_registry(registry_files, plugins=plugins)
     # Every candidate that meets the constraints: one that cannot be loaded gives its place to the next.
     data_free = recommend_data_free(registry, constraints, top=len(registry), scenario=parsed,
-                                    available_families=plugins.families)
+                                    available_families=plugins.families, registry_files=registry_files)
     if candidates:
         data_free = _only(data_free, candidates, registry)
     if not data_free.candidates:
@@ -225,8 +229,8 @@ def _only(data_free: Recommendation, names: Sequence[str], registry: Registry) -
         if spec.name not in ranked:
             why = excluded.get(spec.name) or f"not a {data_free.task} backbone"
             raise InvalidInputError(f"--candidates: {spec.name} does not meet the constraints ({why})")
-    chosen = sorted({registry.get(n).name for n in names}, key=lambda n: ranked[n].rank)
-    return replace(data_free, candidates=[replace(ranked[n], rank=i) for i, n in enumerate(chosen, start=1)])
+    chosen = {registry.get(n).name for n in names}
+    return replace(data_free, candidates=rank_candidates(ranked[n] for n in chosen))
 
 
 def load_classifier(name: str, *, task: str, labels: Sequence[str], multi_label: bool = False,

@@ -126,16 +126,18 @@ def _print_data(result, top: int, *, wide: bool) -> None:
     columns = [Column("# (range)", "right"), Column("backbone"), Column("data-free #", "right", hide=5),
                *(Column(labels[e], "right", hide=hide.get(e, 3)) for e in result.estimators),
                Column("combined [5–95%]", "right", hide=4), Column("why", wrap=True)]
+    tied = {cand.name for cand in result.data_free.candidates if cand.tied_with}
     rows = []
     for cand in result.candidates[:top]:
+        prior_rank = _rank(cand.prior_rank, cand.name in tied)
         if cand.rank is None:
-            rows.append(["—", escape(cand.name), str(cand.prior_rank), *("" for _ in result.estimators), "",
+            rows.append(["—", escape(cand.name), prior_rank, *("" for _ in result.estimators), "",
                          f"[yellow]not scored: {escape(cand.status)}[/yellow]"
                          + (" (reason below)" if cand.error else "")])
             continue
         interval = f"{cand.combined:+.2f} [{cand.interval[0]:+.2f}, {cand.interval[1]:+.2f}]"
         ranks = f" ({cand.rank_interval[0]}–{cand.rank_interval[1]})" if cand.rank_interval else ""
-        rows.append([f"{cand.rank}{ranks}", escape(cand.name), str(cand.prior_rank),
+        rows.append([f"{cand.rank}{ranks}", escape(cand.name), prior_rank,
                      *(f"{cand.scores[e]:.3f}" for e in result.estimators), escape(interval), escape(cand.reason)])
     fit_table(columns, rows, width=out.width, wide=wide,
               title=f"Top {min(top, len(result.candidates))} with your data (combined ranking) beside the "
@@ -152,7 +154,8 @@ def _print_data(result, top: int, *, wide: bool) -> None:
     elif agree.get("note"):
         out.print(f"[dim]{agree['note']}[/dim]")
     out.print(f"Strategy: [bold]{result.strategy}[/bold] — {escape(result.strategy_reason)}")
-    out.print(f"Next: [bold]{escape(result.next_command)}[/bold]")
+    # Never folded: a command cut over two lines does not run when pasted.
+    out.print(f"Next: [bold]{escape(result.next_command)}[/bold]", soft_wrap=True)
 
 
 def _print(result, *, wide: bool) -> None:
@@ -187,10 +190,15 @@ def _print(result, *, wide: bool) -> None:
     columns = [Column("#", "right"), Column("backbone"), Column("score", "right", hide=4),
                Column("est. ms", "right", hide=2), Column("params (M)", "right", hide=1),
                Column("licence", hide=3), Column("why", wrap=True)]
-    rows = [[str(cand.rank), escape(cand.name), f"{cand.score:.2f}", f"{cand.latency_ms:.1f}", f"{cand.params_m:.1f}",
-             escape(cand.license), escape(cand.reason)] for cand in result.candidates]
+    rows = [[_rank(cand.rank, bool(cand.tied_with)), escape(cand.name), f"{cand.score:.2f}", f"{cand.latency_ms:.1f}",
+             f"{cand.params_m:.1f}", escape(cand.license), escape(cand.reason)] for cand in result.candidates]
     fit_table(columns, rows, width=out.width, wide=wide,
               title=f"Top {len(result.candidates)} (data-free ranking)").print(out)
     out.print(f"[dim]{len(result.excluded)} backbones excluded by the constraints (see --json). {note}[/dim]")
     out.print(f"Strategy: [bold]{result.strategy}[/bold] — {result.strategy_reason}")
-    out.print(f"Next: [bold]{result.candidates[0].next_command}[/bold]")
+    out.print(f"Next: [bold]{escape(result.candidates[0].next_command)}[/bold]", soft_wrap=True)
+
+
+def _rank(rank: int, tied: bool) -> str:
+    """A rank as the table shows it: "=2" where several backbones share #2."""
+    return f"={rank}" if tied else str(rank)

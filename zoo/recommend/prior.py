@@ -14,10 +14,12 @@ score = (1 - w) · quality + w · speed + fit
 
 from __future__ import annotations
 
+import itertools
 import math
+import os
 import shlex
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from zoo.engine.config import auto_candidates
@@ -39,7 +41,7 @@ SHRINKAGE = 2.0
 
 @dataclass
 class Candidate:
-    rank: int
+    rank: int                           # 1, 2, 2, 4: equal scores share a rank (see rank_candidates)
     name: str
     family: str
     score: float
@@ -55,6 +57,7 @@ class Candidate:
     evidence: list[dict[str, Any]]      # the reference numbers used, with their rank and source
     reason: str
     next_command: str
+    tied_with: list[str] = field(default_factory=list)   # the others with the same shown score, so the same rank
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,6 +75,7 @@ class Recommendation:
     strategy: str = "auto"
     strategy_reason: str = ""
     method: str = "data-free"
+    registry_files: list[str] = field(default_factory=list)   # --registry files: every suggested command repeats them
 
     @property
     def message(self) -> str:
@@ -89,6 +93,7 @@ class Recommendation:
             "scenario": self.scenario.to_dict() if self.scenario else None,
             "device_profile": self.device_profile,
             "strategy": self.strategy, "strategy_reason": self.strategy_reason,
+            "registry_files": self.registry_files,
             "candidates": [c.to_dict() for c in self.candidates],
             "nearest": self.nearest,
             "excluded": self.excluded,
@@ -180,17 +185,21 @@ def choose_strategy(num_examples: int | None, params_m: float, device: str) -> t
     return ("auto" if len(plan) > 1 else plan[0]), reason
 
 
-def adapt_command(name: str, task: str, data: str, strategy: str, device: str) -> str:
-    """The `zoo adapt` command line a recommendation suggests."""
+def adapt_command(name: str, task: str, data: str, strategy: str, device: str,
+                  registry_files: Sequence[str] = ()) -> str:
+    """The `zoo adapt` command line a recommendation suggests, with a ``--registry`` for each of
+    ``registry_files`` (the backbone may be defined there; ``ZOO_REGISTRY`` needs none: it is read again)."""
     words = ["zoo", "adapt", name, "--task", task, "--data", data, "--strategy", strategy]
     if device == "cuda":
         words += ["--device", "cuda"]   # precision auto: bf16 where the GPU has it, else fp16
+    for path in registry_files:
+        words += ["--registry", path]
     return shlex.join(words)
 
 
-def _next_command(spec: BackboneSpec, task: str, c: Constraints) -> str:
+def _next_command(spec: BackboneSpec, task: str, c: Constraints, registry_files: Sequence[str]) -> str:
     strategy, _ = choose_strategy(c.num_examples, spec.params_m, c.device)
-    return adapt_command(spec.name, task, "DATA", strategy, c.device)
+    return adapt_command(spec.name, task, "DATA", strategy, c.device, registry_files)
 
 
 def _ordinal(n: int) -> str:
@@ -213,17 +222,43 @@ def _reason(spec: BackboneSpec, evidence: list[dict[str, Any]], cost: CostEstima
     return "; ".join(parts)
 
 
+def _tie_note(rank: int, others: Sequence[str]) -> str:
+    named = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+    return f"tied for #{rank} with {named}"
+
+
+def rank_candidates(candidates: Iterable[Candidate]) -> list[Candidate]:
+    """``candidates`` best first, ranked as competitions rank (1, 2, 2, 4): equal scores as shown (``score`` is
+    rounded to 4 places) share a rank, name each other in ``tied_with``, and say so first in their reason. Equals
+    keep a fixed order, the cheaper (fewer GFLOPs) first, then by name. Ranking a narrower set again ranks its
+    members among themselves, replacing an earlier tie note."""
+    ordered = sorted(candidates, key=lambda c: (-c.score, c.gflops, c.name))
+    ranked: list[Candidate] = []
+    for _, group in itertools.groupby(ordered, key=lambda c: c.score):
+        equals = list(group)
+        rank = len(ranked) + 1
+        for cand in equals:
+            reason = cand.reason.removeprefix(f"{_tie_note(cand.rank, cand.tied_with)}; ") if cand.tied_with \
+                else cand.reason
+            others = [other.name for other in equals if other is not cand]
+            ranked.append(replace(cand, rank=rank, tied_with=others,
+                                  reason=f"{_tie_note(rank, others)}; {reason}" if others else reason))
+    return ranked
+
+
 def recommend_data_free(specs: Iterable[BackboneSpec], constraints: Constraints, *, top: int = 5,
-                        scenario: ScenarioParse | None = None,
-                        available_families: Iterable[str] | None = None) -> Recommendation:
+                        scenario: ScenarioParse | None = None, available_families: Iterable[str] | None = None,
+                        registry_files: Iterable[str | os.PathLike[str]] = ()) -> Recommendation:
     """Rank the backbones of ``constraints.task`` that meet every constraint, by what is known without data.
 
-    When nothing meets every constraint, the result has no candidates, a message, and the nearest misses.
+    When nothing meets every constraint, the result has no candidates, a message, and the nearest misses. The
+    ``registry_files`` the specs were read from (``--registry``) are repeated in every suggested command.
 
     Raises:
         NoCandidateError: if the registry has no backbone at all for the task.
     """
     task = get_task(constraints.task or "").name
+    registry_files = [os.fspath(path) for path in registry_files]
     pool = [spec for spec in specs if task in spec.tasks]
     if not pool:
         raise NoCandidateError(f"the registry has no {task} backbones; add some with --registry FILE.")
@@ -247,7 +282,8 @@ def recommend_data_free(specs: Iterable[BackboneSpec], constraints: Constraints,
     if not kept:
         nearest = sorted(excluded, key=lambda e: e["distance"])[:3]
         return Recommendation(task=task, constraints=constraints, scenario=scenario, candidates=[],
-                              excluded=excluded, nearest=nearest, device_profile=profile.to_dict())
+                              excluded=excluded, nearest=nearest, device_profile=profile.to_dict(),
+                              registry_files=registry_files)
 
     log_latency = [math.log(cost.latency_ms) for _, cost in kept]
     lo, hi = min(log_latency), max(log_latency)
@@ -269,19 +305,15 @@ def recommend_data_free(specs: Iterable[BackboneSpec], constraints: Constraints,
         if confidence == "low":
             notes.append("little published evidence")
         score = (1 - weight_speed) * quality + weight_speed * speed + fit
-        scored.append((score, spec, cost, quality, speed, confidence, evidence, notes))
-    scored.sort(key=lambda item: (-item[0], item[1].gflops))
-
-    candidates = [
-        Candidate(rank=i + 1, name=spec.name, family=spec.family, score=round(score, 4),
-                  quality=round(quality, 4), speed=round(speed, 4), confidence=confidence,
-                  params_m=spec.params_m, gflops=spec.gflops, latency_ms=round(cost.latency_ms, 2),
-                  memory_gb=round(cost.memory_gb, 3), license=spec.license, languages=list(spec.languages),
-                  evidence=evidence, reason=_reason(spec, evidence, cost, constraints, notes),
-                  next_command=_next_command(spec, task, constraints))
-        for i, (score, spec, cost, quality, speed, confidence, evidence, notes) in enumerate(scored[:top])
-    ]
+        scored.append(Candidate(
+            rank=0, name=spec.name, family=spec.family, score=round(score, 4), quality=round(quality, 4),
+            speed=round(speed, 4), confidence=confidence, params_m=spec.params_m, gflops=spec.gflops,
+            latency_ms=round(cost.latency_ms, 2), memory_gb=round(cost.memory_gb, 3), license=spec.license,
+            languages=list(spec.languages), evidence=evidence, reason=_reason(spec, evidence, cost, constraints, notes),
+            next_command=_next_command(spec, task, constraints, registry_files)))
+    # Ranked among every candidate before the cut, so a tie that straddles it is still said.
+    candidates = rank_candidates(scored)[:top]
     strategy, why = choose_strategy(constraints.num_examples, candidates[0].params_m, constraints.device)
     return Recommendation(task=task, constraints=constraints, scenario=scenario, candidates=candidates,
                           excluded=excluded, device_profile=profile.to_dict(), strategy=strategy,
-                          strategy_reason=why)
+                          strategy_reason=why, registry_files=registry_files)

@@ -425,7 +425,8 @@ def recommend_with_data(data_free, specs: dict[str, Any], families: dict[str, An
     strategy, strategy_reason = _strategy(final, num_examples, specs, data_free.constraints.device)
     for entry in final:
         entry.reason = _reason(entry, final, estimators)
-        entry.next_command = adapt_command(entry.name, task, data, strategy, data_free.constraints.device)
+        entry.next_command = adapt_command(entry.name, task, data, strategy, data_free.constraints.device,
+                                           data_free.registry_files)
     summary = combination.summary() if combination is not None and len(final) >= 2 else {}
     return DataRecommendation(
         task=task, data=data,
@@ -477,11 +478,25 @@ def _strategy(scored: Sequence[ScoredCandidate], num_examples: int, specs, devic
 
 
 def _reason(entry: ScoredCandidate, scored: Sequence[ScoredCandidate], estimators: Sequence[str]) -> str:
-    """Where the sample moved it, and which estimators put it where."""
+    """Where the sample moved it, and which estimators put it where.
+
+    Backbones tied without data share a data-free rank and hold the places from it on (three tied for #2 hold
+    #2–#4, counted among the scored), so a move within those places is no move: the sample only broke the tie.
+    """
     places = {est: sorted(scored, key=lambda c: _descending(c.scores[est])).index(entry) + 1 for est in estimators}
-    moved = entry.prior_rank - (entry.rank or entry.prior_rank)
-    where = "same place as without data" if moved == 0 else \
-        f"{'up' if moved > 0 else 'down'} {abs(moved)} from data-free #{entry.prior_rank}"
+    rank = entry.rank or entry.prior_rank
+    first = entry.prior_rank
+    last = first + sum(1 for c in scored if c.prior_rank == first) - 1
+    if first == last:
+        moved = first - rank
+        where = "same place as without data" if moved == 0 else \
+            f"{'up' if moved > 0 else 'down'} {abs(moved)} from data-free #{first}"
+    elif rank < first:
+        where = f"up {first - rank} from data-free tied #{first}–#{last}"
+    elif rank > last:
+        where = f"down {rank - last} from data-free tied #{first}–#{last}"
+    else:
+        where = f"data-free tied #{first}–#{last}, now #{rank}"
     best = [ESTIMATOR_LABELS[est] for est, place in places.items() if place == 1]
     ranks = ", ".join(f"{ESTIMATOR_LABELS[est]} {_ordinal(place)}" for est, place in places.items())
     return f"{where}; {'best by ' + ' and '.join(best) if best else ranks}"
