@@ -98,8 +98,8 @@ def test_scenario_parse_is_shown_and_explicit_options_win():
 @pytest.mark.parametrize("text,expected", [
     ("German customer emails, commercial use, at most 2 GB of RAM",
      {"task": "text-cls", "language": "de", "licenses": ("permissive",), "max_memory_gb": 2.0}),
-    ("classify bird sounds, 800 recordings, on an H100", {"task": "audio-cls", "num_examples": 800,
-                                                          "device": "cuda"}),
+    ("classify bird sounds, 800 recordings, on an H100", {"task": "audio-cls", "focus": "sound events",
+                                                          "num_examples": 800, "device": "cuda"}),
     ("x-ray images, 12k examples, under 50M parameters", {"task": "image-cls", "num_examples": 12000,
                                                           "max_params_m": 50.0}),
     ("reviews; latency under 0.2 seconds", {"task": "text-cls", "max_latency_ms": 200.0}),

@@ -23,6 +23,22 @@ SINGLE_LABEL_METRICS = ("accuracy", "macro_f1")
 MULTI_LABEL_METRICS = ("micro_f1", "macro_f1", "subset_accuracy")
 
 
+# How much a benchmark of the job a scenario names counts in zoo recommend's prior, against the task's own
+# benchmarks (at most 1 each): speaker-ID accuracy, not keyword spotting, should order encoders for speaker ID.
+FOCUS_WEIGHT = 3.0
+
+
+@dataclass(frozen=True)
+class Focus:
+    """A narrower job within a task that a scenario may name (keyword spotting within audio classification), with
+    the published benchmarks that speak to it. When a scenario names it, zoo recommend's prior weights those
+    benchmarks up (:data:`FOCUS_WEIGHT`) and prefers the backbones that report one of them."""
+
+    name: str                   # how people say it; shown in the scenario parse and in the reasons
+    words: str                  # a regular expression of the words that name it in a free-text scenario
+    metrics: tuple[str, ...]    # registry reference metrics that speak to it, the most telling first
+
+
 @dataclass(frozen=True)
 class Task:
     name: str             # the id used everywhere: in the registry, the CLI and run records
@@ -37,6 +53,9 @@ class Task:
     # published benchmarks that speak to transfer quality (zoo recommend's prior), with how much each one counts
     prior_metrics: Mapping[str, float] = field(default_factory=dict, compare=False, hash=False)
     scenario_words: str = ""      # a regular expression of the words that name the task in a free-text scenario
+    focuses: tuple[Focus, ...] = ()   # narrower jobs a scenario may name; the first one named in this order wins
+    # benchmarks in one language that count in the prior only when that language is asked for (ISO 639-1 code)
+    language_metrics: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False, hash=False)
     snippet_input: str = ""       # what the model card's usage snippet classifies: a person puts their own there
     # inputs
     token_limited: bool = False   # cut at `Classifier.max_length` tokens, which `zoo bench --seq-len` sets
@@ -57,6 +76,20 @@ class Task:
     def main_metric(self, multi_label: bool) -> str:
         """The metric a run selects on and is judged by, unless `--metric` says otherwise."""
         return self.reported_metrics(multi_label)[0]
+
+    def focus(self, name: str | None) -> Focus | None:
+        """The focus called ``name`` (as :meth:`zoo.recommend.parse_scenario` records it), or None."""
+        return next((focus for focus in self.focuses if focus.name == name), None)
+
+    def prior_weights(self, *, focus: Focus | None = None, language: str | None = None) -> dict[str, float]:
+        """The benchmarks zoo recommend's data-free prior reads, with how much each counts: the ``focus``'s first at
+        :data:`FOCUS_WEIGHT`, then :attr:`prior_metrics`, then the benchmarks in the requested ``language``."""
+        weights = {metric: FOCUS_WEIGHT for metric in (focus.metrics if focus else ())}
+        for metric, weight in self.prior_metrics.items():
+            weights.setdefault(metric, weight)
+        for metric in self.language_metrics.get(language or "", ()):
+            weights.setdefault(metric, 1.0)
+        return weights
 
     def read_input(self, value: Any, *, sample_rate: int | None = None, max_seconds: float = 10.0) -> Any:
         """One input to classify as a family's ``preprocess`` takes it: an audio file is read (mono, resampled to
@@ -178,6 +211,8 @@ TASKS: dict[str, Task] = {
         Task("text-cls", "text classification", "text", "text-classification", ("max_tokens", "seq_len"),
              default_input={"max_tokens": 512, "seq_len": 128},
              prior_metrics={"glue/avg": 1.0, "glue/mnli-m": 1.0, "xnli/avg": 1.0, "xnli/en": 0.5},
+             # Chinese XNLI fine-tuned and tested in Chinese: what Chinese encoders publish (not zero-shot transfer)
+             language_metrics={"zh": ("xnli-zh/accuracy",)},
              scenario_words=r"texts?|tickets?|reviews?|sentences?|tweets?|e-?mails?|documents?|comments?|messages?|"
                             r"sentiment|headlines?|articles?|posts?|queries|intents?|chats?",
              snippet_input="an example text to classify", token_limited=True, length_grouped=True, txt_lines=True,
@@ -187,8 +222,23 @@ TASKS: dict[str, Task] = {
              # Speech recognition error says something about an encoder, but less about classification.
              prior_metrics={"superb/ks": 1.0, "superb/er": 0.7, "superb/sid": 0.7, "audioset/mAP": 0.7,
                             "esc50/accuracy": 0.7, "librispeech-test-clean/wer": 0.3},
-             scenario_words=r"audio|speech|spoken|voice|keywords?|sounds?|speakers?|recordings?|utterances?|clips?|"
-                            r"acoustic|microphone|calls?",
+             scenario_words=r"audio|speech|spoken|voice|keywords?|wake[- ]?words?|hot[- ]?words?|sounds?|speakers?|"
+                            r"recordings?|utterances?|clips?|acoustic|microphone|calls?",
+             # Most specific first: "the speaker's emotion" is emotion recognition, "sounds" alone is sound events.
+             focuses=(
+                 Focus("keyword spotting",
+                       r"key\s?words?|wake[- ]?words?|hot[- ]?words?|(?:voice|spoken|speech) commands?",
+                       ("superb/ks", "speechcommands-v2/accuracy")),
+                 Focus("emotion recognition", r"emotions?|emotional|moods?|affective", ("superb/er",)),
+                 Focus("language identification",
+                       r"language (?:id|identification|recognition|detection)|which language|"
+                       r"(?:identify|detect|recogni[sz]e) (?:the )?language",
+                       ("voxlingua107/accuracy",)),
+                 Focus("speaker identification", r"speakers?|who is speaking|voice (?:id|biometrics?)",
+                       ("superb/sid",)),
+                 Focus("sound events", r"sound events?|environmental sounds?|sounds?|noises?|acoustic scenes?",
+                       ("audioset/mAP", "esc50/accuracy")),
+             ),
              snippet_input="example.wav", waveform=True, bench_length="seconds"),
     )
 }

@@ -43,7 +43,9 @@ def register(app: typer.Typer) -> None:
         rows = []
         for spec in specs:
             metrics = [m for t in spec.tasks for m in api.PRIOR_METRICS.get(t, ())]
-            ref = next((r for m in metrics for r in spec.reference if r.metric == m), None)
+            # the number the prior ranks the task by, else the backbone's own first (a language's or a job's)
+            ref = next((r for m in metrics for r in spec.reference if r.metric == m),
+                       spec.reference[0] if spec.reference else None)
             rows.append([escape(spec.name), escape(spec.family), ",".join(spec.tasks), f"{spec.params_m:.1f}",
                          f"{spec.gflops:.2f}", escape(" ".join(f"{k}={v}" for k, v in spec.input.items())),
                          escape(spec.license), escape(f"{ref.metric} {ref.value:g}") if ref else ""])

@@ -96,7 +96,8 @@ def _number(value: str, scale: str | None) -> float:
 
 
 def parse_scenario(text: str) -> ScenarioParse:
-    """Read task, device, latency, data size, parameter and memory budgets, language and licence from text.
+    """Read task (and a narrower job within it), device, latency, data size, parameter and memory budgets, language
+    and licence from text.
 
     The rules are deliberately simple and visible: each value keeps the phrase it was read from.
     """
@@ -115,6 +116,11 @@ def parse_scenario(text: str) -> ScenarioParse:
     if hits:
         _, task, match = min(hits)
         found("task", task, match)
+        # focus: a narrower job within the task (Task.focuses), which the prior weights toward
+        for focus in TASKS[task].focuses:
+            if match := re.search(rf"\b(?:{focus.words})\b", lowered):
+                found("focus", focus.name, match)
+                break
 
     if match := re.search(r"\b(\d+(?:\.\d+)?)\s*(ms|milliseconds?)\b", lowered):
         found("max_latency_ms", float(match[1]), match)

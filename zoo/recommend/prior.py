@@ -8,8 +8,14 @@ score = (1 - w) · quality + w · speed + fit
   (a backbone with no comparable number gets UNKNOWN_QUALITY);
 - speed: where its estimated latency sits between the fastest and slowest candidate, on a log scale;
 - w: 0.35 on CPU with no latency budget (speed matters), 0.2 otherwise (a budget already bounds it);
-- fit: small penalties for very large models on very little data, and for multilingual models when one language
-  was asked for and a model dedicated to it is among the candidates.
+- fit: small penalties for very large models on very little data, for multilingual models when one language
+  was asked for and a model dedicated to it is among the candidates, and for models of other languages than
+  English only when no language was asked for;
+- focus: when the scenario names a narrower job (keyword spotting, speaker identification, sound events...:
+  Task.focuses), that job's benchmarks count FOCUS_WEIGHT in quality, and a backbone reporting one of them gets
+  FOCUS_BONUS, so it ranks before every backbone that reports none (their numbers do not speak to the job).
+
+A requested language adds the benchmarks published in that language (Task.language_metrics) to quality.
 """
 
 from __future__ import annotations
@@ -37,6 +43,12 @@ PRIOR_METRICS: dict[str, dict[str, float]] = {name: dict(task.prior_metrics) for
 UNKNOWN_QUALITY = 0.35
 # Pseudo-count of the shrinkage toward the middle: a benchmark reported by n backbones counts n / (n + 2).
 SHRINKAGE = 2.0
+# What a scenario that names no language most likely means: zoo's examples and most catalogue text backbones are
+# English, so a backbone for other languages only is marked down unless its language is asked for.
+UNSTATED_LANGUAGE = "en"
+# Added to the score of a backbone reporting a benchmark of the job the scenario names: more than the rest of a
+# score can differ by (quality and speed blend to 0..1, fit takes off at most 0.3).
+FOCUS_BONUS = 1.5
 
 
 @dataclass
@@ -263,7 +275,8 @@ def recommend_data_free(specs: Iterable[BackboneSpec], constraints: Constraints,
     if not pool:
         raise NoCandidateError(f"the registry has no {task} backbones; add some with --registry FILE.")
     families = set(available_families) if available_families is not None else None
-    weights = get_task(task).prior_metrics
+    focus = get_task(task).focus(scenario.values.get("focus") if scenario else None)
+    weights = get_task(task).prior_weights(focus=focus, language=constraints.language)
     standings = {metric: _standings(pool, metric) for metric in weights}
     profile = DEVICE_PROFILES[constraints.device]
 
@@ -302,6 +315,20 @@ def recommend_data_free(specs: Iterable[BackboneSpec], constraints: Constraints,
         if dedicated_language and "multilingual" in spec.languages:
             fit -= 0.05
             notes.append(f"multilingual; a dedicated {constraints.language} model is usually stronger")
+        if constraints.language is None and spec.languages and not {"multilingual", UNSTATED_LANGUAGE} & set(
+                spec.languages):
+            fit -= 0.2
+            notes.append(f"for {', '.join(spec.languages)} only, and no language was given (--language)")
+        if focus is not None:
+            published = [(metric, spec.reference_value(metric)) for metric in focus.metrics
+                         if spec.reference_value(metric) is not None]
+            if published:
+                fit += FOCUS_BONUS
+                shown = {evidence[0]["metric"]} if evidence else set()   # the reason already leads with it
+                more = ", ".join(f"{metric} {value:g}" for metric, value in published if metric not in shown)
+                notes.append(f"ranked ahead for {focus.name}" + (f": reports {more}" if more else ""))
+            else:
+                notes.append(f"no published {focus.name} number")
         if confidence == "low":
             notes.append("little published evidence")
         score = (1 - weight_speed) * quality + weight_speed * speed + fit
