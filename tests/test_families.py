@@ -124,6 +124,22 @@ def test_missing_backbone_gives_a_load_error(hub, fresh_plugins):
             fresh_plugins.family(family).load_classifier(spec, task=task, labels=["a", "b"])
 
 
+def test_a_half_precision_checkpoint_loads_in_full_precision(tmp_path, fresh_plugins):
+    """Many Hub checkpoints are stored in fp16; fine-tuning needs fp32 master weights whatever the file holds."""
+    import torch
+    from tiny_models import build_bert
+    from transformers import BertModel
+
+    from zoo.registry import BackboneSpec
+
+    build_bert(tmp_path / "bert")
+    BertModel.from_pretrained(tmp_path / "bert").half().save_pretrained(tmp_path / "bert")
+    spec = BackboneSpec(name="half", family="transformers", source=f"local-dir:{tmp_path / 'bert'}",
+                        tasks=("text-cls",), params_m=0.02, gflops=0.001, input={"max_tokens": 16, "seq_len": 8})
+    classifier = fresh_plugins.family("transformers").load_classifier(spec, task="text-cls", labels=["a", "b"])
+    assert {p.dtype for p in classifier.model.parameters()} == {torch.float32}
+
+
 @pytest.mark.parametrize("classifier", [s for s in FIXTURES if "image-cls" in s.tasks], ids=lambda s: s.name,
                          indirect=True)
 @pytest.mark.parametrize("augment", ["none", "light", "strong"])

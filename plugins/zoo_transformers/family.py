@@ -422,6 +422,7 @@ class TransformersFamily(Family):
 
     def load_classifier(self, spec, *, task: str, labels: Sequence[str], multi_label: bool = False,
                         pretrained: bool = True, trust_remote_code: bool = False) -> TransformersClassifier:
+        import torch
         import transformers
 
         if multi_label and task != TEXT_TASK:
@@ -438,7 +439,11 @@ class TransformersFamily(Family):
             try:
                 processor = _processor(task, source, **common)
                 if pretrained:
-                    model = auto_model.from_pretrained(source, ignore_mismatched_sizes=True, **head, **common)
+                    # fp32 master weights whatever the checkpoint holds: transformers 5 keeps a half-precision
+                    # checkpoint in half precision, which fine-tuning on a CPU cannot train (autocast decides
+                    # the compute precision, zoo.precision).
+                    model = auto_model.from_pretrained(source, ignore_mismatched_sizes=True, dtype=torch.float32,
+                                                       **head, **common)
                 else:
                     config = transformers.AutoConfig.from_pretrained(source, **head, **common)
                     model = auto_model.from_config(config, trust_remote_code=trust_remote_code)
