@@ -291,6 +291,10 @@ def test_many_candidates_are_halved_and_an_unloadable_one_is_replaced_by_the_nex
     assert all(c["stage"] == 1 and "cut at stage 1 of 2" in c["reason"] for c in cut)
     assert len(out["rankings"]["combined"]) == 3 and all(status[n]["stage"] == 2 for n in out["rankings"]["combined"])
 
+    shown = run_zoo(*common[:-1], "--shortlist", "6", env={**env, "COLUMNS": "250"})
+    assert shown.returncode == 0, shown.stderr
+    assert "successive halving: 6 on 60 → 3 on 120" in shown.stdout and "cut at stage 1 of 2" in shown.stdout
+
     nothing = run_zoo(*common, "--candidates", "not-served", env=env)
     assert nothing.returncode == 1
     assert "could not be loaded" in nothing.stderr and "not-served" in nothing.stderr

@@ -115,11 +115,17 @@ def _print_data(result, top: int, *, wide: bool) -> None:
 
     out = console()
     sample = result.sample
+    agree = result.agreement
+    prior = f"prior weight {result.prior_weight:.2f}"
+    if agree.get("prior_vs_data") is not None:
+        prior += f" (it agrees with the data at τ {agree['prior_vs_data']:+.2f})"
+    stages = result.stages
+    steps = " → ".join(f"{len(stage['scored'])} on {stage['sample']}" for stage in stages)
+    halving = f", successive halving: {steps}" if len(stages) > 1 else ""
     out.print(f"[bold]{result.task}[/bold] — scored on {sample['size']} of {sample['of']} examples of "
               f"{escape(result.data)} ({len([n for n in sample['class_counts'].values() if n])} classes), "
-              f"features: {result.layers} layer(s), prior weight {result.prior_weight:.2f}, "
-              f"{result.elapsed_s:.0f} s")
-    labels = {"logme": "LogME", "hscore": "H-score", "knn": "kNN-LOO"}
+              f"features: {result.layers} layer(s), {prior}{halving}, {result.elapsed_s:.0f} s")
+    labels = result.estimator_labels
     # Hidden first on a narrow terminal: the single estimators (the combined score sums them up), then the
     # combined score itself (the rank orders by it); the data-free rank stays beside the data-driven one.
     hide = {"knn": 1, "hscore": 2, "logme": 3}
@@ -130,6 +136,11 @@ def _print_data(result, top: int, *, wide: bool) -> None:
     rows = []
     for cand in result.candidates[:top]:
         prior_rank = _rank(cand.prior_rank, cand.name in tied)
+        if cand.status == "cut":
+            rows.append(["—", escape(cand.name), prior_rank,
+                         *(f"{cand.scores[e]:.3f}" if e in cand.scores else "" for e in result.estimators), "",
+                         f"[dim]{escape(cand.reason)}[/dim]"])
+            continue
         if cand.rank is None:
             rows.append(["—", escape(cand.name), prior_rank, *("" for _ in result.estimators), "",
                          f"[yellow]not scored: {escape(cand.status)}[/yellow]"
@@ -145,7 +156,6 @@ def _print_data(result, top: int, *, wide: bool) -> None:
     for cand in result.candidates[:top]:
         if cand.rank is None and cand.error:
             out.print(f"[yellow]{escape(cand.name)}[/yellow]: {escape(cand.error)}", soft_wrap=True)
-    agree = result.agreement
     if agree.get("mean") is not None:
         pairs = ", ".join(f"{k.replace('~', ' vs ')} τ={v:+.2f}" for k, v in agree["pairs"].items() if v is not None)
         versus = agree["prior_vs_combined"]

@@ -91,6 +91,10 @@ class DataRecommendation:
     estimates: Estimates | None = None           # the raw estimator scores on the sample and subsamples
     method: str = "data"
 
+    @property
+    def estimator_labels(self) -> dict[str, str]:
+        return {name: ESTIMATOR_LABELS[name] for name in self.estimators}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "task": self.task, "method": self.method, "data": self.data, "sample": self.sample,
