@@ -154,20 +154,18 @@ class Recipe:
 
 
 RECIPES = [
-    Recipe("letters1000", (Stage("letters", 1000),), "1000 steps on the source"),
-    Recipe("letters1400", (Stage("letters", 1400),), "1400 steps on the source"),
-    Recipe("letters2000", (Stage("letters", 2000),), "2000 steps on the source"),
+    Recipe("letters300", (Stage("letters", 300),), "300 steps on the source"),
+    Recipe("letters300x2", (Stage("letters", 300), Stage("letters", 300)),
+           "300 steps on the source, then 300 more (a second cycle, fresh head)"),
     # Label smoothing raises source accuracy but makes features less transferable (Kornblith et al., 2021).
-    Recipe("letters2000-ls", (Stage("letters", 2000, label_smoothing=0.4),),
-           "2000 steps on the source, label smoothing 0.4"),
-    Recipe("half2000-ft200", (Stage("half-letters", 2000), Stage("letters", 200)),
-           "2000 steps on half of the source classes, then 200 on all"),
-    Recipe("broad1500-ft400", (Stage("broad", 1500), Stage("letters", 400)),
-           "1500 steps on the broad set, then 400 on the source"),
-    Recipe("broad3000-ft100", (Stage("broad", 3000), Stage("letters", 100)),
-           "3000 steps on the broad set, then 100 on the source"),
-    Recipe("broad3000-ft400", (Stage("broad", 3000), Stage("letters", 400)),
-           "3000 steps on the broad set, then 400 on the source"),
+    Recipe("letters600-ls", (Stage("letters", 600, label_smoothing=0.4),),
+           "600 steps on the source, label smoothing 0.4"),
+    Recipe("half500-ft100", (Stage("half-letters", 500), Stage("letters", 100)),
+           "500 steps on half of the source classes, then 100 on all"),
+    Recipe("broad700-ft100", (Stage("broad", 700), Stage("letters", 100)),
+           "700 steps on the broad set, then 100 on the source"),
+    Recipe("broad700-ft300", (Stage("broad", 700), Stage("letters", 300)),
+           "700 steps on the broad set, then 300 on the source"),
 ]
 
 
