@@ -16,6 +16,7 @@ from zoo.recommend.estimators import (
     ledoit_wolf,
     log_evidence_dense,
     logme,
+    logme_fits,
     logme_target,
 )
 
@@ -74,6 +75,43 @@ def test_logme_keeps_the_log_alpha_term_of_missing_dimensions():
     dropped = fit.evidence - (features.shape[1] - features.shape[0]) * math.log(fit.alpha) / 2 / features.shape[0]
     dense = log_evidence_dense(features, target, fit.alpha, fit.beta)
     assert abs(fit.evidence - dense) < 1e-8 < abs(dropped - dense)
+
+
+@pytest.mark.parametrize("shape, signal", [("many examples", 0.0), ("few examples, wide features", 1.0),
+                                           ("few examples, wide features", 3.0)])
+def test_logme_fits_every_column_at_once_as_it_would_alone(shape, signal):
+    """The columns iterate together but stop on their own (converged, switched off, noise-free, out of steps)."""
+    features, labels = _data(*SHAPES[shape], classes=6, signal=signal)
+    targets = (labels[:, None] == np.arange(6)).astype(float)
+    together = logme_fits(features, targets)
+    alone = [logme_target(features, targets[:, k]) for k in range(6)]
+    for k, (fit, reference) in enumerate(zip(together, alone, strict=True)):
+        assert (fit.converged, fit.iterations) == (reference.converged, reference.iterations)
+        for value, expected in ((fit.evidence, reference.evidence), (fit.alpha, reference.alpha),
+                                (fit.beta, reference.beta)):
+            assert value == pytest.approx(expected, rel=1e-9)
+        if math.isfinite(fit.alpha):
+            dense = log_evidence_dense(features, targets[:, k], fit.alpha, fit.beta)
+            assert fit.evidence == pytest.approx(dense, abs=1e-8)
+    assert len({(math.isinf(f.alpha), math.isinf(f.beta), f.converged) for f in together}) >= 2, "ways to stop"
+    assert logme(features, labels) == pytest.approx(np.mean([f.evidence for f in alone]), rel=1e-12)
+
+
+def test_logme_reaches_the_maximum_evidence_of_every_class_when_the_features_fit_exactly():
+    """With fewer examples than dimensions the features fit any target: the evidence may grow up to β = ∞, where
+    N − γ and the part of y outside the features' span are rounding noise unless computed as such. Taken from
+    that noise, the fixed point was thrown to the α = ∞ boundary for half of these classes (−0.73 against −0.39)."""
+    from scipy.optimize import minimize
+
+    features, labels = _data(*SHAPES["few examples, wide features"], signal=3.0)
+    for c in range(4):
+        target = (labels == c).astype(float)
+        fit = logme_target(features, target)
+        best = minimize(lambda p, t=target: -log_evidence_dense(features, t, math.exp(p[0]), math.exp(p[1])),
+                        x0=[0.0, 0.0], method="Nelder-Mead",
+                        options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 4000})
+        assert fit.converged and fit.beta == math.inf
+        assert fit.evidence == pytest.approx(-best.fun, abs=1e-6) and fit.evidence >= -best.fun - 1e-7
 
 
 def test_logme_prefers_informative_features_and_handles_degenerate_ones():
