@@ -18,6 +18,7 @@ from zoo.recommend.estimators import (
     logme,
     logme_fits,
     logme_target,
+    sfda,
 )
 
 REGISTRY = [str(FIXTURE_REGISTRY)]
@@ -159,6 +160,32 @@ def test_knn_leave_one_out_matches_scikit_learn(k):
     assert knn_loo_accuracy(features, labels, k=k) == pytest.approx(np.mean(predicted == labels))
 
 
+# SFDA on `_data(*args) * scale`, as the authors' reference implementation scores it: SFDA_Score in metrics.py of
+# TencentARC/SFDA@3b7edf76bd682acb1eba4f4c5eb7ea7f3f7f6c59, run on these seeded inputs. Their shrinkage λ was
+# 0.2133 for the first and 0.000642 for the second.
+SFDA_REFERENCE = [((120, 16, 4, 1.0, 5), 0.5, 0.5244112198471895), ((300, 24, 4, 0.5, 1), 1.0, 0.33394927409903896)]
+
+
+@pytest.mark.parametrize("args, scale, expected", SFDA_REFERENCE)
+def test_sfda_matches_the_authors_implementation(args, scale, expected):
+    features, labels = _data(*args)
+    features *= scale
+    before = features.copy()
+    assert sfda(features, labels) == pytest.approx(expected, rel=1e-9)
+    assert np.array_equal(features, before), "the input is left as it was"
+    assert sfda(features, labels + 7) == pytest.approx(expected, rel=1e-9), "labels are renumbered"
+
+
+def test_sfda_prefers_separated_classes_and_refuses_degenerate_features():
+    features, labels = _data(200, 12, classes=3, signal=1.0, seed=3)
+    features *= 0.5                          # a scale where its shrinkage is neither 1 nor at its floor
+    shuffled = np.random.default_rng(0).permutation(labels)
+    assert 0 < sfda(features, shuffled) < sfda(features, labels) <= 1
+    with pytest.raises(np.linalg.LinAlgError):
+        sfda(np.ones((40, 8)), labels[:40])  # no scatter within the classes: no Fisher space
+    assert math.isnan(sfda(features, np.zeros(200, dtype=int)))
+
+
 # --- zoo recommend --data ---------------------------------------------------------------------------------------
 
 CANDIDATES = {
@@ -205,7 +232,7 @@ def test_recommend_with_data_returns_both_rankings_scores_intervals_and_next_com
     assert set(out["rankings"]["data_free"]) == set(CANDIDATES[task].split(","))
     scored = [c for c in out["candidates"] if c["status"] == "scored"]
     assert out["rankings"]["combined"] == [c["name"] for c in scored]
-    assert out["estimators"] == ["logme", "hscore", "knn"]
+    assert out["estimators"] == ["logme", "hscore", "knn", "sfda"]
     for cand in scored:
         assert set(cand["scores"]) == set(out["estimators"])
         assert all(math.isfinite(v) for v in cand["scores"].values())

@@ -1,7 +1,9 @@
 """Transferability estimators: how well a backbone's frozen features suit a labelled sample, without training.
 
-Each takes ``features`` (N × D) and integer ``labels`` (N,) and returns one number, higher is better. All work in
-float64 on numpy arrays.
+Each takes ``features`` (N × D) and integer ``labels`` (N,) and returns one number, higher is better;
+:data:`ESTIMATORS` names them, :data:`ESTIMATOR_LABELS` says how to show them, and :data:`MULTI_LABEL_ESTIMATORS`
+are those that also take a multi-label 0/1 matrix (N × K). All work in float64 on numpy arrays. Where one is
+undefined (constant features, say) it returns NaN or raises ``np.linalg.LinAlgError`` or ``ValueError``.
 
 - :func:`logme` — the log marginal evidence of a Bayesian linear model from the features to each one-hot label
   column, per example, averaged over classes (You et al., 2021, "LogME: Practical Assessment of Pre-trained Models
@@ -14,6 +16,10 @@ float64 on numpy arrays.
 - :func:`hscore_shrinkage` — the H-score (Bao et al., 2019), tr(Σ⁻¹ Σ_between), with the feature covariance Σ
   estimated by Ledoit–Wolf shrinkage (Ibrahim et al., 2022), which keeps it stable when N is not much above D.
 - :func:`knn_loo_accuracy` — leave-one-out accuracy of a k-nearest-neighbour vote under cosine similarity.
+- :func:`sfda` — SFDA (Shao et al., 2022, "Not All Models Are Equal: Predicting Model Transferability in a
+  Self-challenging Fisher Space"): the mean probability of the true class under a regularised Fisher discriminant,
+  refitted after the examples it was unsure of are moved towards the other classes. It matches the authors'
+  implementation; its docstring lists where it departs from their code and their paper.
 """
 
 from __future__ import annotations
@@ -239,6 +245,87 @@ def knn_loo_accuracy(features: np.ndarray, labels: np.ndarray, k: int = 5) -> fl
     return float(np.mean(votes.argmax(axis=1) == codes))
 
 
-ESTIMATORS = {"logme": logme, "hscore": hscore_shrinkage, "knn": knn_loo_accuracy}
-ESTIMATOR_LABELS = {"logme": "LogME", "hscore": "H-score", "knn": "k-NN"}
+SFDA_SHRINKAGE_RATE = 5.0        # a in λ = exp(−a·σ_max(S_w))
+SFDA_MIN_SHRINKAGE = 1e-10
+SFDA_POWER_STEPS = 3             # power-iteration steps (each two products) for σ_max(S_w)
+
+
+def sfda(features: np.ndarray, labels: np.ndarray) -> float:
+    """SFDA: the mean probability of the true class under a regularised Fisher discriminant, refitted after each
+    example is pulled towards the other classes as far as the first fit was unsure of it (Shao et al., 2022,
+    "Not All Models Are Equal: Predicting Model Transferability in a Self-challenging Fisher Space").
+
+    1. The within-class scatter S_w = Σ_c π_c Cov(x | c) is shrunk towards μI (μ its mean variance) with
+       λ = max(exp(−5·σ_max(S_w)), 1e-10), σ_max by three steps of power iteration.
+    2. The Fisher space is spanned by the generalised eigenvectors V of (S_b, S_w,λ), normalised to Vᵀ S_w,λ V = I,
+       and the classifier there is the Bayes rule for Gaussian classes with shared covariance:
+       p(c | x) ∝ exp(xᵀVVᵀm_c − ½ m_cᵀVVᵀm_c + log π_c).
+    3. Self-challenge (ConfMix): each example moves to p·x + (1 − p)·m̄_c, where m̄_c is the mean of the other
+       classes' means and p its true class's softmax of the first fit's probabilities; the second fit, with the
+       same λ, scores the mean p(true class | x) of the moved examples.
+
+    The computation is the authors' reference implementation's (SFDA_Score in metrics.py of TencentARC/SFDA, with
+    which the paper's figures were produced), including where its details go beyond the outline above: V holds all
+    D eigenvectors, not just the C − 1 of a Fisher projection; the probabilities are softened by a second softmax
+    before the mix; the score is the mean probability, not its log. It departs from that code only here:
+
+    - With all D eigenvectors VVᵀ = S_w,λ⁻¹, so the classifier is one Cholesky solve instead of a generalised
+      eigendecomposition, and S_b, which only orders the eigenvectors, is never formed. Both need S_w,λ positive
+      definite: this raises ``np.linalg.LinAlgError`` where it is not (constant features, say).
+    - Labels are renumbered 0..C − 1 first (the reference assumes they are), the input is not modified (the
+      reference mixes it in place), and fewer than two classes give NaN (no other class to mix towards).
+    - Where the power iteration meets S_w's null space (S_w = 0) its estimate is 0, not NaN.
+    """
+    from scipy.linalg import cho_factor, cho_solve
+
+    x = np.asarray(features, dtype=np.float64)
+    classes, codes = np.unique(np.asarray(labels), return_inverse=True)
+    if classes.size < 2:
+        return float("nan")
+    one_hot = np.eye(classes.size)[codes]                                          # N × C
+    priors = one_hot.mean(axis=0)
+
+    def fit(x: np.ndarray, shrinkage: float | None) -> tuple[np.ndarray, float]:
+        """p(c | x) for every example and class under the discriminant fitted to (x, labels), and its λ."""
+        means = (one_hot.T @ x) / one_hot.sum(axis=0)[:, None]                     # C × D
+        within = x - means[codes]
+        scatter = within.T @ within / len(x)                                      # Σ_c π_c Cov(x | c), biased
+        if shrinkage is None:
+            shrinkage = max(math.exp(-SFDA_SHRINKAGE_RATE * _power_iteration(scatter)), SFDA_MIN_SHRINKAGE)
+        d = scatter.shape[0]
+        shrunk = (1 - shrinkage) * scatter + shrinkage * np.trace(scatter) / d * np.eye(d)
+        coef = cho_solve(cho_factor(shrunk), means.T)                              # S_w,λ⁻¹ m_c, D × C
+        logits = x @ coef - 0.5 * np.einsum("cd,dc->c", means, coef) + np.log(priors)
+        return _softmax(logits), shrinkage
+
+    probabilities, shrinkage = fit(x, None)
+    confidence = _softmax(probabilities)[np.arange(len(x)), codes][:, None]       # softened, as the reference
+    means = (one_hot.T @ x) / one_hot.sum(axis=0)[:, None]
+    others = (means.sum(axis=0) - means) / (classes.size - 1)                    # m̄_c: the other classes' mean
+    mixed = confidence * x + (1 - confidence) * others[codes]
+    probabilities, _ = fit(mixed, shrinkage)
+    return float(np.mean(probabilities[np.arange(len(x)), codes]))
+
+
+def _power_iteration(matrix: np.ndarray) -> float:
+    """SFDA's estimate of a symmetric matrix A's largest eigenvalue: power iteration from its row sums, two
+    products a step, then xᵀAy = |Ay| for the last pair."""
+    x = matrix.sum(axis=1)
+    for _ in range(SFDA_POWER_STEPS):
+        y = matrix @ x
+        if not np.any(y):
+            return 0.0                       # x is in A's null space (A = 0 for constant features)
+        y /= np.linalg.norm(y)
+        x = matrix @ y
+        x /= np.linalg.norm(x)
+    return float(x @ matrix @ y)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+ESTIMATORS = {"logme": logme, "hscore": hscore_shrinkage, "knn": knn_loo_accuracy, "sfda": sfda}
+ESTIMATOR_LABELS = {"logme": "LogME", "hscore": "H-score", "knn": "k-NN", "sfda": "SFDA"}
 MULTI_LABEL_ESTIMATORS = ("logme",)     # defined for a 0/1 label matrix; the others need one label per example
