@@ -252,6 +252,26 @@ def test_recommend_with_data_returns_both_rankings_scores_intervals_and_next_com
     assert [c["scores"] for c in again["candidates"]] == [c["scores"] for c in out["candidates"]]
 
 
+def test_text_features_are_averaged_over_layers_by_default(hub, datasets, tmp_path, monkeypatch):
+    """Unless told `--layers last`, a text backbone is scored on its token means averaged over every layer."""
+    from zoo_transformers.family import TransformersClassifier
+
+    from zoo import api
+
+    asked = []
+    features = TransformersClassifier.features
+
+    def spy(self, batch, *, layers="last"):
+        asked.append(layers)
+        return features(self, batch, layers=layers)
+
+    monkeypatch.setattr(TransformersClassifier, "features", spy)
+    monkeypatch.setenv("ZOO_FEATURE_CACHE", str(tmp_path / "features"))
+    result = api.recommend_with_data(task="text-cls", data=str(datasets["text-cls"]), candidates=["tiny-bert"],
+                                     registry_files=REGISTRY, sample=40, bootstrap=0)
+    assert result.layers == "mean" and asked and set(asked) == {"mean"}
+
+
 def test_recommend_with_data_shows_a_table_and_keeps_to_its_budget(hub, datasets, tmp_path):
     table = run_zoo("recommend", "--task", "image-cls", "--data", str(datasets["image-cls"]), "--candidates",
                     CANDIDATES["image-cls"], "--bootstrap", "5", "-r", *REGISTRY,
