@@ -16,7 +16,9 @@ from zoo.recommend.estimators import (
     ledoit_wolf,
     log_evidence_dense,
     logme,
+    logme_fits,
     logme_target,
+    sfda,
 )
 
 REGISTRY = [str(FIXTURE_REGISTRY)]
@@ -76,6 +78,43 @@ def test_logme_keeps_the_log_alpha_term_of_missing_dimensions():
     assert abs(fit.evidence - dense) < 1e-8 < abs(dropped - dense)
 
 
+@pytest.mark.parametrize("shape, signal", [("many examples", 0.0), ("few examples, wide features", 1.0),
+                                           ("few examples, wide features", 3.0)])
+def test_logme_fits_every_column_at_once_as_it_would_alone(shape, signal):
+    """The columns iterate together but stop on their own (converged, switched off, noise-free, out of steps)."""
+    features, labels = _data(*SHAPES[shape], classes=6, signal=signal)
+    targets = (labels[:, None] == np.arange(6)).astype(float)
+    together = logme_fits(features, targets)
+    alone = [logme_target(features, targets[:, k]) for k in range(6)]
+    for k, (fit, reference) in enumerate(zip(together, alone, strict=True)):
+        assert (fit.converged, fit.iterations) == (reference.converged, reference.iterations)
+        for value, expected in ((fit.evidence, reference.evidence), (fit.alpha, reference.alpha),
+                                (fit.beta, reference.beta)):
+            assert value == pytest.approx(expected, rel=1e-9)
+        if math.isfinite(fit.alpha):
+            dense = log_evidence_dense(features, targets[:, k], fit.alpha, fit.beta)
+            assert fit.evidence == pytest.approx(dense, abs=1e-8)
+    assert len({(math.isinf(f.alpha), math.isinf(f.beta), f.converged) for f in together}) >= 2, "ways to stop"
+    assert logme(features, labels) == pytest.approx(np.mean([f.evidence for f in alone]), rel=1e-12)
+
+
+def test_logme_reaches_the_maximum_evidence_of_every_class_when_the_features_fit_exactly():
+    """With fewer examples than dimensions the features fit any target: the evidence may grow up to β = ∞, where
+    N − γ and the part of y outside the features' span are rounding noise unless computed as such. Taken from
+    that noise, the fixed point was thrown to the α = ∞ boundary for half of these classes (−0.73 against −0.39)."""
+    from scipy.optimize import minimize
+
+    features, labels = _data(*SHAPES["few examples, wide features"], signal=3.0)
+    for c in range(4):
+        target = (labels == c).astype(float)
+        fit = logme_target(features, target)
+        best = minimize(lambda p, t=target: -log_evidence_dense(features, t, math.exp(p[0]), math.exp(p[1])),
+                        x0=[0.0, 0.0], method="Nelder-Mead",
+                        options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 4000})
+        assert fit.converged and fit.beta == math.inf
+        assert fit.evidence == pytest.approx(-best.fun, abs=1e-6) and fit.evidence >= -best.fun - 1e-7
+
+
 def test_logme_prefers_informative_features_and_handles_degenerate_ones():
     informative, labels = _data(200, 32, signal=1.5)
     noise = np.random.default_rng(3).normal(size=(200, 32))
@@ -119,6 +158,32 @@ def test_knn_leave_one_out_matches_scikit_learn(k):
     unit = features / np.linalg.norm(features, axis=1, keepdims=True)
     predicted = cross_val_predict(KNeighborsClassifier(n_neighbors=k), unit, labels, cv=LeaveOneOut())
     assert knn_loo_accuracy(features, labels, k=k) == pytest.approx(np.mean(predicted == labels))
+
+
+# SFDA on `_data(*args) * scale`, as the authors' reference implementation scores it: SFDA_Score in metrics.py of
+# TencentARC/SFDA@3b7edf76bd682acb1eba4f4c5eb7ea7f3f7f6c59, run on these seeded inputs. Their shrinkage λ was
+# 0.2133 for the first and 0.000642 for the second.
+SFDA_REFERENCE = [((120, 16, 4, 1.0, 5), 0.5, 0.5244112198471895), ((300, 24, 4, 0.5, 1), 1.0, 0.33394927409903896)]
+
+
+@pytest.mark.parametrize("args, scale, expected", SFDA_REFERENCE)
+def test_sfda_matches_the_authors_implementation(args, scale, expected):
+    features, labels = _data(*args)
+    features *= scale
+    before = features.copy()
+    assert sfda(features, labels) == pytest.approx(expected, rel=1e-9)
+    assert np.array_equal(features, before), "the input is left as it was"
+    assert sfda(features, labels + 7) == pytest.approx(expected, rel=1e-9), "labels are renumbered"
+
+
+def test_sfda_prefers_separated_classes_and_refuses_degenerate_features():
+    features, labels = _data(200, 12, classes=3, signal=1.0, seed=3)
+    features *= 0.5                          # a scale where its shrinkage is neither 1 nor at its floor
+    shuffled = np.random.default_rng(0).permutation(labels)
+    assert 0 < sfda(features, shuffled) < sfda(features, labels) <= 1
+    with pytest.raises(np.linalg.LinAlgError):
+        sfda(np.ones((40, 8)), labels[:40])  # no scatter within the classes: no Fisher space
+    assert math.isnan(sfda(features, np.zeros(200, dtype=int)))
 
 
 # --- zoo recommend --data ---------------------------------------------------------------------------------------
@@ -167,7 +232,7 @@ def test_recommend_with_data_returns_both_rankings_scores_intervals_and_next_com
     assert set(out["rankings"]["data_free"]) == set(CANDIDATES[task].split(","))
     scored = [c for c in out["candidates"] if c["status"] == "scored"]
     assert out["rankings"]["combined"] == [c["name"] for c in scored]
-    assert out["estimators"] == ["logme", "hscore", "knn"]
+    assert out["estimators"] == ["logme", "hscore", "knn", "sfda"]
     for cand in scored:
         assert set(cand["scores"]) == set(out["estimators"])
         assert all(math.isfinite(v) for v in cand["scores"].values())
@@ -185,6 +250,26 @@ def test_recommend_with_data_returns_both_rankings_scores_intervals_and_next_com
     again = json.loads(run_zoo(*args, env=env).stdout)
     assert all(c["cached"] for c in again["candidates"] if c["status"] == "scored"), "features come from the cache"
     assert [c["scores"] for c in again["candidates"]] == [c["scores"] for c in out["candidates"]]
+
+
+def test_text_features_are_averaged_over_layers_by_default(hub, datasets, tmp_path, monkeypatch):
+    """Unless told `--layers last`, a text backbone is scored on its token means averaged over every layer."""
+    from zoo_transformers.family import TransformersClassifier
+
+    from zoo import api
+
+    asked = []
+    features = TransformersClassifier.features
+
+    def spy(self, batch, *, layers="last"):
+        asked.append(layers)
+        return features(self, batch, layers=layers)
+
+    monkeypatch.setattr(TransformersClassifier, "features", spy)
+    monkeypatch.setenv("ZOO_FEATURE_CACHE", str(tmp_path / "features"))
+    result = api.recommend_with_data(task="text-cls", data=str(datasets["text-cls"]), candidates=["tiny-bert"],
+                                     registry_files=REGISTRY, sample=40, bootstrap=0)
+    assert result.layers == "mean" and asked and set(asked) == {"mean"}
 
 
 def test_recommend_with_data_shows_a_table_and_keeps_to_its_budget(hub, datasets, tmp_path):

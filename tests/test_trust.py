@@ -252,13 +252,14 @@ def test_degenerate_features_are_scored_without_failing():
     import numpy as np
 
     from zoo.recommend.combine import combine
+    from zoo.recommend.estimators import ESTIMATORS
     from zoo.recommend.transfer import estimate_all
 
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(3), 10)
     features = {"constant": np.ones((30, 8)), "good": rng.normal(size=(30, 8)) + labels[:, None],
                 "zeros": np.zeros((30, 8))}
-    estimates = estimate_all(features, labels, estimators=["logme", "hscore", "knn"], bootstrap=3, seed=0)
+    estimates = estimate_all(features, labels, estimators=list(ESTIMATORS), bootstrap=3, seed=0)
     combined = combine(np.zeros(3), estimates).combined
     assert np.isfinite(combined).all()
     assert combined[1] > max(combined[0], combined[2])
