@@ -215,7 +215,7 @@ def _cell(value: float | None) -> str:
     return "—" if value is None else f"{value:+.3f}"
 
 
-def report(zoos: list[dict], args, extra: dict, total_s: float) -> str:
+def report(zoos: list[dict], args, total_s: float) -> str:
     from zoo.recommend.combine import COMBINATION
 
     failed = [z for z in zoos if "error" in z]
@@ -340,27 +340,8 @@ def report(zoos: list[dict], args, extra: dict, total_s: float) -> str:
         "Per backbone (zoo seed #0): parameters (M), source accuracy (its published number), then per target the "
         "test accuracy after `zoo adapt` (mean ± sd over seeds) and its place in the combined ranking:", "",
         table(["modality", "backbone", "pretraining", "params (M)", "source", "per target"], zoo_rows), "",
-        extra.get("timing", "") + failures,
+        "The estimators' own cost is timed by `benchmarks/estimator_speed.py` (below)." + failures,
     ])
-
-
-def estimator_timings(repeats: int = 5) -> str:
-    """Median wall time of each estimator on N=1000, D=768, 10 classes (random features)."""
-    from zoo.recommend.estimators import ESTIMATOR_LABELS, ESTIMATORS
-
-    rng = np.random.default_rng(0)
-    features, labels = rng.normal(size=(1000, 768)), rng.integers(0, 10, 1000)
-    parts = []
-    for name, estimator in ESTIMATORS.items():
-        estimator(features, labels)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            estimator(features, labels)
-            times.append(time.perf_counter() - t0)
-        parts.append(f"{ESTIMATOR_LABELS[name]} {statistics.median(times) * 1000:.0f} ms")
-    return (f"Estimators on N=1000, D=768, 10 classes (median of {repeats}, {os.environ.get('OMP_NUM_THREADS', 'all')}"
-            f" BLAS threads): {', '.join(parts)}.")
 
 
 def options(args) -> str:
@@ -404,7 +385,7 @@ def main() -> int:
         total_s = time.monotonic() - started
         if args.raw:
             args.raw.write_text(json.dumps({"zoos": zoos, "total_s": total_s}, indent=1))
-    body = report(zoos, args, {"timing": estimator_timings()}, total_s)
+    body = report(zoos, args, total_s)
     print(body)
     if args.write:
         write_section("recommend_eval", body)
