@@ -154,18 +154,17 @@ class Recipe:
 
 
 RECIPES = [
-    Recipe("letters300", (Stage("letters", 300),), "300 steps on the source"),
-    Recipe("letters300x2", (Stage("letters", 300), Stage("letters", 300)),
-           "300 steps on the source, then 300 more (a second cycle, fresh head)"),
+    Recipe("letters800", (Stage("letters", 800),), "800 steps on the source"),
+    Recipe("letters1500", (Stage("letters", 1500),), "1500 steps on the source"),
     # Label smoothing raises source accuracy but makes features less transferable (Kornblith et al., 2021).
-    Recipe("letters600-ls", (Stage("letters", 600, label_smoothing=0.4),),
-           "600 steps on the source, label smoothing 0.4"),
-    Recipe("half500-ft100", (Stage("half-letters", 500), Stage("letters", 100)),
-           "500 steps on half of the source classes, then 100 on all"),
-    Recipe("broad700-ft100", (Stage("broad", 700), Stage("letters", 100)),
-           "700 steps on the broad set, then 100 on the source"),
-    Recipe("broad700-ft300", (Stage("broad", 700), Stage("letters", 300)),
-           "700 steps on the broad set, then 300 on the source"),
+    Recipe("letters1500-ls", (Stage("letters", 1500, label_smoothing=0.4),),
+           "1500 steps on the source, label smoothing 0.4"),
+    Recipe("half1200-ft100", (Stage("half-letters", 1200), Stage("letters", 100)),
+           "1200 steps on half of the source classes, then 100 on all"),
+    Recipe("broad1200-ft100", (Stage("broad", 1200), Stage("letters", 100)),
+           "1200 steps on the broad set, then 100 on the source"),
+    Recipe("broad1200-ft400", (Stage("broad", 1200), Stage("letters", 400)),
+           "1200 steps on the broad set, then 400 on the source"),
 ]
 
 
