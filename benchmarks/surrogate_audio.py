@@ -294,6 +294,8 @@ def build_zoo(work: Path, *, seed: int, quick: bool) -> tuple[Path, list[Backbon
     each recipe of an architecture)."""
     import torch
 
+    from zoo.engine.seeds import derive_seed, seeded_globals
+
     steps_scale, clips_scale = (QUICK_STEPS, QUICK_CLIPS) if quick else (1.0, 1.0)
     per_class = {kind: max(4, round(n * clips_scale)) for kind, n in SOURCE_PER_CLASS.items()}
     sources = {kind: source_set(kind, n, np.random.default_rng([seed, k]))
@@ -322,13 +324,15 @@ def build_zoo(work: Path, *, seed: int, quick: bool) -> tuple[Path, list[Backbon
         for k in range(done, len(recipe.stages)):
             stage = recipe.stages[k]
             data = inputs(architecture.kind, stage.data)
-            if k:   # a fresh head for this stage's classes, on the encoder so far
-                fresh = architecture.model(sources[stage.data].names)
-                _encoder(fresh).load_state_dict(_encoder(model).state_dict())
-                model = fresh
-            train_steps(with_loss(model, stage.label_smoothing), data.items, data.collate,
-                        steps=max(1, round(stage.steps * steps_scale)), lr=architecture.lr, seed=seed * 1000 + k,
-                        batch=BATCH)
+            # wav2vec2 draws its time masks from numpy's global generator: seeded, so that a zoo seed is one zoo.
+            with seeded_globals(derive_seed(seed, k)):
+                if k:   # a fresh head for this stage's classes, on the encoder so far
+                    fresh = architecture.model(sources[stage.data].names)
+                    _encoder(fresh).load_state_dict(_encoder(model).state_dict())
+                    model = fresh
+                train_steps(with_loss(model, stage.label_smoothing), data.items, data.collate,
+                            steps=max(1, round(stage.steps * steps_scale)), lr=architecture.lr, seed=seed * 1000 + k,
+                            batch=BATCH)
             trained[architecture.name, recipe.stages[:k + 1]] = copy.deepcopy(model)
         test = inputs(architecture.kind, "held-out")
         accuracy = float((predict(model, test.items, test.collate) == test.labels).mean())
