@@ -21,8 +21,8 @@ notes, and 10 note-and-timbre classes (5 of the notes, each in 2 timbres no back
 training and 12 test clips per class.
 
 One zoo seed (pretraining, both targets, `zoo recommend --data` on each, and the 42 runs of `zoo adapt` of the
-ground truth) takes about 4.5 minutes of CPU time on one torch thread, of which pretraining is 1.5 (7 to 8 minutes
-of wall time on a 2-core machine running other work); ``quick``, with one fine-tuning seed, about half a minute.
+ground truth) takes about 4.5 minutes of CPU time on one torch thread, pretraining 1.5 of them (5 to 8 minutes of
+wall time on a 2-core machine shared with other work); ``quick``, with one fine-tuning seed, about half a minute.
 """
 
 from __future__ import annotations
