@@ -58,7 +58,7 @@ from typing import Any
 
 import numpy as np
 from _report import machine, table, timm_local_entry, transformers_local_entry, write_section
-from recommend_eval import ARCH, DIGITS, LOWER, MEAN, SIZE, STD, SYMBOLS, UPPER, Images, render, write_folder
+from surrogate_image import ARCH, DIGITS, LOWER, MEAN, SIZE, STD, SYMBOLS, UPPER, Images, render, write_folder
 
 MODALITIES = ("image", "text", "audio")
 STRATEGIES = ("linear", "full", "lora", "auto")
