@@ -272,8 +272,9 @@ def report(zoos: list[dict], args, total_s: float) -> str:
                      f"{b['source_score']:.3f}"]
             for name, target in z["targets"].items():
                 accuracies = target["truth"][b["name"]]
-                combined = target["combined"]
-                place = sorted(combined.values(), reverse=True).index(combined[b["name"]]) + 1
+                combined = rankings(z, target)[combined_key]
+                mine = combined[[x["name"] for x in z["backbones"]].index(b["name"])]
+                place = sorted(combined, reverse=True).index(mine) + 1
                 cells.append(f"{name}: {statistics.mean(accuracies):.3f} ± {statistics.pstdev(accuracies):.3f} "
                              f"(#{place})")
             zoo_rows.append([*cells[:5], "; ".join(cells[5:])])
