@@ -128,7 +128,7 @@ def _print_data(result, top: int, *, wide: bool) -> None:
     labels = result.estimator_labels
     # Hidden first on a narrow terminal: the single estimators (the combined score sums them up), then the
     # combined score itself (the rank orders by it); the data-free rank stays beside the data-driven one.
-    hide = {"knn": 1, "hscore": 2, "logme": 3}
+    hide = {"sfda": 1, "knn": 1, "hscore": 2, "logme": 3}
     columns = [Column("# (range)", "right"), Column("backbone"), Column("data-free #", "right", hide=5),
                *(Column(labels[e], "right", hide=hide.get(e, 3)) for e in result.estimators),
                Column("combined [5–95%]", "right", hide=4), Column("why", wrap=True)]

@@ -22,9 +22,10 @@ sample at hand, the way a meta-analysis pools studies:
 5. **The combined score** of each backbone is the precision-weighted mean of its prior and data scores: the prior's
    weight is ``data variance / (data variance + prior variance)``.
 
-The one free choice, ``prior_floor`` (and whether the estimators are pooled by random effects or equally), is made
-by ``benchmarks/recommend_eval.py`` on surrogate zoos of images, text and audio, with each zoo in turn held out of
-the choice; :data:`COMBINATION` is the rule chosen on all of them (docs/performance.md has the tables).
+The free choices (``prior_floor``, which estimators are pooled, and whether by random effects or equally) are made by
+``benchmarks/recommend_eval.py`` on surrogate zoos of images, text and audio, with each zoo in turn held out of the
+choice; :data:`COMBINATION` is the rule chosen on all of them (docs/performance.md has the tables). Every estimator
+is still computed and shown; those the rule leaves out do not vote.
 """
 
 from __future__ import annotations
@@ -48,10 +49,17 @@ class CombinationRule:
 
     prior_floor: float                     # standardised units; math.inf leaves the prior out
     pooling: str = "random-effects"        # or "equal"
+    estimators: tuple[str, ...] = ()       # those pooled (where scored); () pools every one scored
 
     def label(self) -> str:
         floor = "no prior" if math.isinf(self.prior_floor) else f"prior floor {self.prior_floor:g}"
-        return f"{floor}, {self.pooling} pooling"
+        pooled = " + ".join(self.estimators) if self.estimators else "all estimators"
+        return f"{pooled}, {floor}, {self.pooling} pooling"
+
+    def pooled(self, scored: list[str]) -> list[str]:
+        """The estimators this rule pools among those ``scored`` (all of them when it names none of them)."""
+        chosen = [name for name in scored if name in self.estimators]
+        return chosen or list(scored)
 
 
 # Chosen by benchmarks/recommend_eval.py (leave-one-zoo-out over the image, text and audio zoos); see the module doc.
@@ -129,7 +137,7 @@ def _standard(values: np.ndarray) -> np.ndarray:
 
 def combine(prior_quality: np.ndarray, estimates: Estimates, rule: CombinationRule = COMBINATION) -> Combination:
     """Pool the estimators and weigh the pooled data score against the prior (see the module docstring)."""
-    names = list(estimates.scores)
+    names = rule.pooled(list(estimates.scores))
     backbones = len(estimates.names)
     z = np.stack([_standard(estimates.scores[e]) for e in names])                     # E × M
     draws = [np.stack([_standard(row) for row in estimates.draws[e]]) if e in estimates.draws and
