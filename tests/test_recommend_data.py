@@ -299,35 +299,43 @@ def _estimates(scores: dict[str, list[float]], *, noise: float = 0.02, subsample
                      {k: np.array(v) + rng.normal(0, noise, (subsamples, count)) for k, v in scores.items()})
 
 
+# Pools every estimator, so that pooling itself is tested whatever zoo.recommend.combine.COMBINATION pools.
+POOL_ALL = {"prior_floor": 0.5, "pooling": "random-effects"}
+
+
 def test_a_near_tie_in_the_prior_carries_near_zero_weight():
     """Two backbones whose data-free scores differ by 0.004 (estimated speed alone): the data decide."""
-    from zoo.recommend.combine import combine
+    from zoo.recommend.combine import COMBINATION, CombinationRule, combine
 
-    result = combine(np.array([0.504, 0.500]), _estimates({"logme": [0.10, 0.50], "knn": [0.60, 0.80]}))
-    assert abs(result.prior).max() < 0.05
-    assert result.combined[1] > result.combined[0]
+    for rule in (COMBINATION, CombinationRule(**POOL_ALL)):
+        result = combine(np.array([0.504, 0.500]), _estimates({"logme": [0.10, 0.50], "knn": [0.60, 0.80]}), rule)
+        assert abs(result.prior).max() < 0.05
+        assert result.combined[1] > result.combined[0]
 
 
 def test_the_prior_counts_by_how_well_it_agrees_with_consistent_data():
-    from zoo.recommend.combine import combine
+    from zoo.recommend.combine import CombinationRule, combine
 
+    rule = CombinationRule(**POOL_ALL)
     data = _estimates({"logme": [5, 4, 3, 2, 1], "hscore": [9, 7, 6, 3, 1], "knn": [0.9, 0.8, 0.7, 0.6, 0.5]})
-    against = combine(np.array([0.1, 0.3, 0.5, 0.7, 0.9]), data)
-    along = combine(np.array([0.9, 0.7, 0.5, 0.3, 0.1]), data)
+    against = combine(np.array([0.1, 0.3, 0.5, 0.7, 0.9]), data, rule)
+    along = combine(np.array([0.9, 0.7, 0.5, 0.3, 0.1]), data, rule)
     assert list(np.argsort(-against.combined)) == [0, 1, 2, 3, 4], "a misleading prior does not reorder the data"
     assert against.prior_weight.mean() < along.prior_weight.mean()
     noisier = combine(np.array([0.1, 0.3, 0.5, 0.7, 0.9]), _estimates(
-        {"logme": [5, 4, 3, 2, 1], "hscore": [9, 7, 6, 3, 1], "knn": [0.9, 0.8, 0.7, 0.6, 0.5]}, noise=1.0))
+        {"logme": [5, 4, 3, 2, 1], "hscore": [9, 7, 6, 3, 1], "knn": [0.9, 0.8, 0.7, 0.6, 0.5]}, noise=1.0), rule)
     assert noisier.prior_weight.mean() > against.prior_weight.mean(), "less certain data leave the prior more say"
 
 
 def test_estimators_that_disagree_are_pooled_about_equally_however_steady():
-    from zoo.recommend.combine import combine
+    from zoo.recommend.combine import CombinationRule, combine
 
     steady_but_alone = _estimates({"logme": [1, 2, 3, 4], "knn": [4, 3, 2, 1]}, noise=1e-4)
-    result = combine(np.full(4, 0.5), steady_but_alone)
+    result = combine(np.full(4, 0.5), steady_but_alone, CombinationRule(**POOL_ALL))
     assert result.heterogeneity > 1
     assert all(0.4 < w < 0.6 for w in result.estimator_weights.values())
+    only = combine(np.full(4, 0.5), steady_but_alone, CombinationRule(prior_floor=0.5, estimators=("logme",)))
+    assert list(only.estimator_weights) == ["logme"] and list(np.argsort(-only.combined)) == [3, 2, 1, 0]
 
 
 def test_halving_stages_and_a_sample_whose_prefixes_keep_the_class_shares():
