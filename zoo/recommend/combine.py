@@ -54,7 +54,7 @@ class CombinationRule:
     def label(self) -> str:
         floor = "no prior" if math.isinf(self.prior_floor) else f"prior floor {self.prior_floor:g}"
         pooled = " + ".join(self.estimators) if self.estimators else "all estimators"
-        return f"{pooled}, {floor}, {self.pooling} pooling"
+        return f"{pooled}, {floor}" + (f", {self.pooling} pooling" if len(self.estimators) != 1 else "")
 
     def pooled(self, scored: list[str]) -> list[str]:
         """The estimators this rule pools among those ``scored`` (all of them when it names none of them)."""
@@ -63,7 +63,7 @@ class CombinationRule:
 
 
 # Chosen by benchmarks/recommend_eval.py (leave-one-zoo-out over the image, text and audio zoos); see the module doc.
-COMBINATION = CombinationRule(prior_floor=0.5, pooling="random-effects")
+COMBINATION = CombinationRule(prior_floor=1.0, estimators=("logme",))
 
 
 @dataclass
@@ -135,34 +135,42 @@ def _standard(values: np.ndarray) -> np.ndarray:
     return standardise(worst_where_undefined(values))
 
 
+def _heterogeneity(z: np.ndarray, noise: np.ndarray) -> float:
+    """τ², the DerSimonian–Laird estimate of how far estimators (rows of ``z``, standardised scores of each
+    backbone, with their ``noise`` variances) disagree beyond their noise, pooled over the backbones."""
+    count, backbones = z.shape
+    if count < 2:
+        return 0.0
+    fixed = 1 / noise
+    pooled = (fixed * z).sum(0) / fixed.sum(0)
+    q = float((fixed * (z - pooled) ** 2).sum())                                      # Cochran's Q
+    c = float((fixed.sum(0) - (fixed ** 2).sum(0) / fixed.sum(0)).sum())
+    return max(0.0, (q - backbones * (count - 1)) / c) if c > 0 else 0.0
+
+
 def combine(prior_quality: np.ndarray, estimates: Estimates, rule: CombinationRule = COMBINATION) -> Combination:
     """Pool the estimators and weigh the pooled data score against the prior (see the module docstring)."""
-    names = rule.pooled(list(estimates.scores))
+    scored = list(estimates.scores)
     backbones = len(estimates.names)
-    z = np.stack([_standard(estimates.scores[e]) for e in names])                     # E × M
-    draws = [np.stack([_standard(row) for row in estimates.draws[e]]) if e in estimates.draws and
-             len(estimates.draws[e]) else np.zeros((0, backbones)) for e in names]    # E × (B × M)
-    subsamples = min(len(d) for d in draws)
-    noise = np.stack([SUBSAMPLE_INFLATION * d.var(axis=0) if subsamples >= 2 else np.zeros(backbones)
-                      for d in draws])
-    noise = np.maximum(noise, NOISE_FLOOR)                                            # E × M
+    z_all = {e: _standard(estimates.scores[e]) for e in scored}
+    draws_all = {e: np.stack([_standard(row) for row in estimates.draws[e]]) if e in estimates.draws and
+                 len(estimates.draws[e]) else np.zeros((0, backbones)) for e in scored}
+    subsamples = min(len(d) for d in draws_all.values())
+    noise_all = {e: np.maximum(SUBSAMPLE_INFLATION * d.var(axis=0) if subsamples >= 2 else np.zeros(backbones),
+                               NOISE_FLOOR) for e, d in draws_all.items()}
 
+    names = rule.pooled(scored)
     count = len(names)
-    if count == 1:
-        weights, tau2 = np.ones_like(z), 0.0
-    else:
-        fixed = 1 / noise
-        pooled_fixed = (fixed * z).sum(0) / fixed.sum(0)
-        q = float((fixed * (z - pooled_fixed) ** 2).sum())                            # Cochran's Q, over backbones
-        c = float((fixed.sum(0) - (fixed ** 2).sum(0) / fixed.sum(0)).sum())
-        tau2 = max(0.0, (q - backbones * (count - 1)) / c) if c > 0 else 0.0
-        weights = 1 / (noise + tau2) if rule.pooling == "random-effects" else np.ones_like(z)
+    z = np.stack([z_all[e] for e in names])                                            # E × M
+    draws = [draws_all[e] for e in names]                                              # E × (B × M)
+    noise = np.stack([noise_all[e] for e in names])                                    # E × M
+    tau2 = _heterogeneity(z, noise)
+    weights = 1 / (noise + tau2) if rule.pooling == "random-effects" else np.ones_like(z)
     share = weights / weights.sum(0)
     data = (share * z).sum(0)
-    if rule.pooling == "random-effects" or count == 1:
-        data_variance = 1 / weights.sum(0) if count > 1 else noise[0]
-    else:   # equal pooling: the mean's variance under the same random-effects model
-        data_variance = (noise + tau2).sum(0) / count ** 2
+    # The pooled score's variance under the random-effects model: each estimator is off the truth by its noise
+    # plus τ²; a mean over several shares their errors out by its weights.
+    data_variance = (share ** 2 * (noise + tau2)).sum(0)
 
     prior = standardise(prior_quality, least_spread=PRIOR_RESOLUTION)
     if math.isinf(rule.prior_floor):
