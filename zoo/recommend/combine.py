@@ -24,8 +24,8 @@ sample at hand, the way a meta-analysis pools studies:
 
 The free choices (``prior_floor``, which estimators are pooled, and whether by random effects or equally) are made by
 ``benchmarks/recommend_eval.py`` on surrogate zoos of images, text and audio, with each zoo in turn held out of the
-choice; :data:`COMBINATION` is the rule chosen on all of them (docs/performance.md has the tables). Every estimator
-is still computed and shown; those the rule leaves out do not vote.
+choice; :data:`COMBINATION` is the rule chosen on all of them (docs/performance.md has the tables): LogME alone, with
+the prior's noise floored at 1. Every estimator is still computed and shown; those the rule leaves out do not vote.
 """
 
 from __future__ import annotations
