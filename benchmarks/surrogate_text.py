@@ -19,13 +19,10 @@ targets are new tasks with 12 training and 40 test sentences per class, written 
 topics whose words only the related corpus holds) and `source-unions` (8 classes, each the union of two source
 topics).
 
-What zoo seeds 0 and 1 gave (truth: test accuracy after `zoo adapt` with TRUTH, mean of 3 fine-tuning seeds):
-true accuracies from 0.19-0.29 to 0.76-0.90 on each target, fine-tuning-seed standard deviations of 0.002 to
-0.11 (most under 0.05); label smoothing raised source accuracy by 2 to 4 points and moved transfer by under 2, in
-either direction; at 128 wide the unrelated corpus gave the related one's source accuracy (within 2 points) and
-under half its accuracy on `new-topics`. The source score ranked the truth with weighted Kendall tau 0.35 to 0.77.
-One zoo seed took 3.7 and 5.0 minutes on one CPU thread of a shared 2-core machine (pretraining 72 and 92 s);
-``quick``, with one fine-tuning seed, 36 s.
+Observed when the module was written (the latest figures are in docs/performance.md): label smoothing raised
+source accuracy by 2 to 4 points and moved transfer by under 2, in either direction; at 128 wide the unrelated corpus
+gave the related one's source accuracy (within 2 points) and under half its accuracy on `new-topics`. One zoo seed
+takes about 4 minutes on one CPU thread; ``quick``, with one fine-tuning seed, under a minute.
 """
 
 from __future__ import annotations
