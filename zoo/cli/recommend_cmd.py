@@ -104,7 +104,7 @@ def _recommend_with_data(task, options, **data_options):
         def progress(name: str, done: int, total: int) -> None:
             if name not in tasks:
                 tasks[name] = bar.add_task(f"features: {name}", total=total)
-            bar.update(tasks[name], completed=done)
+            bar.update(tasks[name], completed=done, total=total)   # a later halving stage has more
 
         return api.recommend_with_data(task, **options, **data_options, progress=progress,
                                        message=lambda text: out.print(f"[dim]{text}[/dim]"))
