@@ -86,8 +86,9 @@ class Estimates:
             return np.array([[np.nan if x is None else x for x in row] for row in values] if values and
                             isinstance(values[0], list) else [np.nan if x is None else x for x in values], dtype=float)
 
+        count = len(data["names"])
         return cls(list(data["names"]), int(data["size"]), {k: array(v) for k, v in data["scores"].items()},
-                   {k: array(v).reshape(len(v), -1) for k, v in data["draws"].items()})
+                   {k: array(v).reshape(len(v), count) for k, v in data["draws"].items()})
 
 
 @dataclass
@@ -104,7 +105,7 @@ class Combination:
 
     def summary(self) -> dict:
         return {"prior_weight": round(float(self.prior_weight.mean()), 4),
-                "prior_variance": round(self.prior_variance, 4),
+                "prior_variance": _json_float(round(self.prior_variance, 4)),
                 "estimator_weights": {k: round(v, 4) for k, v in self.estimator_weights.items()},
                 "heterogeneity": round(self.heterogeneity, 4)}
 
