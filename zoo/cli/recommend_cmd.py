@@ -126,7 +126,7 @@ def _print_data(result, top: int, *, wide: bool) -> None:
               f"{escape(result.data)} ({len([n for n in sample['class_counts'].values() if n])} classes), "
               f"features: {result.layers} layer(s), {prior}{halving}, {result.elapsed_s:.0f} s")
     labels = result.estimator_labels
-    # Hidden first on a narrow terminal: the single estimators (the combined score sums them up), then the
+    # Hidden first on a narrow terminal: the single estimators (the combined score stands for them), then the
     # combined score itself (the rank orders by it); the data-free rank stays beside the data-driven one.
     hide = {"sfda": 1, "knn": 1, "hscore": 2, "logme": 3}
     columns = [Column("# (range)", "right"), Column("backbone"), Column("data-free #", "right", hide=5),
