@@ -128,7 +128,7 @@ def _run_zoo(module, modality: str, zoo_seed: int, work: Path, *, seeds: int, bo
             "prior_quality": {n: by_name[n].prior_quality for n in names},
             "combined": {n: by_name[n].combined for n in names},
             "sample": full.sample["size"],
-            "halving": {"stages": halved.stages, "final": [c.name for c in halved.candidates if c.rank is not None]},
+            "halving": {"stages": halved.stages, "final": [c.name for c in halved.candidates if c.status == "scored"]},
             "truth": truth,
         }
     return {"modality": modality, "zoo_seed": zoo_seed, "task": module.TASK, "source_metric": module.SOURCE_METRIC,

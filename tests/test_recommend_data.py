@@ -382,7 +382,10 @@ def test_many_candidates_are_halved_and_an_unloadable_one_is_replaced_by_the_nex
     cut = [c for c in out["candidates"] if c["status"] == "cut"]
     assert {c["name"] for c in cut} == set(out["stages"][0]["cut"])
     assert all(c["stage"] == 1 and "cut at stage 1 of 2" in c["reason"] for c in cut)
-    assert len(out["rankings"]["combined"]) == 3 and all(status[n]["stage"] == 2 for n in out["rankings"]["combined"])
+    ranked = out["rankings"]["combined"]
+    assert len(ranked) == 6 and [status[n]["stage"] for n in ranked] == [2, 2, 2, 1, 1, 1], "finalists first"
+    assert [status[n]["rank"] for n in ranked] == [1, 2, 3, 4, 5, 6]
+    assert all(len(out["rankings"][e]) == 3 for e in out["estimators"]), "estimators rank the finalists"
 
     shown = run_zoo(*common[:-1], "--shortlist", "6", env={**env, "COLUMNS": "250"})
     assert shown.returncode == 0, shown.stderr

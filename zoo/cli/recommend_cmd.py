@@ -137,7 +137,7 @@ def _print_data(result, top: int, *, wide: bool) -> None:
     for cand in result.candidates[:top]:
         prior_rank = _rank(cand.prior_rank, cand.name in tied)
         if cand.status == "cut":
-            rows.append(["—", escape(cand.name), prior_rank,
+            rows.append([f"[dim]{cand.rank}[/dim]", escape(cand.name), prior_rank,
                          *(f"{cand.scores[e]:.3f}" if e in cand.scores else "" for e in result.estimators), "",
                          f"[dim]{escape(cand.reason)}[/dim]"])
             continue

@@ -50,7 +50,7 @@ class ScoredCandidate:
     prior_quality: float = 0.5                   # the data-free quality the combination weighs (0..1)
     status: str = "scored"                       # "scored", "cut" (successive halving), "time budget" or "failed"
     error: str | None = None                     # why it failed
-    rank: int | None = None                      # in the combined ranking
+    rank: int | None = None                      # in the combined ranking (cut ones after the finalists)
     combined: float | None = None
     interval: tuple[float, float] | None = None  # 5-95% of the combined score over subsamples
     rank_interval: tuple[int, int] | None = None
@@ -104,7 +104,7 @@ class DataRecommendation:
             "rankings": {
                 "data_free": [c.name for c in sorted(self.candidates, key=lambda c: c.prior_rank)],
                 "combined": [c.name for c in self.candidates if c.rank is not None],
-                **{name: [c.name for c in sorted((c for c in self.candidates if c.rank is not None),
+                **{name: [c.name for c in sorted((c for c in self.candidates if c.status == "scored"),
                                                  key=lambda c, name=name: _descending(c.scores[name]))]
                    for name in self.estimators},
             },
@@ -245,7 +245,7 @@ def agreement(candidates: Sequence[ScoredCandidate], estimators: Sequence[str],
     score, and between the data-free and combined rankings."""
     from scipy.stats import kendalltau
 
-    scored = [c for c in candidates if c.rank is not None]
+    scored = [c for c in candidates if c.status == "scored"]
     if len(scored) < 3:
         return {"pairs": {}, "mean": None, "prior_vs_data": None, "prior_vs_combined": None,
                 "note": "fewer than 3 backbones scored: agreement is not measured"}
@@ -419,10 +419,12 @@ def recommend_with_data(data_free, specs: dict[str, Any], families: dict[str, An
     else:
         only = final[0]
         only.combined, only.interval, only.rank_interval = 0.0, (0.0, 0.0), (1, 1)
-    for rank, entry in enumerate(final, start=1):
-        entry.rank = rank
+    # Successive halving ranks every backbone it scored: the finalists by their score, then those cut later
+    # before those cut earlier, each by its stage's score.
     cut = sorted((e for e in entries.values() if e.status == "cut"), key=lambda e: (-(e.stage or 0),
                                                                                    -(e.combined or 0.0)))
+    for rank, entry in enumerate(final + cut, start=1):
+        entry.rank = rank
     unscored = [e for e in entries.values() if e.status in ("failed", "time budget")]
 
     num_examples = len(splits.train) + len(splits.val)
