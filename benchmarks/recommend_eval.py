@@ -283,14 +283,13 @@ def report(zoos: list[dict], args, total_s: float) -> str:
     for z in zoos:
         if z["zoo_seed"] != min(x["zoo_seed"] for x in zoos if x["modality"] == z["modality"]):
             continue
-        for b in z["backbones"]:
+        combined = {name: rankings(z, target)[combined_key] for name, target in z["targets"].items()}
+        for i, b in enumerate(z["backbones"]):
             cells = [z["modality"], f"`{b['recipe']}`", b["description"], f"{b['params_m']:.2f}",
                      f"{b['source_score']:.3f}"]
             for name, target in z["targets"].items():
                 accuracies = target["truth"][b["name"]]
-                combined = rankings(z, target)[combined_key]
-                mine = combined[[x["name"] for x in z["backbones"]].index(b["name"])]
-                place = sorted(combined, reverse=True).index(mine) + 1
+                place = sorted(combined[name], reverse=True).index(combined[name][i]) + 1
                 cells.append(f"{name}: {statistics.mean(accuracies):.3f} ± {statistics.pstdev(accuracies):.3f} "
                              f"(#{place})")
             zoo_rows.append([*cells[:5], "; ".join(cells[5:])])
