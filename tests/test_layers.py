@@ -21,7 +21,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
               "zoo.checks", "zoo.secrets", "zoo.images", "zoo.audio", "zoo.precision")),
     ("contract", ("zoo.registry", "zoo.family", "zoo.plugins")),
     ("service", ("zoo.hub", "zoo.loading", "zoo.runs", "zoo.data", "zoo.engine", "zoo.recommend", "zoo.bench",
-                 "zoo.compare", "zoo.store", "zoo.testing", "zoo.export", "zoo.serve")),
+                 "zoo.compare", "zoo.store", "zoo.testing", "zoo.export", "zoo.serve",
+                 "zoo.explain")),
     ("api", ("zoo.api",)),
     ("cli", ("zoo.cli", "zoo.__main__")),
 ]

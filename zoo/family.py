@@ -74,6 +74,86 @@ class ExportGraph:
     dynamic_axes: dict[str, dict[int, str]]
 
 
+@dataclass
+class AttributionSpace:
+    """Where `zoo explain` computes a classifier's attributions for one example, and how they map back to what a
+    person sees (:meth:`Classifier.attribution_space`). Every tensor is for the example collated alone (batch 1).
+
+    The attributed tensor is ``batch[input]``, or, where that input is not differentiable (token ids), the output
+    of ``layer`` (the token embeddings) for gradient methods; occlusion and SHAP always replace parts of
+    ``batch[input]`` by ``baseline``. Attributions are summed per *unit* (a word, an image region, a stretch of
+    time): ``units`` gives the unit of each element of ``batch[input]`` (-1: never attributed, as special tokens
+    and padding), and a layer's output is read with its leading axes matching ``units``.
+    """
+
+    input: str                              # the batch input that is perturbed (and attributed when no layer)
+    baseline: torch.Tensor                  # that input with nothing in it: pad tokens, silence, a mean-grey image
+    units: torch.Tensor                     # long, shape of batch[input]: each element's unit, or -1
+    names: list[str]                        # unit i as a person reads it: the word, "0.30-0.40 s", "row 2, col 5"
+    spans: list[tuple[float, ...]]          # where unit i is: (first, end) characters of the text; (start, end)
+                                            # seconds of the clip; (top, left, bottom, right) pixels of the view
+    layer: torch.nn.Module | None = None    # gradient methods attribute at this module's output
+    # What the attributions are drawn on: the text; the image as the model saw it (H, W, 3 uint8 array); the clip
+    # (1-D float array at ``sample_rate``).
+    view: Any = None
+    sample_rate: int | None = None
+    # The axes of ``batch[input]`` (batch axis included) that map onto the view's pixels, the rest summed: an
+    # image's (2, 3) of (batch, channel, height, width); empty where the view is drawn unit by unit.
+    view_axes: tuple[int, ...] = ()
+
+
+def word_units(word_ids: Sequence[int | None], word_spans: Mapping[int, tuple[int, int]],
+               text: str) -> tuple[list[int], list[str], list[tuple[float, ...]]]:
+    """Units for text: the tokens of one word share a unit. ``word_ids`` gives each token's word (None for special
+    tokens), as a fast tokenizer's ``word_ids()`` does, and ``word_spans`` each word's (first, end) characters.
+    Returns each token's unit (-1 for special tokens), the words and their character spans, in reading order."""
+    order: dict[int, int] = {}
+    for word in word_ids:
+        if word is not None and word not in order:
+            order[word] = len(order)
+    units = [-1 if word is None else order[word] for word in word_ids]
+    spans = [tuple(float(c) for c in word_spans[word]) for word in order]
+    names = [text[int(start):int(end)] for start, end in spans]
+    return units, names, spans
+
+
+def time_units(length: int, per_second: float, *, window_s: float = 0.1, max_units: int = 100,
+               used: int | None = None) -> tuple[list[int], list[str], list[tuple[float, ...]]]:
+    """Units for a time axis of ``length`` positions at ``per_second`` positions a second (samples, or feature
+    frames): windows of ``window_s`` seconds, widened so that there are at most ``max_units``. Positions from
+    ``used`` on (padding past the clip) belong to no unit. Returns each position's unit (-1: none), the windows'
+    names ("0.30-0.40 s") and (start, end) seconds."""
+    import math
+
+    used = length if used is None else min(used, length)
+    seconds = used / per_second
+    window = max(window_s, seconds / max_units)
+    step = max(1, round(window * per_second))
+    count = max(1, math.ceil(used / step))
+    units = [min(i // step, count - 1) if i < used else -1 for i in range(length)]
+    spans = [(i * step / per_second, min((i + 1) * step, used) / per_second) for i in range(count)]
+    return units, [f"{start:.2f}-{end:.2f} s" for start, end in spans], spans
+
+
+def grid_units(height: int, width: int, *, cells: int = 8) -> tuple[list[list[int]], list[str],
+                                                                    list[tuple[float, ...]]]:
+    """Units for an image: a ``cells`` × ``cells`` grid of regions over ``height`` × ``width`` pixels. Returns each
+    pixel's unit (rows of ids), the regions' names ("row 2, col 5" counted from the top left, from 1) and
+    (top, left, bottom, right) pixel boxes."""
+    import math
+
+    rows, cols = min(cells, height), min(cells, width)
+    tall, wide = math.ceil(height / rows), math.ceil(width / cols)
+    units = [[(y // tall) * cols + x // wide for x in range(width)] for y in range(height)]
+    names, spans = [], []
+    for r in range(rows):
+        for c in range(cols):
+            names.append(f"row {r + 1}, col {c + 1}")
+            spans.append((float(r * tall), float(c * wide), float(min((r + 1) * tall, height)),
+                          float(min((c + 1) * wide, width))))
+    return units, names, spans
+
+
 @dataclass(frozen=True)
 class FetchedSource:
     """Where :meth:`Family.fetch_source` put a backbone's files, and which version of them it holds."""
@@ -213,6 +293,20 @@ class Classifier(ABC):
 
         Returns the files written. Weights are written as safetensors only.
         """
+
+    # --- explain (zoo explain) -----------------------------------------------------------------------------------
+
+    def attribution_space(self, example: Any, batch: dict[str, torch.Tensor]) -> AttributionSpace:
+        """What `zoo explain` attributes to for one raw ``example`` (as :meth:`preprocess` takes it), given its
+        preprocessed ``batch`` of one (on the model's device): the input (or layer), the baseline, the units
+        (words, regions, stretches of time) and the view they are drawn on. :func:`word_units`,
+        :func:`time_units` and :func:`grid_units` build the units.
+
+        Default: not supported, with a message naming the plugin.
+        """
+        raise PluginError(type(self).__module__.split(".")[0],
+                          f"{type(self).__name__} does not implement attribution_space, so zoo cannot explain "
+                          "its predictions")
 
     # --- export (zoo export) -------------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from types import MappingProxyType
 from typing import Any
 
 from zoo.errors import InvalidInputError, ModelLoadError
-from zoo.family import Architecture, Classifier, Family
+from zoo.family import Architecture, AttributionSpace, Classifier, Family, grid_units
 
 IMAGE_TASK = "image-cls"
 # How to turn refused pickled weights into what zoo loads (quoted in the error).
@@ -92,6 +92,21 @@ class TimmClassifier(Classifier):
         import torch
 
         return {"pixel_values": torch.stack([item["pixel_values"] for item in items])}
+
+    def attribution_space(self, example: Any, batch: dict[str, Any]) -> AttributionSpace:
+        """Pixels, against a baseline of zeros after normalisation (the mean colour of the backbone's pretraining
+        data), summed per region of an 8 × 8 grid; drawn on the image as the model saw it (resized, cropped)."""
+        import torch
+
+        pixels = batch["pixel_values"]
+        _, channels, height, width = pixels.shape
+        cells, names, spans = grid_units(height, width)
+        units = torch.tensor(cells, device=pixels.device).expand(1, channels, height, width)
+        mean = torch.tensor(self.data_config["mean"], device=pixels.device).view(-1, 1, 1)
+        std = torch.tensor(self.data_config["std"], device=pixels.device).view(-1, 1, 1)
+        view = ((pixels[0].detach().float() * std + mean).clamp(0, 1) * 255).round().byte()
+        return AttributionSpace(input="pixel_values", baseline=torch.zeros_like(pixels), units=units, names=names,
+                                spans=spans, view=view.permute(1, 2, 0).cpu().numpy(), view_axes=(2, 3))
 
     # --- model --------------------------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from typing import Any
 from zoo.errors import InvalidInputError, ModelLoadError
 from zoo.family import (
     Architecture,
+    AttributionSpace,
     Classifier,
     ExportGraph,
     Family,
@@ -18,6 +19,8 @@ from zoo.family import (
     copy_linear,
     forward_module,
     input_shapes,
+    time_units,
+    word_units,
 )
 
 TEXT_TASK, AUDIO_TASK = "text-cls", "audio-cls"
@@ -144,6 +147,70 @@ class TransformersClassifier(Classifier):
             return "attention_mask" in self.processor.model_input_names
         return (getattr(self.processor, "return_attention_mask", False) and self._masks_frames()
                 and getattr(self.model.config, "feat_extract_norm", None) != "group")
+
+    def attribution_space(self, example: Any, batch: dict[str, Any]) -> AttributionSpace:
+        """Text: the token embeddings (gradient methods) or the token ids, against pad tokens with the special
+        tokens kept, summed per word. Audio: the waveform or its spectrogram frames, against the features of
+        silence, summed per tenth of a second."""
+        import torch
+
+        if self.task == TEXT_TASK:
+            return self._text_attribution(example, batch)
+        import numpy as np
+
+        name = next(key for key in ("input_values", "input_features") if key in batch)
+        values = batch[name]
+        waveform = np.asarray(example, dtype=np.float32)
+        silence = self.preprocess(np.zeros_like(waveform))[name]
+        baseline = torch.as_tensor(np.asarray(silence), dtype=values.dtype, device=values.device)[None]
+        rate = self.sample_rate
+        if values.ndim == 2:   # a waveform: one position per sample
+            per_second, time_axis = float(rate), 1
+        else:                  # spectrogram frames: (mel, frames) as whisper's, or (frames, mel) as AST's
+            bins = getattr(self.processor, "feature_size", None)
+            time_axis = 2 if values.shape[1] == bins else 1
+            per_second = rate / getattr(self.processor, "hop_length", rate // 100)   # 10 ms frames by default
+        length = values.shape[time_axis]
+        used = min(length, int(np.ceil(len(waveform) / rate * per_second)))
+        positions, names, spans = time_units(length, per_second, used=used)
+        shape = [1] * values.ndim
+        shape[time_axis] = length
+        units = torch.tensor(positions, device=values.device).view(shape).expand_as(values)
+        return AttributionSpace(input=name, baseline=baseline, units=units, names=names, spans=spans,
+                                view=waveform, sample_rate=rate)
+
+    def _text_attribution(self, text: str, batch: dict[str, Any]) -> AttributionSpace:
+        import torch
+
+        ids = batch["input_ids"]
+        tokenizer = self.processor
+        special = set(tokenizer.all_special_ids)
+        if getattr(tokenizer, "is_fast", False):
+            limit = ids.shape[1]
+            encoded = tokenizer(text, truncation=True, max_length=limit)
+            word_ids = encoded.word_ids()
+            spans = {word: tuple(encoded.word_to_chars(word)) for word in set(word_ids) if word is not None}
+            positions, names, unit_spans = word_units(word_ids, spans, text)
+        else:   # no word boundaries known: each token is its own unit
+            tokens = tokenizer.convert_ids_to_tokens(ids[0].tolist())
+            positions = [-1 if int(t) in special else i for i, t in enumerate(ids[0].tolist())]
+            kept = [i for i in positions if i >= 0]
+            renumber = {old: new for new, old in enumerate(kept)}
+            positions = [renumber.get(i, -1) for i in positions]
+            names, unit_spans, cursor = [], [], 0
+            for i in kept:   # each token found in the text in order, its marks of a word piece dropped
+                piece = tokens[i].removeprefix("##").lstrip("\u2581\u0120")
+                start = text.find(piece, cursor) if piece else -1
+                start, end = (start, start + len(piece)) if start >= 0 else (cursor, cursor)
+                names.append(text[start:end] or tokens[i])
+                unit_spans.append((float(start), float(end)))
+                cursor = end
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.unk_token_id or 0)
+        keep = torch.tensor([int(t) in special for t in ids[0].tolist()], device=ids.device)[None]
+        baseline = torch.where(keep, ids, torch.full_like(ids, pad))
+        units = torch.tensor(positions, device=ids.device)[None]
+        return AttributionSpace(input="input_ids", baseline=baseline, units=units, names=names, spans=unit_spans,
+                                layer=self.model.get_input_embeddings(), view=text)
 
     # --- model --------------------------------------------------------------------------------------------------
 
