@@ -108,9 +108,12 @@ def image_figure(explanation, path: Path) -> None:
     negative in red), side by side."""
     import numpy as np
 
+    from scipy.ndimage import uniform_filter
+
     plt = _pyplot()
     view = np.asarray(explanation.view)
-    heat = np.asarray(explanation.heat, dtype=np.float64)
+    # Pixel-level gradients are speckled: averaged over a small window (a 32nd of the side) they show the regions.
+    heat = uniform_filter(np.asarray(explanation.heat, dtype=np.float64), size=max(1, min(view.shape[:2]) // 32))
     largest = float(np.abs(heat).max()) or 1.0
     overlay = np.zeros((*heat.shape, 4))
     overlay[..., :3] = np.where((heat >= 0)[..., None], np.array(POSITIVE) / 255, np.array(NEGATIVE) / 255)
@@ -118,7 +121,7 @@ def image_figure(explanation, path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(7, 3.8), dpi=110)
     left.imshow(view)
     left.set_title("as the model saw it", fontsize=9)
-    right.imshow(view)
+    right.imshow(view.mean(axis=-1), cmap="gray", alpha=0.6)   # grey beneath, so the colours read as attribution
     right.imshow(overlay, extent=(-0.5, view.shape[1] - 0.5, view.shape[0] - 0.5, -0.5))
     right.set_title("attributions (green: towards, red: away)", fontsize=9)
     for axis in (left, right):
