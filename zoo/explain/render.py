@@ -67,7 +67,7 @@ def text_html(explanation) -> str:
             out.append(html.escape(piece))
             continue
         (r, g, b), strength = shade(value, largest)
-        out.append(f'<span title="{value:+.4f}" style="background: rgba({r}, {g}, {b}, {strength:.2f}); '
+        out.append(f'<span title="{value:+.3g}" style="background: rgba({r}, {g}, {b}, {strength:.2f}); '
                    f'border-radius: 3px; padding: 0 1px">{html.escape(piece)}</span>')
     return "".join(out)
 
