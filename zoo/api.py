@@ -621,9 +621,9 @@ def _max_opset() -> int:
 def serving_app(target: PathLike, *, backend: str = "auto", max_batch: int = 32, max_wait_ms: float = 5.0,
                 top_k: int = 5, max_body_mb: float = 32.0, name: str | None = None):
     """The ASGI app (FastAPI) that `zoo serve` runs, for embedding in another server or testing in-process: the
-    model of ``target`` (a finished run, or an export folder) loaded, with ``POST /predict``, the Open Inference
-    Protocol v2 routes and ``GET /metrics``, requests batched dynamically (:mod:`zoo.serve`). Its lifespan starts
-    and drains the batcher.
+    model of ``target`` (a finished run, or an export folder) loaded, with ``POST /predict``, ``POST /explain``
+    (a run only), the Open Inference Protocol v2 routes and ``GET /metrics``, requests batched dynamically
+    (:mod:`zoo.serve`). Its lifespan starts and drains the batcher.
 
     Raises:
         zoo.errors.InvalidInputError: bad options, a target that is not a finished run or an export folder, or
