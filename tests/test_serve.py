@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from zoo import api
 from zoo.cli import app as cli_app
+from zoo.errors import InvalidInputError
 
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -122,6 +123,69 @@ def test_the_onnx_backend_serves_an_export_as_zoo_predict_runs_it(serve_runs):
                 assert _scores(mine["labels"]) == pytest.approx(theirs, abs=1e-5)
             metadata = client.get(f"/v2/models/{run.name}").json()
             assert metadata["platform"] == "onnxruntime_onnx" and metadata["name"] == run.name
+            refused = client.post("/explain", json={"inputs": inputs[:1]})
+            assert refused.status_code == 400 and "ONNX export" in refused.json()["error"]
+    with pytest.raises(InvalidInputError, match="export folder"):
+        api.predict(export, inputs[:1], explain=True)
+
+
+def test_explain_answers_zoo_explain_one_at_a_time_and_bounded(serve_runs, served):
+    run = serve_runs("text-cls")
+    client = served("text-cls")
+    inputs = val_inputs(run, 2)
+    answer = client.post("/explain", json={"inputs": inputs})
+    assert answer.status_code == 200, answer.text
+    served_ones = answer.json()["explanations"]
+    expected = api.explain(run, inputs, write=False)
+    assert [e["input"] for e in served_ones] == ["inputs[0]", "inputs[1]"]
+    for mine, theirs, text in zip(served_ones, expected, inputs, strict=True):
+        assert mine["label"] == theirs.label and mine["steps"] == theirs.steps and mine["seconds"] > 0
+        assert mine["completeness_error"] == pytest.approx(theirs.completeness_error, abs=1e-3)
+        assert [u["name"] for u in mine["units"]] == [u.name for u in theirs.units]
+        assert [u["attribution"] for u in mine["units"]] == pytest.approx([u.attribution for u in theirs.units],
+                                                                           abs=1e-4)
+        assert all(text[int(u["span"][0]):int(u["span"][1])] == u["name"] for u in mine["units"])
+        assert mine["top"] == [u.name for u in theirs.top()] and "files" not in mine
+    for query, body, word in (("?method=lime", inputs[:1], "method"), ("?steps=1000", inputs[:1], "steps"),
+                              ("?target=nope", inputs[:1], "target"), ("", inputs[:1] * 5, "at most 4")):
+        refused = client.post("/explain" + query, json={"inputs": body})
+        assert refused.status_code == 400 and word in refused.json()["error"], refused.text
+    metrics = client.get("/metrics").text
+    assert 'zoo_explanations_total{method="ig"} 2.0' in metrics and "zoo_explain_seconds_bucket" in metrics
+
+
+def test_the_explainer_runs_one_at_a_time_on_its_own_copy_and_refuses_past_its_queue(monkeypatch):
+    import asyncio
+
+    from zoo.serve import explainer as module
+
+    running, most, loads = [0], [0], []
+    release = threading.Event()
+
+    def slow_explain(classifier, example, *, name, **options):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        release.wait(10)
+        running[0] -= 1
+        return [f"{classifier}:{name}"]
+
+    monkeypatch.setattr(module, "explain_example", slow_explain)
+
+    async def scenario():
+        explainer = module.Explainer(lambda: loads.append(1) or "copy")
+        explainer.start()
+        waiting = [asyncio.create_task(explainer.explain([(f"x{i}", i)], method="ig", target="pred", steps=4))
+                   for i in range(module.MAX_QUEUED)]
+        await asyncio.sleep(0.05)
+        with pytest.raises(module.ExplainerBusyError):
+            await explainer.explain([("late", 0)], method="ig", target="pred", steps=4)
+        release.set()
+        done = await asyncio.gather(*waiting)
+        await explainer.close()
+        return done
+
+    assert asyncio.run(scenario()) == [[f"copy:x{i}"] for i in range(module.MAX_QUEUED)]
+    assert most[0] == 1 and loads == [1]   # one at a time, on one copy loaded once
 
 
 def test_health_metadata_and_unknown_models(serve_runs, served):

@@ -1,6 +1,6 @@
 """The page at ``/`` of zoo serve, in a real headless Chromium driven by selenium: for a run of each task type it
-shows the model's facts, classifies an input of the kind the model takes as zoo predict does, and shows the
-server's error for a bad one.
+shows the model's facts, classifies an input of the kind the model takes as zoo predict does, explains it, and
+shows the server's error for a bad one.
 
 Chromium and its driver are Debian's (`apt-get install chromium chromium-driver`; .ci/run installs them). Without
 them these tests fail, saying so: a page nobody has loaded in a browser is not tested.
@@ -169,6 +169,18 @@ def test_the_page_classifies_as_zoo_predict_does_and_shows_the_servers_errors(ta
     shot = tmp_path / f"{task}.png"
     assert browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # Why: the same input posted to /explain, its answer shown as text (shaded words, or the top regions or seconds).
+    browser.find_element(By.ID, "explain").click()
+    assert _wait_for(browser, "explained", "error") == "explained", browser.find_element(By.ID, "error").text
+    why = browser.find_element(By.CSS_SELECTOR, "#explanation .why")
+    assert why.get_attribute("data-label") == expected[0]["label"] and "completeness error" in why.text
+    if task == "text-cls":
+        assert browser.find_elements(By.CSS_SELECTOR, "#explanation .shaded .unit")
+        shown = browser.find_element(By.CSS_SELECTOR, "#explanation .shaded").text
+        assert shown.split() == sample.split()
+    else:
+        assert browser.find_elements(By.CSS_SELECTOR, "#explanation ol.top li") or "nothing pushed" in why.text
 
     if task == "text-cls":
         bad = ""   # an empty text

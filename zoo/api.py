@@ -409,7 +409,9 @@ def _check_trainable(splits, config, data: str) -> None:
                                     f"{', '.join(allowed)}")
 
 
-def predict(run_dir: PathLike, inputs: Sequence[Any], *, top_k: int = 5, batch_size: int = 32) -> list[Prediction]:
+def predict(run_dir: PathLike, inputs: Sequence[Any], *, top_k: int = 5, batch_size: int = 32,
+            explain: bool = False, explain_method: str | None = None,
+            progress: Callable[[int, int], None] | None = None) -> list[Prediction]:
     """Classify ``inputs`` (image or audio paths, or texts) with a finished run's saved model, or with an export
     folder's ONNX model (run by onnxruntime).
 
@@ -417,14 +419,26 @@ def predict(run_dir: PathLike, inputs: Sequence[Any], *, top_k: int = 5, batch_s
     text run, an input naming an existing ``.txt`` file stands for its non-empty lines
     (:meth:`zoo.tasks.Task.expand_inputs`).
 
+    With ``explain``, each prediction also says why its top label (:attr:`Prediction.explanation`, and
+    :meth:`Prediction.because`, the words, regions or seconds that pushed most towards it), by ``explain_method``
+    (``ig``, the default, with its steps chosen as :func:`explain`'s ``auto``; ``occlusion``; ``shap``).
+    ``progress(done, total)`` is called after each input explained.
+
     Raises:
-        zoo.errors.InvalidInputError: an unfinished run, or an unreadable input (named).
+        zoo.errors.InvalidInputError: an unfinished run, an unreadable input (named), ``explain_method`` without
+            ``explain``, ``explain`` with an export folder.
     """
     checks.whole("--top-k", top_k, low=1, allow_none=False)
     checks.whole("--batch-size", batch_size, low=1, allow_none=False)
+    if explain_method is not None and not explain:
+        raise InvalidInputError("--explain-method is for --explain: add --explain, or leave the method out")
+    method = check_method(explain_method or "ig", option="--explain-method")
     if not inputs:
         raise InvalidInputError("give at least one INPUT to classify")
     exported = is_export_dir(run_dir)
+    if exported and explain:
+        raise InvalidInputError(f"{run_dir}: --explain needs the run's PyTorch model, and an export folder (ONNX) "
+                                "has no gradients; give the run it was exported from")
     record = read_export_record(run_dir) if exported else read_finished_record(Path(run_dir)).to_dict()
     inputs = get_task(record["task"]).expand_inputs(inputs)
     if not inputs:   # only empty .txt files
@@ -435,9 +449,18 @@ def predict(run_dir: PathLike, inputs: Sequence[Any], *, top_k: int = 5, batch_s
                               max_seconds=record.get("max_seconds", 10.0))
     classifier = load_saved_classifier(run_dir)
     config = record.get("config", {})
-    return predict_inputs(classifier, inputs, top_k=top_k, batch_size=batch_size,
-                          max_seconds=config.get("max_seconds", 10.0),
-                          precision=record.get("precision_used") or config.get("precision", "fp32"))
+    max_seconds = config.get("max_seconds", 10.0)
+    predictions = predict_inputs(classifier, inputs, top_k=top_k, batch_size=batch_size, max_seconds=max_seconds,
+                                 precision=record.get("precision_used") or config.get("precision", "fp32"))
+    if explain:
+        for done, (prediction, value) in enumerate(zip(predictions, inputs, strict=True), start=1):
+            # The label shown first is the one explained, whatever a multi-label model predicts besides.
+            prediction.explanation = explain_inputs(classifier, [value], method=method,
+                                                    target=prediction.labels[0]["label"],
+                                                    max_seconds=max_seconds)[0]
+            if progress is not None:
+                progress(done, len(predictions))
+    return predictions
 
 
 def explain(run_dir: PathLike, inputs: Sequence[Any], *, method: str = "ig", target: str | None = "pred",
@@ -598,9 +621,9 @@ def _max_opset() -> int:
 def serving_app(target: PathLike, *, backend: str = "auto", max_batch: int = 32, max_wait_ms: float = 5.0,
                 top_k: int = 5, max_body_mb: float = 32.0, name: str | None = None):
     """The ASGI app (FastAPI) that `zoo serve` runs, for embedding in another server or testing in-process: the
-    model of ``target`` (a finished run, or an export folder) loaded, with ``POST /predict``, the Open Inference
-    Protocol v2 routes and ``GET /metrics``, requests batched dynamically (:mod:`zoo.serve`). Its lifespan starts
-    and drains the batcher.
+    model of ``target`` (a finished run, or an export folder) loaded, with ``POST /predict``, ``POST /explain``
+    (a run only), the Open Inference Protocol v2 routes and ``GET /metrics``, requests batched dynamically
+    (:mod:`zoo.serve`). Its lifespan starts and drains the batcher.
 
     Raises:
         zoo.errors.InvalidInputError: bad options, a target that is not a finished run or an export folder, or

@@ -12,17 +12,36 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from zoo.explain.attribute import Explanation
 from zoo.precision import autocast, resolve_precision
 from zoo.tasks import get_task
+
+# How many units (words, regions, stretches of time) `zoo predict --explain` lists as the reasons for a label.
+BECAUSE_TOP = 3
 
 
 @dataclass
 class Prediction:
     input: str
     labels: list[dict[str, float]]     # [{"label": name, "score": probability}], best first
+    explanation: Explanation | None = None   # why the top label, when asked (`zoo predict --explain`)
+
+    def because(self) -> list[dict[str, Any]]:
+        """The units that pushed most towards the top label, best first: ``[{"name", "attribution"}]``."""
+        if self.explanation is None:
+            return []
+        return [{"name": unit.name, "attribution": unit.attribution}
+                for unit in self.explanation.top(BECAUSE_TOP)]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"input": self.input, "labels": self.labels}
+        found: dict[str, Any] = {"input": self.input, "labels": self.labels}
+        if self.explanation is not None:
+            e = self.explanation
+            found["because"] = self.because()
+            found["explanation"] = {"label": e.label, "method": e.method, "steps": e.steps,
+                                    "completeness_error": e.completeness_error, "seconds": e.seconds,
+                                    "warnings": e.warnings}
+        return found
 
 
 def predict_inputs(classifier, inputs: Sequence[Any], *, top_k: int = 5, batch_size: int = 32,

@@ -89,21 +89,23 @@ class Explanation:
                 "warnings": self.warnings, "files": self.files}
 
 
-def check_method(method: str) -> str:
+def check_method(method: str, *, option: str = "--method") -> str:
     if method not in METHODS:
-        raise InvalidInputError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
+        raise InvalidInputError(f"{option} {method!r}: choose one of {', '.join(METHODS)}")
     return method
 
 
-def check_steps(steps: int | str) -> int | str:
+def check_steps(steps: int | str, *, option: str = "--steps", most: int | None = None) -> int | str:
+    """``auto``, or a whole number of steps from 1 (to ``most``, where the caller bounds the cost)."""
     if steps == "auto":
         return steps
     try:
         value = int(steps)
     except (TypeError, ValueError):
         value = 0
-    if value < 1 or str(steps).strip() != str(value):
-        raise InvalidInputError(f"--steps {steps!r}: give a whole number of at least 1, or auto")
+    if value < 1 or str(steps).strip() != str(value) or (most is not None and value > most):
+        bound = f"from 1 to {most}" if most is not None else "of at least 1"
+        raise InvalidInputError(f"{option} {steps!r}: give a whole number {bound}, or auto")
     return value
 
 

@@ -107,7 +107,6 @@ def image_figure(explanation, path: Path) -> None:
     """The image as the model saw it, and the same with the attributions laid over it (positive in green,
     negative in red), side by side."""
     import numpy as np
-
     from scipy.ndimage import uniform_filter
 
     plt = _pyplot()

@@ -1,9 +1,10 @@
-"""The ASGI app of `zoo serve` (FastAPI): ``POST /predict``, the Open Inference Protocol v2 subset (health, server
-and model metadata, infer), ``GET /metrics``; bodies limited in size, bad input answered with a 4xx JSON
-``{"error": "one line"}``; ``GET /`` is a page to try the model in a browser (``page.html``).
+"""The ASGI app of `zoo serve` (FastAPI): ``POST /predict``, ``POST /explain``, the Open Inference Protocol v2
+subset (health, server and model metadata, infer), ``GET /metrics``; bodies limited in size, bad input answered with
+a 4xx JSON ``{"error": "one line"}``; ``GET /`` is a page to try the model in a browser (``page.html``).
 
 Each request is decoded and preprocessed on its own (in a thread, off the event loop) before its items join the
-batcher's queue, so an input that cannot be read fails only its own request; the batcher runs the model.
+batcher's queue, so an input that cannot be read fails only its own request; the batcher runs the model. An
+explanation runs apart from both, one at a time (:mod:`zoo.serve.explainer`).
 """
 
 from __future__ import annotations
@@ -28,8 +29,12 @@ from starlette.routing import Match
 
 from zoo import __version__
 from zoo.errors import ZooError, one_line
+from zoo.explain.attribute import check_method, check_steps
 from zoo.plugins import get_plugin_manager
 from zoo.serve.batcher import Batcher, BatchFailedError
+from zoo.serve.explainer import MAX_INPUTS as MAX_EXPLAIN_INPUTS
+from zoo.serve.explainer import MAX_STEPS as MAX_EXPLAIN_STEPS
+from zoo.serve.explainer import Explainer, ExplainerBusyError
 from zoo.serve.metrics import ServerMetrics
 from zoo.serve.model import ServedModel, load_served
 from zoo.serve.options import MAX_INPUTS_IN_BATCHES, OPTIONS_ENV, ServeOptions, decode_for_workers
@@ -266,12 +271,16 @@ def _flatten(data: Any) -> list[Any]:
     return flat
 
 
-def _prepare(model: ServedModel, named: list[tuple[str, Any]]) -> list[dict[str, Any]]:
-    """Every input decoded and preprocessed (in a worker thread), or the first that cannot be, as a 400."""
+def _prepare(model: ServedModel, named: list[tuple[str, Any]], *, raw: bool = False) -> list[Any]:
+    """Every input decoded and preprocessed (in a worker thread), or the first that cannot be, as a 400. With
+    ``raw``, the inputs as read, before preprocessing (what an explanation takes), each still preprocessed once
+    here so that one the family cannot take is a 400 too."""
     items = []
     for name, value in named:
         try:
-            items.append(model.read(value, name=name))
+            example = model.example(value, name=name)
+            item = model.classifier.preprocess(example)
+            items.append(example if raw else item)
         except ZooError as exc:
             raise RequestError(400, str(exc)) from None
         except Exception as exc:   # a family's preprocessing tripping on an odd input is still the input's fault
@@ -281,9 +290,20 @@ def _prepare(model: ServedModel, named: list[tuple[str, Any]]) -> list[dict[str,
     return items
 
 
+def _explain_options(query) -> tuple[str, int | str, str]:
+    """``method``, ``steps`` and ``target`` of an ``/explain`` request's query, checked (a 400 otherwise)."""
+    try:
+        method = check_method(query.get("method", "ig"), option="method")
+        steps = check_steps(query.get("steps", "auto"), option="steps", most=MAX_EXPLAIN_STEPS)
+    except ZooError as exc:
+        raise RequestError(400, str(exc)) from None
+    return method, steps, query.get("target", "pred")
+
+
 def page_html(name: str) -> str:
     """The page at ``/`` for the model ``name``: ``page.html`` (shipped in the package) with the name, escaped,
-    where it says ``{{model}}``. The page reads everything else from ``/v2/models/NAME`` and ``/predict``."""
+    where it says ``{{model}}``. The page reads everything else from ``/v2/models/NAME``, ``/predict`` and
+    ``/explain``."""
     template = resources.files("zoo.serve").joinpath("page.html").read_text(encoding="utf-8")
     return template.replace("{{model}}", html.escape(name, quote=True))
 
@@ -302,11 +322,15 @@ def create_app(model: ServedModel, options: ServeOptions | None = None) -> FastA
 
     batcher = Batcher(model.score, max_batch=options.max_batch, max_wait_ms=options.max_wait_ms,
                       on_batch=on_batch, on_depth=metrics.queue_depth.set)
+    explainer = (Explainer(model.load_copy, on_explained=metrics.explained) if model.load_copy is not None
+                 else None)
     state = {"ready": False}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await batcher.start()
+        if explainer is not None:
+            explainer.start()
         state["ready"] = True
         try:
             yield
@@ -314,6 +338,8 @@ def create_app(model: ServedModel, options: ServeOptions | None = None) -> FastA
             # uvicorn has stopped accepting and finished its in-flight requests; whatever is queued is scored.
             state["ready"] = False
             await batcher.close()
+            if explainer is not None:
+                await explainer.close()
 
     app = FastAPI(title=f"zoo serve: {model.name}", version=__version__, lifespan=lifespan, docs_url=None,
                   redoc_url=None, openapi_url=None)
@@ -362,6 +388,33 @@ def create_app(model: ServedModel, options: ServeOptions | None = None) -> FastA
         top_k = _top_k(request.query_params.get("top_k"), "top_k") or options.top_k
         answers = await scores(await _predict_inputs(request, model, options), top_k)
         return {"predictions": [{"labels": labels} for labels in answers]}
+
+    @app.post("/explain")
+    async def explain(request: Request):
+        if explainer is None:
+            raise RequestError(400, "this server runs an ONNX export (onnxruntime), which has no gradients to "
+                                    "explain with; serve the run it was exported from to explain (--backend torch)")
+        method, steps, target = _explain_options(request.query_params)
+        if target != "pred" and target not in model.labels:
+            raise RequestError(400, f"target {target!r} is not a label of this model; give pred or one of "
+                                    f"{', '.join(model.labels)}")
+        named = await _predict_inputs(request, model, options)
+        if len(named) > MAX_EXPLAIN_INPUTS:
+            raise RequestError(400, f"{len(named)} inputs to explain in one request; at most "
+                                    f"{MAX_EXPLAIN_INPUTS} (an explanation takes seconds): split it")
+        if not state["ready"]:
+            raise RequestError(503, "the server is shutting down")
+        examples = await asyncio.to_thread(_prepare, model, named, raw=True)
+        try:
+            found = await explainer.explain([(name, example) for (name, _), example in zip(named, examples,
+                                                                                              strict=True)],
+                                            method=method, target=target, steps=steps)
+        except ExplainerBusyError as exc:
+            raise RequestError(429, str(exc)) from None
+        except ZooError as exc:
+            raise RequestError(400, str(exc)) from None
+        return {"explanations": [{key: value for key, value in explanation.to_dict().items() if key != "files"}
+                                 for explanation in found]}
 
     @app.get("/v2/health/live")
     async def live():

@@ -7,6 +7,7 @@ Reading and preprocessing are the ones `zoo predict` uses (:meth:`zoo.tasks.Task
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,8 @@ class ServedModel:
     record: dict[str, Any]      # the run record (torch) or the export record (onnx)
     max_seconds: float          # audio is cut to this, as in training
     precision: str              # the forward pass's precision on a GPU (a CPU runs fp32)
+    # Loads another copy of the classifier (torch only; None for onnx, which has no gradients): the explainer's.
+    load_copy: Callable[[], Any] | None = None
 
     @property
     def name(self) -> str:
@@ -84,6 +87,15 @@ class ServedModel:
         Raises:
             zoo.errors.InvalidInputError: an input that cannot be decoded or is empty, named by ``name``.
         """
+        return self.classifier.preprocess(self.example(value, name=name))
+
+    def example(self, value: str | bytes, *, name: str) -> Any:
+        """One input (a text, or a file's bytes) read as `zoo predict` reads it, before preprocessing: what the
+        family's ``preprocess`` takes, and what an explanation explains.
+
+        Raises:
+            zoo.errors.InvalidInputError: an input that cannot be decoded or is empty, named by ``name``.
+        """
         task = self.task
         if isinstance(value, bytes):
             value = task.read_bytes(value, name=name, sample_rate=self.classifier.sample_rate,
@@ -93,8 +105,7 @@ class ServedModel:
                 raise InvalidInputError(f"{name}: this model takes {task.input_kind} files, sent as their bytes")
             if not value.strip():
                 raise InvalidInputError(f"{name}: the text is empty")
-        return self.classifier.preprocess(task.read_input(value, sample_rate=self.classifier.sample_rate,
-                                                          max_seconds=self.max_seconds))
+        return task.read_input(value, sample_rate=self.classifier.sample_rate, max_seconds=self.max_seconds)
 
     def score(self, items: list[dict[str, Any]]):
         """The probabilities of preprocessed ``items`` in one batch (one row each)."""
@@ -134,4 +145,5 @@ def load_served(target: Target, *, families) -> ServedModel:
     config = record.get("config", {})
     classifier = load_saved(target.directory, families)
     return ServedModel(target, classifier, record, float(config.get("max_seconds", 10.0)),
-                       record.get("precision_used") or config.get("precision", "fp32"))
+                       record.get("precision_used") or config.get("precision", "fp32"),
+                       load_copy=lambda: load_saved(target.directory, families))
