@@ -31,7 +31,8 @@ from zoo.explain.render import file_stem, write_files
 from zoo.tasks import get_task
 
 METHODS = ("ig", "occlusion", "shap")
-# The step counts ``steps="auto"`` tries in turn, stopping at the first whose completeness error is small enough.
+# The step counts ``steps="auto"`` climbs, stopping at the first whose completeness error is small enough; a count
+# whose error exceeds the change itself skips the next rung.
 AUTO_STEPS = (4, 8, 16, 32, 64)
 # Above this completeness error integrated gradients' attributions do not add up to the change they explain.
 COMPLETENESS_LIMIT = 0.05
@@ -201,24 +202,74 @@ class _Run:
 
 def _integrated_gradients(forward, space, inputs, units, n_units, label, *, change, steps, batch_size,
                           max_evals) -> _Run:
-    from captum.attr import IntegratedGradients, LayerIntegratedGradients
+    from captum.attr import IntegratedGradients
 
-    explainer = (LayerIntegratedGradients(forward, space.layer) if space.layer is not None
-                 else IntegratedGradients(forward))
-    tried = AUTO_STEPS if steps == "auto" else (int(steps),)
-    evaluations = 0
-    for count in tried:
+    baseline = space.baseline.to(inputs.device)
+    if space.layer is not None:
+        # Attributed at the layer's output: the input's and the baseline's outputs are read by running the model
+        # only as far as the layer (Captum's LayerIntegratedGradients runs it whole, twice), and the path between
+        # them is fed to the rest of the model in place of the layer's own output.
+        start, end = _layer_output(forward, space.layer, inputs), _layer_output(forward, space.layer, baseline)
+        explainer = IntegratedGradients(_through_layer(forward, space.layer, inputs))
+    else:
+        start, end = inputs, baseline
+        explainer = IntegratedGradients(forward)
+    count, evaluations = (AUTO_STEPS[0] if steps == "auto" else int(steps)), 0
+    while True:
         attributions = _backing_off(
-            lambda size, count=count: explainer.attribute(inputs, baselines=space.baseline.to(inputs.device),
-                                                          target=label, n_steps=count, internal_batch_size=size,
-                                                          method="gausslegendre"), batch_size)
+            lambda size, count=count: explainer.attribute(start, baselines=end, target=label, n_steps=count,
+                                                          internal_batch_size=size, method="gausslegendre"),
+            batch_size).detach().double()
         evaluations += count
-        attributions = attributions.detach().double()
         total = float(attributions.sum())
-        if abs(total - change) <= COMPLETENESS_LIMIT * max(abs(change), 1e-4):
+        error = abs(total - change) / max(abs(change), 1e-4)
+        if steps != "auto" or error <= COMPLETENESS_LIMIT or count >= AUTO_STEPS[-1]:
             break
+        # Far off (the sum is wrong by more than the change itself): skip a rung of the ladder.
+        count = min(AUTO_STEPS[-1], count * (4 if error > 1 else 2))
     return _Run(per_unit=unit_sums(attributions, units, n_units), elements=attributions, total=total,
                 steps=count, evaluations=evaluations)
+
+
+class _ReachedLayer(Exception):
+    """Raised by a forward hook to stop the model once the layer whose output is wanted has run."""
+
+
+def _layer_output(forward, layer, values):
+    """``layer``'s output when the model runs on ``values``, running the model no further than the layer."""
+    import torch
+
+    captured = []
+
+    def keep(module, args, output):
+        captured.append(output.detach())
+        raise _ReachedLayer
+
+    handle = layer.register_forward_hook(keep)
+    try:
+        with torch.no_grad():
+            forward(values)
+    except _ReachedLayer:
+        pass
+    finally:
+        handle.remove()
+    if not captured:
+        raise InvalidInputError(f"the model never ran its attributed layer {type(layer).__name__}")
+    return captured[0]
+
+
+def _through_layer(forward, layer, inputs):
+    """The model as a function of ``layer``'s output: ``inputs`` run as usual up to the layer, whose output is
+    replaced by the values given (one row per path point)."""
+
+    def run(layer_values):
+        handle = layer.register_forward_hook(lambda module, args, output: layer_values)
+        try:
+            return forward(inputs.expand(layer_values.shape[0], *inputs.shape[1:]))
+        finally:
+            handle.remove()
+
+    return run
 
 
 def _occlusion(forward, space, inputs, units, n_units, label, *, change, steps, batch_size,
