@@ -175,7 +175,7 @@ def register(app: typer.Typer) -> None:
                                                       "one at every epoch end too).")] = 50,
         explain_card: Annotated[int | None, typer.Option(
             help="The model card's \"How it decides\": explain this many of the most confident correct and of the "
-                 "wrong validation predictions (0: none) \\[default: 3, within a quarter of the training time].",
+                 "wrong validation predictions (0: none) \\[default: 3, within a tenth of the training time].",
             show_default=False)] = None,
         processes: Annotated[int, typer.Option(help="Train data-parallel in this many local processes (gloo on "
                                                "CPUs). Many GPUs or machines: see docs/adapt.md.")] = 1,

@@ -57,7 +57,7 @@ MAX_IMAGE_SIZE = 4096
 # measurement (about a dozen forward passes of one example). Set with --explain-card N, N of each are explained
 # whatever the time; 0 writes no section. At most MAX_EXPLAIN_CARD.
 DEFAULT_EXPLAIN_CARD = 3
-EXPLAIN_CARD_SHARE = 0.25
+EXPLAIN_CARD_SHARE = 0.1
 MAX_EXPLAIN_CARD = 50
 # The hyperparameters every run record and model card explain: the value used, the rule that chose it, and whether
 # the person set it.
