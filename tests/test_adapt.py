@@ -61,6 +61,8 @@ def test_every_family_and_strategy_finishes_a_run(spec, strategy, hub, datasets,
     assert len(predictions) == record["data"]["sizes"]["val"]
     card = (run / "README.md").read_text()
     assert "model-index" in card and f"base_model: {spec.source}" in card
+    # Every family explains its predictions for the card (by default, within a share of the run's time).
+    assert on_disk["how_it_decides"]["examples"] and "## How it decides" in card, on_disk.get("notes")
 
 
 def _val_examples(record, data, task):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,10 @@ def test_push_round_trip_loads_without_zoo_and_predicts_the_same(name, hub_users
     assert repo_id in card.text and "## Limitations" in card.text and "Full training configuration" in card.text
     base_commit = hub_users.store.resolve(spec.source, "main").sha
     assert record["backbone"]["commit"] == base_commit and f"at commit `{base_commit[:12]}`" in card.text
+    # "How it decides" travels with the card: every picture it shows is in the commit, at the path it names.
+    pictures = re.findall(r"\]\((how_it_decides/[^)]+\.png)\)", card.text)
+    assert "## How it decides" in card.text and set(pictures) <= sent
+    assert bool(pictures) == (get_task(spec.tasks[0]).input_kind != "text")
 
     # The card's usage snippet, run as written (on one of the inputs) without zoo, gives the same scores.
     snippet = card.text.split("```python\n", 1)[1].split("```", 1)[0]

@@ -135,3 +135,33 @@ def test_card_keeps_the_hub_name_of_an_hf_dataset():
     card = _card_data(model_card(finished_record(data={"source": "hf:someone/pets"})))
     assert card.data.datasets == ["someone/pets"]
     assert {result.dataset_name for result in card.data.eval_results} == {"someone/pets"}
+
+
+def test_card_shows_how_it_decides_only_with_the_section_and_the_pictures_beside_it():
+    def example(kind, name, predicted, file=None, **extra):
+        return {"kind": kind, "input": name, "true": ["cat"], "predicted": predicted, "score": 0.93,
+                "top": [{"name": "row 1, col 2", "span": [0, 0, 8, 8], "attribution": 0.5}],
+                "completeness_error": 0.01, "steps": 4, "seconds": 0.2, "file": file, **extra}
+
+    section = {"method": "ig", "rule": "set with --explain-card", "count": 1, "budget_s": None,
+               "examples": [example("correct", "cat/1.png", "cat", "how_it_decides/01-correct-cat_1.png"),
+                            example("wrong", "cat/2.png", "dog", "how_it_decides/02-wrong-cat_2.png",
+                                    completeness_error=0.2)],
+               "predictions": {"correct": 9, "wrong": 1}, "errors": 1,
+               "confusion_pairs": [{"true": "cat", "predicted": "dog", "count": 1, "share": 1.0}],
+               "class_words": None, "seconds": 1.5, "notes": []}
+    assert "How it decides" not in model_card(finished_record())
+    card = model_card({**finished_record(), "how_it_decides": section},
+                      pictures=["how_it_decides/01-correct-cat_1.png"])
+    decides = card.split("## How it decides", 1)[1].split("\n## ", 1)[0]
+    assert "![cat/1.png: predicted cat](how_it_decides/01-correct-cat_1.png)" in decides
+    assert "02-wrong" not in decides and "predicted **dog** (probability 0.930), true cat" in decides
+    assert "completeness error 20.0% (4 steps), above 5%" in decides and "| cat | dog | 1 | 100% |" in decides
+
+    # Text: the words in bold in the text, Markdown in it escaped; the words of each class.
+    text = {**example("correct", "reviews.csv:row 3", "pos"), "file": None, "text": "a *great* film|",
+            "top": [{"name": "great", "span": [3, 8], "attribution": 1.25}]}
+    section = {**section, "examples": [text], "class_words": {"pos": {"texts": 1, "words": [
+        {"word": "great", "attribution": 1.25}]}}}
+    card = model_card({**finished_record(task="text-cls", family_library="transformers"), "how_it_decides": section})
+    assert "> a \\***great**\\* film\\|" in card and "| pos | 1 | great (+1.25) |" in card

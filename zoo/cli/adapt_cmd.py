@@ -173,6 +173,10 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
         checkpoint_every: Annotated[int, typer.Option(help="Optimizer steps between checkpoints (there is "
                                                       "one at every epoch end too).")] = 50,
+        explain_card: Annotated[int | None, typer.Option(
+            help="The model card's \"How it decides\": explain this many of the most confident correct and of the "
+                 "wrong validation predictions (0: none) \\[default: 3, within a tenth of the training time].",
+            show_default=False)] = None,
         processes: Annotated[int, typer.Option(help="Train data-parallel in this many local processes (gloo on "
                                                "CPUs). Many GPUs or machines: see docs/adapt.md.")] = 1,
         resume: Annotated[Path | None, typer.Option(help="Finish the interrupted run in this directory.",
@@ -201,7 +205,7 @@ def register(app: typer.Typer) -> None:
                 image_size=image_size, precision=precision, augment=augment, grad_accum=grad_accum,
                 label_smoothing=label_smoothing, class_weights=class_weights, layer_decay=layer_decay,
                 patience=patience, metric=metric, max_seconds=max_seconds, max_length=max_length,
-                compile=compile_model, seed=seed, checkpoint_every=checkpoint_every)
+                compile=compile_model, seed=seed, checkpoint_every=checkpoint_every, explain_card=explain_card)
             record = api.adapt(backbone, data, task=task, output=output, val=val, test=test,
                                input_col=input_col, label_col=label_col, label_sep=label_sep,
                                multi_label=multi_label, val_fraction=val_fraction, skip_bad=skip_bad,

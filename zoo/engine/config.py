@@ -51,13 +51,21 @@ TRIAL_MAX_EXAMPLES = 20000
 # A square side past any published classifier's input (timm's largest are about 1000 pixels): a mistyped size is
 # refused before a run allocates batches of it.
 MAX_IMAGE_SIZE = 4096
+# The model card's "How it decides" (zoo.explain.decides): by default the DEFAULT_EXPLAIN_CARD most confident
+# correct and wrong validation examples are explained within EXPLAIN_CARD_SHARE of the time the run took, so that a
+# default run is not much slower for it; the first example is always explained, at the fewest steps, since it is the
+# measurement (about a dozen forward passes of one example). Set with --explain-card N, N of each are explained
+# whatever the time; 0 writes no section. At most MAX_EXPLAIN_CARD.
+DEFAULT_EXPLAIN_CARD = 3
+EXPLAIN_CARD_SHARE = 0.1
+MAX_EXPLAIN_CARD = 50
 # The hyperparameters every run record and model card explain: the value used, the rule that chose it, and whether
 # the person set it.
 EXPLAINED = ("strategy", "epochs", "lr", "batch_size", "warmup_ratio", "patience", "image_size")
 # The fields `zoo adapt` has an option for (named like the field: lr -> --lr); the rest are set through the API.
 CLI_OPTIONS = ("strategy", "epochs", "batch_size", "lr", "warmup_ratio", "grad_accum", "label_smoothing",
                "class_weights", "layer_decay", "precision", "compile", "augment", "image_size", "max_seconds",
-               "max_length", "metric", "patience", "checkpoint_every", "seed")
+               "max_length", "metric", "patience", "checkpoint_every", "seed", "explain_card")
 
 
 @dataclass
@@ -94,6 +102,9 @@ class AdaptConfig:
                                             # from the planned epochs, choices)
     checkpoint_every: int = 50              # optimizer steps between checkpoints (and at every epoch end)
     seed: int = 0
+    # after
+    explain_card: int | None = None         # the card's "How it decides": examples of each kind explained (0: none;
+                                            # None: DEFAULT_EXPLAIN_CARD within a share of the training time)
 
     def __post_init__(self) -> None:
         checks.choice("--strategy", self.strategy, STRATEGIES)
@@ -107,6 +118,7 @@ class AdaptConfig:
         checks.whole("--max-length", self.max_length, low=1)
         checks.whole("--image-size", self.image_size, low=1, high=MAX_IMAGE_SIZE)
         checks.whole("--patience", self.patience, low=0)
+        checks.whole("--explain-card", self.explain_card, low=0, high=MAX_EXPLAIN_CARD)
         checks.whole("--num-workers", self.num_workers, low=0, allow_none=False)
         checks.seed("--seed", self.seed)
         checks.number("--lr", self.lr, low=0, low_open=True)
@@ -168,6 +180,17 @@ class AdaptConfig:
             made["image_size"] = _given("image_size", self.image_size, image_size, "default: the backbone's input "
                                         "size")
         return made
+
+    def explain_card_plan(self, training_s: float) -> tuple[int, float | None, str]:
+        """The card's "How it decides" for a run whose training took ``training_s`` seconds: how many of the most
+        confident correct (and of the wrong) validation examples to explain, the time allowed (None: no limit), and
+        the rule that chose them."""
+        if self.explain_card is not None:
+            return self.explain_card, None, "set with --explain-card"
+        budget = round(EXPLAIN_CARD_SHARE * training_s, 2)
+        return DEFAULT_EXPLAIN_CARD, budget, (f"default: up to {DEFAULT_EXPLAIN_CARD} of each, within "
+                                              f"{EXPLAIN_CARD_SHARE:.0%} of the training time ({budget:g} s of "
+                                              f"{training_s:.1f} s)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

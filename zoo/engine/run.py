@@ -32,6 +32,7 @@ from zoo.engine.checkpoint import (
 from zoo.engine.config import AdaptConfig, auto_candidates, choose_by_validation, plan_reason, with_verdict
 from zoo.engine.trainer import Reporter, Trainer, cosine_with_warmup, make_loss, parameter_groups
 from zoo.errors import DiskFullError, NonFiniteWeightsError, PluginError, ZooError, disk_error
+from zoo.explain.decides import HOW_IT_DECIDES, discard_how_it_decides, how_it_decides
 from zoo.hardware import check_device, fingerprint
 from zoo.loading import LoadedClassifier, load_classifier
 from zoo.precision import accelerate_mixed_precision, resolve_precision
@@ -408,11 +409,13 @@ def _solve_linear_head(spec, classifier, splits, resolved, setup, heads, loss_fn
 
 def _evaluate_and_save(spec, classifier, splits, resolved, strategy, run_dir, record, accelerator, reporter,
                        started_wall, setup, trainer, progress) -> dict[str, Any]:
+    from zoo.engine.metrics import compute_metrics
     from zoo.engine.setup import evaluation_data, finalize_model
 
     if accelerator.num_processes > 1:
         record["hardware"]["replicas_in_sync"] = _replicas_in_sync(setup.trainable, accelerator.device)
-    best_metrics = trainer.evaluate(setup.val_data)
+    val_targets, val_logits = trainer.predict(setup.val_data)   # kept for the card's "How it decides"
+    best_metrics = compute_metrics(val_targets, val_logits, splits.label_names, multi_label=splits.multi_label)
     test_metrics = None
     if splits.test:
         test_data = evaluation_data(classifier, spec, splits, "test", resolved, device=accelerator.device,
@@ -437,6 +440,8 @@ def _evaluate_and_save(spec, classifier, splits, resolved, strategy, run_dir, re
             "best_epoch": (progress.best_epoch + 1) if progress.best_epoch is not None else None,
             "wall_s": round(time.perf_counter() - started_wall, 2),   # this session's (a resumed run's last leg)
         })
+        files += _how_it_decides(classifier, splits, resolved, record, run_dir, val_targets, val_logits,
+                                 device=accelerator.device, reporter=reporter)
         files += write_plots(run_dir, record)
         files.append(write_model_card(run_dir, record))
         record["files"] = sorted(set(files))
@@ -448,6 +453,36 @@ def _evaluate_and_save(spec, classifier, splits, resolved, strategy, run_dir, re
         discard_candidates(run_dir)
     accelerator.wait_for_everyone()
     return record
+
+
+def _how_it_decides(classifier, splits, config, record, run_dir, targets, logits, *, device,
+                    reporter) -> list[str]:
+    """The card's "How it decides" (:mod:`zoo.explain.decides`) into the record, as config.explain_card_plan
+    says; returns the pictures written. A run is sound without it: a failure here leaves a note in the record and
+    no pictures, and the run finishes."""
+    import torch
+
+    count, budget, rule = config.explain_card_plan(record["wall_s"])
+    if not count:
+        return []
+    probabilities = torch.from_numpy(logits).float()
+    probabilities = probabilities.sigmoid() if splits.multi_label else probabilities.softmax(-1)
+    try:
+        classifier.model.to(device)   # saved already: explaining on the run's device changes nothing on disk
+        section, files = how_it_decides(classifier, splits.val, probabilities.numpy(), targets, count=count,
+                                        budget_s=budget, rule=rule, run_dir=run_dir,
+                                        confusion=record["metrics"]["best"].get("confusion"),
+                                        max_seconds=config.max_seconds, say=reporter.message)
+    except Exception as exc:   # whatever explaining raised, the model and its metrics stand
+        discard_how_it_decides(run_dir)
+        why = (f"{type(exc).__name__}: {exc}".splitlines() or [""])[0]
+        record.setdefault("notes", []).append(f"how it decides: not written ({why})")
+        reporter.message(record["notes"][-1])
+        return []
+    finally:
+        classifier.model.to("cpu")
+    record[HOW_IT_DECIDES] = section
+    return files
 
 
 def _record_failure(run_dir: Path, record: dict[str, Any], exc: BaseException,

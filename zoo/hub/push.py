@@ -1,9 +1,9 @@
 """`zoo push`: publish a finished run to a Hub repo, then check that what arrived is what was sent.
 
-One commit carries the native model files, the plots, ``zoo_run.json`` and a model card written for the repo (its
-usage snippet loads from the repo id). The run directory itself is not changed. Before sending, absolute paths of
-this machine in the run record are cut to their last component: a published record should not show where the
-person keeps their data.
+One commit carries the native model files, the plots and the "How it decides" pictures, ``zoo_run.json`` and a
+model card written for the repo (its usage snippet loads from the repo id; its pictures are those sent). The run
+directory itself is not changed. Before sending, absolute paths of this machine in the run record are cut to their
+last component: a published record should not show where the person keeps their data.
 
 The commit goes through ``HfApi.create_commit``, which asks the Hub first which files it already holds, so pushing
 the same run again only sends what changed and a push interrupted by a broken connection is finished by running
@@ -25,7 +25,7 @@ from urllib.parse import quote
 from zoo import jsonio
 from zoo.errors import HubError, InvalidInputError
 from zoo.hub.transport import transport_errors
-from zoo.runs.card import dataset_name, model_card
+from zoo.runs.card import dataset_name, how_it_decides_pictures, model_card
 from zoo.runs.record import RUN_RECORD, read_finished_record
 from zoo.secrets import resolve_token
 from zoo.store import RunStore
@@ -189,13 +189,16 @@ def _payload(run_dir: Path, record: dict[str, Any], repo_id: str, branch: str) -
     if not any(path.endswith(".safetensors") for path, _ in files):
         raise InvalidInputError(f"{run_dir}: no model weights (*.safetensors) in the run directory; nothing to push")
     plots = [name for name in PLOTS if (run_dir / name).is_file()]
+    # The "How it decides" pictures travel in their folder (above); the card shows those that do.
+    sending = {path for path, _ in files}
+    pictures = [name for name in how_it_decides_pictures(record) if name in sending]
     # Exports in the run's folder travel with it (their folders are in the payload above); the card lists those.
     record = {**record, "exports": [entry for entry in record.get("exports") or []
                                     if not Path(entry["dir"]).is_absolute() and (run_dir / entry["dir"]).is_dir()]}
     public = public_record(record)
     files.append((RUN_RECORD, jsonio.dumps(public, indent=2).encode()))
     # The data is named from the full path: the published record keeps only its last component.
-    card = model_card(public, repo_id=repo_id, revision=branch, plots=plots,
+    card = model_card(public, repo_id=repo_id, revision=branch, plots=plots, pictures=pictures,
                       dataset=dataset_name(record["data"]["source"]))
     files.append(("README.md", card.encode()))
     return files

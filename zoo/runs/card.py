@@ -8,11 +8,15 @@ writes the card once more for the repo, so that its usage snippet loads from the
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 from zoo.data.files import VAL_FOLDERS
 from zoo.engine.config import AdaptConfig
+from zoo.explain.attribute import COMPLETENESS_LIMIT
+from zoo.explain.decides import HOW_IT_DECIDES
 from zoo.plugins import get_plugin_manager
 from zoo.registry import source_scheme
 from zoo.tasks import TASKS, get_task
@@ -157,11 +161,12 @@ def base_model(backbone: dict[str, Any]) -> str | None:
 
 
 def model_card(record: dict[str, Any], *, repo_id: str | None = None, revision: str = "main",
-               plots: list[str] = (), dataset: str | None = None) -> str:
+               plots: list[str] = (), dataset: str | None = None, pictures: Collection[str] | None = None) -> str:
     """The model card README.md: Hub metadata (base model, library, pipeline tag, licence, datasets, model-index)
     and the facts of the run. ``repo_id`` (and a ``revision`` other than main) makes the usage snippet load from
     the Hub instead of a local PATH. ``dataset`` names the data (default: :func:`dataset_name` of its source),
-    for a record whose paths were cut for publishing."""
+    for a record whose paths were cut for publishing. ``pictures`` are the "How it decides" pictures beside the
+    card (paths relative to it; None: every one the record names): only those are shown."""
     import json
 
     from huggingface_hub import EvalResult, ModelCard, ModelCardData, constants
@@ -208,6 +213,7 @@ def model_card(record: dict[str, Any], *, repo_id: str | None = None, revision: 
         *[f"| {name} | {scored[name]:.4f} |" for name in metric_names], "",
         *[f"![{captions.get(name, name)}]({name})" for name in plots],
         *([""] if plots else []),
+        *_how_it_decides(record, pictures),
         "## Data", "",
         f"- source: {data_link}",
         f"- labels ({len(record['labels'])}): {', '.join(record['labels'])}",
@@ -289,10 +295,132 @@ def _training_line(record: dict[str, Any], config: dict[str, Any]) -> str:
 
 
 def write_model_card(run_dir: Path, record: dict[str, Any]) -> str:
-    """README.md in the run directory, with the plots that are there."""
+    """README.md in the run directory, with the plots and pictures that are there."""
     plots = [name for name in ("curves.png", "confusion.png") if (Path(run_dir) / name).is_file()]
-    (Path(run_dir) / "README.md").write_text(model_card(record, plots=plots))
+    pictures = [name for name in how_it_decides_pictures(record) if (Path(run_dir) / name).is_file()]
+    (Path(run_dir) / "README.md").write_text(model_card(record, plots=plots, pictures=pictures))
     return "README.md"
+
+
+def how_it_decides_pictures(record: dict[str, Any]) -> list[str]:
+    """The pictures the record's "How it decides" names (paths relative to the run directory)."""
+    section = record.get(HOW_IT_DECIDES) or {}
+    return [entry["file"] for entry in section.get("examples", []) if entry.get("file")]
+
+
+# How the card names what the attributions are over, for each input kind.
+_UNITS = {"text": "words", "image": "image regions", "audio": "stretches of time"}
+
+
+def _how_it_decides(record: dict[str, Any], pictures: Collection[str] | None) -> list[str]:
+    """The card's "How it decides" (the record's section, :mod:`zoo.explain.decides`): the most confident correct
+    and wrong validation predictions with what pushed them, the confusions behind most errors, and for text the
+    words that push towards each class. Nothing for a record without the section."""
+    section = record.get(HOW_IT_DECIDES)
+    if not section:
+        return []
+    kind = get_task(record["task"]).input_kind
+    units = _UNITS.get(kind, "parts of the input")
+    lines = ["## How it decides", "",
+             f"What pushed the model to its most confident predictions on the validation split, right and wrong: "
+             f"integrated gradients ([Captum](https://captum.ai)) attribute the predicted label's logit to the "
+             f"{units} of each input, along a straight path from a baseline with nothing in it (as the backbone's "
+             "family defines it) to the input. Positive attributions pushed towards the label, negative away from "
+             "it.", ""]
+    examples = section.get("examples") or []
+    for which, title in (("correct", "Most confident and right"), ("wrong", "Most confident and wrong")):
+        chosen = [entry for entry in examples if entry["kind"] == which]
+        lines += [f"### {title}", ""]
+        if not chosen:
+            total = (section.get("predictions") or {}).get(which)
+            lines += [f"No validation prediction is {'right' if which == 'correct' else 'wrong'}." if total == 0
+                      else "None explained in the time allowed.", ""]
+            continue
+        for entry in chosen:
+            lines += _example_lines(entry, kind, pictures)
+    lines += _confusion_lines(section, record)
+    lines += _word_lines(section.get("class_words"))
+    lines += ["The completeness error is |Σ attributions − (f(x) − f(baseline))| relative to |f(x) − f(baseline)|, f "
+              f"the explained label's logit: above {COMPLETENESS_LIMIT:.0%} the attributions do not add up to the "
+              "change they explain, and more integrated-gradients steps are needed. Examples explained: "
+              f"{section['rule']}; {section['seconds']:.1f} s in all. Explain any input with "
+              "`zoo explain RUN INPUT`.", ""]
+    lines += [f"- {note}" for note in section.get("notes") or []]
+    return lines + ([""] if section.get("notes") else [])
+
+
+def _example_lines(entry: dict[str, Any], kind: str, pictures: Collection[str] | None) -> list[str]:
+    error = entry.get("completeness_error")
+    steps = f"{entry['steps']} steps" if entry.get("steps") else ""
+    honesty = ""
+    if error is not None:
+        honesty = f"; completeness error {100 * error:.1f}%" + (f" ({steps})" if steps else "")
+        if error > COMPLETENESS_LIMIT:
+            honesty += f", above {COMPLETENESS_LIMIT:.0%}: read these attributions with care"
+    true = ", ".join(entry["true"]) or "none"
+    lines = [f"**`{entry['input']}`**: predicted **{_markdown(entry['predicted'])}** (probability "
+             f"{entry['score']:.3f}), true {_markdown(true)}{honesty}.", ""]
+    if kind == "text" and entry.get("text") is not None:
+        lines += [f"> {_bold_words(entry['text'], entry['top'])}", ""]
+    elif entry.get("file") and (pictures is None or entry["file"] in pictures):
+        lines += [f"![{_markdown(entry['input'])}: predicted {_markdown(entry['predicted'])}]({entry['file']})", ""]
+    top = "; ".join(f"{_markdown(unit['name'])} ({unit['attribution']:+.3g})" for unit in entry["top"])
+    lines += [f"Pushed most towards {_markdown(entry['predicted'])}: {top or 'nothing (no positive attribution)'}.",
+              ""]
+    return lines
+
+
+def _confusion_lines(section: dict[str, Any], record: dict[str, Any]) -> list[str]:
+    if section.get("errors") is None:   # multi-label: no confusion matrix
+        return []
+    scored = record["data"]["sizes"]["val"]
+    if not section["errors"]:
+        return ["### Confusions", "", f"None of the {scored} validation examples is misclassified.", ""]
+    lines = ["### Confusions", "", f"{section['errors']} of the {scored} validation examples are misclassified; "
+             "the confusions behind most of them:", "",
+             "| true | predicted as | examples | share of the errors |", "| --- | --- | ---: | ---: |"]
+    lines += [f"| {_markdown(pair['true'])} | {_markdown(pair['predicted'])} | {pair['count']} | {pair['share']:.0%} |"
+              for pair in section.get("confusion_pairs") or []]
+    return lines + [""]
+
+
+def _word_lines(class_words: dict[str, Any] | None) -> list[str]:
+    if not class_words:
+        return []
+    lines = ["### Words that push towards each class", "",
+             "Each word's attributions towards the predicted class, summed over the validation texts explained for "
+             "it (the examples above and more of each class's confident correct predictions):", "",
+             "| class | texts | words |", "| --- | ---: | --- |"]
+    for label, found in class_words.items():
+        words = ", ".join(f"{word['word']} ({word['attribution']:+.3g})" for word in found["words"]) or "none"
+        lines.append(f"| {_markdown(label)} | {found['texts']} | {_markdown(words)} |")
+    return lines + [""]
+
+
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>#|~])")
+
+
+def _markdown(text: str) -> str:
+    """``text`` shown as it is in Markdown: its special characters escaped, on one line."""
+    return _inline(str(text)).strip()
+
+
+def _inline(text: str) -> str:
+    """``text`` escaped for Markdown, each run of white space (line breaks too) one space."""
+    return _MARKDOWN.sub(r"\\\1", re.sub(r"\s+", " ", text))
+
+
+def _bold_words(text: str, top: list[dict[str, Any]]) -> str:
+    """The text with its top words in bold (their character spans), escaped for Markdown, on one line."""
+    pieces, cursor = [], 0
+    for unit in sorted(top, key=lambda unit: unit["span"][0]):
+        start, end = int(unit["span"][0]), int(unit["span"][1])
+        if start < cursor or end > len(text) or start >= end:
+            continue
+        pieces += [_inline(text[cursor:start]), f"**{_markdown(text[start:end])}**"]
+        cursor = end
+    pieces.append(_inline(text[cursor:]))
+    return "".join(pieces).strip()
 
 
 def _bench_section(benches: list[dict[str, Any]]) -> list[str]:
