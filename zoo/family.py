@@ -87,7 +87,8 @@ class AttributionSpace:
     """
 
     input: str                              # the batch input that is perturbed (and attributed when no layer)
-    baseline: torch.Tensor                  # that input with nothing in it: pad tokens, silence, a mean-grey image
+    baseline: torch.Tensor                  # that input with nothing in it: pad tokens, a mean-grey image,
+                                            # silence's features (noise, for a model deaf to loudness)
     units: torch.Tensor                     # long, shape of batch[input]: each element's unit, or -1
     names: list[str]                        # unit i as a person reads it: the word, "0.30-0.40 s", "row 2, col 5"
     spans: list[tuple[float, ...]]          # where unit i is: (first, end) characters of the text; (start, end)

@@ -150,8 +150,8 @@ class TransformersClassifier(Classifier):
 
     def attribution_space(self, example: Any, batch: dict[str, Any]) -> AttributionSpace:
         """Text: the token embeddings (gradient methods) or the token ids, against pad tokens with the special
-        tokens kept, summed per word. Audio: the waveform or its spectrogram frames, against the features of
-        silence, summed per tenth of a second."""
+        tokens kept, summed per word. Audio: the waveform, against noise as loud as the clip, or its spectrogram
+        frames, against the features of silence; summed per tenth of a second."""
         import torch
 
         if self.task == TEXT_TASK:
@@ -161,8 +161,19 @@ class TransformersClassifier(Classifier):
         name = next(key for key in ("input_values", "input_features") if key in batch)
         values = batch[name]
         waveform = np.asarray(example, dtype=np.float32)
-        silence = self.preprocess(np.zeros_like(waveform))[name]
-        baseline = torch.as_tensor(np.asarray(silence), dtype=values.dtype, device=values.device)[None]
+        if values.ndim == 2:
+            # A waveform model's baseline is noise as loud as the clip, not silence. Its processor scales the clip
+            # to unit variance, or its feature encoder normalises after a convolution without bias (wav2vec2,
+            # HuBERT), so it scores a clip the same at any loudness: along the straight path from silence the score
+            # changes only within a hair of silence, closer than integrated gradients' first step, and the
+            # attributions miss most of the change (on the test models a 60% to 680% completeness error at 64
+            # steps, still up to 90% at 256). Seeded, so that explanations repeat.
+            loudness = float(np.sqrt(np.mean(np.square(waveform)))) or 1.0
+            empty = np.random.default_rng(0).normal(0.0, loudness, waveform.shape).astype(np.float32)
+        else:
+            empty = np.zeros_like(waveform)   # spectrogram frames: silence's features are a floor, not a jump
+        nothing = self.preprocess(empty)[name]
+        baseline = torch.as_tensor(np.asarray(nothing), dtype=values.dtype, device=values.device)[None]
         rate = self.sample_rate
         if values.ndim == 2:   # a waveform: one position per sample
             per_second, time_axis = float(rate), 1
