@@ -4,7 +4,9 @@ the model card's "How it decides"."""
 from __future__ import annotations
 
 import json
+import random
 
+import numpy as np
 import pytest
 from conftest import FIXTURE_REGISTRY, run_zoo, val_inputs
 from typer.testing import CliRunner
@@ -12,6 +14,8 @@ from typer.testing import CliRunner
 from zoo import api
 from zoo.cli import app as cli_app
 from zoo.engine.config import AdaptConfig
+from zoo.explain.attribute import explain_example
+from zoo.registry import read_registry_file
 
 
 @pytest.mark.parametrize("task", ["text-cls", "image-cls", "audio-cls"])
@@ -127,3 +131,182 @@ def test_a_failure_to_explain_leaves_the_run_sound(tmp_path, monkeypatch):
         assert ("no gradients here" in " ".join(record.get("notes", []))) == written
     with pytest.raises(InvalidInputError, match="--explain-card"):
         AdaptConfig(explain_card=51)
+
+
+# --- honesty: a model trained on a planted signal attributes to it, a random one does not -------------------------
+#
+# Each task's class is decided by a signal in a known place: the colour of a patch in an image's top-left quarter, a
+# trigger word in a sentence, the pitch of a tone in a clip's first half; a third class, "none", has no signal. So
+# the baseline, which has none either, is "none" to a trained model, and explaining a signal class explains a real
+# change. Everything else is drawn alike for every class and varies (noise from none to as loud as the patch, three to
+# seven neutral words, a tone of another pitch in the second half from silent to as loud as the first), so that a
+# trained model learns to ignore it; the probes hold the most of it.
+
+PLANTED_SIZE = 32           # image side; the patch lies in the top-left quarter
+PATCH = slice(2, 14)
+COLOURS = {"red": (230, 30, 30), "blue": (30, 30, 230)}
+TRIGGERS = ("cat", "dog")   # the words that decide a text's class
+NEUTRAL = "the a movie film was is it this very not service food slow fast ok yes no".split()
+RATE, CLIP_S = 16000, 0.4   # clips; the class tone fills the first half, four stretches of 0.1 s
+PITCHES = {"low": 300.0, "high": 2000.0}
+SIGNALS = {"image-cls": COLOURS, "text-cls": {word: word for word in TRIGGERS}, "audio-cls": PITCHES}
+
+
+def planted_image(colour, rng, loudness: float):
+    """Grey with noise ``loudness`` strong, and a patch of ``colour`` (None: none) in the top-left quarter."""
+    from PIL import Image
+
+    noise = rng.uniform(-128, 128, (PLANTED_SIZE, PLANTED_SIZE, 3)) * loudness
+    pixels = np.clip(128 + noise, 0, 255).astype(np.uint8)
+    if colour is not None:
+        pixels[PATCH, PATCH] = colour
+    return Image.fromarray(pixels)
+
+
+def planted_text(trigger, rng, loudness: float) -> str:
+    """Three to seven neutral words (more the louder), and ``trigger`` (None: none) among them."""
+    words = [rng.choice(NEUTRAL) for _ in range(3 + round(4 * loudness))] + ([trigger] if trigger else [])
+    rng.shuffle(words)
+    return " ".join(words)
+
+
+def planted_clip(pitch, rng, loudness: float):
+    """A tone at ``pitch`` (None: none) in the first half; one of another pitch, ``loudness`` times as loud, in the
+    second; a little noise throughout."""
+    half = int(RATE * CLIP_S / 2)
+    t = np.arange(half) / RATE
+    amplitude, phase = rng.uniform(0.4, 0.8), rng.uniform(0, 2 * np.pi)
+    first = amplitude * np.sin(2 * np.pi * pitch * t + phase) if pitch is not None else np.zeros(half)
+    second = loudness * amplitude * np.sin(2 * np.pi * rng.uniform(600, 1200) * t + rng.uniform(0, 2 * np.pi))
+    wave = np.concatenate([first, second]) + rng.normal(0, 0.03, 2 * half)
+    return np.clip(wave, -1, 1).astype(np.float32)
+
+
+PLANTERS = {"image-cls": planted_image, "text-cls": planted_text, "audio-cls": planted_clip}
+
+
+def write_planted(task: str, root, per_class: int):
+    """The planted task's training data under ``root``: a folder of class folders, or a CSV of texts."""
+    import csv
+
+    import soundfile
+
+    rng = random.Random(0) if task == "text-cls" else np.random.default_rng(0)
+    plant = PLANTERS[task]
+    classes = {**SIGNALS[task], "none": None}
+    if task == "text-cls":
+        rows = [(plant(signal, rng, rng.random()), name) for name, signal in classes.items() for _ in range(per_class)]
+        with open(root / "texts.csv", "w", newline="") as handle:
+            csv.writer(handle).writerows([("text", "label"), *rows])
+        return root / "texts.csv"
+    for name, signal in classes.items():
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            example = plant(signal, rng, rng.uniform(0, 1))
+            if task == "image-cls":
+                example.save(root / name / f"{i:03d}.png")
+            else:
+                soundfile.write(str(root / name / f"{i:03d}.wav"), example, RATE)
+    return root
+
+
+def planted_probes(task: str, count: int = 2) -> list[tuple[str, object]]:
+    """``count`` unseen inputs of each signal class, each with its class name, with the most beside the signal that
+    the training data has."""
+    rng = random.Random(1) if task == "text-cls" else np.random.default_rng(1)
+    return [(name, PLANTERS[task](signal, rng, 1.0)) for _ in range(count) for name, signal in SIGNALS[task].items()]
+
+
+def signal_share(task: str, explanation) -> float:
+    """The share of |attribution| that falls on the units where the signal was planted."""
+    mass = np.array([abs(u.attribution) for u in explanation.units])
+    if task == "image-cls":   # the regions inside the top-left quarter
+        inside = [u.span[2] <= PLANTED_SIZE / 2 and u.span[3] <= PLANTED_SIZE / 2 for u in explanation.units]
+    elif task == "text-cls":
+        inside = [u.name in TRIGGERS for u in explanation.units]
+    else:                     # the stretches of the first half
+        inside = [u.span[1] <= CLIP_S / 2 + 1e-6 for u in explanation.units]
+    return float(mass[np.array(inside)].sum() / mass.sum())
+
+
+PLANTED = {  # task: backbone, examples per class, training options
+    "image-cls": ("test_resnet.r160_in1k", 16, {"epochs": 8, "lr": 1e-2, "image_size": PLANTED_SIZE}),
+    "text-cls": ("tiny-bert", 40, {"epochs": 10, "lr": 1e-2}),
+    "audio-cls": ("tiny-wav2vec2", 12, {"epochs": 8, "lr": 5e-3}),
+}
+# task: (the least mean share of the trained model, the most of the fresh one). Spread evenly, the share would be the
+# quarter's area (0.25), one word's (about 1/8) and half the clip's (0.5).
+BARS = {"image-cls": (0.6, 0.45), "text-cls": (0.6, 0.4), "audio-cls": (0.75, 0.7)}
+
+
+@pytest.fixture(scope="module")
+def planted(hub, tmp_path_factory):
+    """Per task: a classifier fine-tuned (all of it) on the planted task, and a freshly initialised one."""
+    from tiny_models import seeded
+
+    from zoo.plugins import get_plugin_manager
+
+    specs = {spec.name: spec for spec in read_registry_file(FIXTURE_REGISTRY)}
+    made = {}
+
+    def get(task: str):
+        if task not in made:
+            backbone, per_class, options = PLANTED[task]
+            root = tmp_path_factory.mktemp(task)
+            api.adapt(backbone, str(write_planted(task, root, per_class)), output=root / "run", val_fraction=0.25,
+                      registry_files=[str(FIXTURE_REGISTRY)], store=False,
+                      config=AdaptConfig(strategy="full", batch_size=8, patience=0, augment="none", **options))
+            trained = api.load_saved_classifier(root / "run")
+            family = get_plugin_manager().family(specs[backbone].family)
+            size = {"image_size": PLANTED_SIZE} if task == "image-cls" else {}
+            with seeded(backbone, salt=1):
+                fresh = family.load_classifier(specs[backbone], task=task, labels=trained.labels, pretrained=False,
+                                               **size)
+            made[task] = trained, fresh
+        return made[task]
+
+    return get
+
+
+@pytest.mark.parametrize("task", ["image-cls", "text-cls", "audio-cls"])
+def test_planted_signal_gets_most_of_the_attribution(planted, task):
+    """Integrated gradients (the default, steps auto) on a model trained where the signal sits put most of the mass
+    there, for every probe; on a freshly initialised model, about as much as anywhere else."""
+    trained, fresh = planted(task)
+    least, most = BARS[task]
+    shares = {}
+    for name, classifier in (("trained", trained), ("fresh", fresh)):
+        shares[name] = []
+        for index, (label, probe) in enumerate(planted_probes(task)):
+            (explanation,) = explain_example(classifier, probe, name=f"probe {index}")
+            assert explanation.method == "ig" and explanation.completeness_error is not None
+            shares[name].append(signal_share(task, explanation))
+            if name == "trained":
+                assert explanation.label == label, f"the trained model misreads probe {index}"
+                if task == "text-cls":   # the trigger is the word that counts most
+                    top = max(explanation.units, key=lambda unit: abs(unit.attribution))
+                    assert top.name == label, f"probe {index}: {top.name!r} counts most, not the trigger {label!r}"
+    report = {name: [round(share, 3) for share in values] for name, values in shares.items()}
+    assert min(shares["trained"]) > 0.5 and np.mean(shares["trained"]) > least, report
+    assert np.mean(shares["fresh"]) < most, report
+
+
+def test_occlusion_finds_the_patch(planted):
+    """The gradient-free check agrees: hiding the top-left quarter's regions costs the trained model most."""
+    trained, _ = planted("image-cls")
+    for index, (label, probe) in enumerate(planted_probes("image-cls", 1)):
+        (explanation,) = explain_example(trained, probe, name=f"probe {index}", method="occlusion")
+        assert explanation.completeness_error is None and explanation.steps is None
+        assert len(explanation.units) < explanation.evaluations <= len(explanation.units) + 3   # one pass a region
+        assert explanation.label == label and signal_share("image-cls", explanation) > 0.5
+
+
+def test_shap_values_add_up_exactly_and_find_the_trigger(planted):
+    """SHAP's partition explainer: its values add up to f(x) - f(baseline) by construction, within its budget."""
+    trained, _ = planted("text-cls")
+    for index, (label, probe) in enumerate(planted_probes("text-cls", 1)):
+        (explanation,) = explain_example(trained, probe, name=f"probe {index}", method="shap", max_evals=64)
+        total = sum(unit.attribution for unit in explanation.units)
+        assert total == pytest.approx(explanation.logit - explanation.baseline_logit, abs=1e-5)
+        assert explanation.completeness_error < 1e-5 and explanation.evaluations <= 64 + 2
+        assert max(explanation.units, key=lambda unit: abs(unit.attribution)).name == label
