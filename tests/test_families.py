@@ -250,3 +250,46 @@ def test_the_contract_checker_catches_a_wrong_head_logits(hub, fresh_plugins):
     with pytest.raises(ContractViolation) as info:
         check_family(OffByOneHead(), spec, checks=["head_replay"])
     assert "failed head_replay" in str(info.value) and info.value.report.failed
+
+
+def test_the_contract_checker_catches_a_unit_without_a_name(hub, fresh_plugins):
+    """An attribution space whose names run short of its units fails the check, which says so."""
+    spec = next(s for s in FIXTURES if s.name == "tiny-bert")
+    family = fresh_plugins.family(spec.family)
+
+    class NameDropped(type(family)):
+        def load_classifier(self, *args, **kwargs):
+            classifier = super().load_classifier(*args, **kwargs)
+            attribution_space = classifier.attribution_space
+
+            def short(example, batch):
+                space = attribution_space(example, batch)
+                space.names = space.names[:-1]
+                return space
+
+            classifier.attribution_space = short
+            return classifier
+
+    report = check_family(NameDropped(), spec, checks=["attribution_space"], raise_on_failure=False)
+    assert [r.name for r in report.failed] == ["attribution_space"]
+    assert "spans for" in report.failed[0].detail
+
+
+def test_the_contract_checker_skips_attribution_space_where_a_family_has_none(hub, fresh_plugins):
+    """A family that does not implement attribution_space (the default refuses) keeps the contract: the check is
+    skipped with the reason, and the passed check of one that does reports integrated gradients' completeness."""
+    from zoo.family import Classifier
+
+    spec = next(s for s in FIXTURES if s.name == "test_resnet.r160_in1k")
+    family = fresh_plugins.family(spec.family)
+
+    class Unexplained(type(family)):
+        def load_classifier(self, *args, **kwargs):
+            classifier = super().load_classifier(*args, **kwargs)
+            classifier.attribution_space = Classifier.attribution_space.__get__(classifier)
+            return classifier
+
+    (result,) = check_family(Unexplained(), spec, checks=["attribution_space"]).results
+    assert result.status == "skipped" and "does not implement attribution_space" in result.detail
+    (result,) = check_family(family, spec, checks=["attribution_space"]).results
+    assert result.status == "passed" and "completeness error" in result.detail

@@ -25,6 +25,8 @@ from typing import Any
 
 from zoo.data.base import DataSplits, Example
 from zoo.engine.config import AdaptConfig
+from zoo.errors import PluginError
+from zoo.explain.attribute import COMPLETENESS_LIMIT, explain_example
 from zoo.export.graph import to_onnx, trace_batch
 from zoo.export.runtime import open_session, ort_forward
 from zoo.family import Family, input_shapes
@@ -52,6 +54,9 @@ CHECKS: dict[str, str] = {
     "export": "export_graph traces to ONNX whose logits (onnxruntime, any batch) equal forward's; int8_method names "
               "dynamic or static with a reason; export_files writes no weights, and load_preprocessing (where the "
               "family has it) prepares the same model inputs from them",
+    "attribution_space": "attribution_space (where the family implements it) gives units shaped as the attributed "
+                         "input, each unit with a name and a span and covering part of it, a baseline of the input's "
+                         "shape and a view to draw on; integrated gradients' completeness error on it is reported",
 }
 AUGMENT_PRESETS = ("none", "light", "strong")
 STRATEGIES = ("linear", "lora", "full")
@@ -63,7 +68,7 @@ class CheckResult:
 
     name: str
     status: str            # passed | failed | skipped
-    detail: str = ""       # why it failed (the assertion's message), or why it was skipped
+    detail: str = ""       # why it failed (the assertion's message), why it was skipped, or what a pass measured
 
 
 @dataclass
@@ -166,9 +171,9 @@ class _Context:
     tmp: Path = Path()
 
     def run(self, name: str) -> CheckResult:
-        check: Callable[[_Context], None] = globals()[f"_check_{name}"]
+        check: Callable[[_Context], str | None] = globals()[f"_check_{name}"]
         try:
-            check(self)
+            measured = check(self)
         except _Skip as skip:
             return CheckResult(name, "skipped", str(skip))
         except Exception as exc:  # an assertion, or the family raising: either way the check failed
@@ -177,7 +182,7 @@ class _Context:
             if not isinstance(exc, AssertionError):
                 detail = f"{type(exc).__name__}: {detail} (at {Path(where.filename).name}:{where.lineno})"
             return CheckResult(name, "failed", detail)
-        return CheckResult(name, "passed")
+        return CheckResult(name, "passed", measured or "")
 
     def load(self):
         return self.family.load_classifier(self.spec, task=self.task, labels=self.labels)
@@ -429,3 +434,64 @@ def _check_export(ctx: _Context) -> None:
         for name in mine:
             np.testing.assert_allclose(np.asarray(theirs[name]), np.asarray(mine[name]), atol=1e-6,
                                        err_msg=f"load_preprocessing prepares {name} otherwise")
+
+
+# The length of a unit's span for each kind of input: (first, end) characters, (start, end) seconds, and
+# (top, left, bottom, right) pixels of the view.
+_SPAN_LENGTHS = {"text": 2, "audio": 2, "image": 4}
+
+
+def _check_attribution_space(ctx: _Context) -> str:
+    import numpy as np
+    import torch
+
+    clf = ctx.load()
+    clf.model.eval()
+    example = ctx.examples[1]
+    batch = clf.collate([clf.preprocess(example)])
+    try:
+        space = clf.attribution_space(example, batch)
+    except PluginError as error:
+        raise _Skip(f"{error}; zoo explain refuses this family's runs") from None
+    assert space.input in batch, f"input {space.input!r} is not one of the batch's inputs {sorted(batch)}"
+    values = batch[space.input]
+    units = space.units
+    assert isinstance(units, torch.Tensor) and units.dtype == torch.long, \
+        f"units must be a long tensor, not {getattr(units, 'dtype', type(units).__name__)}"
+    assert tuple(units.shape) == tuple(values.shape), \
+        f"units have shape {tuple(units.shape)}, batch[{space.input!r}] {tuple(values.shape)}"
+    count = len(space.names)
+    assert count > 0, "no units: names is empty"
+    assert len(space.spans) == count, f"{len(space.spans)} spans for {count} names"
+    kind = get_task(clf.task).input_kind
+    wrong = [span for span in space.spans if len(span) != _SPAN_LENGTHS.get(kind, len(span))]
+    assert not wrong, f"a {kind} unit's span has {_SPAN_LENGTHS.get(kind)} numbers, not {wrong[0]!r}"
+    assert all(span[i] <= span[i + len(span) // 2] for span in space.spans for i in range(len(span) // 2)), \
+        "a span ends before it starts"
+    assert int(units.min()) >= -1 and int(units.max()) < count, \
+        f"unit ids run from {int(units.min())} to {int(units.max())}; give 0 to {count - 1}, or -1 for none"
+    used = set(units[units >= 0].unique().tolist())
+    assert used == set(range(count)), f"units {sorted(set(range(count)) - used)[:5]} cover no element of the input"
+    assert tuple(space.baseline.shape) == tuple(values.shape), \
+        f"the baseline has shape {tuple(space.baseline.shape)}, batch[{space.input!r}] {tuple(values.shape)}"
+    if space.layer is not None:
+        assert any(module is space.layer for module in clf.model.modules()), "layer is not a module of the model"
+    assert all(0 <= axis < values.ndim for axis in space.view_axes), f"view_axes {space.view_axes} out of range"
+    if kind == "audio":
+        assert space.sample_rate and np.asarray(space.view).ndim == 1, "an audio view is the clip (1-D), with its rate"
+    elif kind == "image":
+        assert np.asarray(space.view).ndim == 3 and space.view_axes, "an image view is (height, width, 3), with axes"
+    (explanation,) = explain_example(clf, example, name="contract", target=clf.labels[0])
+    error = explanation.completeness_error
+    assert error is not None and np.isfinite(error), f"integrated gradients gave completeness error {error}"
+    assert len(explanation.units) == count, f"{len(explanation.units)} attributions for {count} units"
+    assert all(np.isfinite(unit.attribution) for unit in explanation.units), "an attribution is not finite"
+    if kind == "image":
+        height, width = np.asarray(space.view).shape[:2]
+        assert np.shape(explanation.heat) == (height, width), \
+            f"the map over the view has shape {np.shape(explanation.heat)}, the view {(height, width)}"
+    note = f"integrated gradients: completeness error {100 * error:.1f}% with {explanation.steps} steps"
+    if error > COMPLETENESS_LIMIT:
+        note += (f", above {100 * COMPLETENESS_LIMIT:.0f}% even at the most steps: the score jumps somewhere on the "
+                 "straight path from the baseline (a baseline the model cannot tell from nothing?)")
+    return note
