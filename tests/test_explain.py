@@ -255,7 +255,8 @@ def planted(hub, tmp_path_factory):
             root = tmp_path_factory.mktemp(task)
             api.adapt(backbone, str(write_planted(task, root, per_class)), output=root / "run", val_fraction=0.25,
                       registry_files=[str(FIXTURE_REGISTRY)], store=False,
-                      config=AdaptConfig(strategy="full", batch_size=8, patience=0, augment="none", **options))
+                      config=AdaptConfig(strategy="full", batch_size=8, patience=0, augment="none", explain_card=0,
+                                         **options))
             trained = api.load_saved_classifier(root / "run")
             family = get_plugin_manager().family(specs[backbone].family)
             size = {"image_size": PLANTED_SIZE} if task == "image-cls" else {}
