@@ -470,9 +470,9 @@ def explain(run_dir: PathLike, inputs: Sequence[Any], *, method: str = "ig", tar
     files stand for their lines): which words, image regions or seconds pushed the model to each label it predicts
     (``target="pred"``), or to the label named.
 
-    ``method`` is ``ig`` (integrated gradients; ``steps`` a number, or ``auto``: the fewest of 4, 8, 16, 32, 64
-    whose completeness error is under 5%), ``occlusion`` or ``shap`` (the partition explainer, ``max_evals``
-    forward passes at most). ``batch_size`` examples go through the model at once (halved when memory runs out).
+    ``method`` is ``ig`` (integrated gradients; ``steps`` a number, or ``auto``: 4, 8, 16, 32, 64 in turn,
+    a rung skipped when the sum is off by more than the change, until the completeness error is under 5%),
+    ``occlusion`` or ``shap`` (the partition explainer, ``max_evals`` forward passes at most). ``batch_size`` examples go through the model at once (halved when memory runs out).
     With ``write``, each explanation is drawn into ``output`` (default ``RUN/explanations``): an HTML page for
     text, a PNG for images and audio.
 

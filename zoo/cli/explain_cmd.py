@@ -24,8 +24,8 @@ def register(app: typer.Typer) -> None:
         = "ig",
         target: Annotated[str, typer.Option(help="pred: the predicted label (every predicted label of a "
                                             "multi-label model); or a label's name.")] = "pred",
-        steps: Annotated[str, typer.Option(help="Integrated gradients' steps; auto: the fewest of 4, 8, 16, 32, "
-                                           "64 whose completeness error is under 5%.")] = "auto",
+        steps: Annotated[str, typer.Option(help="Integrated gradients' steps; auto: 4, 8, 16, 32, 64 in "
+                                           "turn until the completeness error is under 5%.")] = "auto",
         batch: Annotated[int, typer.Option(help="Examples per forward pass (halved if memory runs out).")] = 16,
         max_evals: Annotated[int, typer.Option(help="shap: forward passes per explanation at most.")] = 256,
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Folder for the pictures (HTML for "
