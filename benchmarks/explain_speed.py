@@ -13,7 +13,8 @@ Nothing downloaded; random weights (the time does not depend on them, the comple
 Each configuration is `zoo.explain.attribute.explain_example` on that input, explaining the predicted label:
 `ig` with `steps="auto"` (zoo's default: 4, 8, 16, 32, 64 steps in turn, a rung skipped while the sum is off by
 more than the change, stopping at the first whose completeness error is under 5%) and with 8, 16 and 32 steps
-(`--steps`), `occlusion`, and `shap` (its default budget of 256 evaluations), all at zoo's default internal batch of 16. The peer is what a user would write from Captum's
+(`--steps`), `occlusion`, and `shap` (its default budget of 256 evaluations), all at zoo's default internal batch
+of 16. The peer is what a user would write from Captum's
 tutorials: `LayerIntegratedGradients(forward, model.bert.embeddings)` for the text, `IntegratedGradients(model)`
 for the image, called with its defaults (`n_steps=50`, no `internal_batch_size`, so all 50 steps in one batch) and
 `return_convergence_delta=True`, on the same model, input, label and baseline ([CLS] and [SEP] around pad tokens;

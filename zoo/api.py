@@ -472,7 +472,8 @@ def explain(run_dir: PathLike, inputs: Sequence[Any], *, method: str = "ig", tar
 
     ``method`` is ``ig`` (integrated gradients; ``steps`` a number, or ``auto``: 4, 8, 16, 32, 64 in turn,
     a rung skipped when the sum is off by more than the change, until the completeness error is under 5%),
-    ``occlusion`` or ``shap`` (the partition explainer, ``max_evals`` forward passes at most). ``batch_size`` examples go through the model at once (halved when memory runs out).
+    ``occlusion`` or ``shap`` (the partition explainer, ``max_evals`` forward passes at most). ``batch_size``
+    examples go through the model at once (halved when memory runs out).
     With ``write``, each explanation is drawn into ``output`` (default ``RUN/explanations``): an HTML page for
     text, a PNG for images and audio.
 
