@@ -8,7 +8,7 @@ import random
 
 import numpy as np
 import pytest
-from conftest import FIXTURE_REGISTRY, run_zoo, val_inputs
+from conftest import FIXTURE_REGISTRY, val_inputs
 from typer.testing import CliRunner
 
 from zoo import api
@@ -22,7 +22,9 @@ from zoo.registry import read_registry_file
 def test_explain_cli_draws_each_modality(serve_runs, task, tmp_path):
     run = serve_runs(task)
     inputs = val_inputs(run, 2)
-    result = run_zoo("explain", str(run), *inputs, "-o", str(tmp_path), "--json", check=True)
+    # In-process: starting the CLI three more times would cost more than the explanations.
+    result = CliRunner().invoke(cli_app, ["explain", str(run), *inputs, "-o", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
     explanations = json.loads(result.stdout)
     assert [e["input"] for e in explanations] == inputs
     for explanation in explanations:
@@ -37,6 +39,12 @@ def test_explain_cli_draws_each_modality(serve_runs, task, tmp_path):
         (path,) = explanation["files"]
         assert path.endswith(".html" if task == "text-cls" else ".png")
         assert (tmp_path / path.split("/")[-1]).stat().st_size > 0
+    shown = CliRunner().invoke(cli_app, ["explain", str(run), inputs[0], "-o", str(tmp_path), "--method",
+                                         "occlusion"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    label = explanations[0]["label"]
+    assert f"-> {label}" in shown.output and "occlusion" in shown.output and "towards it:" in shown.output
+    assert "wrote " in shown.output and f".{label}.occlusion." in shown.output
 
 
 def test_predict_explain_says_why_the_top_label(serve_runs):

@@ -363,6 +363,17 @@ def _bad_command_lines(data: str, images: str, run: str, nan_run: str, unfinishe
         "predict top k 0": (["predict", run, "text", "--top-k", "0"], "--top-k"),
         "predict nan weights": (["predict", nan_run, "text"], "NaN"),
         "predict unfinished": (["predict", unfinished, "text"], "has not finished"),
+        # explain
+        "explain missing run": (["explain", run + "-missing", "text"], "-missing"),
+        "explain method": (["explain", run, "text", "--method", "lime"], "--method"),
+        "explain steps 0": (["explain", run, "text", "--steps", "0"], "--steps"),
+        "explain steps text": (["explain", run, "text", "--steps", "many"], "--steps"),
+        "explain batch 0": (["explain", run, "text", "--batch", "0"], "--batch"),
+        "explain max evals 1": (["explain", run, "text", "--method", "shap", "--max-evals", "1"], "--max-evals"),
+        "explain unknown target": (["explain", run, "text", "--target", "no-such-label"], "no-such-label"),
+        "explain device": (["explain", run, "text", "--device", "tpu"], "--device"),
+        "explain nan weights": (["explain", nan_run, "text"], "NaN"),
+        "explain unfinished": (["explain", unfinished, "text"], "has not finished"),
         # export
         "export missing run": (["export", run + "-missing"], "-missing"),
         "export nan weights": (["export", nan_run], "NaN"),
