@@ -32,8 +32,7 @@ sized model, for the default method (`ig`, steps auto); the other rows show what
     python benchmarks/explain_speed.py [--write] [--quick] [--repeats 3] [--slow-repeats 1] [--threads N]
                                        [--subjects text,image] [--methods occlusion,shap,peer] [--steps auto,8,16,32]
 
-`--repeats 1 --methods peer --steps auto,8` took 9.5 minutes on a 2-core CPU at load average 6 (other work); the
-full run would take several times that there, far less on a quiet machine. `--quick` is a smoke run of about a
+The full run takes about 12 minutes on a quiet 2-core CPU. `--quick` is a smoke run of about a
 minute (2-layer models, a 32-token text, a 64×64 image, one run of each); its figures mean nothing and --write
 refuses them.
 """
@@ -130,6 +129,21 @@ class PeakMemory:
 
 
 # --- the subjects -----------------------------------------------------------------------------------------------
+
+
+def _climbed(row) -> tuple[int, ...]:
+    """The step counts steps auto tried, in order: the rungs of AUTO_STEPS up to the last whose sum is the
+    integrated-gradients evaluations of the row (a rung may be skipped, so the sum tells which)."""
+    import itertools
+
+    if row.steps is None:
+        return ()
+    rungs = [steps for steps in AUTO_STEPS if steps < row.steps]
+    for size in range(len(rungs), -1, -1):
+        for tried in itertools.combinations(rungs, size):
+            if sum(tried) + row.steps + 2 == row.evaluations:
+                return (*tried, row.steps)
+    return (row.steps,)
 
 def text_subject(*, quick: bool) -> Subject:
     import torch
@@ -277,7 +291,7 @@ def report(subjects: list[Subject], rows: list[Row], *, load: float, threads: in
               f"process, all threads (on a quiet machine the wall time is about the CPU time divided by the "
               f"threads; on a busy one the wall time grows with the load). Memory: the growth of resident memory "
               f"during the call, a lower bound (memory freed by earlier calls is reused). {machine()}; torch "
-              f"threads {threads}; load average {load:.1f} when it started (other work on the machine). "
+              f"threads {threads}; load average {load:.1f} when it started. "
               f"Reproduce: `{command}`.", ""]
     if load >= BUSY_LOAD:
         lines += [f"**Measured on a busy machine** (load average {load:.1f} on {os.cpu_count()} cores): compute "
@@ -301,7 +315,7 @@ def report(subjects: list[Subject], rows: list[Row], *, load: float, threads: in
     for subject in subjects:
         mine = [row for row in rows if row.subject == subject.name]
         default = next(row for row in mine if row.config == "ig, steps auto")
-        short = [str(steps) for steps in AUTO_STEPS if default.steps is not None and steps < default.steps]
+        short = [str(steps) for steps in _climbed(default) if steps != default.steps]
         tried = f", after {' and '.join(short)} fell short" if short else ""
         verdict = (f"{subject.name}: zoo's default (ig, steps auto: {default.steps} steps{tried}) "
                    f"{default.median_s:.2f} s, target ≤ {subject.target_s:.0f} s "
