@@ -319,3 +319,21 @@ def test_shap_values_add_up_exactly_and_find_the_trigger(planted):
         assert total == pytest.approx(explanation.logit - explanation.baseline_logit, abs=1e-5)
         assert explanation.completeness_error < 1e-5 and explanation.evaluations <= 64 + 2
         assert max(explanation.units, key=lambda unit: abs(unit.attribution)).name == label
+
+
+def test_targets_are_every_predicted_label_of_a_multi_label_model_or_the_label_named():
+    import torch
+
+    from zoo.errors import InvalidInputError
+    from zoo.explain.attribute import targets
+
+    class Model:
+        labels, multi_label = ["billing", "refund", "spam"], True
+
+    scores = torch.tensor([0.9, 0.6, 0.2])
+    assert targets(Model, scores, "pred") == [0, 1]
+    assert targets(Model, torch.tensor([0.1, 0.3, 0.2]), "pred") == [1]   # none above 0.5: the top one
+    Model.multi_label = False
+    assert targets(Model, scores, "pred") == [0] and targets(Model, scores, "spam") == [2]
+    with pytest.raises(InvalidInputError, match="--target 'ham'"):
+        targets(Model, scores, "ham")
