@@ -337,3 +337,14 @@ def test_targets_are_every_predicted_label_of_a_multi_label_model_or_the_label_n
     assert targets(Model, scores, "pred") == [0] and targets(Model, scores, "spam") == [2]
     with pytest.raises(InvalidInputError, match="--target 'ham'"):
         targets(Model, scores, "ham")
+
+
+def test_inputs_of_the_same_name_get_pictures_of_their_own(serve_runs, tmp_path):
+    run = serve_runs("image-cls")
+    image = val_inputs(run, 1)[0]
+    twin = tmp_path / "elsewhere" / image.split("/")[-1]
+    twin.parent.mkdir()
+    twin.write_bytes(open(image, "rb").read())
+    first, second = api.explain(run, [image, str(twin)], output=tmp_path / "out", method="occlusion")
+    assert first.files != second.files and all((tmp_path / "out").joinpath(f.split("/")[-1]).is_file()
+                                               for f in first.files + second.files)

@@ -385,14 +385,18 @@ def explain_inputs(classifier, inputs: Sequence[Any], *, method: str = "ig", tar
     """
     task = get_task(classifier.task)
     explanations: list[Explanation] = []
+    stems: set[str] = set()
     for index, value in enumerate(inputs):
         example = task.read_input(value, sample_rate=classifier.sample_rate, max_seconds=max_seconds)
         found = explain_example(classifier, example, name=str(value), method=method, target=target, steps=steps,
                                 batch_size=batch_size, max_evals=max_evals)
         if output is not None:
             for explanation in found:
-                explanation.files = [str(path) for path in
-                                     write_files(explanation, Path(output), file_stem(explanation, index))]
+                stem = file_stem(explanation, index)
+                if stem in stems:   # files of the same name in different folders: numbered, never overwritten
+                    stem = f"{stem}-{index + 1}"
+                stems.add(stem)
+                explanation.files = [str(path) for path in write_files(explanation, Path(output), stem)]
         explanations.extend(found)
         if progress is not None:
             progress(index + 1, len(inputs))
