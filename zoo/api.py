@@ -24,6 +24,8 @@ from zoo.engine.predict import predict_inputs
 from zoo.engine.rundir import CLAIMED_ENV, claim_existing, claim_new, default_run_dir
 from zoo.errors import InvalidInputError, NoCandidateError
 from zoo.explain.attribute import check_method, check_steps, explain_inputs
+from zoo.explain.render import shade as shade
+from zoo.explain.render import text_pieces as text_pieces
 from zoo.export.runtime import OnnxClassifier, is_export_dir, read_export_record
 from zoo.hardware import check_device
 from zoo.hub.fetch import FetchReport, fetch_one, is_offline

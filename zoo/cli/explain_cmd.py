@@ -9,9 +9,6 @@ import typer
 
 from zoo.cli._common import JsonOption, console, print_json, progress_console
 
-# Green pushed towards the label, red away from it (as in the HTML and PNG files).
-_TOWARDS, _AWAY = (22, 163, 74), (220, 38, 38)
-
 
 def register(app: typer.Typer) -> None:
     @app.command("explain")
@@ -80,22 +77,18 @@ def _headline(explanation) -> str:
 
 
 def _shaded(explanation):
-    """The text with each word's background shaded by its attribution."""
+    """The text with each word's background shaded by its attribution, in the pictures' colours."""
     from rich.text import Text
+
+    from zoo import api
 
     text = Text("  ")
     largest = max((abs(u.attribution) for u in explanation.units), default=0.0)
-    source = explanation.view
-    cursor = 0
-    for unit in sorted(explanation.units, key=lambda u: u.span[0]):
-        start, end = int(unit.span[0]), int(unit.span[1])
-        if start < cursor:
+    for piece, value in api.text_pieces(explanation.view, [(u.span, u.attribution) for u in explanation.units]):
+        if value is None:
+            text.append(piece)
             continue
-        text.append(source[cursor:start])
-        strength = min(1.0, abs(unit.attribution) / largest) if largest > 0 else 0.0
-        colour = _TOWARDS if unit.attribution >= 0 else _AWAY
+        colour, strength = api.shade(value, largest)
         r, g, b = (round(255 + (c - 255) * strength) for c in colour)   # blended with white
-        text.append(source[start:end], style=f"black on rgb({r},{g},{b})")
-        cursor = end
-    text.append(source[cursor:])
+        text.append(piece, style=f"black on rgb({r},{g},{b})")
     return text

@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import re
 from pathlib import Path
+from typing import Any
 
 from zoo.tasks import get_task
 
@@ -41,17 +42,19 @@ def shade(value: float, largest: float) -> tuple[tuple[int, int, int], float]:
     return (POSITIVE if value >= 0 else NEGATIVE), strength
 
 
-def text_spans(explanation) -> list[tuple[str, float | None]]:
-    """The text cut into pieces: each unit's characters with its attribution, and what lies between (None)."""
-    text = explanation.view if isinstance(explanation.view, str) else explanation.input
+def text_pieces(text: str, units) -> list[tuple[str, Any]]:
+    """``text`` cut into pieces: each unit's characters with its value, and what lies between with None. ``units``
+    are (span, value) pairs, span the (first, end) characters; a unit that overlaps an earlier one, is empty or
+    runs past the text stands alone and is left out. The one way the pictures, the terminal and the model card
+    mark words in a text."""
     pieces, cursor = [], 0
-    for unit in sorted(explanation.units, key=lambda u: u.span[0]):
-        start, end = int(unit.span[0]), int(unit.span[1])
-        if start < cursor:   # overlapping or unordered spans: the unit stands alone
+    for span, value in sorted(units, key=lambda unit: unit[0][0]):
+        start, end = int(span[0]), int(span[1])
+        if start < cursor or end > len(text) or start >= end:
             continue
         if start > cursor:
             pieces.append((text[cursor:start], None))
-        pieces.append((text[start:end], unit.attribution))
+        pieces.append((text[start:end], value))
         cursor = end
     if cursor < len(text):
         pieces.append((text[cursor:], None))
@@ -62,7 +65,8 @@ def text_html(explanation) -> str:
     """The text with each word's background shaded by its attribution (an HTML fragment)."""
     largest = max((abs(u.attribution) for u in explanation.units), default=0.0)
     out = []
-    for piece, value in text_spans(explanation):
+    text = explanation.view if isinstance(explanation.view, str) else explanation.input
+    for piece, value in text_pieces(text, [(u.span, u.attribution) for u in explanation.units]):
         if value is None:
             out.append(html.escape(piece))
             continue

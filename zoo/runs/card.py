@@ -17,6 +17,7 @@ from zoo.data.files import VAL_FOLDERS
 from zoo.engine.config import AdaptConfig
 from zoo.explain.attribute import COMPLETENESS_LIMIT
 from zoo.explain.decides import HOW_IT_DECIDES
+from zoo.explain.render import text_pieces
 from zoo.plugins import get_plugin_manager
 from zoo.registry import source_scheme
 from zoo.tasks import TASKS, get_task
@@ -412,15 +413,8 @@ def _inline(text: str) -> str:
 
 def _bold_words(text: str, top: list[dict[str, Any]]) -> str:
     """The text with its top words in bold (their character spans), escaped for Markdown, on one line."""
-    pieces, cursor = [], 0
-    for unit in sorted(top, key=lambda unit: unit["span"][0]):
-        start, end = int(unit["span"][0]), int(unit["span"][1])
-        if start < cursor or end > len(text) or start >= end:
-            continue
-        pieces += [_inline(text[cursor:start]), f"**{_markdown(text[start:end])}**"]
-        cursor = end
-    pieces.append(_inline(text[cursor:]))
-    return "".join(pieces).strip()
+    pieces = text_pieces(text, [(unit["span"], True) for unit in top])
+    return "".join(_inline(piece) if bold is None else f"**{_markdown(piece)}**" for piece, bold in pieces).strip()
 
 
 def _bench_section(benches: list[dict[str, Any]]) -> list[str]:
