@@ -19,7 +19,9 @@ from native_loading import native_predictions
 
 from zoo import api
 from zoo.engine.config import AdaptConfig
+from zoo.engine.metrics import compute_metrics
 from zoo.registry import read_registry_file
+from zoo.runs.outputs import examples_key, read_validation_outputs
 
 FIXTURES = read_registry_file(FIXTURE_REGISTRY)
 REGISTRY = [str(FIXTURE_REGISTRY)]
@@ -57,8 +59,15 @@ def test_every_family_and_strategy_finishes_a_run(spec, strategy, hub, datasets,
     assert not (run / ".zoo").exists(), "checkpoints are removed once the run finishes"
     assert not list(run.glob("*.bin")) and not list(run.glob("*.pt")), "weights are safetensors only"
     # The saved model is the trained one: reloading it gives the metrics the run recorded.
-    predictions = api.predict(run, [ex.input for ex in _val_examples(record, datasets[task], task)], top_k=1)
+    val = _val_examples(record, datasets[task], task)
+    predictions = api.predict(run, [ex.input for ex in val], top_k=1)
     assert len(predictions) == record["data"]["sizes"]["val"]
+    # The validation outputs kept for combining runs later are the saved model's, on these very examples.
+    stored = read_validation_outputs(run)
+    assert stored.key == examples_key(val, record["labels"]) == on_disk["validation_outputs"]["key"]
+    assert [record["labels"][i] for i in stored.logits.argmax(1)] == [p.labels[0]["label"] for p in predictions]
+    assert compute_metrics(stored.targets, stored.logits, record["labels"], multi_label=False)["accuracy"] == \
+        pytest.approx(on_disk["metrics"]["best"]["accuracy"])
     card = (run / "README.md").read_text()
     assert "model-index" in card and f"base_model: {spec.source}" in card
     # Every family explains its predictions for the card (by default, within a share of the run's time).

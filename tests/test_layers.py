@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("contract", ("zoo.registry", "zoo.family", "zoo.plugins")),
     ("service", ("zoo.hub", "zoo.loading", "zoo.runs", "zoo.data", "zoo.engine", "zoo.recommend", "zoo.bench",
                  "zoo.compare", "zoo.store", "zoo.testing", "zoo.export", "zoo.serve",
-                 "zoo.explain")),
+                 "zoo.explain", "zoo.better")),
     ("api", ("zoo.api",)),
     ("cli", ("zoo.cli", "zoo.__main__")),
 ]

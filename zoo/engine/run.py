@@ -37,6 +37,8 @@ from zoo.hardware import check_device, fingerprint
 from zoo.loading import LoadedClassifier, load_classifier
 from zoo.precision import accelerate_mixed_precision, resolve_precision
 from zoo.runs.card import write_model_card, write_plots
+from zoo.runs.outputs import RECORD_KEY as VALIDATION_OUTPUTS
+from zoo.runs.outputs import write_validation_outputs
 from zoo.runs.record import RECORD_VERSION, VERSION_KEY, check_finite_weights, has_record, read_record, write_record
 
 
@@ -433,6 +435,9 @@ def _evaluate_and_save(spec, classifier, splits, resolved, strategy, run_dir, re
                 Path(path).unlink(missing_ok=True)
             raise
         files = [str(p.relative_to(run_dir)) for p in saved]
+        # The saved model's validation logits, for what combines runs later (zoo ensemble); not published.
+        record[VALIDATION_OUTPUTS] = write_validation_outputs(run_dir, logits=val_logits, targets=val_targets,
+                                                               examples=splits.val, label_names=splits.label_names)
         record.update({
             "metrics": {"epochs": progress.history, "best": best_metrics, "test": test_metrics,
                         "selection_metric": trainer.metric, "stopped_early": progress.stopped_early,
