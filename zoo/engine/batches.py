@@ -39,10 +39,14 @@ class ExampleDataset:
     """
 
     def __init__(self, examples: Sequence[Example], classifier, *, train: bool, max_seconds: float,
-                 num_labels: int, multi_label: bool, seed: int = 0) -> None:
+                 num_labels: int, multi_label: bool, seed: int = 0, teacher_logits: np.ndarray | None = None) -> None:
         self.examples, self.classifier, self.train = list(examples), classifier, train
         self.max_seconds, self.num_labels, self.multi_label = max_seconds, num_labels, multi_label
         self.seed, self.epoch = seed, 0
+        # distillation: row i is the teacher's logits for example i, which travel with its target (SoftTargets)
+        self.teacher_logits = teacher_logits
+        if teacher_logits is not None and len(teacher_logits) != len(self.examples):
+            raise ValueError(f"{len(teacher_logits)} rows of teacher logits for {len(self.examples)} examples")
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -77,6 +81,8 @@ class ExampleDataset:
             item["_target"] = target
         else:
             item["_target"] = example.labels[0]
+        if self.teacher_logits is not None:
+            item["_teacher"] = self.teacher_logits[index]
         return item
 
 
@@ -131,13 +137,35 @@ def run_forward(forward, inputs):
     return outputs[torch.argsort(positions)]
 
 
+class SoftTargets:
+    """A training batch's targets with the teacher's logits beside them (distillation): what the loss of a distilled
+    run takes (:func:`zoo.engine.trainer.distillation_loss`). It moves and slices as a target tensor does, so the
+    loop handles it like one."""
+
+    def __init__(self, labels, teacher_logits) -> None:
+        self.labels, self.teacher_logits = labels, teacher_logits
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, rows: slice) -> SoftTargets:
+        return SoftTargets(self.labels[rows], self.teacher_logits[rows])
+
+    def to(self, device) -> SoftTargets:
+        return SoftTargets(self.labels.to(device), self.teacher_logits.to(device))
+
+
 def make_collate(classifier, multi_label: bool):
-    """Batch preprocessed items with :func:`collate_by_key`, keeping the targets aside as a tensor."""
+    """Batch preprocessed items with :func:`collate_by_key`, keeping the targets aside as a tensor (with the
+    teacher's logits, :class:`SoftTargets`, when the items carry them)."""
     import torch
 
     def collate(items: list[dict[str, Any]]) -> tuple[Any, Any]:
         targets = [item.pop("_target") for item in items]
         target = torch.tensor(np.stack(targets)) if multi_label else torch.tensor(targets, dtype=torch.long)
+        if items and "_teacher" in items[0]:
+            teacher = torch.from_numpy(np.stack([item.pop("_teacher") for item in items]).astype(np.float32))
+            target = SoftTargets(target, teacher)
         return collate_by_key(classifier, items), target
 
     return collate

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from zoo import checks
+from zoo.errors import InvalidInputError
 from zoo.precision import PRECISIONS
 
 STRATEGIES = ("auto", "linear", "lora", "full")
@@ -66,6 +67,8 @@ EXPLAINED = ("strategy", "epochs", "lr", "batch_size", "warmup_ratio", "patience
 CLI_OPTIONS = ("strategy", "epochs", "batch_size", "lr", "warmup_ratio", "grad_accum", "label_smoothing",
                "class_weights", "layer_decay", "precision", "compile", "augment", "image_size", "max_seconds",
                "max_length", "metric", "patience", "checkpoint_every", "seed", "explain_card")
+# Distillation's settings, which `zoo distill` spells --temperature and --alpha (AdaptRequest.command).
+DISTILL_OPTIONS = {"distill_temperature": "--temperature", "distill_alpha": "--alpha"}
 
 
 @dataclass
@@ -105,6 +108,10 @@ class AdaptConfig:
     # after
     explain_card: int | None = None         # the card's "How it decides": examples of each kind explained (0: none;
                                             # None: DEFAULT_EXPLAIN_CARD within a share of the training time)
+    # distillation (zoo distill; both None for an ordinary run): the loss is alpha * T^2 * KL(teacher/T || student/T)
+    # + (1 - alpha) * the hard-label loss (zoo.engine.trainer.distillation_loss)
+    distill_temperature: float | None = None   # T, which softens both distributions
+    distill_alpha: float | None = None         # the soft targets' share of the loss
 
     def __post_init__(self) -> None:
         checks.choice("--strategy", self.strategy, STRATEGIES)
@@ -129,6 +136,16 @@ class AdaptConfig:
         checks.number("--lora-alpha", self.lora_alpha, low=0, low_open=True, allow_none=False)
         checks.number("--lora-dropout", self.lora_dropout, low=0, high=1, high_open=True, allow_none=False)
         checks.number("--max-seconds", self.max_seconds, low=0, low_open=True, allow_none=False)
+        checks.number("--temperature", self.distill_temperature, low=0, low_open=True)
+        checks.number("--alpha", self.distill_alpha, low=0, high=1)
+        if self.distills and self.strategy == "linear":
+            raise InvalidInputError("--strategy linear: the linear head is solved in closed form and takes no soft "
+                                    "targets; distil with --strategy full, lora or auto (auto fine-tunes)")
+
+    @property
+    def distills(self) -> bool:
+        """Whether this run learns from a teacher's soft targets (zoo distill)."""
+        return self.distill_temperature is not None or self.distill_alpha is not None
 
     def resolved(self, strategy: str, *, num_train: int, image_size: int | None = None,
                  family: str = "", family_lr: Mapping[str, float] | None = None) -> AdaptConfig:
@@ -205,7 +222,8 @@ class AdaptConfig:
         for item in fields(self):
             value = getattr(self, item.name)
             shown = item.name in EXPLAINED or item.name == "seed"
-            if value is None or (not shown and value == getattr(defaults, item.name)):
+            if value is None or (not shown and value == getattr(defaults, item.name)) \
+                    or item.name in DISTILL_OPTIONS:   # zoo distill's own options (AdaptRequest.command)
                 continue
             if item.name not in CLI_OPTIONS:
                 unexpressed.append(f"{item.name}={value!r}")
@@ -350,6 +368,20 @@ def auto_candidates(num_train: int, params_m: float, device: str) -> tuple[tuple
     why = "LoRA (the backbone has over 30M parameters)" if tuned == "lora" else "full fine-tuning"
     return ("linear", tuned), (f"{num_train} training examples (at most {TRIAL_MAX_EXAMPLES}): both a linear probe "
                                f"and {why} are trained, and the better on validation kept")
+
+
+def distill_strategy(num_train: int, params_m: float, device: str) -> tuple[str, str]:
+    """`--strategy auto` for a distilled student: the fine-tuning auto would train (:func:`auto_candidates`), and
+    the reason. The linear probe is left out: its head is solved in closed form on hard labels and takes no soft
+    targets; where auto would only probe (a backbone over 30M parameters on a CPU), LoRA."""
+    tried, _ = auto_candidates(num_train, params_m, device)
+    why = "distillation trains on the teacher's soft targets, which a linear probe's closed-form head cannot take"
+    tuned = next((strategy for strategy in tried if strategy != "linear"), None)
+    if tuned is None:
+        return "lora", f"{why}: LoRA, as auto would only probe a {params_m:g}M-parameter backbone on a {device}"
+    how = {"full": "full fine-tuning", "lora": "LoRA"}[tuned]
+    return tuned, (f"{why}: {how}, the fine-tuning auto uses for {params_m:g}M parameters and {num_train} training "
+                   "examples")
 
 
 def choose_by_validation(scores: Mapping[str, float], metric: str) -> tuple[str, str]:

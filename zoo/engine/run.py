@@ -29,9 +29,24 @@ from zoo.engine.checkpoint import (
     load_checkpoint,
     save_candidate,
 )
-from zoo.engine.config import AdaptConfig, auto_candidates, choose_by_validation, plan_reason, with_verdict
-from zoo.engine.trainer import Reporter, Trainer, cosine_with_warmup, make_loss, parameter_groups
-from zoo.errors import DiskFullError, NonFiniteWeightsError, PluginError, ZooError, disk_error
+from zoo.engine.config import (
+    AdaptConfig,
+    auto_candidates,
+    choose_by_validation,
+    distill_strategy,
+    plan_reason,
+    with_verdict,
+)
+from zoo.engine.teacher import TeacherOutputs, discard_teacher_outputs, teacher_metrics, teacher_outputs
+from zoo.engine.trainer import (
+    Reporter,
+    Trainer,
+    cosine_with_warmup,
+    distillation_loss,
+    make_loss,
+    parameter_groups,
+)
+from zoo.errors import DiskFullError, InvalidInputError, NonFiniteWeightsError, PluginError, ZooError, disk_error
 from zoo.explain.decides import HOW_IT_DECIDES, discard_how_it_decides, how_it_decides
 from zoo.hardware import check_device, fingerprint
 from zoo.loading import LoadedClassifier, load_classifier
@@ -59,6 +74,10 @@ class AdaptRequest:
     skip_bad: bool = False
     device: str = "auto"
     registry_files: list[str] = field(default_factory=list)
+    # distillation (zoo distill): the teacher's run folder, and the student alone the run is compared with
+    # (train: one trained beside it; none; or a run's folder)
+    teacher: str | None = None
+    baseline: str | None = None
 
     def read_data(self, *, seed: int) -> DataSplits:
         """The data as this request reads it (the split drawn with ``seed``): when the run starts, and again on
@@ -68,10 +87,13 @@ class AdaptRequest:
                          val_fraction=self.val_fraction, seed=seed, skip_bad=self.skip_bad)
 
     def command(self, config: AdaptConfig, *, tasks: tuple[str, ...] = ()) -> list[str]:
-        """The `zoo adapt` command line, as arguments, that starts this run again with the resolved ``config``
-        spelled out (``tasks``: the backbone's, so --task is given only where it has a choice). A list, so that a
-        published record can cut each path to its name."""
-        args = ["zoo", "adapt", self.backbone, "--data", self.data]
+        """The `zoo adapt` command line (`zoo distill` for a run with a teacher), as arguments, that starts this
+        run again with the resolved ``config`` spelled out (``tasks``: the backbone's, so --task is given only where
+        it has a choice). A list, so that a published record can cut each path to its name."""
+        if self.teacher is not None:
+            args = ["zoo", "distill", "--teacher", self.teacher, "--student", self.backbone, "--data", self.data]
+        else:
+            args = ["zoo", "adapt", self.backbone, "--data", self.data]
         for option, value in (("--task", self.task if len(tasks) > 1 else None), ("--val", self.val),
                               ("--test", self.test), ("--text-col", self.input_col), ("--label-col", self.label_col),
                               ("--label-sep", self.label_sep if self.label_sep != "|" else None),
@@ -84,6 +106,10 @@ class AdaptRequest:
         if self.skip_bad:
             args.append("--skip-bad")
         args += config.command_options()[0]
+        if self.teacher is not None:
+            args += ["--temperature", repr(config.distill_temperature), "--alpha", repr(config.distill_alpha)]
+            if self.baseline not in (None, "train"):
+                args += ["--baseline", self.baseline]
         for file in self.registry_files:
             args += ["--registry", file]
         return args
@@ -138,6 +164,9 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
         if scores:   # the last candidate is scored again from its checkpoint, and the verdict drawn again
             scores[plan[-1]] = None
             reason = plan_reason(reason)
+    elif config.strategy == "auto" and request.teacher is not None:   # soft targets need a fine-tuning
+        strategy, reason = distill_strategy(len(splits.train), spec.params_m, device_type)
+        plan, scores = (strategy,), None
     elif config.strategy == "auto":
         plan, reason = auto_candidates(len(splits.train), spec.params_m, device_type)
         scores = None
@@ -182,8 +211,11 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
             on_record(record)
     accelerator.wait_for_everyone()
     try:
+        teacher = None
+        if request.teacher is not None:
+            teacher = _teacher(request, splits, config, precision, run_dir, record, accelerator, reporter)
         return _train_plan(spec, family, request, classifier, splits, config, plan, scores, reason, facts, run_dir,
-                           record, accelerator, checkpoint, reporter, started_wall)
+                           record, accelerator, checkpoint, reporter, started_wall, teacher=teacher)
     except BaseException as exc:
         if isinstance(exc, Exception):   # whatever the writer raised, a full disk is reported as one
             exc = disk_error(exc, run_dir, needed=_model_bytes(classifier))
@@ -204,6 +236,30 @@ def _load_classifier(family, spec, request: AdaptRequest, splits: DataSplits,
     if config.max_length:   # Classifier.max_length: text classifiers cut there, others ignore it
         loaded.classifier.max_length = config.max_length
     return loaded
+
+
+def _teacher(request: AdaptRequest, splits: DataSplits, config: AdaptConfig, precision: str, run_dir: Path,
+             record: dict[str, Any], accelerator, reporter: Reporter) -> TeacherOutputs:
+    """The teacher's logits (zoo.engine.teacher: computed once, read back on resume), and the record's "distill"
+    section: the teacher, scored on this run's validation and test examples, and the loss's settings."""
+    if not config.distills:
+        raise InvalidInputError(f"--teacher {request.teacher}: a distilled run needs --temperature and --alpha; "
+                                "start it with zoo distill")
+    outputs, teacher_record = teacher_outputs(request.teacher, splits, run_dir=run_dir, device=accelerator.device,
+                                              precision=precision, batch_size=config.eval_batch_size,
+                                              num_workers=config.num_workers, reporter=reporter,
+                                              write=accelerator.is_main_process)
+    backbone = teacher_record.get("backbone") or {}
+    record["distill"] = {
+        "teacher": {"run": request.teacher, "backbone": backbone.get("name"),
+                    "strategy": teacher_record.get("strategy"), "metrics": teacher_metrics(outputs, splits)},
+        "temperature": config.distill_temperature, "alpha": config.distill_alpha,
+        "teacher_logits": {"examples": {split: len(values) for split, values in outputs.logits.items()},
+                           "seconds": outputs.seconds, "read_back": outputs.from_cache},
+    }
+    if accelerator.is_main_process:
+        write_record(run_dir, record)
+    return outputs
 
 
 def _family_lr(family, spec) -> dict[str, float]:
@@ -236,7 +292,8 @@ def _candidate_score(strategy: str, metrics: dict[str, Any], metric: str) -> flo
 
 
 def _train_plan(spec, family, request, classifier, splits, config, plan, scores, reason, facts, run_dir, record,
-                accelerator, checkpoint, reporter, started_wall) -> dict[str, Any]:
+                accelerator, checkpoint, reporter, started_wall, *, teacher: TeacherOutputs | None = None
+                ) -> dict[str, Any]:
     """Train each planned strategy not yet scored; with more than one, keep the better on validation and save it.
 
     A candidate that is not the last is scored, kept aside (checkpoint.save_candidate), its checkpoints dropped,
@@ -258,7 +315,7 @@ def _train_plan(spec, family, request, classifier, splits, config, plan, scores,
             if main:
                 write_record(run_dir, record)
         setup, trainer, progress = _train(spec, classifier, splits, resolved, strategy, run_dir, record,
-                                          accelerator, checkpoint, reporter)
+                                          accelerator, checkpoint, reporter, teacher=teacher)
         if scores is None:
             return _evaluate_and_save(spec, classifier, splits, resolved, strategy, run_dir, record, accelerator,
                                       reporter, started_wall, setup, trainer, progress)
@@ -306,15 +363,20 @@ def _select_pooling(classifier, pooling: str) -> None:
 
 
 def _train(spec, classifier, splits, resolved, strategy, run_dir, record, accelerator, checkpoint,
-           reporter) -> tuple[Any, Trainer, Progress]:
+           reporter, *, teacher: TeacherOutputs | None = None) -> tuple[Any, Trainer, Progress]:
     """Train one strategy (from ``checkpoint`` when resuming) and leave its best parameters in place: the linear
-    head solved on cached features when the family's head is one linear layer, else epoch by epoch."""
+    head solved on cached features when the family's head is one linear layer, else epoch by epoch. With a
+    ``teacher``, each training batch carries its logits and the loss is distillation's."""
     from zoo.engine.setup import build_setup
 
-    setup = build_setup(classifier, spec, splits, resolved, device=accelerator.device, reporter=reporter)
+    setup = build_setup(classifier, spec, splits, resolved, device=accelerator.device, reporter=reporter,
+                        teacher_logits=teacher.logits["train"] if teacher is not None else None)
     loss_fn = make_loss(resolved, multi_label=splits.multi_label,
                         class_counts=list(splits.class_counts("train").values()), num_examples=len(splits.train),
                         device=accelerator.device)
+    if teacher is not None:
+        loss_fn = distillation_loss(loss_fn, temperature=resolved.distill_temperature, alpha=resolved.distill_alpha,
+                                    multi_label=splits.multi_label)
     heads = classifier.linear_heads() if strategy == "linear" else []
     if heads:   # a convex problem on cached features: solved, not trained for epochs
         trainer, progress = _solve_linear_head(spec, classifier, splits, resolved, setup, heads, loss_fn, record,
@@ -456,6 +518,7 @@ def _evaluate_and_save(spec, classifier, splits, resolved, strategy, run_dir, re
         # only once the run says finished: a kill before leaves a resumable run
         discard_checkpoints(run_dir)
         discard_candidates(run_dir)
+        discard_teacher_outputs(run_dir)
     accelerator.wait_for_everyone()
     return record
 

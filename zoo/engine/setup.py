@@ -105,11 +105,16 @@ def check_lora_targets(classifier, spec) -> list[str]:
 
 
 def build_setup(classifier, spec, splits: DataSplits, config: AdaptConfig, *, device,
-                reporter: Reporter) -> TrainingSetup:
-    """Freeze, wrap or open the model for ``config.strategy`` and return what the loop needs."""
+                reporter: Reporter, teacher_logits=None) -> TrainingSetup:
+    """Freeze, wrap or open the model for ``config.strategy`` and return what the loop needs. ``teacher_logits``
+    (distillation: a teacher's logits for each training example, in order) travel with the training targets;
+    evaluation data never carries them."""
     model = classifier.model
     head = set(classifier.head_parameter_names())
     if config.strategy == "linear":
+        if teacher_logits is not None:
+            raise InvalidInputError("--strategy linear: the linear head takes no soft targets; distil with "
+                                    "--strategy full or lora")
         for name, param in model.named_parameters():
             param.requires_grad_(name in head)
         model.to(device)
@@ -150,7 +155,7 @@ def build_setup(classifier, spec, splits: DataSplits, config: AdaptConfig, *, de
         compiled = torch.compile(model)
         classifier.model = compiled
     train = ExampleDataset(splits.train, classifier, train=True, seed=config.seed, max_seconds=config.max_seconds,
-                           num_labels=splits.num_labels, multi_label=splits.multi_label)
+                           num_labels=splits.num_labels, multi_label=splits.multi_label, teacher_logits=teacher_logits)
     val = evaluation_data(classifier, spec, splits, "val", config, device=device, reporter=reporter)
     lengths = [len(ex.input) for ex in splits.train] if get_task(classifier.task).length_grouped else None
 

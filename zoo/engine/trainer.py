@@ -105,6 +105,33 @@ def make_loss(config: AdaptConfig, *, multi_label: bool, class_counts: list[int]
     return torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
 
 
+def distillation_loss(hard_loss, *, temperature: float, alpha: float, multi_label: bool):
+    """Knowledge distillation's loss (Hinton et al., 2015) over a batch's :class:`~zoo.engine.batches.SoftTargets`:
+    ``alpha * T^2 * soft + (1 - alpha) * hard_loss(logits, labels)``.
+
+    The soft term is KL(softmax(teacher / T) || softmax(student / T)), averaged over the batch; for multi-label,
+    the binary cross-entropy of sigmoid(student / T) against sigmoid(teacher / T), averaged over labels, as the
+    hard loss is. Softening by T shrinks its gradients by about 1 / T^2, which the factor T^2 restores, so
+    ``alpha`` weighs the two terms alike whatever the temperature. ``hard_loss`` is the run's own (label smoothing,
+    class weights: :func:`make_loss`).
+    """
+    import torch.nn.functional as F
+
+    def loss(logits, target):
+        hard = hard_loss(logits, target.labels)
+        if alpha == 0:   # the hard loss exactly, with no soft term computed
+            return hard
+        student, teacher = logits / temperature, target.teacher_logits.float() / temperature
+        if multi_label:
+            soft = F.binary_cross_entropy_with_logits(student, teacher.sigmoid())
+        else:
+            soft = F.kl_div(F.log_softmax(student, dim=-1), F.log_softmax(teacher, dim=-1), log_target=True,
+                            reduction="batchmean")
+        return alpha * temperature ** 2 * soft + (1 - alpha) * hard
+
+    return loss
+
+
 def _is_out_of_memory(exc: BaseException) -> bool:
     return "out of memory" in str(exc).lower()
 
