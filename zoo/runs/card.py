@@ -206,14 +206,17 @@ def model_card(record: dict[str, Any], *, repo_id: str | None = None, revision: 
     lines = [
         f"# {backbone['name']} adapted for {task.title}", "",
         f"Fine-tuned from {origin}"
-        + (f" at commit `{backbone['commit'][:12]}`" if backbone.get("commit") else "") + " with `zoo adapt` "
-        f"(strategy **{record['strategy']}**: {record['strategy_reason']}).", "",
+        + (f" at commit `{backbone['commit'][:12]}`" if backbone.get("commit") else "")
+        + (f" with `zoo distill`, learning from the teacher `{_teacher_name(record)}` " if record.get("distill")
+           else " with `zoo adapt` ")
+        + f"(strategy **{record['strategy']}**: {record['strategy_reason']}).", "",
         "## Results", "",
         f"Measured on the {split} split ({sizes['test'] if test else sizes['val']} examples):", "",
         "| metric | value |", "| --- | ---: |",
         *[f"| {name} | {scored[name]:.4f} |" for name in metric_names], "",
         *[f"![{captions.get(name, name)}]({name})" for name in plots],
         *([""] if plots else []),
+        *_distill_section(record),
         *_how_it_decides(record, pictures),
         "## Data", "",
         f"- source: {data_link}",
@@ -244,6 +247,55 @@ def model_card(record: dict[str, Any], *, repo_id: str | None = None, revision: 
                      f"{low:.3f} to {high:.3f}.")
     lines.append("")
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines)))
+
+
+def _teacher_name(record: dict[str, Any]) -> str:
+    """The distilled run's teacher as the card names it: its folder's name, never where this machine keeps it."""
+    return _markdown(Path(record["distill"]["teacher"]["run"]).name)
+
+
+def _distill_section(record: dict[str, Any]) -> list[str]:
+    """The card's "Distillation" (the record's ``distill`` section, zoo.better.distill): the teacher and the loss;
+    the teacher, the student alone and this model side by side; the gap closed and the speed-up."""
+    section = record.get("distill")
+    if not section:
+        return []
+    teacher, alpha, temperature = section["teacher"], section["alpha"], section["temperature"]
+    metric = get_task(record["task"]).main_metric(record["multi_label"])
+    what = f"{teacher['backbone']}, {teacher['strategy']}" if teacher.get("backbone") else "an ensemble"
+    lines = ["## Distillation", "",
+             f"Distilled from the teacher `{_teacher_name(record)}` ({_markdown(what)}): trained on the teacher's "
+             f"logits softened at temperature T = {temperature:g} with weight alpha = {alpha:g}, and on the labels "
+             f"with weight {1 - alpha:g} (loss alpha · T² · KL(teacher ‖ student) + (1 − alpha) · the label loss); "
+             "the teacher's logits were computed once, on the training examples without augmentation.", ""]
+    if "speed_up" not in section:
+        return lines + ["Not yet compared with the student alone or timed against the teacher: run "
+                        "`zoo adapt --resume RUN` to do so.", ""]
+    speed, alone = section["speed_up"], section.get("student_alone")
+    rows = [("teacher", teacher["metrics"], speed["teacher"])]
+    if alone is not None:
+        rows.append(("student alone" + (" (same recipe, no teacher)" if alone.get("trained") else ""),
+                     alone["metrics"], None))
+    ours = {"val": record["metrics"]["best"], "test": record["metrics"].get("test")}
+    rows.append(("**this model** (distilled)", ours, speed["student"]))
+    lines += [f"| model | validation {metric} | test {metric} | latency p50, batch 1 | throughput, batch "
+              f"{speed['student']['throughput_batch']} |", "| --- | ---: | ---: | ---: | ---: |"]
+    for name, scores, timed in rows:
+        cells = [f"{scores[split][metric]:.4f}" if (scores.get(split) or {}).get(metric) is not None else "–"
+                 for split in ("val", "test")]
+        timing = ([f"{timed['latency_p50_ms']:.2f} ms", f"{timed['throughput_per_s']:.1f}/s"] if timed else
+                  ["–", "–"])
+        lines.append(f"| {name} | {' | '.join(cells)} | {' | '.join(timing)} |")
+    gap = section["gap_closed"]
+    closed = [f"{gap[split]:.2f} on {'validation' if split == 'val' else 'test'}" for split in ("val", "test")
+              if gap.get(split) is not None]
+    lines += ["", f"- gap closed ((distilled − alone) / (teacher − alone), by {metric}): "
+                  + ("; ".join(closed) if closed else "not measured") + ".",
+              *[f"- {note}" for note in gap.get("notes") or []],
+              f"- speed-up over the teacher on {speed['device']} ({speed['precision']}), timed as `zoo bench` does: "
+              + (f"{speed['latency']:.2f}× lower latency" if speed.get("latency") else "latency not compared")
+              + (f", {speed['throughput']:.2f}× the throughput" if speed.get("throughput") else "") + ".", ""]
+    return lines
 
 
 # How the card names each explained hyperparameter (zoo.engine.config.EXPLAINED).
