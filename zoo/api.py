@@ -354,10 +354,14 @@ def resume(run_dir: PathLike, *, reporter=None, store: bool = True) -> dict[str,
     The backbone comes from the run record's snapshot of its registry entry, so the registry files the run was
     started with are not needed.
 
+    A distilled run (`zoo distill`) is then compared with the student alone and timed against its teacher, as
+    :func:`distill` does; a distilled run that finished training but not that comparison is resumed for it.
+
     Raises:
         zoo.errors.InvalidInputError: not a run directory, already finished, or its data changed since.
         zoo.errors.RunDirectoryBusyError: another process is running it.
     """
+    from zoo.better import distill as distillation
     from zoo.engine.run import AdaptRequest, run_training
 
     checks.text("--resume", str(run_dir), allow_none=False)
@@ -365,9 +369,10 @@ def resume(run_dir: PathLike, *, reporter=None, store: bool = True) -> dict[str,
     history = _open_store() if store else None
     with claim_existing(run_dir):
         earlier = read_record(run_dir)
-        if earlier.finished:
-            raise InvalidInputError(f"{run_dir}: this run already finished; nothing to resume")
         previous = earlier.to_dict()
+        distilled = (previous.get("request") or {}).get("teacher") is not None
+        if earlier.finished and not (distilled and not distillation.compared(previous)):
+            raise InvalidInputError(f"{run_dir}: this run already finished; nothing to resume")
         if str(previous.get("error", "")).startswith(("TrainingDivergedError", "NonFiniteWeightsError")):
             raise InvalidInputError(f"{run_dir}: this run diverged ({previous['error'].split(': ', 1)[-1]}); "
                                     "resuming would repeat it: start a new run with other options")
@@ -381,10 +386,16 @@ def resume(run_dir: PathLike, *, reporter=None, store: bool = True) -> dict[str,
                                     f"{previous['data']['fingerprint'][:12]} -> {splits.fingerprint[:12]}); "
                                     "start a new run")
         family = plugins.family(spec.family, backbone=spec.name)
-        record = run_training(spec, family, splits, config, run_dir, request, resume=True, reporter=reporter,
-                              on_record=history.record_run if history else None)
-        if history is not None:
-            record["store_id"] = history.record_run(record)
+        if earlier.finished:   # a distilled run that finished training but was not yet compared
+            record = previous
+        else:
+            record = run_training(spec, family, splits, config, run_dir, request, resume=True, reporter=reporter,
+                                  on_record=history.record_run if history else None)
+            if history is not None:
+                record["store_id"] = history.record_run(record)
+        if distilled:   # the student alone, the gap closed and the speed-up, as zoo distill does them
+            record = distillation.complete(run_dir, record, spec=spec, family=family, splits=splits,
+                                           history=history, reporter=reporter)
         return record
 
 
@@ -567,6 +578,92 @@ def bench(target: str, *, device: str = "cpu", precision: str = "fp32", batch_si
     if store:
         RunStore().record_bench(result.to_dict())
     return result
+
+
+# --- better models: tune, soup, ensemble, distill ---------------------------------------------------------------
+
+
+def distill(teacher: PathLike, student: str, data: str, *, temperature: float = 5.0, alpha: float = 0.9,
+            baseline: PathLike = "train", config: AdaptConfig | None = None, output: PathLike | None = None,
+            store: bool = True, task: str | None = None, val: str | None = None, test: str | None = None,
+            input_col: str | None = None, label_col: str | None = None, label_sep: str = "|",
+            multi_label: bool | None = None, val_fraction: float = 0.1, skip_bad: bool = False,
+            device: str = "auto", registry_files: Iterable[PathLike] = (), reporter=None,
+            bench_min_seconds: float = 1.0) -> dict[str, Any]:
+    """Distil the finished run (or ensemble) ``teacher`` into the backbone ``student`` on ``data``; returns the
+    student's run record (:mod:`zoo.better.distill`).
+
+    The student is an adapt run (``config``: adapt's options; auto fine-tunes, and linear is refused, since its
+    closed-form head takes no soft targets) whose loss is ``alpha * T^2 * KL(teacher/T || student/T) + (1 - alpha)
+    * the hard-label loss`` at temperature ``temperature``, with the teacher's logits computed once. ``baseline``
+    is the student alone it is compared with: ``train`` (the same recipe without the teacher, trained in the folder
+    beside it, ``RUN-alone``), ``none``, or a finished run of the same backbone and data. The record's ``distill``
+    section holds the teacher, the gap closed and the speed-up measured as `zoo bench` does (each timing at least
+    ``bench_min_seconds``); the model card states them.
+
+    Raises:
+        zoo.errors.InvalidInputError: bad options or data; a teacher that is unfinished or of another task, labels
+            or multi-label setting; a baseline of another backbone or data (one line naming the option).
+        zoo.errors.RunDirectoryBusyError: another run holds the output folder.
+        zoo.errors.UnknownBackboneError, zoo.errors.ModelLoadError.
+    """
+    from zoo.better import distill as distillation
+    from zoo.engine.run import AdaptRequest
+    from zoo.engine.teacher import finished_teacher, read_teacher
+
+    checks.text("--teacher", None if teacher is None else str(teacher), allow_none=False)
+    checks.text("--student", student, allow_none=False)
+    checks.text("--data", data, allow_none=False)
+    checks.text("--baseline", None if baseline is None else str(baseline), allow_none=False)
+    for option, value in (("--val", val), ("--test", test), ("--output", None if output is None else str(output)),
+                          ("--input-col", input_col), ("--label-col", label_col), ("--label-sep", label_sep)):
+        checks.text(option, value)
+    checks.number("--val-fraction", val_fraction, low=0, high=1, high_open=True, allow_none=False)
+    checks.number("--bench-min-seconds", bench_min_seconds, low=0, allow_none=False)
+    device = check_device("--device", device, allow_index=False)
+    config = config or AdaptConfig()
+    if not isinstance(config, AdaptConfig):
+        raise InvalidInputError(f"config must be an AdaptConfig, not {type(config).__name__}")
+    checks.number("--temperature", temperature, low=0, low_open=True, allow_none=False)
+    checks.number("--alpha", alpha, low=0, high=1, allow_none=False)
+    config = dataclasses.replace(config, distill_temperature=float(temperature), distill_alpha=float(alpha))
+    teacher_dir = Path(teacher)
+    teacher_task = finished_teacher(teacher_dir).get("task")   # the rest is checked against the data, once read
+    baseline = distillation.check_baseline(str(baseline))
+
+    plugins = get_plugin_manager()
+    registry_files = [str(p) for p in registry_files]
+    spec = load_registry(registry_files, plugins=plugins).get(student)
+    task = task or teacher_task
+    if task is None:
+        if len(spec.tasks) != 1:
+            raise InvalidInputError(f"{spec.name} serves {', '.join(spec.tasks)}: say which with --task")
+        task = spec.tasks[0]
+    elif task not in spec.tasks:
+        get_task(task)
+        raise InvalidInputError(f"--student {spec.name} is registered for {', '.join(spec.tasks)}, not {task}; give "
+                                "a student backbone of that task")
+    family = plugins.family(spec.family, backbone=spec.name)
+    _check_image_size(config, spec, task, family)
+    history = _open_store() if store else None
+    request = AdaptRequest(backbone=spec.name, task=task, data=data, val=val, test=test, input_col=input_col,
+                           label_col=label_col, label_sep=label_sep, multi_label=multi_label,
+                           val_fraction=val_fraction, skip_bad=skip_bad, device=device,
+                           registry_files=registry_files, teacher=str(teacher_dir.resolve()), baseline=baseline)
+    default = default_run_dir(spec.name, data)
+    claim = claim_new(output, default=default.with_name(default.name + distillation.DEFAULT_SUFFIX))
+    try:
+        if baseline == "train":
+            distillation.check_alone_free(claim.run_dir)
+        splits = request.read_data(seed=config.seed)
+        _check_trainable(splits, config, data)
+        read_teacher(teacher_dir, splits)
+        if baseline not in distillation.BASELINES:
+            distillation.check_baseline_run(baseline, backbone=spec.name, splits=splits)
+        return distillation.distill(spec, family, splits, config, claim.run_dir, request, history=history,
+                                    reporter=reporter, bench_min_seconds=bench_min_seconds)
+    finally:
+        claim.release()
 
 
 # --- export -----------------------------------------------------------------------------------------------------
