@@ -13,9 +13,10 @@ from conftest import FIXTURE_REGISTRY
 from typer.testing import CliRunner
 
 from zoo import api
-from zoo.better.ensemble import select, to_probabilities
+from zoo.better.ensemble import mix, select, to_logits, to_probabilities
 from zoo.cli import app as cli_app
 from zoo.engine.config import AdaptConfig
+from zoo.engine.metrics import compute_metrics
 from zoo.errors import InvalidInputError
 from zoo.family import Classifier
 from zoo.runs.outputs import read_validation_outputs, write_validation_outputs
@@ -76,6 +77,10 @@ def test_caruana_never_scores_below_the_best_member_and_weights_sum_to_one(multi
         assert sum(chosen.weights) == pytest.approx(1.0) and sum(chosen.counts) == chosen.steps <= 20
         assert [step["step"] for step in chosen.trajectory] == list(range(1, 21))
         assert chosen.trajectory[chosen.steps - 1]["score"] == chosen.score
+        # The score selection reads is the one a run reports for the mixed probabilities.
+        reported = compute_metrics(targets, to_logits(mix(probabilities, chosen.weights), multi_label=multi_label),
+                                   labels, multi_label=multi_label)
+        assert reported[metric] == pytest.approx(chosen.score, abs=1e-12)
         mean = select(probabilities, targets, labels, metric=metric, multi_label=multi_label, method="mean")
         assert mean.weights == [1 / len(logits)] * len(logits)
 

@@ -151,10 +151,27 @@ def log_loss(probabilities: np.ndarray, targets: np.ndarray, *, multi_label: boo
 
 def score(probabilities: np.ndarray, targets: np.ndarray, labels: Sequence[str], *, metric: str,
           multi_label: bool) -> tuple[float, float]:
-    """(validation ``metric``, log loss) of probabilities, the metric as a run reports it."""
+    """(validation ``metric``, log loss) of probabilities, the metric as a run reports it
+    (:func:`zoo.engine.metrics.compute_metrics`)."""
+    return _metric(probabilities, targets, labels, metric=metric, multi_label=multi_label), \
+        log_loss(probabilities, targets, multi_label=multi_label)
+
+
+def _metric(probabilities: np.ndarray, targets: np.ndarray, labels: Sequence[str], *, metric: str,
+            multi_label: bool) -> float:
+    # The main metrics computed directly, as compute_metrics computes them: selection scores every member at every
+    # step, and the per-class tables compute_metrics also builds would be most of the time on large sets.
+    if metric == "accuracy" and not multi_label:
+        return float((probabilities.argmax(axis=1) == targets).mean()) if len(targets) else 0.0
+    if metric == "micro_f1" and multi_label:
+        predicted, actual = probabilities >= 0.5, targets.astype(bool)
+        hits = float((predicted & actual).sum())
+        precision = hits / predicted.sum() if predicted.sum() else 0.0
+        recall = hits / actual.sum() if actual.sum() else 0.0
+        return float(2 * precision * recall / (precision + recall)) if precision + recall > 0 else 0.0
     metrics = compute_metrics(targets, to_logits(probabilities, multi_label=multi_label), list(labels),
                               multi_label=multi_label)
-    return float(metrics[metric]), log_loss(probabilities, targets, multi_label=multi_label)
+    return float(metrics[metric])
 
 
 def select(probabilities: Sequence[np.ndarray], targets: np.ndarray, labels: Sequence[str], *, metric: str,
