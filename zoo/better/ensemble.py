@@ -288,15 +288,17 @@ def validation_examples(val: str, *, task: str, labels: list[str], multi_label: 
 
 def run_outputs(classifier, examples: Sequence[Example], *, max_seconds: float, device: str,
                 precision: str = "fp32", batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """(targets, logits) of a loaded classifier on labelled ``examples``, in order, as an evaluation runs it."""
+    """(targets, logits) of a loaded classifier on labelled ``examples``, in order, as an evaluation runs it: on a
+    GPU in the run's ``precision``, on a CPU in fp32 (as `zoo predict` runs it)."""
     multi_label = bool(classifier.multi_label)
+    precision = resolve_precision(precision, device) if device.startswith("cuda") else "fp32"
     dataset = ExampleDataset(examples, classifier, train=False, max_seconds=max_seconds,
                              num_labels=len(classifier.labels), multi_label=multi_label)
     classifier.model.to(device).eval()
     try:
         return collect_outputs(classifier.forward, dataset, batch_size=batch_size, device=device,
                                collate=make_collate(classifier, multi_label),
-                               autocast=autocast(resolve_precision(precision, device), device))
+                               autocast=autocast(precision, device))
     finally:
         classifier.model.to("cpu")
 
