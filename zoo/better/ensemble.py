@@ -462,21 +462,8 @@ def _build(members: list[Member], run_dir: Path, *, families, method: str, size:
         warnings.append(f"the selection kept {members[kept[0]].name} alone: no mix of members scored higher on "
                         "validation")
 
-    # Each kept member's saved model, copied in, and the manifest.
-    entries, files = [], []
-    for place, index in enumerate(kept):
-        member = members[index]
-        folder = member_folder_name(place, member.name)
-        say(f"copying {member.name} into {folder}")
-        for name in saved_model_files(member):
-            link_or_copy(member.run_dir / name, run_dir / folder / name)
-            files.append(f"{folder}/{name}")
-        entries.append(ManifestMember(dir=folder, weight=selection.weights[index], run=member.name,
-                                      backbone=member.backbone, family=member.family,
-                                      max_seconds=member.max_seconds, precision=member.precision))
-    write_manifest(run_dir, EnsembleManifest(task, labels, multi_label, method, entries))
-    files.append(MANIFEST)
-    check_finite_weights(run_dir)
+    entries, files = _write_members([members[i] for i in kept], [selection.weights[i] for i in kept], run_dir,
+                                    EnsembleManifest(task, labels, multi_label, method), say=say)
 
     # The folder loads as one classifier, on its own: scored on the shared test split when there is one.
     say("loading the ensemble")
@@ -501,10 +488,11 @@ def _build(members: list[Member], run_dir: Path, *, families, method: str, size:
         VERSION_KEY: RECORD_VERSION, "status": "running", "run_dir": str(run_dir.resolve()),
         "backbone": {"name": ensemble_name(backbones), "family": "ensemble", "source": ensemble_name(backbones),
                      "commit": None, "tasks": [task],
-                     "license": _common([(m.record.get("backbone") or {}).get("license") for m in members]) or
-                     "unknown",
-                     "languages": sorted({lang for m in members
-                                          for lang in (m.record.get("backbone") or {}).get("languages") or []})},
+                     "license": _common([(members[i].record.get("backbone") or {}).get("license") for i in kept])
+                     or "unknown",
+                     "languages": sorted({lang for i in kept
+                                          for lang in (members[i].record.get("backbone") or {}).get("languages")
+                                          or []})},
         "family_library": "zoo", "task": task, "strategy": "ensemble",
         "strategy_reason": _reason(method, selection, size, examples, metric),
         "labels": labels, "multi_label": multi_label, "data": first.get("data"),
@@ -541,6 +529,25 @@ def _build(members: list[Member], run_dir: Path, *, families, method: str, size:
     record["status"] = "finished"
     write_record(run_dir, record)
     return record
+
+
+def _write_members(kept: Sequence[Member], weights: Sequence[float], run_dir: Path, manifest: EnsembleManifest, *,
+                   say: Callable[[str], None]) -> tuple[list[ManifestMember], list[str]]:
+    """Each chosen member's saved model copied into ``members/NN-NAME/``, and the manifest naming them with their
+    weights; returns the manifest's entries and the files written (relative to the folder)."""
+    files = []
+    for place, (member, weight) in enumerate(zip(kept, weights, strict=True)):
+        folder = member_folder_name(place, member.name)
+        say(f"copying {member.name} into {folder}")
+        for name in saved_model_files(member):
+            link_or_copy(member.run_dir / name, run_dir / folder / name)
+            files.append(f"{folder}/{name}")
+        manifest.members.append(ManifestMember(dir=folder, weight=weight, run=member.name, backbone=member.backbone,
+                                               family=member.family, max_seconds=member.max_seconds,
+                                               precision=member.precision))
+    write_manifest(run_dir, manifest)
+    check_finite_weights(run_dir)
+    return manifest.members, [*files, MANIFEST]
 
 
 def _member_entry(member: Member, index: int, selection: Selection, metric: str, kept: list[int],

@@ -149,10 +149,8 @@ def load_served(target: Target, *, families) -> ServedModel:
     record = read_finished_record(target.directory).to_dict()
     config = record.get("config", {})
     classifier = load_saved(target.directory, families)
-    if is_ensemble_dir(target.directory):
-        return ServedModel(target, classifier, record, float(config.get("max_seconds", 10.0)),
-                           record.get("precision_used") or config.get("precision", "fp32"),
-                           no_explain=EXPLAIN_REFUSAL)
+    ensemble = is_ensemble_dir(target.directory)   # explained member by member, never as one model
     return ServedModel(target, classifier, record, float(config.get("max_seconds", 10.0)),
                        record.get("precision_used") or config.get("precision", "fp32"),
-                       load_copy=lambda: load_saved(target.directory, families))
+                       load_copy=None if ensemble else lambda: load_saved(target.directory, families),
+                       **({"no_explain": EXPLAIN_REFUSAL} if ensemble else {}))
