@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from zoo import checks, loading
 from zoo.bench import evaluate_on_data, load_target, measure
+from zoo.better.ensembled import EXPLAIN_REFUSAL, is_ensemble_dir
 from zoo.compare import flatten_config as flatten_config
 from zoo.compare import main_metric as main_metric
 from zoo.engine.config import AdaptConfig
@@ -453,6 +454,8 @@ def predict(run_dir: PathLike, inputs: Sequence[Any], *, top_k: int = 5, batch_s
         raise InvalidInputError(f"{run_dir}: --explain needs the run's PyTorch model, and an export folder (ONNX) "
                                 "has no gradients; give the run it was exported from")
     record = read_export_record(run_dir) if exported else read_finished_record(Path(run_dir)).to_dict()
+    if explain and is_ensemble_dir(run_dir):
+        raise InvalidInputError(f"{run_dir}: --explain: {EXPLAIN_REFUSAL}")
     inputs = get_task(record["task"]).expand_inputs(inputs)
     if not inputs:   # only empty .txt files
         raise InvalidInputError("give at least one INPUT to classify")
@@ -504,6 +507,8 @@ def explain(run_dir: PathLike, inputs: Sequence[Any], *, method: str = "ig", tar
         raise InvalidInputError(f"{run_dir}: an export folder holds no gradients; explain the run it was exported "
                                 "from")
     record = read_finished_record(Path(run_dir)).to_dict()
+    if is_ensemble_dir(run_dir):
+        raise InvalidInputError(f"{run_dir}: {EXPLAIN_REFUSAL}")
     inputs = get_task(record["task"]).expand_inputs(inputs)
     if not inputs:
         raise InvalidInputError("give at least one INPUT to explain")
@@ -664,6 +669,46 @@ def distill(teacher: PathLike, student: str, data: str, *, temperature: float = 
                                     reporter=reporter, bench_min_seconds=bench_min_seconds)
     finally:
         claim.release()
+
+
+def ensemble(runs: Sequence[PathLike], *, method: str = "caruana", size: int = 25, val: str | None = None,
+             output: PathLike | None = None, store: bool = True, device: str = "auto",
+             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Combine finished runs of one task (backbones and families may differ; task, labels and multi-label must
+    not) into an ensemble, a run of its own that predict, bench, serve and push accept; returns its record.
+
+    ``method`` is ``caruana`` (Caruana's ensemble selection with replacement over ``size`` steps, at most
+    :data:`~zoo.better.ensemble.MAX_SIZE`, on the validation outputs the runs stored; the best prefix kept, so it
+    never scores below its best member on validation) or ``mean`` (equal weights). With ``val``, every member is
+    scored once on that labelled data and the weights are chosen on it (:mod:`zoo.better.ensemble`). The folder
+    (default ``runs/<data>-ensemble``) holds each chosen member's saved model; the ensemble is scored on the test
+    split its members share, if any. The record's ``ensemble.warnings`` says when validation is too small to
+    choose among so many members.
+
+    Raises:
+        zoo.errors.InvalidInputError: fewer than two runs, an unfinished one, runs that differ in task, labels or
+            multi-label, stored outputs of different examples without ``val``, a bad option or output folder.
+    """
+    from zoo.better.ensemble import MAX_SIZE, METHODS, build_ensemble
+
+    runs = [str(run) for run in runs]
+    for run in runs:
+        checks.text("RUN", run, allow_none=False)
+    checks.choice("--method", method, METHODS)
+    checks.whole("--size", size, low=1, high=MAX_SIZE, allow_none=False)
+    checks.text("--val", val)
+    checks.text("--output", None if output is None else str(output))
+    device = check_device("--device", device, allow_index=False)
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    history = _open_store() if store else None
+    record = build_ensemble(runs, families=get_plugin_manager().families, method=method, size=size, val=val,
+                            output=output, device=device, say=progress)
+    if history is not None:
+        record["store_id"] = history.record_run(record)
+    return record
 
 
 # --- export -----------------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo import loading
+from zoo.better.ensembled import is_ensemble_dir
 from zoo.data import load_scored
 from zoo.errors import InvalidInputError
 from zoo.export.runtime import OnnxClassifier, is_export_dir
@@ -26,7 +27,7 @@ from zoo.hardware import check_device, fingerprint
 from zoo.plugins import get_plugin_manager
 from zoo.precision import autocast, resolve_precision
 from zoo.registry import BackboneSpec, Registry
-from zoo.runs.record import has_record, read_finished_record
+from zoo.runs.record import has_record, read_finished_record, weight_files
 from zoo.tasks import Task, get_task
 from zoo.timing import time_calls
 
@@ -324,7 +325,7 @@ def load_target(target: str, *, plugins, registry: Callable[[], Registry], task:
         classifier = OnnxClassifier(target, families=plugins.families, device=device)
         return BenchTarget(classifier, classifier.record.get("backbone", Path(target).name),
                            classifier.record.get("family", ""), "exported", size_mb=classifier.size_on_disk_mb())
-    if folder and loading.saved_family(target, plugins.families) is not None:
+    if folder and (is_ensemble_dir(target) or loading.saved_family(target, plugins.families) is not None):
         classifier = loading.load_saved(target, plugins.families)
         return BenchTarget(classifier, Path(target).name, type(classifier).__module__.split(".")[0], "saved",
                            size_mb=_weights_mb(target))
@@ -339,8 +340,8 @@ def load_target(target: str, *, plugins, registry: Callable[[], Registry], task:
 
 
 def _weights_mb(folder: str | os.PathLike) -> float:
-    """The size of a saved model's weights (its safetensors files)."""
-    return round(sum(path.stat().st_size for path in Path(folder).glob("*.safetensors")) / 2**20, 3)
+    """The size of a saved model's weights (its safetensors files; an ensemble's, its members')."""
+    return round(sum(path.stat().st_size for path in weight_files(folder)) / 2**20, 3)
 
 
 def _written_as_path(target: str) -> bool:

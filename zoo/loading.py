@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from zoo.better.ensembled import is_ensemble_dir, load_ensemble
 from zoo.errors import InvalidInputError
 from zoo.family import Classifier, Family
 from zoo.hub.fetch import ensure_fetched, loaded_commit
@@ -58,11 +59,15 @@ def saved_family(directory: str | os.PathLike, families: Mapping[str, Family]) -
 
 
 def load_saved(directory: str | os.PathLike, families: Mapping[str, Family]) -> Classifier:
-    """A classifier saved in a family's native format, loaded by the family that recognises the folder.
+    """A classifier saved in a family's native format, loaded by the family that recognises the folder; or an
+    ensemble's folder (`zoo ensemble`), each member loaded so, as one
+    :class:`~zoo.better.ensembled.EnsembleClassifier`.
 
     Raises:
-        zoo.errors.InvalidInputError: no loaded family recognises the folder.
+        zoo.errors.InvalidInputError: no loaded family recognises the folder (or a member's).
     """
+    if is_ensemble_dir(directory):
+        return load_ensemble(directory, lambda member: load_saved(member, families))
     family = saved_family(directory, families)
     if family is None:
         raise InvalidInputError(f"{directory}: no loaded family recognises this folder as a saved model")

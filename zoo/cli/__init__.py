@@ -12,6 +12,7 @@ from zoo.cli import (
     adapt_cmd,
     bench_cmd,
     distill_cmd,
+    ensemble_cmd,
     explain_cmd,
     export_cmd,
     fetch_cmd,
@@ -88,7 +89,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 for module in (list_cmd, info_cmd, plugins_cmd, recommend_cmd, fetch_cmd, adapt_cmd, distill_cmd, predict_cmd,
-               explain_cmd, bench_cmd, export_cmd, serve_cmd, push_cmd, runs_cmd):
+               explain_cmd, bench_cmd, ensemble_cmd, export_cmd, serve_cmd, push_cmd, runs_cmd):
     module.register(app)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo import jsonio, loading
+from zoo.better.ensembled import EXPORT_REFUSAL, is_ensemble_dir
 from zoo.compare import main_metric
 from zoo.data import load_scored
 from zoo.data.base import Example
@@ -74,6 +75,8 @@ def export_run(run_dir: Path, *, families, output: Path | None = None, opset: in
     """
     say = progress or (lambda message: None)
     record = read_finished_record(run_dir).to_dict()
+    if is_ensemble_dir(run_dir):
+        raise InvalidInputError(f"{run_dir}: {EXPORT_REFUSAL}")
     output = Path(output) if output is not None else default_output(run_dir, quantization)
     _check_output(output, run_dir)
     say("loading the run's model")

@@ -172,6 +172,8 @@ def model_card(record: dict[str, Any], *, repo_id: str | None = None, revision: 
 
     from huggingface_hub import EvalResult, ModelCard, ModelCardData, constants
 
+    if record.get("ensemble"):
+        return ensemble_card(record, repo_id=repo_id, revision=revision, plots=plots, dataset=dataset)
     backbone, task = record["backbone"], TASKS[record["task"]]
     best, test = record["metrics"]["best"], record["metrics"].get("test")
     scored = test or best
@@ -487,3 +489,89 @@ def _bench_section(benches: list[dict[str, Any]]) -> list[str]:
                      f"{result['latency_ms']['p95']:.2f} ms | {speed} | {result['peak_memory_mb']:.0f} MB "
                      f"({result['peak_memory_kind']}) | {result['gflops']:.3f} |")
     return lines
+
+
+def ensemble_card(record: dict[str, Any], *, repo_id: str | None = None, revision: str = "main",
+                  plots: list[str] = (), dataset: str | None = None) -> str:
+    """The model card of an ensemble (`zoo ensemble`): what it is (its members, their weights and how they were
+    chosen), its validation score against its best member's, the data, how to use it (with zoo), and its cost,
+    the sum of its members'."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    section, task = record["ensemble"], TASKS[record["task"]]
+    best, test = record["metrics"]["best"], record["metrics"].get("test")
+    scored, split = (test, "test") if test else (best, "validation")
+    metric = section["metric"]
+    source = (record.get("data") or {}).get("source") or ""
+    dataset = dataset or dataset_name(source)
+    hub_dataset = hub_dataset_id(source)
+    eval_results = [EvalResult(task_type=task.pipeline_tag, dataset_type=dataset, dataset_name=dataset,
+                               dataset_split=split, metric_type=name, metric_name=name,
+                               metric_value=round(float(scored[name]), 4))
+                    for name in task.headline_metrics(record["multi_label"]) if name in scored]
+    license = record["backbone"].get("license")
+    data = ModelCardData(
+        library_name="zoo", pipeline_tag=task.pipeline_tag,
+        license=license if license and license != "unknown" else None,
+        datasets=[hub_dataset] if hub_dataset else None, tags=["zoo", record["task"], "ensemble"],
+        eval_results=eval_results or None,
+        model_name=repo_id.split("/")[-1] if repo_id else f"ensemble-{dataset}")
+    members = section["members"]
+    kept = [member for member in members if member["weight"] > 0]
+    how = ("Caruana et al.'s ensemble selection (2004), with replacement: at each of "
+           f"{section['size']} steps the member whose addition gives the best validation {metric} (ties to the lower "
+           f"log loss) is added again or for the first time, and the best prefix "
+           f"({_count(section['steps'], 'step')}) is kept; a member's weight is its share of those steps"
+           if section["method"] == "caruana" else "every member weighted equally")
+    validation = section["validation"]
+    chosen_on = ("the validation outputs each run stored" if validation["source"] == "stored" else
+                 f"`{_markdown(Path(validation['source']).name)}`")
+    lines = [
+        f"# An ensemble of {_count(len(kept), 'model')} for {task.title}", "",
+        f"The weighted mean of its members' probabilities "
+        f"({'sigmoid per label' if record['multi_label'] else 'softmax'}), made with `zoo ensemble` from runs of "
+        f"`zoo adapt`: {how}. Chosen on {chosen_on} "
+        f"({validation['examples']} examples).", "",
+        "## Results", "",
+        "| split | metric | ensemble | best member |", "| --- | --- | ---: | ---: |",
+        f"| validation | {metric} | {section['score']:.4f} | {section['best_member']['score']:.4f} "
+        f"({_markdown(section['best_member']['run'])}) |",
+    ]
+    if test:
+        tests = [m["test"][metric] for m in members if m.get("test") and m["test"].get(metric) is not None]
+        lines.append(f"| test | {metric} | {test[metric]:.4f} | " + (f"{max(tests):.4f}" if tests else "-") + " |")
+    lines += ["", *[f"![validation confusion matrix]({name})" for name in plots if name == "confusion.png"],
+              *([""] if "confusion.png" in plots else []),
+              "## Members", "", f"| run | backbone | family | validation {metric} | weight |",
+              "| --- | --- | --- | ---: | ---: |"]
+    lines += [f"| {_markdown(m['name'])} | {_markdown(m['backbone'])} | {_markdown(m['family'])} | "
+              f"{m['validation'][metric]:.4f} | {m['weight']:.3f} |" for m in members]
+    lines += ["", "Each member's saved model, in its family's native format, is in `members/` (named in "
+              "`zoo_ensemble.json` with its weight): any of them loads alone with its library.", ""]
+    sizes = (record.get("data") or {}).get("sizes") or {}
+    if sizes:
+        lines += ["## Data", "", f"- source: {dataset}", f"- labels ({len(record['labels'])}): "
+                  f"{', '.join(record['labels'])}",
+                  f"- examples (the first member's): {sizes.get('train', 0)} train, {sizes.get('val', 0)} validation, "
+                  f"{sizes.get('test', 0)} test", ""]
+    fetch = (["from huggingface_hub import snapshot_download", "",
+              f'path = snapshot_download("{repo_id}"' + (f', revision="{revision}"' if revision != "main" else "")
+              + ")"] if repo_id else ['path = "PATH"'])
+    lines += ["## Use", "", "With zoo, which loads every member and mixes their probabilities:", "", "```python",
+              "from zoo import api", *fetch, "", f'print(api.predict(path, ["{task.snippet_input}"])[0].labels)',
+              "```", "", "Or serve it: `zoo serve PATH`. It costs the sum of its members: `zoo bench PATH` times them "
+              "all.", "", *_bench_section(record.get("bench") or []), "", "## Limitations", ""]
+    lines += [f"- {_markdown(warning)}" for warning in section.get("warnings") or []]
+    lines.append(f"- Each prediction runs {'all ' + _count(len(kept), 'member') if len(kept) > 1 else 'its one member'}"
+                 "; exporting to ONNX and explaining go member by member (`zoo export`, `zoo explain` on each "
+                 "member's run).")
+    if not record["multi_label"] and validation["examples"] and not test:
+        low, high = wilson_interval(float(best["accuracy"]), validation["examples"])
+        lines.append(f"- The validation accuracy comes from the {validation['examples']} examples the weights were "
+                     f"chosen on, so it is optimistic; its 95% (Wilson) interval is {low:.3f} to {high:.3f}.")
+    lines.append("")
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines)))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")

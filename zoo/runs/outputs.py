@@ -59,13 +59,17 @@ def validation_path(run_dir: str | os.PathLike) -> Path:
 
 
 def write_validation_outputs(run_dir: str | os.PathLike, *, logits: np.ndarray, targets: np.ndarray,
-                             examples: Sequence[Any], label_names: Sequence[str]) -> dict[str, Any]:
-    """Write the validation outputs atomically; returns the record's section (file, examples, key)."""
+                             examples: Sequence[Any] | None = None, label_names: Sequence[str],
+                             key: str | None = None) -> dict[str, Any]:
+    """Write the validation outputs atomically; returns the record's section (file, examples, key). The key is
+    that of ``examples``, or ``key`` as given: what combines runs' stored outputs scores their examples without
+    holding them."""
     from safetensors.numpy import save_file
 
     path = validation_path(run_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = examples_key(examples, label_names)
+    if key is None:
+        key = examples_key(examples or (), label_names)
     targets = np.asarray(targets)
     targets = targets.astype(np.float32) if targets.ndim == 2 else targets.astype(np.int64)
     tmp = path.with_name(path.name + ".tmp")

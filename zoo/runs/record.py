@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo import jsonio
+from zoo.better.ensembled import member_dirs
 from zoo.errors import InvalidInputError, NonFiniteWeightsError, disk_error
 
 RUN_RECORD = "zoo_run.json"
@@ -164,11 +165,19 @@ def check_finite_weights(directory: Path) -> None:
     from safetensors import safe_open
 
     bad: list[str] = []
-    for file in sorted(Path(directory).glob("*.safetensors")):
+    for file in weight_files(directory):
         with safe_open(str(file), framework="pt") as weights:
             for name in weights.keys():  # noqa: SIM118 (safe_open is not a dict)
                 tensor = weights.get_tensor(name)
                 if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-                    bad.append(f"{file.name}:{name}")
+                    bad.append(f"{file.relative_to(directory).as_posix()}:{name}")
     if bad:
         raise NonFiniteWeightsError(directory, bad)
+
+
+def weight_files(directory: str | os.PathLike) -> list[Path]:
+    """A saved model's weights: its safetensors files, and an ensemble's members' (`zoo ensemble`) too."""
+    files = sorted(Path(directory).glob("*.safetensors"))
+    for member in member_dirs(directory):
+        files += weight_files(member)
+    return files

@@ -392,8 +392,7 @@ def create_app(model: ServedModel, options: ServeOptions | None = None) -> FastA
     @app.post("/explain")
     async def explain(request: Request):
         if explainer is None:
-            raise RequestError(400, "this server runs an ONNX export (onnxruntime), which has no gradients to "
-                                    "explain with; serve the run it was exported from to explain (--backend torch)")
+            raise RequestError(400, model.no_explain)
         method, steps, target = _explain_options(request.query_params)
         if target != "pred" and target not in model.labels:
             raise RequestError(400, f"target {target!r} is not a label of this model; give pred or one of "

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zoo.better.ensembled import EXPLAIN_REFUSAL, is_ensemble_dir
 from zoo.compare import main_metric
 from zoo.engine.predict import score_items, top_labels
 from zoo.errors import InvalidInputError
@@ -68,6 +69,9 @@ class ServedModel:
     precision: str              # the forward pass's precision on a GPU (a CPU runs fp32)
     # Loads another copy of the classifier (torch only; None for onnx, which has no gradients): the explainer's.
     load_copy: Callable[[], Any] | None = None
+    # What /explain answers when there is no copy to explain with (load_copy None).
+    no_explain: str = ("this server runs an ONNX export (onnxruntime), which has no gradients to explain with; "
+                       "serve the run it was exported from to explain (--backend torch)")
 
     @property
     def name(self) -> str:
@@ -128,7 +132,8 @@ class ServedModel:
             metrics = {**({metric: metrics[metric]} if metric in metrics else {}), **metrics}   # main one first
             backbone = (record.get("backbone") or {}).get("name")
         return {"task": self.classifier.task, "labels": self.labels, "multi_label": bool(self.classifier.multi_label),
-                "backbone": backbone, "backend": self.target.backend, "metrics": metrics}
+                "backbone": backbone, "backend": self.target.backend, "metrics": metrics,
+                "explainable": self.load_copy is not None}
 
 
 def load_served(target: Target, *, families) -> ServedModel:
@@ -144,6 +149,8 @@ def load_served(target: Target, *, families) -> ServedModel:
     record = read_finished_record(target.directory).to_dict()
     config = record.get("config", {})
     classifier = load_saved(target.directory, families)
+    ensemble = is_ensemble_dir(target.directory)   # explained member by member, never as one model
     return ServedModel(target, classifier, record, float(config.get("max_seconds", 10.0)),
                        record.get("precision_used") or config.get("precision", "fp32"),
-                       load_copy=lambda: load_saved(target.directory, families))
+                       load_copy=None if ensemble else lambda: load_saved(target.directory, families),
+                       **({"no_explain": EXPLAIN_REFUSAL} if ensemble else {}))
