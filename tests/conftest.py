@@ -129,12 +129,10 @@ def val_inputs(run: Path, n: int = 4, *, sample_rate: int | None = None) -> list
     ``sample_rate``, only audio files at that rate (for code that feeds a file's samples to the model unresampled)."""
     import json
 
-    from zoo.data import load_data
+    from zoo.engine.run import AdaptRequest
 
     record = json.loads((run / "zoo_run.json").read_text())
-    request = record["request"]
-    val = load_data(request["data"], task=record["task"], val_fraction=request["val_fraction"],
-                    seed=record["seed"]).val
+    val = AdaptRequest(**record["request"]).read_data(seed=record["seed"]).val
     inputs = [str(example.input) for example in val]
     if sample_rate is not None and record["task"] == "audio-cls":
         import soundfile

@@ -75,10 +75,9 @@ def test_every_family_and_strategy_finishes_a_run(spec, strategy, hub, datasets,
 
 
 def _val_examples(record, data, task):
-    from zoo.data import load_data
+    from zoo.engine.run import AdaptRequest
 
-    request = record["request"]
-    return load_data(request["data"], task=task, val_fraction=request["val_fraction"], seed=record["seed"]).val
+    return AdaptRequest(**record["request"]).read_data(seed=record["seed"]).val
 
 
 @pytest.mark.parametrize("backbone,task,epochs", [("test_resnet.r160_in1k", "image-cls", 4),

@@ -11,6 +11,7 @@ import ast
 import json
 import os
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,7 @@ def test_push_round_trip_loads_without_zoo_and_predicts_the_same(name, hub_users
     assert {"README.md", "zoo_run.json", "curves.png", "config.json"} <= sent
     assert any(path.endswith(".safetensors") for path in sent)
     assert not any(path.startswith(".") or path.endswith((".bin", ".pt", ".pkl")) for path in sent)
+    assert not any(path.startswith("outputs/") for path in sent), "validation outputs stay local"
 
     # What the server holds is byte for byte what zoo sent.
     commit = hub_users.store.resolve(repo_id, "main")
@@ -119,6 +121,7 @@ def test_push_round_trip_loads_without_zoo_and_predicts_the_same(name, hub_users
     # The published record shows no path of this machine.
     published = hub_users.store.blob_bytes(commit.files["zoo_run.json"]).decode()
     assert str(run.parent) not in published and str(Path.home()) not in published
+    assert tempfile.gettempdir() + "/" not in published, "no path of this machine, not even inside a sentence"
     assert [p["repo_id"] for p in RunStore().list_pushes(run_dir=run)][0] == repo_id
 
 

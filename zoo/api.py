@@ -153,7 +153,7 @@ def recommend(task: str | None = None, *, device: str | None = None, max_latency
     registry_files = list(registry_files)
     registry = load_registry(registry_files, plugins=plugins)
     return recommend_data_free(registry, constraints, top=top, scenario=parsed, available_families=plugins.families,
-                               registry_files=registry_files)
+                               registry_files=registry_files, split_seed=SPLIT_SEED)
 
 
 def recommend_with_data(task: str | None = None, *, data: str, device: str | None = None,
@@ -280,7 +280,7 @@ def adapt(backbone: str, data: str, *, task: str | None = None, output: PathLike
         zoo.errors.RunDirectoryBusyError: another run holds the output folder.
         zoo.errors.UnknownBackboneError, zoo.errors.ModelLoadError.
     """
-    from zoo.engine.run import AdaptRequest, run_training
+    from zoo.engine.run import SPLIT_SEED, AdaptRequest, run_training
 
     checks.text("BACKBONE", backbone, allow_none=False)
     checks.text("--data", data, allow_none=False)
@@ -613,7 +613,7 @@ def distill(teacher: PathLike, student: str, data: str, *, temperature: float = 
         zoo.errors.UnknownBackboneError, zoo.errors.ModelLoadError.
     """
     from zoo.better import distill as distillation
-    from zoo.engine.run import AdaptRequest
+    from zoo.engine.run import SPLIT_SEED, AdaptRequest
     from zoo.engine.teacher import finished_teacher, read_teacher
 
     checks.text("--teacher", None if teacher is None else str(teacher), allow_none=False)
@@ -654,7 +654,8 @@ def distill(teacher: PathLike, student: str, data: str, *, temperature: float = 
     request = AdaptRequest(backbone=spec.name, task=task, data=data, val=val, test=test, input_col=input_col,
                            label_col=label_col, label_sep=label_sep, multi_label=multi_label,
                            val_fraction=val_fraction, skip_bad=skip_bad, device=device,
-                           registry_files=registry_files, teacher=str(teacher_dir.resolve()), baseline=baseline)
+                           registry_files=registry_files, teacher=str(teacher_dir.resolve()), baseline=baseline,
+                           split_seed=SPLIT_SEED)
     default = default_run_dir(spec.name, data)
     claim = claim_new(output, default=default.with_name(default.name + distillation.DEFAULT_SUFFIX))
     try:

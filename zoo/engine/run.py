@@ -57,6 +57,9 @@ from zoo.runs.outputs import write_validation_outputs
 from zoo.runs.record import RECORD_VERSION, VERSION_KEY, check_finite_weights, has_record, read_record, write_record
 
 
+SPLIT_SEED = 0
+
+
 @dataclass
 class AdaptRequest:
     """How the person asked for the run: enough to read the same data again on --resume."""
@@ -78,13 +81,20 @@ class AdaptRequest:
     # (train: one trained beside it; none; or a run's folder)
     teacher: str | None = None
     baseline: str | None = None
+    # The seed the validation split is drawn with: SPLIT_SEED for every run since it was recorded, whatever the
+    # training seed, so that runs differing only in --seed are scored on the same examples (and never train on
+    # each other's validation examples): soups and ensembles choose among them there. None, in a record from
+    # before: that run's training seed drew its split.
+    split_seed: int | None = None
 
     def read_data(self, *, seed: int) -> DataSplits:
-        """The data as this request reads it (the split drawn with ``seed``): when the run starts, and again on
-        --resume, where its fingerprint must not have changed."""
+        """The data as this request reads it: when the run starts, and again on --resume, where its fingerprint
+        must not have changed. ``seed`` is the run's training seed, which draws the split only for a request
+        recorded without :attr:`split_seed`."""
         return load_data(self.data, task=self.task, val=self.val, test=self.test, input_col=self.input_col,
                          label_col=self.label_col, label_sep=self.label_sep, multi_label=self.multi_label,
-                         val_fraction=self.val_fraction, seed=seed, skip_bad=self.skip_bad)
+                         val_fraction=self.val_fraction, seed=seed if self.split_seed is None else self.split_seed,
+                         skip_bad=self.skip_bad)
 
     def command(self, config: AdaptConfig, *, tasks: tuple[str, ...] = ()) -> list[str]:
         """The `zoo adapt` command line (`zoo distill` for a run with a teacher), as arguments, that starts this

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -26,6 +27,7 @@ from zoo import jsonio
 from zoo.errors import HubError, InvalidInputError
 from zoo.hub.transport import transport_errors
 from zoo.runs.card import dataset_name, how_it_decides_pictures, model_card
+from zoo.runs.outputs import OUTPUTS_DIR
 from zoo.runs.record import RUN_RECORD, read_finished_record
 from zoo.secrets import resolve_token
 from zoo.store import RunStore
@@ -185,6 +187,8 @@ def _payload(run_dir: Path, record: dict[str, Any], repo_id: str, branch: str) -
             continue   # checkpoints (.zoo/), hidden files and links to elsewhere stay local
         if relative.as_posix() in ("README.md", RUN_RECORD) or path.name.endswith(_SKIPPED_SUFFIXES):
             continue
+        if relative.parts[0] == OUTPUTS_DIR:
+            continue   # the validation outputs: for combining runs here, not part of the model
         files.append((relative.as_posix(), path.read_bytes()))
     if not any(path.endswith(".safetensors") for path, _ in files):
         raise InvalidInputError(f"{run_dir}: no model weights (*.safetensors) in the run directory; nothing to push")
@@ -204,8 +208,14 @@ def _payload(run_dir: Path, record: dict[str, Any], repo_id: str, branch: str) -
     return files
 
 
+# An absolute path inside a longer text ("given: /data/reviews/val.csv"): two or more components after a slash that
+# follows no word character.
+_EMBEDDED_PATH = re.compile(r"(?<![\w.~])/(?:[^\s/:,;()]+/)+([^\s/:,;()]+)")
+
+
 def public_record(value: Any) -> Any:
-    """The run record as published: every absolute path cut to its last component (``local-dir:`` kept)."""
+    """The run record as published: every absolute path cut to its last component (``local-dir:`` kept), also
+    where it sits inside a longer text (how a split was made: ``given: /data/val.csv``)."""
     if isinstance(value, dict):
         return {key: public_record(item) for key, item in value.items()}
     if isinstance(value, list):
@@ -215,6 +225,7 @@ def public_record(value: Any) -> Any:
         path = value.removeprefix(prefix)
         if os.path.isabs(path) and "\n" not in path:
             return prefix + (Path(path).name or path)
+        return _EMBEDDED_PATH.sub(r"\1", value)
     return value
 
 
