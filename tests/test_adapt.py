@@ -814,3 +814,16 @@ def test_full_and_lora_take_smaller_batches_and_more_passes_on_small_data(num_tr
     assert AdaptConfig().choices("linear", "", num_train=num_train)["batch_size"].value == 32
     assert AdaptConfig(batch_size=64).choices("full", "", num_train=num_train)["batch_size"].rule == \
         "set with --batch-size"
+
+
+def test_the_validation_split_does_not_move_with_the_training_seed(datasets):
+    """Runs that differ only in --seed are scored on the same examples (soups and ensembles choose among them
+    there); a record from before split_seed was kept draws its split with its training seed, as it did then."""
+    from zoo.engine.run import SPLIT_SEED, AdaptRequest
+
+    request = AdaptRequest(backbone="tiny-bert", task="text-cls", data=str(datasets["text-cls"]), val_fraction=0.25,
+                           split_seed=SPLIT_SEED)
+    ids = [[ex.id for ex in request.read_data(seed=seed).val] for seed in (0, 1, 2)]
+    assert ids[0] == ids[1] == ids[2]
+    older = AdaptRequest(backbone="tiny-bert", task="text-cls", data=str(datasets["text-cls"]), val_fraction=0.25)
+    assert [ex.id for ex in older.read_data(seed=1).val] != ids[0]

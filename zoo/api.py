@@ -153,7 +153,7 @@ def recommend(task: str | None = None, *, device: str | None = None, max_latency
     registry_files = list(registry_files)
     registry = load_registry(registry_files, plugins=plugins)
     return recommend_data_free(registry, constraints, top=top, scenario=parsed, available_families=plugins.families,
-                               registry_files=registry_files, split_seed=SPLIT_SEED)
+                               registry_files=registry_files)
 
 
 def recommend_with_data(task: str | None = None, *, data: str, device: str | None = None,
@@ -316,7 +316,7 @@ def adapt(backbone: str, data: str, *, task: str | None = None, output: PathLike
     request = AdaptRequest(backbone=spec.name, task=task, data=data, val=val, test=test, input_col=input_col,
                            label_col=label_col, label_sep=label_sep, multi_label=multi_label,
                            val_fraction=val_fraction, skip_bad=skip_bad, device=device,
-                           registry_files=registry_files)
+                           registry_files=registry_files, split_seed=SPLIT_SEED)
     claim = _claim(output, spec.name, data, rank=rank)
     run_dir = claim.run_dir if claim is not None else Path(output)
     try:

@@ -56,7 +56,6 @@ from zoo.runs.outputs import RECORD_KEY as VALIDATION_OUTPUTS
 from zoo.runs.outputs import write_validation_outputs
 from zoo.runs.record import RECORD_VERSION, VERSION_KEY, check_finite_weights, has_record, read_record, write_record
 
-
 SPLIT_SEED = 0
 
 
