@@ -777,15 +777,15 @@ def fetch(names: Sequence[str] = (), *, task: str | None = None, top: int = 3,
 
 
 def list_runs(*, task: str | None = None, backbone: str | None = None, status: str | None = None,
-              limit: int = 50, store: PathLike | None = None) -> RunListing:
-    """Recorded adapt runs, newest first (``backbone`` a name or a wildcard; ``limit`` 0 for all), from the run
-    history ``store`` (default: ``ZOO_STORE``, else the user cache).
+              study: str | None = None, limit: int = 50, store: PathLike | None = None) -> RunListing:
+    """Recorded adapt runs, newest first (``backbone`` a name or a wildcard; ``study`` the trials of one `zoo tune`
+    study; ``limit`` 0 for all), from the run history ``store`` (default: ``ZOO_STORE``, else the user cache).
 
     Raises:
         zoo.errors.InvalidInputError: an unknown task or status, a negative limit.
         zoo.errors.StoreError: the history cannot be read.
     """
-    return RunStore(store).listing(task=task, backbone=backbone, status=status, limit=limit)
+    return RunStore(store).listing(task=task, backbone=backbone, status=status, study=study, limit=limit)
 
 
 def run_details(run_id: int, *, store: PathLike | None = None) -> RunDetail:
