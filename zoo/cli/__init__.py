@@ -22,6 +22,7 @@ from zoo.cli import (
     recommend_cmd,
     runs_cmd,
     serve_cmd,
+    tune_cmd,
 )
 from zoo.cli._common import handle_errors, hide_flag_types
 
@@ -87,7 +88,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 for module in (list_cmd, info_cmd, plugins_cmd, recommend_cmd, fetch_cmd, adapt_cmd, predict_cmd, explain_cmd,
-               bench_cmd, export_cmd, serve_cmd, push_cmd, runs_cmd):
+               bench_cmd, export_cmd, serve_cmd, push_cmd, runs_cmd, tune_cmd):
     module.register(app)
 
 
