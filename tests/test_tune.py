@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -91,6 +92,14 @@ def test_a_pruned_trial_stops_early_and_finishes_soundly(hub, datasets, tmp_path
     assert record["metrics"]["stopped_by"].startswith("pruned") and len(record["metrics"]["epochs"]) == 1
     assert record["strategy"] == "lora" and record["config"]["lora_r"] == result.best.params["lora_r"]
     assert result.importances is None and "too few" in result.importance_note
+
+    # A worker that died after its trial's run finished, before telling the study: the next worker tells it.
+    study = optuna.load_study(study_name=result.study, storage=f"sqlite:///{tmp_path / 'tune' / 'study.db'}")
+    study.ask().set_user_attr("run_dir", "trial-orphan")
+    shutil.copytree(tmp_path / "tune" / "trial-000", tmp_path / "tune" / "trial-orphan")
+    told = api.tune("tiny-bert", str(datasets["text-cls"]), output=tmp_path / "tune", trials=3, strategy="lora",
+                    fixed={"epochs": 3, "batch_size": 32}, **options)
+    assert told.recovered == [2] and told.ran == [] and told.counts["pruned"] == 3
     # Joining the study with other options is refused, before any trial runs.
     with pytest.raises(InvalidInputError, match="started with other options"):
         api.tune("tiny-bert", str(datasets["text-cls"]), output=tmp_path / "tune", trials=2,

@@ -175,8 +175,11 @@ def storage_url(study: str | None, output: Path) -> str:
 
 
 def shown_storage(url: str) -> str:
-    """The storage URL as records, messages and the summary show it: without user, password or query (where
-    credentials hide)."""
+    """The storage as records, messages and the summary show it: an SQLite file as its path (which `zoo push` cuts
+    to the file's name, as it does every local path), a URL without user, password or query (where credentials
+    hide)."""
+    if url.startswith("sqlite:///"):
+        return url.removeprefix("sqlite:///")
     try:
         from sqlalchemy.engine import make_url
 
