@@ -130,7 +130,7 @@ def test_a_killed_worker_is_resumed_by_the_same_command(hub, datasets, tmp_path)
     args = [*_args(datasets, output, trials=2, epochs=3), "--no-store", "--json"]
     process = subprocess.Popen([str(ZOO), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
-    state = output / "trial-001" / ".zoo" / "checkpoint" / "state.json"
+    state = output / "trial-000" / ".zoo" / "checkpoint" / "state.json"
     deadline = time.time() + 240
     while time.time() < deadline and process.poll() is None:
         if state.is_file() and json.loads(state.read_text())["progress"]["epoch"] >= 1:
@@ -145,9 +145,9 @@ def test_a_killed_worker_is_resumed_by_the_same_command(hub, datasets, tmp_path)
     summary = _strict(result.stdout)
     rows = summary["trials"]
     assert len(_finished(rows)) == 2 and summary["counts"]["interrupted"] == 1
-    assert summary["recovered"] == [1]
-    (resumed,) = [row for row in rows if row["resumes_trial"] == 1]
-    assert resumed["state"] == "complete" and Path(resumed["run_dir"]).name == "trial-001"
+    assert summary["recovered"] == [0]
+    (resumed,) = [row for row in rows if row["resumes_trial"] == 0]
+    assert resumed["state"] == "complete" and Path(resumed["run_dir"]).name == "trial-000"
     record = read_finished_record(resumed["run_dir"]).to_dict()
     assert record["resumed"] == 1 and record["tune"]["trial"] == resumed["number"]
     assert len(record["metrics"]["epochs"]) == 3
