@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +50,7 @@ from zoo.store import RunStore
 from zoo.tasks import get_task
 
 if TYPE_CHECKING:
+    from zoo.better.tune import TuneResult
     from zoo.compare import Comparison, RunDetail
     from zoo.engine.predict import Prediction
     from zoo.explain.attribute import Explanation
@@ -588,6 +589,86 @@ def bench(target: str, *, device: str = "cpu", precision: str = "fp32", batch_si
 # --- better models: tune, soup, ensemble, distill ---------------------------------------------------------------
 
 
+def tune(backbone: str, data: str, *, task: str | None = None, output: PathLike | None = None,
+         val: str | None = None, test: str | None = None, input_col: str | None = None,
+         label_col: str | None = None, label_sep: str = "|", multi_label: bool | None = None,
+         val_fraction: float = 0.1, skip_bad: bool = False, device: str = "auto", trials: int = 16,
+         strategy: str = "auto", pruner: str = "median", study: str | None = None, timeout_s: float | None = None,
+         seed: int = 0, fixed: Mapping[str, Any] | None = None, registry_files: Iterable[PathLike] = (),
+         reporter=None, progress: Callable[[str], None] | None = None, store: bool = True) -> TuneResult:
+    """Search ``backbone``'s fine-tuning hyperparameters on ``data`` with Optuna (TPE, pruning per epoch), every
+    trial an ordinary adapt run in ``OUTPUT/trial-NNN`` (:mod:`zoo.better.tune`).
+
+    ``strategy`` is full or lora (auto: the fine-tuning `zoo adapt --strategy auto` would use); ``fixed`` holds
+    AdaptConfig fields the person set (``{"epochs": 3}``), which are left out of the search. The study lives in
+    ``study`` (an Optuna storage URL, or an SQLite file path; default ``OUTPUT/study.db``): several workers with the
+    same options and output share it, and running the same call again continues it (an interrupted trial is
+    resumed from its checkpoint) until it has ``trials`` trials. ``timeout_s`` stops starting new trials after that
+    many seconds. ``output`` defaults to ``runs/<data>-<backbone>-tune``.
+
+    Raises:
+        zoo.errors.InvalidInputError: bad options, data, output folder or storage (one line naming which), or a
+            study of that name started with other options.
+        zoo.errors.UnknownBackboneError, zoo.errors.ModelLoadError.
+    """
+    from zoo.better import tune as tuning
+    from zoo.engine.run import SPLIT_SEED, AdaptRequest
+
+    checks.text("BACKBONE", backbone, allow_none=False)
+    checks.text("--data", data, allow_none=False)
+    for option, value in (("--val", val), ("--test", test), ("--output", None if output is None else str(output)),
+                          ("--input-col", input_col), ("--label-col", label_col), ("--label-sep", label_sep),
+                          ("--study", study)):
+        checks.text(option, value)
+    checks.number("--val-fraction", val_fraction, low=0, high=1, high_open=True, allow_none=False)
+    checks.whole("--trials", trials, low=1, high=10_000, allow_none=False)
+    checks.number("--timeout-s", timeout_s, low=0, low_open=True)
+    checks.seed("--seed", seed)
+    checks.choice("--pruner", pruner, tuning.PRUNERS)
+    if strategy == "linear":
+        raise InvalidInputError("--strategy linear has nothing to tune: its head is solved to convergence, with its "
+                                "L2 strength chosen on validation already; tune full or lora")
+    checks.choice("--strategy", strategy, tuning.STRATEGIES)
+    fixed = tuning.check_fixed(fixed or {})
+    device = check_device("--device", device, allow_index=False)
+    if study is not None and "://" in study:   # a bad URL is refused before anything is read or made
+        tuning.open_storage(study)
+
+    plugins = get_plugin_manager()
+    registry_files = [str(p) for p in registry_files]
+    spec = load_registry(registry_files, plugins=plugins).get(backbone)
+    if task is None:
+        if len(spec.tasks) != 1:
+            raise InvalidInputError(f"{spec.name} serves {', '.join(spec.tasks)}: say which with --task")
+        task = spec.tasks[0]
+    elif task not in spec.tasks:
+        get_task(task)
+        raise InvalidInputError(f"backbone {spec.name!r} is registered for {', '.join(spec.tasks)}, not {task}")
+    family = plugins.family(spec.family, backbone=spec.name)
+    config = AdaptConfig(**fixed, seed=seed)
+    _check_image_size(config, spec, task, family)
+    request = AdaptRequest(backbone=spec.name, task=task, data=data, val=val, test=test, input_col=input_col,
+                           label_col=label_col, label_sep=label_sep, multi_label=multi_label,
+                           val_fraction=val_fraction, skip_bad=skip_bad, device=device,
+                           registry_files=registry_files, split_seed=SPLIT_SEED)
+    splits = request.read_data(seed=seed)
+    _check_trainable(splits, config, data)
+    history = _open_store() if store else None
+    output = Path(output) if output is not None else default_run_dir(spec.name, data).with_name(
+        default_run_dir(spec.name, data).name + "-tune")
+    created = tuning.prepare_output(output)
+    setup = tuning.TuneSetup(spec=spec, family=family, request=request, splits=splits, output=output,
+                             storage=tuning.storage_url(study, output), trials=trials, strategy=strategy,
+                             pruner=pruner, seed=seed, fixed=fixed, timeout_s=timeout_s,
+                             device_type=tuning.device_type(device))
+    try:
+        tuner = tuning.Tuner(setup, history=history, reporter=reporter, say=progress)
+    except BaseException:
+        tuning.remove_made(created)
+        raise
+    return tuner.run()
+
+
 def distill(teacher: PathLike, student: str, data: str, *, temperature: float = 5.0, alpha: float = 0.9,
             baseline: PathLike = "train", config: AdaptConfig | None = None, output: PathLike | None = None,
             store: bool = True, task: str | None = None, val: str | None = None, test: str | None = None,
@@ -920,15 +1001,15 @@ def fetch(names: Sequence[str] = (), *, task: str | None = None, top: int = 3,
 
 
 def list_runs(*, task: str | None = None, backbone: str | None = None, status: str | None = None,
-              limit: int = 50, store: PathLike | None = None) -> RunListing:
-    """Recorded adapt runs, newest first (``backbone`` a name or a wildcard; ``limit`` 0 for all), from the run
-    history ``store`` (default: ``ZOO_STORE``, else the user cache).
+              study: str | None = None, limit: int = 50, store: PathLike | None = None) -> RunListing:
+    """Recorded adapt runs, newest first (``backbone`` a name or a wildcard; ``study`` the trials of one `zoo tune`
+    study; ``limit`` 0 for all), from the run history ``store`` (default: ``ZOO_STORE``, else the user cache).
 
     Raises:
         zoo.errors.InvalidInputError: an unknown task or status, a negative limit.
         zoo.errors.StoreError: the history cannot be read.
     """
-    return RunStore(store).listing(task=task, backbone=backbone, status=status, limit=limit)
+    return RunStore(store).listing(task=task, backbone=backbone, status=status, study=study, limit=limit)
 
 
 def run_details(run_id: int, *, store: PathLike | None = None) -> RunDetail:

@@ -175,10 +175,11 @@ class RunStore:
         return int(run_id)
 
     def list_runs(self, *, task: str | None = None, backbone: str | None = None, status: str | None = None,
-                  limit: int | None = 50) -> list[RunSummary]:
+                  study: str | None = None, limit: int | None = 50) -> list[RunSummary]:
         """Recorded runs, newest first (by start time, then id).
 
-        ``backbone`` is an exact name or a shell wildcard (``convnext*``); ``limit`` ``None`` or 0 means all.
+        ``backbone`` is an exact name or a shell wildcard (``convnext*``); ``study`` keeps the trials of one
+        `zoo tune` study (by its name); ``limit`` ``None`` or 0 means all.
         """
         if limit is not None and limit < 0:
             raise InvalidInputError(f"limit must be 0 (all) or a positive number, not {limit}.")
@@ -194,6 +195,9 @@ class RunStore:
         if backbone:
             where.append("backbone GLOB ?" if any(ch in backbone for ch in "*?[") else "backbone = ?")
             params.append(backbone)
+        if study:   # the record's tune section names the study of a trial
+            where.append("json_extract(record_json, '$.tune.study') = ?")
+            params.append(study)
         rows = self._select("SELECT id, record_json FROM runs", where, params,
                             "started_at IS NULL, started_at DESC, id DESC", limit)
         return [_summary(row) for row in rows]
@@ -219,10 +223,10 @@ class RunStore:
         return _summary(row)
 
     def listing(self, *, task: str | None = None, backbone: str | None = None, status: str | None = None,
-                limit: int | None = 50) -> RunListing:
+                study: str | None = None, limit: int | None = 50) -> RunListing:
         """:meth:`list_runs` with the database it read and whether it was filtered."""
-        runs = self.list_runs(task=task, backbone=backbone, status=status, limit=limit)
-        return RunListing(str(self.path), runs, filtered=bool(task or backbone or status))
+        runs = self.list_runs(task=task, backbone=backbone, status=status, study=study, limit=limit)
+        return RunListing(str(self.path), runs, filtered=bool(task or backbone or status or study))
 
     def detail(self, run_id: int) -> RunDetail:
         """Run ``run_id`` with its pushes, as :class:`RunDetail`.

@@ -150,6 +150,10 @@ def register(app: typer.Typer) -> None:
         class_weights: Annotated[str, typer.Option(help="none, or auto to weigh rare classes up.")] = "none",
         layer_decay: Annotated[float | None, typer.Option(
             help="full: layer-wise learning-rate decay, e.g. 0.75.", show_default=False)] = None,
+        weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (not on biases and norms).")] = 0.01,
+        lora_r: Annotated[int, typer.Option(help="lora: rank of the adapters.")] = 8,
+        lora_alpha: Annotated[int, typer.Option(help="lora: scale of the adapters (their output is multiplied by "
+                                                "alpha / rank).")] = 16,
         patience: Annotated[int | None, typer.Option(help="Stop after this many epochs without improvement "
                                                      "(0: never) \\[default: 3]; not used by linear's solver.",
                                                      show_default=False)] = None,
@@ -204,6 +208,7 @@ def register(app: typer.Typer) -> None:
                 strategy=strategy, epochs=epochs, batch_size=batch_size, lr=lr, warmup_ratio=warmup_ratio,
                 image_size=image_size, precision=precision, augment=augment, grad_accum=grad_accum,
                 label_smoothing=label_smoothing, class_weights=class_weights, layer_decay=layer_decay,
+                weight_decay=weight_decay, lora_r=lora_r, lora_alpha=lora_alpha,
                 patience=patience, metric=metric, max_seconds=max_seconds, max_length=max_length,
                 compile=compile_model, seed=seed, checkpoint_every=checkpoint_every, explain_card=explain_card)
             record = api.adapt(backbone, data, task=task, output=output, val=val, test=test,

@@ -38,6 +38,9 @@ def register(app: typer.Typer) -> None:
         status: Annotated[str | None, typer.Option(
             "--status", "-s", help="Only runs with this status: running, finished or failed.",
             show_default=False)] = None,
+        study: Annotated[str | None, typer.Option(
+            "--study", help="Only the trials of this zoo tune study (its name, as zoo tune prints it).",
+            show_default=False)] = None,
         limit: Annotated[int, typer.Option("--limit", "-n", min=0, help="Show at most this many runs (0: all).")
                          ] = 50,
         json_output: JsonOption = False,
@@ -53,7 +56,7 @@ def register(app: typer.Typer) -> None:
             return
         from zoo import api
 
-        listing = api.list_runs(task=task, backbone=backbone, status=status, limit=limit, store=store)
+        listing = api.list_runs(task=task, backbone=backbone, status=status, study=study, limit=limit, store=store)
         if json_output:
             print_json([run.to_dict() for run in listing.runs])
             return

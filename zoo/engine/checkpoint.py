@@ -32,7 +32,9 @@ class Progress:
     best_metric: float | None = None
     best_epoch: int | None = None
     epochs_without_improvement: int = 0
-    stopped_early: bool = False           # patience ran out: what is left is the final evaluation and save
+    stopped_early: bool = False           # patience ran out (or the reporter stopped the run): what is left is
+                                          # the final evaluation and save
+    stopped_by: str | None = None         # the reporter's reason, when it stopped the run (Reporter.should_stop)
     skipped_steps: int = 0                # optimizer steps of this epoch the fp16 loss scaler skipped
     history: list[dict[str, Any]] = field(default_factory=list)   # one record per finished epoch
 
@@ -94,6 +96,16 @@ def load_checkpoint(run_dir: Path) -> Checkpoint | None:
         progress=Progress(**state["progress"]),
     )
     return checkpoint
+
+
+def saved_progress(run_dir: Path) -> Progress | None:
+    """The progress of the last complete checkpoint of ``run_dir`` (its epoch history), without its tensors; None
+    when there is none."""
+    final = checkpoint_dir(run_dir)
+    for folder in (final, final.with_name("checkpoint.old")):
+        if (folder / "state.json").is_file():
+            return Progress(**json.loads((folder / "state.json").read_text())["progress"])
+    return None
 
 
 def discard_partial_checkpoint(run_dir: Path) -> None:

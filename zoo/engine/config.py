@@ -64,9 +64,10 @@ MAX_EXPLAIN_CARD = 50
 # the person set it.
 EXPLAINED = ("strategy", "epochs", "lr", "batch_size", "warmup_ratio", "patience", "image_size")
 # The fields `zoo adapt` has an option for (named like the field: lr -> --lr); the rest are set through the API.
-CLI_OPTIONS = ("strategy", "epochs", "batch_size", "lr", "warmup_ratio", "grad_accum", "label_smoothing",
-               "class_weights", "layer_decay", "precision", "compile", "augment", "image_size", "max_seconds",
-               "max_length", "metric", "patience", "checkpoint_every", "seed", "explain_card")
+CLI_OPTIONS = ("strategy", "epochs", "batch_size", "lr", "weight_decay", "warmup_ratio", "grad_accum",
+               "label_smoothing", "class_weights", "layer_decay", "lora_r", "lora_alpha", "precision", "compile",
+               "augment", "image_size", "max_seconds", "max_length", "metric", "patience", "checkpoint_every", "seed",
+               "explain_card")
 # Distillation's settings, which `zoo distill` spells --temperature and --alpha (AdaptRequest.command).
 DISTILL_OPTIONS = {"distill_temperature": "--temperature", "distill_alpha": "--alpha"}
 

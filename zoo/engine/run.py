@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -57,6 +57,8 @@ from zoo.runs.outputs import write_validation_outputs
 from zoo.runs.record import RECORD_VERSION, VERSION_KEY, check_finite_weights, has_record, read_record, write_record
 
 SPLIT_SEED = 0
+# The record's list of the sections a caller added (run_training's ``sections``), kept when the run is resumed.
+EXTRA_SECTIONS = "extra_sections"
 
 
 @dataclass
@@ -139,11 +141,14 @@ def _versions(family) -> dict[str, str]:
 
 def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir: Path, request: AdaptRequest, *,
                  resume: bool = False, reporter: Reporter | None = None,
-                 on_record: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                 on_record: Callable[[dict[str, Any]], None] | None = None,
+                 sections: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Adapt ``spec`` on ``splits`` into ``run_dir``; returns the finished run record.
 
     ``on_record`` is called with the record when the run starts ("running") and when it fails ("failed"), so the
-    run history shows it while it trains; the caller records the finished run.
+    run history shows it while it trains; the caller records the finished run. ``sections`` are top-level
+    sections the caller adds to the record as they are (a `zoo tune` trial's ``tune``), named in its
+    ``extra_sections``; a resumed run keeps those it had, unless they are given again.
     """
     import torch
     from accelerate import Accelerator
@@ -211,6 +216,11 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
     }
     if previous.get("head_fit"):   # an auto run's linear candidate, solved before the interruption
         record["head_fit"] = previous["head_fit"]
+    added = {name: previous[name] for name in previous.get(EXTRA_SECTIONS, ()) if name in previous}
+    added.update(sections or {})
+    if added:
+        record.update(added)
+        record[EXTRA_SECTIONS] = sorted(added)
     _explain(record, config, request, spec, strategy, reason, facts, scores)
     # Only now, with data read and the backbone loaded, does the run record appear.
     if accelerator.is_main_process:
@@ -512,6 +522,7 @@ def _evaluate_and_save(spec, classifier, splits, resolved, strategy, run_dir, re
         record.update({
             "metrics": {"epochs": progress.history, "best": best_metrics, "test": test_metrics,
                         "selection_metric": trainer.metric, "stopped_early": progress.stopped_early,
+                        "stopped_by": progress.stopped_by,
                         "skipped_steps": sum(epoch.get("skipped_steps", 0) for epoch in progress.history)},
             "best_epoch": (progress.best_epoch + 1) if progress.best_epoch is not None else None,
             "wall_s": round(time.perf_counter() - started_wall, 2),   # this session's (a resumed run's last leg)

@@ -101,6 +101,23 @@ def claim_existing(run_dir: str | os.PathLike) -> RunDirClaim:
     return _lock(path, [])
 
 
+def is_claimed(run_dir: str | os.PathLike) -> bool:
+    """Whether a live process holds ``run_dir`` now. The lock dies with its process (a kill -9 too), so a run
+    folder that is not claimed has no run going on in it, whatever its record says."""
+    from filelock import FileLock, Timeout
+
+    path = Path(run_dir) / STATE_DIR / LOCK_FILE
+    if not path.is_file():   # every claim holds this file until it is released
+        return False
+    lock = FileLock(str(path), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return True
+    lock.release()
+    return False
+
+
 def _lock(path: Path, created: list[Path]) -> RunDirClaim:
     from filelock import FileLock, Timeout
 

@@ -40,6 +40,12 @@ class Reporter:
     def message(self, text: str) -> None: ...
     def stop(self) -> None: ...
 
+    def should_stop(self, record: dict[str, Any]) -> str | None:
+        """Asked after each epoch's :meth:`epoch_end` with the same record: a reason stops the run as early
+        stopping does (the best epoch is kept and the run finishes), and is recorded (``metrics.stopped_by``).
+        `zoo tune` prunes trials through it; None goes on."""
+        return None
+
 
 @dataclass
 class TrainingSetup:
@@ -324,10 +330,20 @@ class Trainer:
             progress.stopped_early = bool(config.patience) and progress.epochs_without_improvement >= config.patience
             if progress.stopped_early:
                 self.reporter.message(f"early stop: no {self.metric} improvement for {config.patience} epochs")
+            elif progress.epoch < config.epochs:   # the reporter may stop a run that has epochs left
+                self._ask_reporter(progress, record)
             # Checkpoint the finished epoch (and the decision to stop), so a resumed run never repeats it.
             self._checkpoint(progress, best)
         self.reporter.stop()
         return progress, best
+
+    def _ask_reporter(self, progress: Progress, record: dict[str, Any]) -> None:
+        """Stop when the reporter says so (every process stops if one's reporter does, so none waits)."""
+        reason = self.reporter.should_stop(record)
+        if self._everywhere(reason is None):
+            return
+        progress.stopped_early, progress.stopped_by = True, reason or "stopped by another process's reporter"
+        self.reporter.message(f"stopped after epoch {record['epoch']}: {progress.stopped_by}")
 
     def _checkpoint(self, progress: Progress, best: dict | None) -> None:
         if self.accelerator.is_main_process:

@@ -317,6 +317,11 @@ def _how_trained(record: dict[str, Any]) -> list[str]:
         lines += [f"| {_CHOICE_NAMES.get(name, name)} | {choice['value']} | {_cell(choice['rule'])} |"
                   for name, choice in choices.items()]
         lines.append("")
+    tune = record.get("tune")
+    if tune:   # a `zoo tune` trial: its values were drawn by the study, not by the rules above
+        resumed = f", finishing the interrupted trial {tune['resumes_trial']}" if "resumes_trial" in tune else ""
+        lines += [f"Trial {tune['trial']} of the `zoo tune` study `{tune['study']}`{resumed}: the values set above "
+                  "were drawn by the study's sampler.", ""]
     if record.get("command"):
         lines += ["To train it again, or to change a value, run (every value above is spelled out):", "",
                   "```bash", shlex.join(record["command"]), "```", ""]
@@ -344,9 +349,10 @@ def _training_line(record: dict[str, Any], config: dict[str, Any]) -> str:
         return (f"- linear head fitted to convergence on standardised cached features (L-BFGS, "
                 f"{fit['iterations']} iterations){pooled}: L2 {fit['l2']:g} chosen on validation {fit['metric']} "
                 f"from {len(fit['grid'])} strengths; seed {config['seed']}")
-    return (f"- epochs run: {len(record['metrics']['epochs'])} of {config['epochs']} (best: {record['best_epoch']}), "
-            f"precision {record.get('precision_used', config['precision'])}, augmentation {config['augment']}, "
-            f"seed {config['seed']}")
+    stopped = record["metrics"].get("stopped_by")   # a reporter's reason: a `zoo tune` pruner's
+    return (f"- epochs run: {len(record['metrics']['epochs'])} of {config['epochs']} (best: {record['best_epoch']}"
+            f"{'; ' + stopped if stopped else ''}), precision {record.get('precision_used', config['precision'])}, "
+            f"augmentation {config['augment']}, seed {config['seed']}")
 
 
 def write_model_card(run_dir: Path, record: dict[str, Any]) -> str:
