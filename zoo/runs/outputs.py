@@ -16,11 +16,12 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from zoo.errors import InvalidInputError
+
+if TYPE_CHECKING:   # numpy is imported where it is used: `zoo push` names OUTPUTS_DIR without it
+    import numpy as np
 
 OUTPUTS_DIR = "outputs"
 VALIDATION_FILE = "validation.safetensors"
@@ -64,6 +65,7 @@ def write_validation_outputs(run_dir: str | os.PathLike, *, logits: np.ndarray, 
     """Write the validation outputs atomically; returns the record's section (file, examples, key). The key is
     that of ``examples``, or ``key`` as given: what combines runs' stored outputs scores their examples without
     holding them."""
+    import numpy as np
     from safetensors.numpy import save_file
 
     path = validation_path(run_dir)
