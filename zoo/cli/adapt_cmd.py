@@ -75,6 +75,10 @@ def _summary(record: dict[str, Any]) -> None:
     pooling = f" on the {fit['pooling']} pooling" if fit.get("pooling", "native") != "native" else ""
     how = (f"head solved with L2 {fit['l2']:g}{pooling}" if fit.get("solver") == "lbfgs"
            else f"best epoch {record['best_epoch']} of {len(metrics['epochs'])}")
+    soup = record.get("soup")
+    if soup and soup.get("ingredients"):
+        how += (f", soup of {', '.join(soup['kept'])} ({soup['metric']} {fmt.metric(soup['score'])} against "
+                f"{fmt.metric(soup['best_ingredient'])})")
     out.print(f"{how}, {record['wall_s']:.1f} s; files: {', '.join(record['files'])}")
     data_line = _data_line(record.get("data") or {})
     if data_line:
@@ -177,6 +181,9 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
         checkpoint_every: Annotated[int, typer.Option(help="Optimizer steps between checkpoints (there is "
                                                       "one at every epoch end too).")] = 50,
+        soup_top_k: Annotated[int | None, typer.Option(
+            help="Keep the K best epochs (2 to 20) and end with their greedy weight soup on validation, never "
+                 "below the best epoch (full and lora) \\[default: off].", show_default=False)] = None,
         explain_card: Annotated[int | None, typer.Option(
             help="The model card's \"How it decides\": explain this many of the most confident correct and of the "
                  "wrong validation predictions (0: none) \\[default: 3, within a tenth of the training time].",
@@ -210,7 +217,8 @@ def register(app: typer.Typer) -> None:
                 label_smoothing=label_smoothing, class_weights=class_weights, layer_decay=layer_decay,
                 weight_decay=weight_decay, lora_r=lora_r, lora_alpha=lora_alpha,
                 patience=patience, metric=metric, max_seconds=max_seconds, max_length=max_length,
-                compile=compile_model, seed=seed, checkpoint_every=checkpoint_every, explain_card=explain_card)
+                compile=compile_model, seed=seed, checkpoint_every=checkpoint_every, explain_card=explain_card,
+                soup_top_k=soup_top_k)
             record = api.adapt(backbone, data, task=task, output=output, val=val, test=test,
                                input_col=input_col, label_col=label_col, label_sep=label_sep,
                                multi_label=multi_label, val_fraction=val_fraction, skip_bad=skip_bad,

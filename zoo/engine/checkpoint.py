@@ -2,7 +2,9 @@
 
 A checkpoint is a folder: ``trainable.safetensors`` (the parameters being trained and the model's buffers),
 ``best.safetensors`` (the same, of the best epoch so far), ``optimizer.pt`` and ``scheduler.pt`` (state dicts of
-tensors and numbers, read back with ``torch.load(weights_only=True)``) and ``state.json`` (progress and history).
+tensors and numbers, read back with ``torch.load(weights_only=True)``), ``state.json`` (progress and history) and,
+with ``--soup-top-k``, ``soup/epoch-N.safetensors``: the best epochs' parameters and buffers, which the run averages
+when training ends (an epoch's file never changes, so a later checkpoint links it instead of writing it again).
 It is written to a temporary folder and swapped in with renames; the previous one is kept until the swap is done.
 
 When `--strategy auto` tries two strategies, the first one's result waits in ``candidates/`` (its best
@@ -23,6 +25,8 @@ from typing import Any
 
 from zoo.engine.rundir import STATE_DIR
 
+SOUP_DIR = "soup"   # inside a checkpoint: the snapshots --soup-top-k keeps
+
 
 @dataclass
 class Progress:
@@ -37,6 +41,8 @@ class Progress:
     stopped_by: str | None = None         # the reporter's reason, when it stopped the run (Reporter.should_stop)
     skipped_steps: int = 0                # optimizer steps of this epoch the fp16 loss scaler skipped
     history: list[dict[str, Any]] = field(default_factory=list)   # one record per finished epoch
+    # --soup-top-k: the epochs whose snapshots are kept, {"epoch": 0-based, "score": validation metric}
+    snapshots: list[dict[str, Any]] = field(default_factory=list)
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -44,7 +50,7 @@ def checkpoint_dir(run_dir: Path) -> Path:
 
 
 def save_checkpoint(run_dir: Path, *, trainable: dict, best: dict | None, optimizer, scheduler,
-                    progress: Progress) -> None:
+                    progress: Progress, snapshots: dict[int, dict] | None = None) -> None:
     import torch
     from safetensors.torch import save_file
 
@@ -57,6 +63,7 @@ def save_checkpoint(run_dir: Path, *, trainable: dict, best: dict | None, optimi
         save_file({k: v.detach().cpu().contiguous() for k, v in best.items()}, str(tmp / "best.safetensors"))
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    _save_snapshots(tmp, final, snapshots or {})
     (tmp / "state.json").write_text(json.dumps({"progress": asdict(progress)}))
     # Swap: checkpoint -> checkpoint.old, tmp -> checkpoint, drop old. A kill between the renames leaves .old.
     if final.exists():
@@ -66,6 +73,22 @@ def save_checkpoint(run_dir: Path, *, trainable: dict, best: dict | None, optimi
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _save_snapshots(tmp: Path, final: Path, snapshots: dict[int, dict]) -> None:
+    """The kept epochs' snapshots into ``tmp/soup``: linked from the current checkpoint when it has the epoch."""
+    from safetensors.torch import save_file
+
+    if not snapshots:
+        return
+    (tmp / SOUP_DIR).mkdir()
+    for epoch, tensors in snapshots.items():
+        name = f"epoch-{epoch}.safetensors"
+        earlier = final / SOUP_DIR / name
+        try:
+            os.link(earlier, tmp / SOUP_DIR / name)
+        except OSError:   # not there yet, or a file system without hard links
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / SOUP_DIR / name))
+
+
 @dataclass
 class Checkpoint:
     trainable: dict
@@ -73,6 +96,7 @@ class Checkpoint:
     optimizer_state: dict
     scheduler_state: dict
     progress: Progress
+    snapshots: dict[int, dict] = field(default_factory=dict)   # --soup-top-k: epoch (0-based) -> tensors
 
 
 def load_checkpoint(run_dir: Path) -> Checkpoint | None:
@@ -95,6 +119,9 @@ def load_checkpoint(run_dir: Path) -> Checkpoint | None:
         scheduler_state=torch.load(folder / "scheduler.pt", weights_only=True),
         progress=Progress(**state["progress"]),
     )
+    for kept in checkpoint.progress.snapshots:
+        epoch = kept["epoch"]
+        checkpoint.snapshots[epoch] = load_file(str(folder / SOUP_DIR / f"epoch-{epoch}.safetensors"))
     return checkpoint
 
 

@@ -60,6 +60,9 @@ MAX_IMAGE_SIZE = 4096
 DEFAULT_EXPLAIN_CARD = 3
 EXPLAIN_CARD_SHARE = 0.1
 MAX_EXPLAIN_CARD = 50
+# --soup-top-k: the most epochs kept for the within-run soup (each is a copy of the trained tensors in memory and in
+# the checkpoint).
+MAX_SOUP_TOP_K = 20
 # The hyperparameters every run record and model card explain: the value used, the rule that chose it, and whether
 # the person set it.
 EXPLAINED = ("strategy", "epochs", "lr", "batch_size", "warmup_ratio", "patience", "image_size")
@@ -67,7 +70,7 @@ EXPLAINED = ("strategy", "epochs", "lr", "batch_size", "warmup_ratio", "patience
 CLI_OPTIONS = ("strategy", "epochs", "batch_size", "lr", "weight_decay", "warmup_ratio", "grad_accum",
                "label_smoothing", "class_weights", "layer_decay", "lora_r", "lora_alpha", "precision", "compile",
                "augment", "image_size", "max_seconds", "max_length", "metric", "patience", "checkpoint_every", "seed",
-               "explain_card")
+               "explain_card", "soup_top_k")
 # Distillation's settings, which `zoo distill` spells --temperature and --alpha (AdaptRequest.command).
 DISTILL_OPTIONS = {"distill_temperature": "--temperature", "distill_alpha": "--alpha"}
 
@@ -107,6 +110,8 @@ class AdaptConfig:
     checkpoint_every: int = 50              # optimizer steps between checkpoints (and at every epoch end)
     seed: int = 0
     # after
+    soup_top_k: int | None = None           # keep the K best epochs and end with their greedy soup on validation
+                                            # (None or 0: off; zoo.engine.soup)
     explain_card: int | None = None         # the card's "How it decides": examples of each kind explained (0: none;
                                             # None: DEFAULT_EXPLAIN_CARD within a share of the training time)
     # distillation (zoo distill; both None for an ordinary run): the loss is alpha * T^2 * KL(teacher/T || student/T)
@@ -127,6 +132,10 @@ class AdaptConfig:
         checks.whole("--image-size", self.image_size, low=1, high=MAX_IMAGE_SIZE)
         checks.whole("--patience", self.patience, low=0)
         checks.whole("--explain-card", self.explain_card, low=0, high=MAX_EXPLAIN_CARD)
+        checks.whole("--soup-top-k", self.soup_top_k, low=0, high=MAX_SOUP_TOP_K)
+        if self.soup_top_k == 1:
+            raise InvalidInputError(f"--soup-top-k 1 is the best epoch alone: give 2 to {MAX_SOUP_TOP_K} epochs to "
+                                    "average, or 0 for none")
         checks.whole("--num-workers", self.num_workers, low=0, allow_none=False)
         checks.seed("--seed", self.seed)
         checks.number("--lr", self.lr, low=0, low_open=True)

@@ -34,7 +34,7 @@ MAX_ITERATIONS = 500            # per L2 strength; each fit starts from the prev
 GRADIENT_TOLERANCE = 1e-5       # largest gradient entry at which a fit has converged (float32 objective)
 # Options of the epoch-by-epoch loop that have no meaning for a solved head.
 LOOP_ONLY_OPTIONS = ("epochs", "lr", "patience", "batch_size", "weight_decay", "warmup_ratio", "grad_accum",
-                     "checkpoint_every")
+                     "checkpoint_every", "soup_top_k")
 DIVERGED_ADVICE = ("The head is fitted by L-BFGS on cached features, where --lr does not apply: check the data "
                    "(and the backbone's features) for NaN or infinite values.")
 

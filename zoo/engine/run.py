@@ -37,6 +37,7 @@ from zoo.engine.config import (
     plan_reason,
     with_verdict,
 )
+from zoo.engine.soup import make_soup
 from zoo.engine.teacher import TeacherOutputs, discard_teacher_outputs, teacher_metrics, teacher_outputs
 from zoo.engine.trainer import (
     Reporter,
@@ -365,6 +366,8 @@ def _train_plan(spec, family, request, classifier, splits, config, plan, scores,
                           multi_label=splits.multi_label, run_dir=run_dir, reporter=reporter)
     if winner != "linear":   # the linear candidate's solve does not describe the model kept
         record.pop("head_fit", None)
+    else:                    # nor does a fine-tuned candidate's soup of epochs
+        record.pop("soup", None)
     resolved = _explain(record, config, request, spec, winner, with_verdict(reason, why), facts, scores)
     return _evaluate_and_save(spec, classifier, splits, resolved, winner, run_dir, record, accelerator, reporter,
                               started_wall, setup, trainer, progress)
@@ -413,8 +416,13 @@ def _train(spec, classifier, splits, resolved, strategy, run_dir, record, accele
 def _train_epochs(classifier, splits, resolved, strategy, setup, loss_fn, record, accelerator, checkpoint, run_dir,
                   reporter) -> tuple[Trainer, Progress]:
     """The epoch-by-epoch loop (AdamW, cosine schedule, early stopping), from a checkpoint when resuming."""
+    import dataclasses
+
     import torch
 
+    if strategy == "linear" and resolved.soup_top_k:   # a head on frozen features: only fine-tuning is souped
+        reporter.message("--soup-top-k applies to the full and lora strategies: the linear head is kept as trained")
+        resolved = dataclasses.replace(resolved, soup_top_k=None)
     device_type = accelerator.device.type
     groups = parameter_groups(
         setup.trainable.items(), lr=resolved.lr, weight_decay=resolved.weight_decay,
@@ -444,12 +452,42 @@ def _train_epochs(classifier, splits, resolved, strategy, setup, loss_fn, record
     trainer = Trainer(setup, resolved, accelerator=accelerator, optimizer=optimizer, scheduler=scheduler,
                       loss_fn=loss_fn, task=splits.task, label_names=splits.label_names,
                       multi_label=splits.multi_label, run_dir=run_dir, reporter=reporter)
+    if checkpoint is not None:
+        trainer.snapshots = checkpoint.snapshots
     progress, best = trainer.fit(progress, best)
 
-    # The best epoch's parameters (and its batch-norm statistics) become the model.
+    # The best epoch's parameters (and its batch-norm statistics) become the model; with --soup-top-k, the greedy
+    # soup of the best epochs, which starts from it.
     if best is not None:
         setup.load_state_tensors(best)
+    record.pop("soup", None)
+    if resolved.soup_top_k:
+        record["soup"] = _soup_of_epochs(trainer, setup, progress, reporter)
     return trainer, progress
+
+
+def _soup_of_epochs(trainer: Trainer, setup, progress: Progress, reporter: Reporter) -> dict[str, Any]:
+    """The greedy soup (zoo.engine.soup) of the epochs --soup-top-k kept, on the validation split, left in the
+    model; returns the record's "soup" section. It starts from the best epoch, so it never scores below it."""
+    epochs = {f"epoch {kept['epoch'] + 1}": kept["epoch"] for kept in progress.snapshots}
+    scores = {name: kept["score"] for name, kept in zip(epochs, progress.snapshots, strict=True)}
+    section = {"kind": "epochs", "top_k": trainer.config.soup_top_k}
+    if len(epochs) < 2:   # one epoch evaluated: nothing to average
+        reporter.message(f"--soup-top-k: only {len(epochs)} epoch evaluated; the model is the best epoch")
+        return {**section, "method": "greedy", "metric": trainer.metric, "kept": list(epochs),
+                "ingredients": [], "score": progress.best_metric, "best_ingredient": progress.best_metric,
+                "gain": 0.0}
+
+    def evaluate(tensors: dict[str, Any]) -> tuple[float, None]:
+        setup.load_state_tensors(tensors)
+        return trainer.evaluate(setup.val_data)[trainer.metric], None
+
+    soup = make_soup(scores, load=lambda name: trainer.snapshots[epochs[name]], evaluate=evaluate,
+                     method="greedy", metric=trainer.metric, say=reporter.message)
+    setup.load_state_tensors(soup.tensors)
+    reporter.message(f"soup of {', '.join(soup.kept)}: validation {trainer.metric} {soup.score:.4g} (best epoch "
+                     f"{soup.best_ingredient:.4g})")
+    return {**section, **soup.to_record()}
 
 
 def _solve_linear_head(spec, classifier, splits, resolved, setup, heads, loss_fn, record, accelerator, run_dir,

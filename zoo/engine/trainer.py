@@ -25,6 +25,7 @@ from zoo.engine.checkpoint import Progress, save_checkpoint
 from zoo.engine.config import AdaptConfig
 from zoo.engine.metrics import compute_metrics, headline
 from zoo.engine.seeds import derive_seed, seeded_globals
+from zoo.engine.soup import top_epochs
 from zoo.errors import TrainingDivergedError
 from zoo.tasks import get_task
 
@@ -151,6 +152,9 @@ class Trainer:
         self.run_dir, self.reporter = run_dir, reporter
         self.metric = config.metric or get_task(task).main_metric(multi_label)
         self.micro_batches = 1        # raised when a batch does not fit in device memory
+        # --soup-top-k: the best epochs' state tensors (epoch, 0-based -> tensors on the CPU); a resumed run gives
+        # the checkpoint's, which Progress.snapshots lists
+        self.snapshots: dict[int, dict[str, Any]] = {}
 
     # --- one optimizer step -----------------------------------------------------------------------------
 
@@ -320,6 +324,8 @@ class Trainer:
                 best = self.snapshot()
             else:
                 progress.epochs_without_improvement += 1
+            if config.soup_top_k:
+                self._keep_snapshot(progress, epoch, value, best if improved else None)
             record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None,
                       "lr": self.scheduler.get_last_lr()[0], "seconds": round(train_seconds, 3),
                       "samples_per_s": round(seen / train_seconds, 2) if train_seconds > 0 else None,
@@ -345,10 +351,20 @@ class Trainer:
         progress.stopped_early, progress.stopped_by = True, reason or "stopped by another process's reporter"
         self.reporter.message(f"stopped after epoch {record['epoch']}: {progress.stopped_by}")
 
+    def _keep_snapshot(self, progress: Progress, epoch: int, value: float, best: dict | None) -> None:
+        """Keep this epoch's state tensors if it is among the ``soup_top_k`` best so far (``best``: the snapshot
+        just taken of it as the best epoch, shared rather than copied), and drop the epoch it pushes out."""
+        scored = [(kept["epoch"], kept["score"]) for kept in progress.snapshots] + [(epoch, value)]
+        keep = top_epochs(scored, self.config.soup_top_k)
+        if epoch in keep:
+            self.snapshots[epoch] = best if best is not None else self.snapshot()
+        progress.snapshots = [{"epoch": e, "score": s} for e, s in scored if e in keep]
+        self.snapshots = {e: tensors for e, tensors in self.snapshots.items() if e in keep}
+
     def _checkpoint(self, progress: Progress, best: dict | None) -> None:
         if self.accelerator.is_main_process:
             save_checkpoint(self.run_dir, trainable=self.setup.state_tensors(), best=best, optimizer=self.optimizer,
-                            scheduler=self.scheduler, progress=progress)
+                            scheduler=self.scheduler, progress=progress, snapshots=self.snapshots)
         self.accelerator.wait_for_everyone()
 
 
