@@ -793,6 +793,35 @@ def ensemble(runs: Sequence[PathLike], *, method: str = "caruana", size: int = 2
     return record
 
 
+def soup(runs: Sequence[PathLike], *, method: str = "greedy", val: str | None = None,
+         output: PathLike | None = None, device: str = "auto", precision: str = "auto", store: bool = True,
+         progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Average the weights of finished runs of one backbone into a new run (a model soup), chosen on held-out data;
+    returns the soup's run record (zoo_run.json).
+
+    ``method``: ``greedy`` ranks the runs by their held-out main metric, starts from the best and adds the next
+    only if the soup's held-out score does not drop (so it never scores below its best ingredient); ``uniform``
+    averages them all. Held-out data is ``val`` (labelled data: its test split, else all of it) or, without it,
+    the runs' own validation split, allowed only when every run was validated on the same examples. The soup is
+    written to ``output`` (default ``runs/<data>-<backbone>-soup``) as an ordinary run that predict, bench, serve,
+    export and push take, and recorded in the run history unless ``store=False`` (:mod:`zoo.better.soup`).
+
+    Raises:
+        zoo.errors.InvalidInputError: fewer than two runs, an unfinished run, an ensemble, runs of different
+            backbones, commits, tasks, labels or architectures, validation splits that differ without ``val``, a
+            bad option or output folder (one line naming the run or option).
+    """
+    from zoo.better.soup import soup_runs
+
+    history = _open_store() if store else None
+    record = soup_runs(list(runs), families=get_plugin_manager().families, method=method, val=val, output=output,
+                       device=device, precision=precision, progress=progress,
+                       on_record=history.record_run if history else None)
+    if history is not None:
+        record["store_id"] = history.record_run(record)
+    return record
+
+
 # --- export -----------------------------------------------------------------------------------------------------
 
 

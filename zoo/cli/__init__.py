@@ -24,6 +24,7 @@ from zoo.cli import (
     recommend_cmd,
     runs_cmd,
     serve_cmd,
+    soup_cmd,
     tune_cmd,
 )
 from zoo.cli._common import handle_errors, hide_flag_types
@@ -90,7 +91,8 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 for module in (list_cmd, info_cmd, plugins_cmd, recommend_cmd, fetch_cmd, adapt_cmd, tune_cmd, distill_cmd,
-               predict_cmd, explain_cmd, bench_cmd, ensemble_cmd, export_cmd, serve_cmd, push_cmd, runs_cmd):
+               predict_cmd, explain_cmd, bench_cmd, soup_cmd, ensemble_cmd, export_cmd, serve_cmd, push_cmd,
+               runs_cmd):
     module.register(app)
 
 

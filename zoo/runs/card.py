@@ -205,15 +205,19 @@ def model_card(record: dict[str, Any], *, repo_id: str | None = None, revision: 
         origin = f"`{backbone['source']}`"
     data_link = f"[{hub_dataset}]({hub}/datasets/{hub_dataset})" if hub_dataset else dataset
     captions = {"curves.png": "training curves", "confusion.png": "validation confusion matrix"}
+    at_commit = f" at commit `{backbone['commit'][:12]}`" if backbone.get("commit") else ""
+    soup = record.get("soup") if (record.get("soup") or {}).get("kind") == "runs" else None
+    scored_n = sizes["test"] if test else ((soup or {}).get("held_out") or {}).get("examples", sizes["val"])
     lines = [
         f"# {backbone['name']} adapted for {task.title}", "",
-        f"Fine-tuned from {origin}"
-        + (f" at commit `{backbone['commit'][:12]}`" if backbone.get("commit") else "")
+        _soup_intro(soup, origin, at_commit) if soup else
+        f"Fine-tuned from {origin}{at_commit}"
         + (f" with `zoo distill`, learning from the teacher `{_teacher_name(record)}` " if record.get("distill")
            else " with `zoo adapt` ")
         + f"(strategy **{record['strategy']}**: {record['strategy_reason']}).", "",
         "## Results", "",
-        f"Measured on the {split} split ({sizes['test'] if test else sizes['val']} examples):", "",
+        f"Measured on the {f'{split} split' if test or not soup else _held_out_name(soup)} ({scored_n} examples):",
+        "",
         "| metric | value |", "| --- | ---: |",
         *[f"| {name} | {scored[name]:.4f} |" for name in metric_names], "",
         *[f"![{captions.get(name, name)}]({name})" for name in plots],
@@ -227,11 +231,12 @@ def model_card(record: dict[str, Any], *, repo_id: str | None = None, revision: 
         f"({record['data']['split'].get('val', '')})",
         f"- class balance in training: {smallest} to {largest} examples per class",
         f"- data fingerprint: `{record['data']['fingerprint'][:16]}`", "",
-        *_how_trained(record),
-        _training_line(record, config),
+        *(_soup_made(soup, record) if soup else [*_how_trained(record), _training_line(record, config),
+                                                 *_epoch_soup_line(record)]),
         f"- hardware: {record['hardware']['device']}, {record['hardware']['processes']} process(es)",
         f"- wall time: {record['wall_s']:.0f} s" if record.get("wall_s") else "",
-        "", "<details><summary>Full training configuration</summary>", "", "```json",
+        "", f"<details><summary>{'The first ingredient' if soup else 'Full'} training configuration</summary>", "",
+        "```json",
         json.dumps(config, indent=2, sort_keys=True, default=str), "```", "", "</details>",
         *_bench_section(record.get("bench") or []),
         "", "## Use", "", "```python", _load_snippet(record, repo_id, revision), "```", "",
@@ -242,7 +247,6 @@ def model_card(record: dict[str, Any], *, repo_id: str | None = None, revision: 
     if largest > 2 * max(smallest, 1):
         lines.append(f"- Classes are imbalanced ({smallest} to {largest} training examples); check per-class "
                      "recall in zoo_run.json before relying on rare classes.")
-    scored_n = sizes["test"] if test else sizes["val"]
     if not record["multi_label"] and scored_n:
         low, high = wilson_interval(float(scored["accuracy"]), scored_n)
         lines.append(f"- The {split} accuracy comes from {scored_n} examples: its 95% (Wilson) interval is "
@@ -298,6 +302,54 @@ def _distill_section(record: dict[str, Any]) -> list[str]:
               + (f"{speed['latency']:.2f}× lower latency" if speed.get("latency") else "latency not compared")
               + (f", {speed['throughput']:.2f}× the throughput" if speed.get("throughput") else "") + ".", ""]
     return lines
+
+
+def _held_out_name(soup: dict[str, Any]) -> str:
+    data = (soup.get("held_out") or {}).get("data", "validation split")
+    return "ingredients' validation split" if data == "validation split" else f"held-out data `{Path(data).name}`"
+
+
+def _soup_intro(soup: dict[str, Any], origin: str, at_commit: str) -> str:
+    kept, tried = len(soup["kept"]), len(soup["ingredients"])
+    runs = f"{tried} runs fine-tuned from {origin}{at_commit}"
+    if kept == 1:
+        return (f"A **greedy model soup** of {runs}, made with `zoo soup`: averaging any other run with the best one "
+                "lowered its held-out score, so the soup is the best run's weights alone.")
+    how = ("each added only if the held-out score did not drop" if soup["method"] == "greedy" else "all averaged")
+    return (f"A **{soup['method']} model soup**: the weights of {kept} of {runs} averaged into one model ({how}), "
+            "made with `zoo soup`. It is as fast as any one of them.")
+
+
+def _soup_made(soup: dict[str, Any], record: dict[str, Any]) -> list[str]:
+    """The card's "How it was made" for a soup of runs: every ingredient, its held-out score, and the verdict."""
+    import shlex
+
+    metric = soup["metric"]
+    lines = ["## How it was made", "",
+             f"Ingredients, ranked by held-out {metric} on the {_held_out_name(soup)} "
+             f"({soup['held_out']['examples']} examples):", "",
+             f"| run | strategy | seed | {metric} | soup {metric} when tried | kept |",
+             "| --- | --- | ---: | ---: | ---: | --- |"]
+    for entry in soup["ingredients"]:
+        tried = "" if entry.get("soup_score") is None else f"{entry['soup_score']:.4f}"
+        lines.append(f"| `{Path(entry['name']).name}` | {entry.get('strategy') or ''} | {entry.get('seed', '')} | "
+                     f"{entry['score']:.4f} | {tried} | {'yes' if entry['kept'] else 'no'} |")
+    lines += ["", f"The soup scores {soup['score']:.4f} {metric} on that data, against "
+              f"{soup['best_ingredient']:.4f} for its best ingredient ({soup['gain']:+.4f}). Scores on the data "
+              "that chose the soup flatter it; the test split, when there is one, does not.", ""]
+    if record.get("command"):
+        lines += ["Made with:", "", "```bash", shlex.join(record["command"]), "```", ""]
+    return lines
+
+
+def _epoch_soup_line(record: dict[str, Any]) -> list[str]:
+    """A run's soup of its best epochs (`zoo adapt --soup-top-k`), as one line of "How it was trained"."""
+    soup = record.get("soup")
+    if not soup or soup.get("kind") != "epochs":
+        return []
+    return [f"- weights averaged over the best epochs (`--soup-top-k {soup['top_k']}`, greedy on validation): "
+            f"{', '.join(soup['kept'])} kept, validation {soup['metric']} {soup['score']:.4f} against "
+            f"{soup['best_ingredient']:.4f} for the best epoch alone"]
 
 
 # How the card names each explained hyperparameter (zoo.engine.config.EXPLAINED).
