@@ -813,8 +813,9 @@ def soup(runs: Sequence[PathLike], *, method: str = "greedy", val: str | None = 
     """
     from zoo.better.soup import soup_runs
 
+    runs = [runs] if isinstance(runs, (str, os.PathLike)) else list(runs)   # one path is one run, not its letters
     history = _open_store() if store else None
-    record = soup_runs(list(runs), families=get_plugin_manager().families, method=method, val=val, output=output,
+    record = soup_runs(runs, families=get_plugin_manager().families, method=method, val=val, output=output,
                        device=device, precision=precision, progress=progress,
                        on_record=history.record_run if history else None)
     if history is not None:
