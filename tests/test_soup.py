@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from zoo import api
 from zoo.cli import app
-from zoo.data import load_data
 from zoo.engine.checkpoint import Progress, load_checkpoint, save_checkpoint
 from zoo.engine.config import AdaptConfig
+from zoo.engine.run import AdaptRequest
 from zoo.engine.soup import WeightSum, make_soup
 from zoo.errors import InvalidInputError
 from zoo.runs.outputs import read_validation_outputs
@@ -25,11 +25,10 @@ REGISTRY = [str(FIXTURE_REGISTRY)]
 
 @pytest.fixture(scope="module")
 def text_data(tmp_path_factory):
-    """Training, validation and test files: runs given the same --val share their validation split, whatever the
-    seed, so that their own validation outputs can score a soup."""
+    """Training data (its validation split drawn from it), a test file, and held-out data for --val."""
     root = tmp_path_factory.mktemp("soup-data")
     return {split: factory.make_text_csv(root / f"{split}.csv", per_class=per_class, seed=seed)
-            for split, per_class, seed in (("train", 40, 0), ("val", 12, 1), ("test", 12, 2), ("held", 12, 3))}
+            for split, per_class, seed in (("train", 52, 0), ("test", 12, 2), ("held", 12, 3))}
 
 
 def _config(seed: int, **overrides) -> AdaptConfig:
@@ -42,11 +41,12 @@ def _config(seed: int, **overrides) -> AdaptConfig:
 
 @pytest.fixture(scope="module")
 def seeds(hub, text_data, tmp_path_factory):
-    """Three runs of one tiny backbone that differ only in their seed (head initialisation, batch order)."""
+    """Three runs of one tiny backbone that differ only in their seed (head initialisation, batch order); the
+    validation split drawn from the data is the same for all three, so their stored outputs can score a soup."""
     root = tmp_path_factory.mktemp("soup-runs")
     runs = []
     for seed in (0, 1, 2):
-        api.adapt("tiny-bert", str(text_data["train"]), val=str(text_data["val"]), test=str(text_data["test"]),
+        api.adapt("tiny-bert", str(text_data["train"]), test=str(text_data["test"]), val_fraction=0.25,
                   output=root / f"seed{seed}", config=_config(seed), registry_files=REGISTRY, store=False)
         runs.append(root / f"seed{seed}")
     return runs
@@ -69,7 +69,7 @@ def test_greedy_soup_of_three_seeds_is_never_below_its_best_ingredient(seeds, te
     # Its validation outputs are the runs' examples (the ensemble reads it beside them), from the saved model.
     stored = read_validation_outputs(out)
     assert stored.key == read_validation_outputs(seeds[0]).key == record["validation_outputs"]["key"]
-    val = load_data(str(text_data["train"]), task="text-cls", val=str(text_data["val"])).val
+    val = AdaptRequest(**record["request"]).read_data(seed=record["seed"]).val
     predictions = api.predict(out, [example.input for example in val], top_k=1)
     assert [p.labels[0]["label"] for p in predictions] == [record["labels"][i] for i in stored.logits.argmax(1)]
     card = (out / "README.md").read_text()
@@ -188,7 +188,7 @@ def test_soup_top_k_ends_with_a_soup_of_epochs_never_below_the_best_epoch(hub, t
     monkeypatch.setattr(zoo.engine.setup, "finalize_model", killed)
     run = tmp_path / "run"
     with pytest.raises(RuntimeError, match="killed after training"):
-        api.adapt("tiny-bert", str(text_data["train"]), val=str(text_data["val"]), output=run,
+        api.adapt("tiny-bert", str(text_data["train"]), val_fraction=0.25, output=run,
                   config=_config(0, epochs=3, soup_top_k=2), registry_files=REGISTRY, store=False)
     kept = load_checkpoint(run).snapshots
     assert len(kept) == 2

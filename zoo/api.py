@@ -801,7 +801,7 @@ def soup(runs: Sequence[PathLike], *, method: str = "greedy", val: str | None = 
 
     ``method``: ``greedy`` ranks the runs by their held-out main metric, starts from the best and adds the next
     only if the soup's held-out score does not drop (so it never scores below its best ingredient); ``uniform``
-    averages them all. Held-out data is ``val`` (labelled data: its test split, else all of it) or, without it,
+    averages them all. Held-out data is ``val`` (labelled data: its validation split, else all of it) or, without it,
     the runs' own validation split, allowed only when every run was validated on the same examples. The soup is
     written to ``output`` (default ``runs/<data>-<backbone>-soup``) as an ordinary run that predict, bench, serve,
     export and push take, and recorded in the run history unless ``store=False`` (:mod:`zoo.better.soup`).

@@ -7,10 +7,11 @@ same head pooling. Their strategies may differ: a LoRA run is saved with its ada
 linear run is the pretrained backbone with a new head, so averaging it with fine-tuned runs moves part of the way
 back towards the pretrained weights (as WiSE-FT does); the greedy soup keeps that only if held-out data says so.
 
-The held-out data is ``val`` (labelled data, read as the runs' task reads it: its test split, else all of it), or
-the runs' own validation split when every run was validated on the same examples (their stored validation outputs
-have one key, :mod:`zoo.runs.outputs`). Runs trained with different seeds draw different validation splits from
-their training data, so one run's validation examples are another's training examples: those need ``val``.
+The held-out data is ``val`` (labelled data, read as `zoo ensemble` reads it: its validation split, else all of it,
+never its test split), or the runs' own validation split when every run was validated on the same examples (their
+stored validation outputs have one key, :mod:`zoo.runs.outputs`). Runs that drew different validation splits (runs
+recorded before the split had a seed of its own drew it with their training seed) hold one another's validation
+examples in their training data: those need ``val``.
 
 The soup is a run folder like any other: the native model, ``zoo_run.json`` (``"soup"``: the method, every
 ingredient with its held-out score and whether it was kept), the validation outputs, plots and a model card.
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo import checks
-from zoo.data import load_scored
+from zoo.better.ensemble import validation_examples
 from zoo.data.base import Example
 from zoo.engine.metrics import compute_metrics
 from zoo.engine.rundir import claim_new, default_run_dir
@@ -282,9 +283,8 @@ def _check_same_validation(ingredients: list[Ingredient]) -> None:
                                     "the soup on")
         if section["key"] != key:
             raise InvalidInputError(f"{ingredient.name} and {first.name} were validated on different examples "
-                                    "(each run draws its split with its own seed unless --val was given to adapt); "
-                                    "give --val DATA, labelled data none of the runs trained on, to score the soup "
-                                    "on")
+                                    "(other data, or a split drawn another way); give --val DATA, labelled data none "
+                                    "of the runs trained on, to score the soup on")
 
 
 def _held_out(ingredients: list[Ingredient], val: str | None, template, *, config: dict[str, Any], device: str,
@@ -304,9 +304,9 @@ def _held_out(ingredients: list[Ingredient], val: str | None, template, *, confi
             raise InvalidInputError(f"{first.name}: its data cannot be read again ({exc}); give --val DATA to score "
                                     "the soup on") from None
         say(f"the runs' data cannot be read again ({exc}): no test split is scored")
-    if val is not None:
-        examples, _ = load_scored(val, task=record["task"], labels=list(record["labels"]),
-                                  multi_label=bool(record.get("multi_label")))
+    if val is not None:   # read as zoo ensemble reads it: its validation split, else all of it; never its test split
+        examples = validation_examples(val, task=record["task"], labels=list(record["labels"]),
+                                       multi_label=bool(record.get("multi_label")))
         held_out = HeldOut.prepare(examples, val, template, **options)
     else:
         if examples_key(splits.val, record["labels"]) != record[VALIDATION_OUTPUTS]["key"]:

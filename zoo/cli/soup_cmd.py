@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
                                                    show_default=False)],
         method: Annotated[str, typer.Option(help="greedy (add a run only if the held-out score does not drop) or "
                                             "uniform (average them all).")] = "greedy",
-        val: Annotated[str | None, typer.Option(help="Labelled data to choose the soup on (its test split, else "
+        val: Annotated[str | None, typer.Option(help="Labelled data to choose the soup on (its validation split, else "
                                                 "all of it) \\[default: the runs' validation split, when they "
                                                 "share it].", show_default=False)] = None,
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Folder of the soup \\[default: "
