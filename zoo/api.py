@@ -296,17 +296,8 @@ def adapt(backbone: str, data: str, *, task: str | None = None, output: PathLike
     if not isinstance(config, AdaptConfig):
         raise InvalidInputError(f"config must be an AdaptConfig, not {type(config).__name__}")
 
-    plugins = get_plugin_manager()
     registry_files = [str(p) for p in registry_files]
-    spec = load_registry(registry_files, plugins=plugins).get(backbone)
-    if task is None:
-        if len(spec.tasks) != 1:
-            raise InvalidInputError(f"{spec.name} serves {', '.join(spec.tasks)}: say which with --task")
-        task = spec.tasks[0]
-    elif task not in spec.tasks:
-        get_task(task)
-        raise InvalidInputError(f"backbone {spec.name!r} is registered for {', '.join(spec.tasks)}, not {task}")
-    family = plugins.family(spec.family, backbone=spec.name)
+    spec, task, family = _trained_backbone(backbone, task, registry_files)
     _check_image_size(config, spec, task, family)
     rank = int(os.environ.get("RANK", "0"))   # set by torchrun / accelerate launch in each process
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -334,6 +325,24 @@ def adapt(backbone: str, data: str, *, task: str | None = None, output: PathLike
     finally:
         if claim is not None:
             claim.release()
+
+
+def _trained_backbone(name: str, task: str | None, registry_files: list[str], *, who: str = "backbone",
+                      way_on: str = ""):
+    """The registry entry ``name`` (its spec and family) and the task it is trained for: ``task``, or its only
+    one; refused in one line when it serves several and none was named, or not ``task``. ``who`` names the entry
+    in that line (``--student``), ``way_on`` ends it."""
+    plugins = get_plugin_manager()
+    spec = load_registry(registry_files, plugins=plugins).get(name)
+    if task is None:
+        if len(spec.tasks) != 1:
+            raise InvalidInputError(f"{spec.name} serves {', '.join(spec.tasks)}: say which with --task")
+        task = spec.tasks[0]
+    elif task not in spec.tasks:
+        get_task(task)
+        named = f"backbone {spec.name!r}" if who == "backbone" else f"{who} {spec.name}"
+        raise InvalidInputError(f"{named} is registered for {', '.join(spec.tasks)}, not {task}{way_on}")
+    return spec, task, plugins.family(spec.family, backbone=spec.name)
 
 
 def _claim(output: PathLike | None, backbone: str, data: str, *, rank: int):
@@ -634,17 +643,8 @@ def tune(backbone: str, data: str, *, task: str | None = None, output: PathLike 
     if study is not None and "://" in study:   # a bad URL is refused before anything is read or made
         tuning.open_storage(study)
 
-    plugins = get_plugin_manager()
     registry_files = [str(p) for p in registry_files]
-    spec = load_registry(registry_files, plugins=plugins).get(backbone)
-    if task is None:
-        if len(spec.tasks) != 1:
-            raise InvalidInputError(f"{spec.name} serves {', '.join(spec.tasks)}: say which with --task")
-        task = spec.tasks[0]
-    elif task not in spec.tasks:
-        get_task(task)
-        raise InvalidInputError(f"backbone {spec.name!r} is registered for {', '.join(spec.tasks)}, not {task}")
-    family = plugins.family(spec.family, backbone=spec.name)
+    spec, task, family = _trained_backbone(backbone, task, registry_files)
     config = AdaptConfig(**fixed, seed=seed)
     _check_image_size(config, spec, task, family)
     request = AdaptRequest(backbone=spec.name, task=task, data=data, val=val, test=test, input_col=input_col,
@@ -717,19 +717,9 @@ def distill(teacher: PathLike, student: str, data: str, *, temperature: float = 
     teacher_task = finished_teacher(teacher_dir).get("task")   # the rest is checked against the data, once read
     baseline = distillation.check_baseline(str(baseline))
 
-    plugins = get_plugin_manager()
     registry_files = [str(p) for p in registry_files]
-    spec = load_registry(registry_files, plugins=plugins).get(student)
-    task = task or teacher_task
-    if task is None:
-        if len(spec.tasks) != 1:
-            raise InvalidInputError(f"{spec.name} serves {', '.join(spec.tasks)}: say which with --task")
-        task = spec.tasks[0]
-    elif task not in spec.tasks:
-        get_task(task)
-        raise InvalidInputError(f"--student {spec.name} is registered for {', '.join(spec.tasks)}, not {task}; give "
-                                "a student backbone of that task")
-    family = plugins.family(spec.family, backbone=spec.name)
+    spec, task, family = _trained_backbone(student, task or teacher_task, registry_files, who="--student",
+                                           way_on="; give a student backbone of that task")
     _check_image_size(config, spec, task, family)
     history = _open_store() if store else None
     request = AdaptRequest(backbone=spec.name, task=task, data=data, val=val, test=test, input_col=input_col,

@@ -33,7 +33,7 @@ from zoo.data.base import Example
 from zoo.engine.metrics import compute_metrics
 from zoo.engine.rundir import claim_new, default_run_dir
 from zoo.engine.soup import METHODS, make_soup
-from zoo.errors import InvalidInputError, NonFiniteWeightsError, ZooError, disk_error
+from zoo.errors import InvalidInputError, NonFiniteWeightsError, disk_error
 from zoo.hardware import check_device, fingerprint
 from zoo.loading import load_saved
 from zoo.precision import PRECISIONS, autocast, resolve_precision
@@ -46,6 +46,7 @@ from zoo.runs.record import (
     check_finite_weights,
     has_record,
     read_finished_record,
+    record_failure,
     write_record,
 )
 from zoo.tasks import get_task
@@ -156,7 +157,7 @@ def soup_runs(runs: Sequence[str | os.PathLike], *, families, method: str = "gre
         except BaseException as exc:
             if isinstance(exc, Exception):
                 exc = disk_error(exc, run_dir)
-            _record_failure(run_dir, record, exc, on_record)
+            record_failure(run_dir, record, exc, on_record)   # never resumed: made again
             raise
     finally:
         claim.release()
@@ -422,20 +423,3 @@ def _make(ingredients: list[Ingredient], template, held_out: HeldOut, test: Held
     say(f"{method} soup of {len(soup.kept)} of {len(ingredients)}: {metric} {soup.score:.4g} ({gain:+.4g} against "
         "the best ingredient)")
     return record
-
-
-def _record_failure(run_dir: Path, record: dict[str, Any], exc: BaseException,
-                    on_record: Callable[[dict[str, Any]], None] | None) -> None:
-    """Mark the soup failed with its one-line reason (it is never resumed: make it again)."""
-    for tmp in Path(run_dir).glob("*.tmp"):
-        tmp.unlink(missing_ok=True)
-    record.update(status="failed", error=(f"{type(exc).__name__}: {exc}".splitlines() or [""])[0])
-    try:
-        write_record(run_dir, record)
-    except OSError:
-        pass   # a full disk may refuse even this; the history below still says "failed"
-    if on_record is not None:
-        try:
-            on_record(record)
-        except ZooError:
-            pass   # the failure being reported matters more than the history's

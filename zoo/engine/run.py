@@ -47,7 +47,7 @@ from zoo.engine.trainer import (
     make_loss,
     parameter_groups,
 )
-from zoo.errors import DiskFullError, InvalidInputError, NonFiniteWeightsError, PluginError, ZooError, disk_error
+from zoo.errors import DiskFullError, InvalidInputError, NonFiniteWeightsError, PluginError, disk_error
 from zoo.explain.decides import HOW_IT_DECIDES, discard_how_it_decides, how_it_decides
 from zoo.hardware import check_device, fingerprint
 from zoo.loading import LoadedClassifier, load_classifier
@@ -55,7 +55,15 @@ from zoo.precision import accelerate_mixed_precision, resolve_precision
 from zoo.runs.card import write_model_card, write_plots
 from zoo.runs.outputs import RECORD_KEY as VALIDATION_OUTPUTS
 from zoo.runs.outputs import write_validation_outputs
-from zoo.runs.record import RECORD_VERSION, VERSION_KEY, check_finite_weights, has_record, read_record, write_record
+from zoo.runs.record import (
+    RECORD_VERSION,
+    VERSION_KEY,
+    check_finite_weights,
+    has_record,
+    read_record,
+    record_failure,
+    write_record,
+)
 
 SPLIT_SEED = 0
 # The record's list of the sections a caller added (run_training's ``sections``), kept when the run is resumed.
@@ -615,18 +623,7 @@ def _record_failure(run_dir: Path, record: dict[str, Any], exc: BaseException,
                     on_record: Callable[[dict[str, Any]], None] | None) -> None:
     """Mark the run failed with its one-line reason, and drop half-written checkpoints and temporary files."""
     discard_partial_checkpoint(run_dir)
-    for tmp in Path(run_dir).glob("*.tmp"):
-        tmp.unlink(missing_ok=True)
-    record.update(status="failed", error=(f"{type(exc).__name__}: {exc}".splitlines() or [""])[0])
-    try:
-        write_record(run_dir, record)
-    except OSError:
-        pass      # a full disk may refuse even this; the history below still says "failed"
-    if on_record is not None:
-        try:
-            on_record(record)
-        except ZooError:
-            pass  # the failure being reported matters more than the history's
+    record_failure(run_dir, record, exc, on_record)
 
 
 def _model_bytes(classifier) -> int:

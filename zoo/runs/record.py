@@ -21,7 +21,7 @@ from typing import Any
 
 from zoo import jsonio
 from zoo.better.ensembled import member_dirs
-from zoo.errors import InvalidInputError, NonFiniteWeightsError, disk_error
+from zoo.errors import InvalidInputError, NonFiniteWeightsError, ZooError, disk_error
 
 RUN_RECORD = "zoo_run.json"
 VERSION_KEY = "zoo_run_version"
@@ -181,3 +181,21 @@ def weight_files(directory: str | os.PathLike) -> list[Path]:
     for member in member_dirs(directory):
         files += weight_files(member)
     return files
+
+
+def record_failure(run_dir: str | os.PathLike, record: dict[str, Any], exc: BaseException,
+                   on_record: Callable[[dict[str, Any]], None] | None = None) -> None:
+    """Mark the run in ``run_dir`` failed with ``exc``'s one-line reason, dropping its temporary files, and tell the
+    run history (``on_record``). Neither a full disk nor a history that refuses hides the failure being reported."""
+    for tmp in Path(run_dir).glob("*.tmp"):
+        tmp.unlink(missing_ok=True)
+    record.update(status="failed", error=(f"{type(exc).__name__}: {exc}".splitlines() or [""])[0])
+    try:
+        write_record(run_dir, record)
+    except OSError:
+        pass      # a full disk may refuse even this; the history below still says "failed"
+    if on_record is not None:
+        try:
+            on_record(record)
+        except ZooError:
+            pass  # the failure being reported matters more than the history's
