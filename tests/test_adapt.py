@@ -452,18 +452,21 @@ def test_run_resumed_mid_epoch_equals_the_uninterrupted_run(backbone, task, work
     run = tmp_path / "run"
     options = {"strategy": "full", "epochs": 2, "batch_size": 4, "lr": 1e-3, "patience": 0, "augment": "strong",
                "checkpoint_every": 2}
+    # Loaded in the training process here, in `workers` processes below: the weights must not care.
     args = ["adapt", backbone, "--data", str(datasets[task]), "--output", str(run), "--val-fraction", "0.25",
-            "--registry", str(FIXTURE_REGISTRY)]
+            "--registry", str(FIXTURE_REGISTRY), "--workers", "0"]
     for name, value in options.items():
         args += [f"--{name.replace('_', '-')}", str(value)]
     progress = _kill_when(args, run, lambda progress: progress["batches_done"] > 0)   # mid-epoch
     assert progress["batches_done"] > 0, "killed mid-epoch"
 
     resumed = api.resume(run, store=False)
-    # Straight through, with examples loaded in worker processes: augmentation must not care.
+    # Straight through, with examples loaded in worker processes that live across both epochs: augmentation, drawn
+    # per (epoch, example), must not care.
     straight = api.adapt(backbone, str(datasets[task]), output=tmp_path / "straight", val_fraction=0.25,
-                         config=AdaptConfig(**options, num_workers=workers), registry_files=REGISTRY, store=False)
-    assert resumed["resumed"] == 1
+                         config=AdaptConfig(**options, workers=workers), registry_files=REGISTRY, store=False)
+    assert resumed["resumed"] == 1 and resumed["config"]["workers"] == 0
+    assert straight["config"]["workers"] == workers
     assert [e["val"] for e in resumed["metrics"]["epochs"]] == [e["val"] for e in straight["metrics"]["epochs"]]
     ours = load_file(str(run / "model.safetensors"))
     theirs = load_file(str(tmp_path / "straight" / "model.safetensors"))
@@ -607,7 +610,9 @@ def test_defaulted_values_are_recorded_with_their_rules(hub, datasets, tmp_path,
     record = api.adapt("tiny-bert", str(datasets["text-cls"]), output=run, config=AdaptConfig(epochs=1),
                        registry_files=REGISTRY, store=False)
     choices = record["choices"]
-    assert set(choices) == {"strategy", "epochs", "lr", "batch_size", "warmup_ratio", "patience"}, "no image size"
+    assert set(choices) == {"strategy", "epochs", "lr", "batch_size", "warmup_ratio", "patience", "workers"}, \
+        "no image size"
+    assert choices["workers"]["value"] == 0 and "cached features" in choices["workers"]["rule"]
     assert choices["strategy"]["value"] == "linear" and not choices["strategy"]["set"]
     assert "training examples (at most 20000): both a linear probe and full" in choices["strategy"]["rule"]
     assert choices["strategy"]["candidates"] == {"linear": 0.9, "full": 0.5}
@@ -648,7 +653,8 @@ def test_the_cards_command_reproduces_the_resolved_config(hub, datasets, tmp_pat
     assert again.exit_code == 0, again.output
     reproduced = json.loads((tmp_path / "again" / "zoo_run.json").read_text())
     assert reproduced["config"] == record["config"] and reproduced["command"] == record["command"]
-    assert all(choice["set"] for choice in reproduced["choices"].values()), "every value is given explicitly"
+    # every value is given explicitly, but for the data-loading workers, which the machine that repeats it chooses
+    assert all(choice["set"] for name, choice in reproduced["choices"].items() if name != "workers")
 
 
 # --- defaults that scale with the data, and auto decided on validation --------------------------------------------

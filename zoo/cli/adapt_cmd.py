@@ -12,6 +12,9 @@ from zoo.cli import _format as fmt
 from zoo.cli._common import JsonOption, RegistryOption, TaskOption, console, print_json, progress_console
 from zoo.errors import InvalidInputError
 
+# An epoch that waited this share of its time for batches says so (the engine records the share of every epoch).
+DATA_WAIT_SAID = 0.1
+
 
 class RichReporter:
     """Draws the engine's progress with rich: a bar per epoch with loss and samples/s, a line per epoch (on the
@@ -41,7 +44,10 @@ class RichReporter:
     def epoch_end(self, record: dict[str, Any]) -> None:
         val = ", ".join(f"{k} {v:.4f}" for k, v in record["val"].items())
         mark = " [green]best[/green]" if record["best"] else ""
-        self.progress.console.print(f"epoch {record['epoch']}: loss {record['train_loss']:.4f}, {val}{mark}")
+        waited = record.get("data_wait") or 0.0
+        # Said only where loading holds training back, with the option that changes it.
+        wait = f", waited {waited:.0%} of the time for data (--workers)" if waited >= DATA_WAIT_SAID else ""
+        self.progress.console.print(f"epoch {record['epoch']}: loss {record['train_loss']:.4f}, {val}{mark}{wait}")
         # reset() replaces every field, so all of them are given again.
         self.progress.reset(self.task_id, total=self.batches, completed=0,
                             epoch=f"{min(record['epoch'] + 1, self.epochs)}/{self.epochs}",
@@ -188,6 +194,9 @@ def register(app: typer.Typer) -> None:
             help="The model card's \"How it decides\": explain this many of the most confident correct and of the "
                  "wrong validation predictions (0: none) \\[default: 3, within a tenth of the training time].",
             show_default=False)] = None,
+        workers: Annotated[str, typer.Option(help="Processes that decode and augment the data beside training "
+                                             "(0: none), or auto: for images and audio being fine-tuned, as many as "
+                                             "the cores spare; never for cached features or text.")] = "auto",
         processes: Annotated[int, typer.Option(help="Train data-parallel in this many local processes (gloo on "
                                                "CPUs). Many GPUs or machines: see docs/adapt.md.")] = 1,
         resume: Annotated[Path | None, typer.Option(help="Finish the interrupted run in this directory.",
@@ -218,7 +227,7 @@ def register(app: typer.Typer) -> None:
                 weight_decay=weight_decay, lora_r=lora_r, lora_alpha=lora_alpha,
                 patience=patience, metric=metric, max_seconds=max_seconds, max_length=max_length,
                 compile=compile_model, seed=seed, checkpoint_every=checkpoint_every, explain_card=explain_card,
-                soup_top_k=soup_top_k)
+                soup_top_k=soup_top_k, workers=workers)
             record = api.adapt(backbone, data, task=task, output=output, val=val, test=test,
                                input_col=input_col, label_col=label_col, label_sep=label_sep,
                                multi_label=multi_label, val_fraction=val_fraction, skip_bad=skip_bad,

@@ -64,12 +64,15 @@ class ExampleDataset:
             value = augment_waveform(value, self.classifier.augment, augment_rng)
         return value
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """Example ``key``: an index, augmented for the epoch of :meth:`set_epoch`, or (epoch, index), as the
+        training loader asks, whose worker processes keep their own copy of the dataset across epochs."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         example = self.examples[index]
         if self.train:
             # This example's own seed for this epoch; the family's transforms draw from the global generators,
             # so those are seeded for this example only.
-            seed = derive_seed(self.seed, self.epoch, index)
+            seed = derive_seed(self.seed, epoch, index)
             with seeded_globals(seed):
                 raw = self.raw_input(example, augment_rng=random.Random(seed))
                 item = dict(self.classifier.preprocess(raw, train=True))
@@ -98,6 +101,12 @@ class Parts:
 
     def to(self, device) -> Parts:
         return Parts([(to_device(inputs, device), positions) for inputs, positions in self.parts])
+
+    def pin_memory(self) -> Parts:
+        """Page-locked copies, which the loader makes on CUDA so that copies to the device overlap the compute."""
+        from torch.utils.data._utils.pin_memory import pin_memory
+
+        return Parts([(pin_memory(inputs), positions) for inputs, positions in self.parts])
 
     def __getitem__(self, rows: slice) -> Parts:
         """The items at batch positions ``rows`` (a slice), still part by part: rows of a part need no padding."""
@@ -152,7 +161,10 @@ class SoftTargets:
         return SoftTargets(self.labels[rows], self.teacher_logits[rows])
 
     def to(self, device) -> SoftTargets:
-        return SoftTargets(self.labels.to(device), self.teacher_logits.to(device))
+        return SoftTargets(self.labels.to(device, non_blocking=True), self.teacher_logits.to(device, non_blocking=True))
+
+    def pin_memory(self) -> SoftTargets:
+        return SoftTargets(self.labels.pin_memory(), self.teacher_logits.pin_memory())
 
 
 def make_collate(classifier, multi_label: bool):
@@ -192,45 +204,104 @@ def epoch_order(num_examples: int, *, epoch: int, seed: int, batch_size: int,
 
 
 class EpochBatches:
-    """A batch sampler over precomputed batches, starting after ``skip`` of them and keeping this process's share."""
+    """The training loader's batch sampler, one for the whole run (so its worker processes persist): each epoch,
+    :meth:`set_epoch` gives it that epoch's batches (:func:`epoch_order`), to start after ``skip`` of them, and it
+    keeps this process's share. It yields keys (epoch, index): a worker's copy of the dataset cannot be told the
+    epoch, so each key carries it (:meth:`ExampleDataset.__getitem__`)."""
 
-    def __init__(self, batches: list[list[int]], *, skip: int = 0, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(self, *, rank: int = 0, world_size: int = 1) -> None:
+        self.rank, self.world_size = rank, world_size
+        self.epoch, self.batches = 0, []
+
+    def set_epoch(self, epoch: int, batches: list[list[int]], *, skip: int = 0) -> None:
         # Every process walks the same batches; each takes an equal share of each batch (data parallel). A batch
         # too small to give every process an example repeats some, as DistributedSampler pads, so every process
         # steps the same number of times and batch positions stay those of the full order (for resume).
-        padded = [batch if len(batch) >= world_size else (batch * world_size)[:world_size]
+        padded = [batch if len(batch) >= self.world_size else (batch * self.world_size)[:self.world_size]
                   for batch in batches[skip:]]
-        self.batches = [batch[rank::world_size] for batch in padded]
+        self.epoch, self.batches = epoch, [batch[self.rank::self.world_size] for batch in padded]
 
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches)
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        return iter([[(self.epoch, index) for index in batch] for batch in self.batches])
 
     def __len__(self) -> int:
         return len(self.batches)
 
 
+# Batches each worker process prepares ahead (torch's default is 2): a strong augmentation's time varies from batch
+# to batch, and a deeper queue absorbs a slow one.
+PREFETCH_BATCHES = 4
+
+
+def make_loader(dataset, *, collate: Callable, workers: int, device, batch_size: int | None = None,
+                batch_sampler: EpochBatches | None = None, seed: int = 0):
+    """A torch DataLoader over ``dataset`` (in order by ``batch_size``, or by ``batch_sampler``) whose ``workers``
+    processes persist across passes, prefetch, and on CUDA put batches in page-locked memory for faster copies."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    on_cuda = getattr(device, "type", str(device).split(":")[0]) == "cuda"
+    extra = {"persistent_workers": True, "prefetch_factor": PREFETCH_BATCHES} if workers > 0 else {}
+    if batch_sampler is not None:
+        return DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=collate, num_workers=workers,
+                          pin_memory=on_cuda, generator=torch.Generator().manual_seed(seed), **extra)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=workers,
+                      pin_memory=on_cuda, **extra)
+
+
+class TimedBatches:
+    """Iterates a loader and adds up :attr:`seconds`, the time spent waiting for its next batch: the data-wait
+    share of a training step (0 when loading keeps ahead of the device)."""
+
+    def __init__(self, loader) -> None:
+        self.loader, self.seconds = loader, 0.0
+
+    def __iter__(self) -> Iterator[Any]:
+        import time
+
+        batches = iter(self.loader)
+        while True:
+            started = time.perf_counter()
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            self.seconds += time.perf_counter() - started
+            yield batch
+
+
 def to_device(inputs, device):
     """A batch (dict of tensors, :class:`Parts`, or one tensor) on ``device``; non-tensor values stay as they are."""
     if isinstance(inputs, dict):
-        return {k: (v.to(device) if hasattr(v, "to") else v) for k, v in inputs.items()}
-    return inputs.to(device)
+        return {k: (_moved(v, device) if hasattr(v, "to") else v) for k, v in inputs.items()}
+    return _moved(inputs, device)
+
+
+def _moved(value, device):
+    import torch
+
+    if isinstance(value, torch.Tensor):   # a pinned tensor is copied while the device works (else a plain copy)
+        return value.to(device, non_blocking=True)
+    return value.to(device)
 
 
 def collect_outputs(forward, dataset, *, collate, batch_size: int, device, num_workers: int = 0, autocast=None,
-                    should_stop: Callable[[], bool] | None = None,
-                    on_batch: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+                    should_stop: Callable[[], bool] | None = None, on_batch: Callable[[int], None] | None = None,
+                    loader=None) -> tuple[np.ndarray, np.ndarray] | None:
     """(targets, float32 outputs) of ``forward`` over ``dataset`` in order, under inference mode: the logits of an
     evaluation, the head inputs of a linear probe, the pooled features a recommendation scores. A batch that
     ``collate`` split into :class:`Parts` runs part by part, so no output depends on what else is in the batch.
 
-    ``should_stop`` is asked before each batch; when it says yes, the pass ends and None is returned.
+    ``should_stop`` is asked before each batch; when it says yes, the pass ends and None is returned. ``loader``:
+    one :func:`make_loader` built over ``dataset`` before, whose workers persist across passes (an evaluation at
+    each epoch's end); else one is built for this pass.
     """
     from contextlib import nullcontext
 
     import torch
-    from torch.utils.data import DataLoader
 
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers)
+    if loader is None:
+        loader = make_loader(dataset, collate=collate, workers=num_workers, device=device, batch_size=batch_size)
     outputs, targets = [], []
     with torch.inference_mode():
         for inputs, target in loader:

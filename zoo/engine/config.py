@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -70,7 +71,16 @@ EXPLAINED = ("strategy", "epochs", "lr", "batch_size", "warmup_ratio", "patience
 CLI_OPTIONS = ("strategy", "epochs", "batch_size", "lr", "weight_decay", "warmup_ratio", "grad_accum",
                "label_smoothing", "class_weights", "layer_decay", "lora_r", "lora_alpha", "precision", "compile",
                "augment", "image_size", "max_seconds", "max_length", "metric", "patience", "checkpoint_every", "seed",
-               "explain_card", "soup_top_k")
+               "explain_card", "soup_top_k", "workers")
+# Fields that change how fast a run goes, never what it learns: the command that repeats a run leaves them out, so
+# the machine that repeats it chooses its own.
+SPEED_ONLY = ("workers",)
+# --workers auto: worker processes decode and augment images and audio beside the training process (text is
+# tokenized there: too cheap to hand over; cached features have nothing to decode). On CUDA every core but the
+# training process's own serves the loader, up to MAX_WORKERS; on a CPU the workers take cores from the matrix
+# multiplies, and a worker pays off from CPU_CORES_PER_WORKER cores per worker (benchmarks/data_pipeline.py).
+MAX_WORKERS = 8
+CPU_CORES_PER_WORKER = 4
 # Distillation's settings, which `zoo distill` spells --temperature and --alpha (AdaptRequest.command).
 DISTILL_OPTIONS = {"distill_temperature": "--temperature", "distill_alpha": "--alpha"}
 
@@ -102,7 +112,8 @@ class AdaptConfig:
     max_seconds: float = 10.0               # audio: clips are cut to this length
     max_length: int | None = None           # text: tokens (None: the backbone's limit)
     group_by_length: bool = True            # text: batches of similar length, less padding
-    num_workers: int = 0
+    workers: int | str = "auto"            # data-loading worker processes (auto: plan_workers, resolved into the
+                                            # record); the weights never depend on it
     # when to stop
     metric: str | None = None               # early-stopping metric (None: the task's main one, Task.main_metric)
     patience: int | None = None             # evaluations without improvement before stopping (0: never; None:
@@ -136,7 +147,7 @@ class AdaptConfig:
         if self.soup_top_k == 1:
             raise InvalidInputError(f"--soup-top-k 1 is the best epoch alone: give 2 to {MAX_SOUP_TOP_K} epochs to "
                                     "average, or 0 for none")
-        checks.whole("--num-workers", self.num_workers, low=0, allow_none=False)
+        self.workers = _workers(self.workers)
         checks.seed("--seed", self.seed)
         checks.number("--lr", self.lr, low=0, low_open=True)
         checks.number("--weight-decay", self.weight_decay, low=0, allow_none=False)
@@ -158,15 +169,17 @@ class AdaptConfig:
         return self.distill_temperature is not None or self.distill_alpha is not None
 
     def resolved(self, strategy: str, *, num_train: int, image_size: int | None = None,
-                 family: str = "", family_lr: Mapping[str, float] | None = None) -> AdaptConfig:
+                 family: str = "", family_lr: Mapping[str, float] | None = None, device: str = "cpu",
+                 input_kind: str = "", processes: int = 1) -> AdaptConfig:
         """A copy with the strategy chosen and every default filled in (the arguments as for :meth:`choices`)."""
         made = self.choices(strategy, "", num_train=num_train, image_size=image_size, family=family,
-                            family_lr=family_lr)
+                            family_lr=family_lr, device=device, input_kind=input_kind, processes=processes)
         return AdaptConfig(**{**asdict(self), **{name: choice.value for name, choice in made.items()}})
 
     def choices(self, strategy: str, strategy_reason: str, *, num_train: int, image_size: int | None = None,
                 family: str = "", family_lr: Mapping[str, float] | None = None,
-                candidates: Mapping[str, float | None] | None = None) -> dict[str, Choice]:
+                candidates: Mapping[str, float | None] | None = None, device: str = "cpu", input_kind: str = "",
+                processes: int = 1) -> dict[str, Choice]:
         """The value of each :data:`EXPLAINED` hyperparameter, the rule that chose it, and whether the person set it.
 
         The one home of the defaults' rules. ``strategy`` is the strategy the run uses (chosen by
@@ -174,7 +187,8 @@ class AdaptConfig:
         ``candidates``: each tried strategy's validation score, None until known); ``num_train`` the number of
         training examples; ``image_size`` the backbone's own input size, or None where inputs are not images (then
         no image size is listed); ``family`` and ``family_lr`` the backbone's family and the learning rates it
-        prefers (:attr:`zoo.family.Family.preferred_lr`).
+        prefers (:attr:`zoo.family.Family.preferred_lr`); ``device`` ("cpu" or "cuda"), ``input_kind`` (the task's)
+        and ``processes`` (training processes on this machine) decide the data-loading workers (:func:`plan_workers`).
         """
         if self.strategy != "auto":
             made = {"strategy": Choice(strategy, "set with --strategy", True)}
@@ -206,6 +220,11 @@ class AdaptConfig:
         if self.image_size is not None or image_size is not None:
             made["image_size"] = _given("image_size", self.image_size, image_size, "default: the backbone's input "
                                         "size")
+        if self.workers == "auto":
+            made["workers"] = Choice(*plan_workers(strategy, input_kind=input_kind, device=device,
+                                                   processes=processes), False)
+        else:
+            made["workers"] = Choice(self.workers, "set with --workers", True)
         return made
 
     def explain_card_plan(self, training_s: float) -> tuple[int, float | None, str]:
@@ -233,7 +252,8 @@ class AdaptConfig:
             value = getattr(self, item.name)
             shown = item.name in EXPLAINED or item.name == "seed"
             if value is None or (not shown and value == getattr(defaults, item.name)) \
-                    or item.name in DISTILL_OPTIONS:   # zoo distill's own options (AdaptRequest.command)
+                    or item.name in DISTILL_OPTIONS \
+                    or item.name in SPEED_ONLY:   # zoo distill's own options (AdaptRequest.command)
                 continue
             if item.name not in CLI_OPTIONS:
                 unexpressed.append(f"{item.name}={value!r}")
@@ -264,6 +284,39 @@ class Choice:
         if self.candidates is None:
             del made["candidates"]
         return made
+
+
+def _workers(value: Any) -> int | str:
+    """--workers as given: "auto", or a number of processes (a string of digits from the command line too)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return value
+    raise InvalidInputError(f"--workers must be auto or a whole number of processes (0: load data in the training "
+                            f"process), got {value!r}")
+
+
+def plan_workers(strategy: str, *, input_kind: str, device: str, cpu_count: int | None = None,
+                 processes: int = 1) -> tuple[int, str]:
+    """--workers auto: the data-loading worker processes for ``strategy`` on ``input_kind`` examples ("image",
+    "text", "audio"; "" when unknown) on ``device`` ("cpu" or "cuda"), with ``processes`` training processes sharing
+    ``cpu_count`` cores (None: the cores this process may use); and the rule that chose them."""
+    if strategy == "linear":
+        return 0, "auto: the linear head trains on cached features, with nothing left to decode"
+    if input_kind not in ("image", "audio"):
+        return 0, "auto: text is tokenized in the training process, too cheap to hand to other processes"
+    if cpu_count is None:
+        cpu_count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = max(1, cpu_count // max(1, processes))
+    if device == "cuda":
+        workers = min(MAX_WORKERS, cores - 1)
+        said = f"every core but the training process's ({cores} per process), at most {MAX_WORKERS}"
+    else:
+        workers = min(MAX_WORKERS, cores // CPU_CORES_PER_WORKER)
+        said = f"one per {CPU_CORES_PER_WORKER} cores ({cores} per process) on a CPU, where workers take cores " \
+               "from training"
+    where = f"{workers} worker process{'es' if workers > 1 else ''}" if workers else "the training process"
+    return workers, f"auto: {input_kind} decoding and augmentation in {where}: {said}"
 
 
 def _given(name: str, value: Any, default: Any, rule: str) -> Choice:

@@ -9,6 +9,7 @@ its last checkpoint; a run that fails (a non-finite loss, a full disk) says ``"f
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from collections.abc import Callable, Mapping
@@ -64,6 +65,7 @@ from zoo.runs.record import (
     record_failure,
     write_record,
 )
+from zoo.tasks import get_task
 
 SPLIT_SEED = 0
 # The record's list of the sections a caller added (run_training's ``sections``), kept when the run is resumed.
@@ -198,8 +200,11 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
     if len(plan) > 1:
         scores = {strategy: (scores or {}).get(strategy) for strategy in plan}
     strategy = next(s for s in plan if scores is None or scores[s] is None)
+    # The processes training on this machine share its cores among their data-loading workers.
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
     facts = {"num_train": len(splits.train), "image_size": classifier.image_size, "family": spec.family,
-             "family_lr": _family_lr(family, spec)}
+             "family_lr": _family_lr(family, spec), "device": device_type,
+             "input_kind": get_task(request.task).input_kind, "processes": local_processes}
     resolved = config.resolved(strategy, **facts)
     reporter.message(f"strategy {' then '.join(plan) if len(plan) > 1 else strategy}: {reason}")
     if "lora" in plan:   # a plugin's bad target list is refused before the run record exists
@@ -241,7 +246,7 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
     try:
         teacher = None
         if request.teacher is not None:
-            teacher = _teacher(request, splits, config, precision, run_dir, record, accelerator, reporter)
+            teacher = _teacher(request, splits, resolved, precision, run_dir, record, accelerator, reporter)
         return _train_plan(spec, family, request, classifier, splits, config, plan, scores, reason, facts, run_dir,
                            record, accelerator, checkpoint, reporter, started_wall, teacher=teacher)
     except BaseException as exc:
@@ -275,7 +280,7 @@ def _teacher(request: AdaptRequest, splits: DataSplits, config: AdaptConfig, pre
                                 "start it with zoo distill")
     outputs, teacher_record = teacher_outputs(request.teacher, splits, run_dir=run_dir, device=accelerator.device,
                                               precision=precision, batch_size=config.eval_batch_size,
-                                              num_workers=config.num_workers, reporter=reporter,
+                                              num_workers=config.workers, reporter=reporter,
                                               write=accelerator.is_main_process)
     backbone = teacher_record.get("backbone") or {}
     record["distill"] = {

@@ -22,7 +22,8 @@ class FeatureDataset:
     def __len__(self) -> int:
         return len(self.targets)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, key: int | tuple[int, int]):
+        index = key[1] if isinstance(key, tuple) else key   # (epoch, index) from the training loader: no augmentation
         return self.features[index], self.targets[index]
 
 
@@ -53,7 +54,7 @@ def cached_head_inputs(classifier, spec, splits: DataSplits, split: str, config:
                              num_labels=splits.num_labels, multi_label=splits.multi_label)
     classifier.model.eval()   # the frozen backbone, run once
     targets, features = collect_outputs(classifier.head_inputs, dataset, batch_size=config.eval_batch_size,
-                                        device=device, num_workers=config.num_workers,
+                                        device=device, num_workers=config.workers,
                                         collate=make_collate(classifier, dataset.multi_label),
                                         autocast=autocast(precision, device))
     features, targets = torch.from_numpy(features), torch.from_numpy(targets)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo.engine.batches import collect_outputs, run_forward, to_device
+from zoo.engine.batches import TimedBatches, collect_outputs, make_loader, run_forward, to_device
 from zoo.engine.checkpoint import Progress, save_checkpoint
 from zoo.engine.config import AdaptConfig
 from zoo.engine.metrics import compute_metrics, headline
@@ -155,6 +155,7 @@ class Trainer:
         # --soup-top-k: the best epochs' state tensors (epoch, 0-based -> tensors on the CPU); a resumed run gives
         # the checkpoint's, which Progress.snapshots lists
         self.snapshots: dict[int, dict[str, Any]] = {}
+        self._val_loader = None   # built on first use (make_loader)
 
     # --- one optimizer step -----------------------------------------------------------------------------
 
@@ -247,9 +248,16 @@ class Trainer:
 
     def predict(self, dataset) -> tuple[np.ndarray, np.ndarray]:
         self.setup.train_mode(False)
+        # The validation data is read at every epoch's end: its loader, and its workers, live as long as the trainer.
+        loader = None
+        if dataset is self.setup.val_data:
+            if self._val_loader is None:
+                self._val_loader = make_loader(dataset, collate=self.setup.collate, workers=self.config.workers,
+                                               device=self.accelerator.device, batch_size=self.config.eval_batch_size)
+            loader = self._val_loader
         return collect_outputs(self.setup.forward, dataset, collate=self.setup.collate,
                                batch_size=self.config.eval_batch_size, device=self.accelerator.device,
-                               num_workers=self.config.num_workers, autocast=self.accelerator.autocast)
+                               num_workers=self.config.workers, autocast=self.accelerator.autocast, loader=loader)
 
     def evaluate(self, dataset) -> dict[str, Any]:
         targets, logits = self.predict(dataset)
@@ -261,9 +269,6 @@ class Trainer:
         return {name: tensor.detach().cpu().clone() for name, tensor in self.setup.state_tensors().items()}
 
     def fit(self, progress: Progress, best: dict | None) -> tuple[Progress, dict | None]:
-        import torch
-        from torch.utils.data import DataLoader
-
         from zoo.engine.batches import EpochBatches, epoch_order
 
         config, accelerator = self.config, self.accelerator
@@ -271,23 +276,24 @@ class Trainer:
         batches_per_epoch = math.ceil(num_train / config.batch_size)
         self.reporter.start(epochs=config.epochs, batches_per_epoch=batches_per_epoch,
                             first_epoch=progress.epoch, first_batch=progress.batches_done)
+        # One loader for the whole run, so its worker processes start once; the sampler is told each epoch's order.
+        # Augmentation draws per (epoch, example), so which worker loads an example changes nothing.
+        sampler = EpochBatches(rank=accelerator.process_index, world_size=accelerator.num_processes)
+        loader = make_loader(self.setup.train_data, batch_sampler=sampler, collate=self.setup.collate,
+                             workers=config.workers, device=accelerator.device, seed=derive_seed(config.seed))
         # A run that stopped early and was interrupted before it finished goes straight to its final evaluation.
         while progress.epoch < config.epochs and not progress.stopped_early:
             epoch, started = progress.epoch, time.perf_counter()
             # The order of this epoch: seeded, so a resumed run continues the same sequence.
             batches = epoch_order(num_train, epoch=epoch, seed=config.seed, batch_size=config.batch_size,
                                   lengths=self.setup.lengths if config.group_by_length else None)
-            sampler = EpochBatches(batches, skip=progress.batches_done, rank=accelerator.process_index,
-                                   world_size=accelerator.num_processes)
-            # Augmentation draws per (epoch, example); the loader seeds its workers from its own generator.
+            sampler.set_epoch(epoch, batches, skip=progress.batches_done)
             self.setup.set_epoch(epoch)
-            loader = DataLoader(self.setup.train_data, batch_sampler=sampler, collate_fn=self.setup.collate,
-                                num_workers=config.num_workers,
-                                generator=torch.Generator().manual_seed(derive_seed(config.seed, epoch)))
             self.setup.train_mode(True)
             losses, seen, pending, window = [], 0, 0, config.grad_accum
-            for index, (inputs, target) in enumerate(loader):
-                inputs, target = to_device(inputs, accelerator.device), target.to(accelerator.device)
+            timed = TimedBatches(loader)   # how long each step waits for its batch
+            for index, (inputs, target) in enumerate(timed):
+                inputs, target = to_device(inputs, accelerator.device), to_device(target, accelerator.device)
                 if pending == 0:   # a new accumulation window: the epoch's last one may be shorter
                     window = min(config.grad_accum, len(sampler) - index)
                 # Forward and backward (accumulating gradients over the window's batches); dropout draws from
@@ -329,6 +335,8 @@ class Trainer:
             record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None,
                       "lr": self.scheduler.get_last_lr()[0], "seconds": round(train_seconds, 3),
                       "samples_per_s": round(seen / train_seconds, 2) if train_seconds > 0 else None,
+                      # the share of the epoch's training time spent waiting for batches (--workers lowers it)
+                      "data_wait": round(timed.seconds / train_seconds, 4) if train_seconds > 0 else None,
                       "val": headline(metrics), "best": improved, "skipped_steps": progress.skipped_steps}
             progress.history.append(record)
             self.reporter.epoch_end(record)

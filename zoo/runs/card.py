@@ -354,7 +354,8 @@ def _epoch_soup_line(record: dict[str, Any]) -> list[str]:
 
 # How the card names each explained hyperparameter (zoo.engine.config.EXPLAINED).
 _CHOICE_NAMES = {"strategy": "strategy", "epochs": "epochs", "lr": "learning rate", "batch_size": "batch size",
-                 "warmup_ratio": "warm-up ratio", "patience": "patience (epochs)", "image_size": "image size (px)"}
+                 "warmup_ratio": "warm-up ratio", "patience": "patience (epochs)", "image_size": "image size (px)",
+                 "workers": "data-loading workers"}
 
 
 def _how_trained(record: dict[str, Any]) -> list[str]:
@@ -375,7 +376,9 @@ def _how_trained(record: dict[str, Any]) -> list[str]:
         lines += [f"Trial {tune['trial']} of the `zoo tune` study `{tune['study']}`{resumed}: the values set above "
                   "were drawn by the study's sampler.", ""]
     if record.get("command"):
-        lines += ["To train it again, or to change a value, run (every value above is spelled out):", "",
+        # The workers change the speed only: the machine that repeats the run chooses its own.
+        but = " but the workers" if "workers" in (choices or {}) else ""
+        lines += [f"To train it again, or to change a value, run (every value above{but} is spelled out):", "",
                   "```bash", shlex.join(record["command"]), "```", ""]
         unexpressed = AdaptConfig.from_dict(record["config"]).command_options()[1]
         if unexpressed:
