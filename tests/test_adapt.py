@@ -660,6 +660,22 @@ def test_the_cards_command_reproduces_the_resolved_config(hub, datasets, tmp_pat
 # --- defaults that scale with the data, and auto decided on validation --------------------------------------------
 
 
+def test_workers_auto_loads_in_other_processes_only_where_there_is_decoding_to_hand_over():
+    from zoo.engine.config import plan_workers
+
+    image = {"input_kind": "image", "batches": 100}
+    assert plan_workers("full", device="cuda", cpu_count=16, **image)[0] == 8
+    assert plan_workers("lora", device="cuda", cpu_count=16, processes=4, **image)[0] == 3   # cores shared
+    assert plan_workers("full", device="cpu", cpu_count=2, **image)[0] == 1
+    assert plan_workers("full", device="cpu", cpu_count=16, **image)[0] == 4
+    assert plan_workers("full", device="cpu", cpu_count=1, **image)[0] == 0
+    assert plan_workers("full", device="cuda", cpu_count=16, input_kind="image", batches=5)[0] == 0
+    assert plan_workers("linear", device="cuda", cpu_count=16, **image) == (
+        0, "auto: the linear head trains on cached features, with nothing left to decode")
+    assert plan_workers("full", device="cuda", cpu_count=16, input_kind="text", batches=100)[0] == 0
+    assert AdaptConfig(workers="2").workers == 2 and "--workers" not in AdaptConfig(workers=2).command_options()[0]
+
+
 @pytest.mark.parametrize("num_train,batch_size,epochs,patience,warmup", [
     (100, None, 47, 12, 0.06), (480, None, 10, 3, 0.06), (2000, None, 10, 3, 0.06), (50000, None, 3, 3, 0.06),
     (480, 32, 40, 10, 0.06), (32, 32, 50, 13, 0.2)])

@@ -290,6 +290,7 @@ def _bad_command_lines(data: str, images: str, run: str, nan_run: str, unfinishe
         "adapt epochs 0": ([*adapt, "--epochs", "0"], "--epochs"),
         "adapt epochs text": ([*adapt, "--epochs", "many"], "--epochs"),
         "adapt batch size 0": ([*adapt, "--batch-size", "0"], "--batch-size"),
+        "adapt workers text": ([*adapt, "--workers", "many"], "--workers"),
         "adapt patience negative": ([*adapt, "--patience", "-1"], "--patience"),
         "adapt warmup ratio 1": ([*adapt, "--warmup-ratio", "1"], "--warmup-ratio"),
         "adapt warmup ratio nan": ([*adapt, "--warmup-ratio", "nan"], "--warmup-ratio"),

@@ -19,7 +19,9 @@ CONVERT_TO_SAFETENSORS = ("load the model there with timm and save it with "
 _AUGMENT_PRESETS: dict[str, dict[str, Any]] = {
     "none": {},
     "light": {"scale": (0.5, 1.0), "hflip": 0.5, "color_jitter": 0.1},
-    "strong": {"scale": (0.25, 1.0), "hflip": 0.5, "auto_augment": "rand-m9-mstd0.5-inc1", "re_prob": 0.25},
+    # mmax9: RandAugment's magnitude, drawn around 9, is clipped at 9 rather than 10, where the increasing posterize
+    # keeps 0 bits, which Pillow 13 refuses (ValueError in the middle of a run).
+    "strong": {"scale": (0.25, 1.0), "hflip": 0.5, "auto_augment": "rand-m9-mstd0.5-inc1-mmax9", "re_prob": 0.25},
 }
 
 

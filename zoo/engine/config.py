@@ -77,10 +77,13 @@ CLI_OPTIONS = ("strategy", "epochs", "batch_size", "lr", "weight_decay", "warmup
 SPEED_ONLY = ("workers",)
 # --workers auto: worker processes decode and augment images and audio beside the training process (text is
 # tokenized there: too cheap to hand over; cached features have nothing to decode). On CUDA every core but the
-# training process's own serves the loader, up to MAX_WORKERS; on a CPU the workers take cores from the matrix
-# multiplies, and a worker pays off from CPU_CORES_PER_WORKER cores per worker (benchmarks/data_pipeline.py).
+# training process's own serves the loader, up to MAX_WORKERS. On a CPU the workers take cores from the matrix
+# multiplies: one per CPU_CORES_PER_WORKER cores, and one from 2 cores, where it took a strong augmentation's data
+# wait from 16% of a step to under 1% without slowing training (benchmarks/data_pipeline.py). An epoch of fewer
+# than MIN_WORKER_BATCHES batches is over about as soon as the workers have started and filled their queues.
 MAX_WORKERS = 8
 CPU_CORES_PER_WORKER = 4
+MIN_WORKER_BATCHES = 16
 # Distillation's settings, which `zoo distill` spells --temperature and --alpha (AdaptRequest.command).
 DISTILL_OPTIONS = {"distill_temperature": "--temperature", "distill_alpha": "--alpha"}
 
@@ -221,7 +224,8 @@ class AdaptConfig:
             made["image_size"] = _given("image_size", self.image_size, image_size, "default: the backbone's input "
                                         "size")
         if self.workers == "auto":
-            made["workers"] = Choice(*plan_workers(strategy, input_kind=input_kind, device=device,
+            batches = math.ceil(num_train / max(1, processes) / batch_size.value)   # each process's share
+            made["workers"] = Choice(*plan_workers(strategy, input_kind=input_kind, device=device, batches=batches,
                                                    processes=processes), False)
         else:
             made["workers"] = Choice(self.workers, "set with --workers", True)
@@ -296,15 +300,19 @@ def _workers(value: Any) -> int | str:
                             f"process), got {value!r}")
 
 
-def plan_workers(strategy: str, *, input_kind: str, device: str, cpu_count: int | None = None,
-                 processes: int = 1) -> tuple[int, str]:
+def plan_workers(strategy: str, *, input_kind: str, device: str, batches: int | None = None,
+                 cpu_count: int | None = None, processes: int = 1) -> tuple[int, str]:
     """--workers auto: the data-loading worker processes for ``strategy`` on ``input_kind`` examples ("image",
-    "text", "audio"; "" when unknown) on ``device`` ("cpu" or "cuda"), with ``processes`` training processes sharing
-    ``cpu_count`` cores (None: the cores this process may use); and the rule that chose them."""
+    "text", "audio"; "" when unknown) on ``device`` ("cpu" or "cuda"), ``batches`` training batches per epoch (None:
+    many), with ``processes`` training processes sharing ``cpu_count`` cores (None: the cores this process may use);
+    and the rule that chose them."""
     if strategy == "linear":
         return 0, "auto: the linear head trains on cached features, with nothing left to decode"
     if input_kind not in ("image", "audio"):
         return 0, "auto: text is tokenized in the training process, too cheap to hand to other processes"
+    if batches is not None and batches < MIN_WORKER_BATCHES:
+        return 0, (f"auto: {batches} batch{'' if batches == 1 else 'es'} per epoch (fewer than "
+                   f"{MIN_WORKER_BATCHES}) load in the training process before workers would have started")
     if cpu_count is None:
         cpu_count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     cores = max(1, cpu_count // max(1, processes))
@@ -312,9 +320,9 @@ def plan_workers(strategy: str, *, input_kind: str, device: str, cpu_count: int 
         workers = min(MAX_WORKERS, cores - 1)
         said = f"every core but the training process's ({cores} per process), at most {MAX_WORKERS}"
     else:
-        workers = min(MAX_WORKERS, cores // CPU_CORES_PER_WORKER)
-        said = f"one per {CPU_CORES_PER_WORKER} cores ({cores} per process) on a CPU, where workers take cores " \
-               "from training"
+        workers = min(MAX_WORKERS, max(1, cores // CPU_CORES_PER_WORKER)) if cores >= 2 else 0
+        said = f"one per {CPU_CORES_PER_WORKER} cores and one from 2 ({cores} per process) on a CPU, where " \
+               "workers take cores from training"
     where = f"{workers} worker process{'es' if workers > 1 else ''}" if workers else "the training process"
     return workers, f"auto: {input_kind} decoding and augmentation in {where}: {said}"
 
