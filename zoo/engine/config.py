@@ -79,7 +79,7 @@ SPEED_ONLY = ("workers",)
 # tokenized there: too cheap to hand over; cached features have nothing to decode). On CUDA every core but the
 # training process's own serves the loader, up to MAX_WORKERS. On a CPU the workers take cores from the matrix
 # multiplies: one per CPU_CORES_PER_WORKER cores, and one from 2 cores, where it took a strong augmentation's data
-# wait from 16% of a step to under 1% without slowing training (benchmarks/data_pipeline.py). An epoch of fewer
+# wait from 7% of a step to 0.3% without slowing training (benchmarks/data_pipeline.py). An epoch of fewer
 # than MIN_WORKER_BATCHES batches is over about as soon as the workers have started and filled their queues.
 MAX_WORKERS = 8
 CPU_CORES_PER_WORKER = 4
