@@ -22,6 +22,17 @@ from zoo.errors import DeviceOutOfMemoryError
 REGISTRY = [str(FIXTURE_REGISTRY)]
 
 
+@pytest.fixture(autouse=True)
+def fresh_accelerator_state():
+    """accelerate keeps its device and mixed precision for the whole process, set by the first Accelerator; each
+    test here starts from none, so a CPU test before it cannot put a GPU test on the CPU or in its precision."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
 class _Messages(Reporter):
     def __init__(self) -> None:
         self.lines: list[str] = []
