@@ -27,6 +27,8 @@
 # The Python used is $PYTHON, else .venv/bin/python, else python3.
 
 set -u -o pipefail
+# The whole script is one block, read before it runs: editing or pulling this file mid-run cannot change it.
+{
 
 usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; }
 
@@ -96,7 +98,7 @@ printf 'step\tstatus\tseconds\trc\tcommand\n' > "$SUMMARY"
 SUITE_START=$(date +%s)
 
 # supports SCRIPT FLAG: whether the script's --help lists FLAG (the scripts grow; the suite asks, not assumes).
-supports() { "$PY" "$1" --help 2>/dev/null | grep -q -- "$2\b"; }
+supports() { "$PY" "$1" --help 2>/dev/null | grep -qE -- "$2([^-[:alnum:]_]|\$)"; }
 
 # step NAME TIMEOUT SCRIPT_OR_- ARGS...: run one step, record its status; never stops the suite.
 step() {
@@ -153,7 +155,7 @@ write_flag() { [ "$WRITE" = 1 ] && printf '%s\n' --write; }
 if [ "$SMOKE" = 1 ]; then
     T_PYTEST=600 T_PEERS=900 T_ROOF=600 T_PIPE=600 T_MFU=900 T_SCALE=900 T_EXPORT=900 T_SERVE=900
 else
-    T_PYTEST=90 T_PEERS=90 T_ROOF=60 T_PIPE=80 T_MFU=240 T_SCALE=300 T_EXPORT=900 T_SERVE=600
+    T_PYTEST=90 T_PEERS=90 T_ROOF=60 T_PIPE=80 T_MFU=270 T_SCALE=300 T_EXPORT=900 T_SERVE=600
 fi
 
 step pytest-gpu "$T_PYTEST" - -m pytest -q -m gpu -p no:cacheprovider tests
@@ -221,3 +223,5 @@ if write:
 failed = [s["step"] for s in steps if s["status"] not in ("ok", "missing")]
 sys.exit(1 if failed else 0)
 EOF
+exit $?
+}

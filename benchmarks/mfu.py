@@ -194,11 +194,19 @@ def bench(shape: Shape, work: Path, args) -> Inference:
                      result.throughput[-1]["samples_per_s"], result.mfu)
 
 
-def measure(shape: Shape, work: Path, args) -> tuple[list[Result], Inference | None]:
-    import torch
+@dataclass
+class Prepared:
+    """A model saved behind a registry entry, with its data: what every configuration of it trains on."""
 
-    from zoo.bench import gpu_peak_tflops
+    shape: Shape
+    work: Path
+    registry: Path
+    train_data: Path
+    val_data: Path
+    gflops: float              # forward, per example
 
+
+def prepare(shape: Shape, work: Path) -> Prepared:
     folder = work / shape.kind
     registry = work / f"{shape.kind}.toml"
     if shape.kind == "vit":
@@ -214,30 +222,27 @@ def measure(shape: Shape, work: Path, args) -> tuple[list[Result], Inference | N
                                                      input_table=f"max_tokens = 512, seq_len = {shape.seq_len}"))
         train_data = write_sentences(work / "train.csv", shape.train, 2 * shape.seq_len, seed=1)
         val_data = write_sentences(work / "val.csv", max(16, shape.batch_size), 2 * shape.seq_len, seed=2)
-    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else ""
-    peak = gpu_peak_tflops(device_name, args.precision) if device_name else None
-    results = []
-    for compile in args.compile_modes:
-        print(f"{shape.label}, compile {compile}: training", file=sys.stderr, flush=True)
-        try:
-            record = train(shape, compile=compile, work=work, registry=registry, train_data=train_data,
-                           val_data=val_data, args=args)
-        except Exception as exc:   # one failed configuration leaves the others' figures
-            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            results.append(Result(shape.label, compile, shape.batch_size, 0.0, round(gflops, 3), 0.0, peak, None,
-                                  0.0, 0.0, error=f"{type(exc).__name__}: {detail}"))
-            print(f"  failed: {results[-1].error}", file=sys.stderr)
-            continue
-        epochs = record["metrics"]["epochs"]
-        rate = epochs[-1]["samples_per_s"]
-        achieved = 3 * gflops * rate / 1000
-        results.append(Result(shape.label, compile, shape.batch_size, rate, round(gflops, 3), float(f"{achieved:.4g}"),
-                              peak, round(achieved / peak, 4) if peak else None, epochs[-1]["seconds"],
-                              epochs[0]["seconds"]))
-        print(f"  {rate:.1f} samples/s, {achieved:.3g} TFLOP/s"
-              + (f", MFU {achieved / peak:.1%}" if peak else ""), file=sys.stderr)
-    eager = next((r for r in results if not r.compile and not r.error), None)
-    return results, (bench(shape, work, args) if eager else None)
+    return Prepared(shape, work, registry, train_data, val_data, gflops)
+
+
+def measure(model: Prepared, *, compile: bool, peak: float | None, args) -> Result:
+    shape, gflops = model.shape, model.gflops
+    print(f"{shape.label}, compile {compile}: training", file=sys.stderr, flush=True)
+    try:
+        record = train(shape, compile=compile, work=model.work, registry=model.registry,
+                       train_data=model.train_data, val_data=model.val_data, args=args)
+    except Exception as exc:   # one failed configuration leaves the others' figures
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"  failed: {type(exc).__name__}: {detail}", file=sys.stderr)
+        return Result(shape.label, compile, shape.batch_size, 0.0, round(gflops, 3), 0.0, peak, None, 0.0, 0.0,
+                      error=f"{type(exc).__name__}: {detail}")
+    epochs = record["metrics"]["epochs"]
+    rate = epochs[-1]["samples_per_s"]
+    achieved = 3 * gflops * rate / 1000
+    print(f"  {rate:.1f} samples/s, {achieved:.3g} TFLOP/s" + (f", MFU {achieved / peak:.1%}" if peak else ""),
+          file=sys.stderr)
+    return Result(shape.label, compile, shape.batch_size, rate, round(gflops, 3), float(f"{achieved:.4g}"), peak,
+                  round(achieved / peak, 4) if peak else None, epochs[-1]["seconds"], epochs[0]["seconds"])
 
 
 # --- report -----------------------------------------------------------------------------------------------------
@@ -308,29 +313,42 @@ def main() -> int:
 
     logging.set_verbosity_error()
     fingerprint, started = machine(), time.monotonic()
+    import torch
+
+    from zoo.bench import gpu_peak_tflops
+
+    peak = gpu_peak_tflops(torch.cuda.get_device_name(), args.precision) if args.device == "cuda" else None
     results: list[Result] = []
     inference: list[Inference] = []
+
+    def save() -> None:
+        """Written after every measurement, so a run stopped by a time limit still leaves what it measured."""
+        body = report(results, inference, args, fingerprint, time.monotonic() - started)
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "mfu.json").write_text(json.dumps({
+                "machine": fingerprint, "device": args.device, "precision": args.precision, "smoke": args.smoke,
+                "training": [asdict(r) for r in results], "inference": [asdict(i) for i in inference]}, indent=2))
+            (args.out / "mfu.md").write_text(body + "\n")
+        if args.write:
+            write_section("mfu", body)
+
     with tempfile.TemporaryDirectory(prefix="zoo-mfu-") as tmp:
         os.environ.setdefault("ZOO_FEATURE_CACHE", str(Path(tmp) / "features"))
+        models = []
         for shape in shapes(args.smoke, args.device):
-            if args.only and shape.kind != args.only:
-                continue
-            work = Path(tmp) / shape.kind
-            work.mkdir()
-            trained, served = measure(shape, work, args)
-            results += trained
-            inference += [served] if served else []
-    body = report(results, inference, args, fingerprint, time.monotonic() - started)
-    print(body)
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "mfu.json").write_text(json.dumps({"machine": fingerprint, "device": args.device,
-                                                        "precision": args.precision, "smoke": args.smoke,
-                                                        "training": [asdict(r) for r in results],
-                                                        "inference": [asdict(i) for i in inference]}, indent=2))
-        (args.out / "mfu.md").write_text(body + "\n")
-    if args.write:
-        write_section("mfu", body)
+            if not args.only or shape.kind == args.only:
+                (Path(tmp) / shape.kind).mkdir()
+                models.append(prepare(shape, Path(tmp) / shape.kind))
+        # Eager first (and its inference), compiled after: compiling is the slow part, so a time limit that
+        # stops the script takes the compiled figures first.
+        for compile in args.compile_modes:
+            for model in models:
+                results.append(measure(model, compile=compile, peak=peak, args=args))
+                if not compile and not results[-1].error:
+                    inference.append(bench(model.shape, model.work, args))
+                save()
+    print(report(results, inference, args, fingerprint, time.monotonic() - started))
     return 1 if any(r.error for r in [*results, *inference]) else 0
 
 
