@@ -30,7 +30,7 @@ set -u -o pipefail
 # The whole script is one block, read before it runs: editing or pulling this file mid-run cannot change it.
 {
 
-usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; }
 
 SMOKE=0 WRITE=0 ALL=0 BUDGET=600 OUTDIR=""
 while [ $# -gt 0 ]; do
@@ -74,7 +74,11 @@ if [ "$SMOKE" = 1 ]; then DEVICE=cpu PRECISION=fp32; else DEVICE=cuda PRECISION=
 
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with local changes)')"
+    if git rev-parse --git-dir >/dev/null 2>&1; then
+        echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- || echo ' (with local changes)')"
+    else
+        echo "commit: unknown (not a git checkout)"
+    fi
     echo "mode: $([ "$SMOKE" = 1 ] && echo 'smoke (CPU, minimal sizes)' || echo "GPU, $PRECISION")"
     echo "host: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
     "$PY" -c "import platform, torch
