@@ -70,6 +70,7 @@ class Result:
     mfu: float | None
     epoch_seconds: float
     first_epoch_seconds: float
+    workers: int | str | None = None   # data loader worker processes the run used (its record's config)
     error: str | None = None
 
 
@@ -161,6 +162,20 @@ def write_sentences(path: Path, count: int, words: int, seed: int) -> Path:
 
 # --- one measurement --------------------------------------------------------------------------------------------
 
+def loader_workers(workers: int | str, device: str) -> dict:
+    """The config's data-loader option: `workers` (which also takes "auto") where the engine has it, else the
+    older `num_workers` (a number: "auto" is read as what --workers auto would pick on this device)."""
+    from dataclasses import fields
+
+    from zoo.engine.config import AdaptConfig
+
+    if "workers" in {field.name for field in fields(AdaptConfig)}:
+        return {"workers": workers}
+    if workers == "auto":
+        workers = min(8, max(1, (os.cpu_count() or 2) - 1)) if device == "cuda" else 0
+    return {"num_workers": int(workers)}
+
+
 def run_dir(work: Path, shape: Shape, compile: bool) -> Path:
     return work / f"run-{shape.kind}-{'compiled' if compile else 'eager'}"
 
@@ -172,7 +187,8 @@ def train(shape: Shape, *, compile: bool, work: Path, registry: Path, train_data
 
     config = AdaptConfig(strategy="full", epochs=args.epochs, batch_size=shape.batch_size, lr=1e-4,
                          precision=args.precision, compile=compile, augment="none", patience=0,
-                         checkpoint_every=10**9, explain_card=0, num_workers=args.workers, eval_batch_size=256,
+                         checkpoint_every=10**9, explain_card=0, **loader_workers(args.workers, args.device),
+                         eval_batch_size=256,
                          max_length=shape.seq_len if shape.kind == "bert" else None, seed=0)
     return api.adapt(f"mfu-{shape.kind}", str(train_data), val=str(val_data), output=run_dir(work, shape, compile),
                      config=config,
@@ -242,7 +258,8 @@ def measure(model: Prepared, *, compile: bool, peak: float | None, args) -> Resu
     print(f"  {rate:.1f} samples/s, {achieved:.3g} TFLOP/s" + (f", MFU {achieved / peak:.1%}" if peak else ""),
           file=sys.stderr)
     return Result(shape.label, compile, shape.batch_size, rate, round(gflops, 3), float(f"{achieved:.4g}"), peak,
-                  round(achieved / peak, 4) if peak else None, epochs[-1]["seconds"], epochs[0]["seconds"])
+                  round(achieved / peak, 4) if peak else None, epochs[-1]["seconds"], epochs[0]["seconds"],
+                  workers=record["config"].get("workers", record["config"].get("num_workers")))
 
 
 # --- report -----------------------------------------------------------------------------------------------------
@@ -251,11 +268,12 @@ def report(results: list[Result], inference: list[Inference], args, fingerprint:
     rows = []
     for r in results:
         if r.error:
-            rows.append([r.model, "on" if r.compile else "off", str(r.batch_size), "failed", "", "", r.error])
+            rows.append([r.model, "on" if r.compile else "off", str(r.batch_size), "failed", "", "", "", r.error])
             continue
         mfu = f"{r.mfu:.1%}" if r.mfu is not None else "no known peak"
         rows.append([r.model, "on" if r.compile else "off", str(r.batch_size), f"{r.samples_per_s:.1f}",
-                     f"{r.train_tflops:.3g}", mfu, f"{r.first_epoch_seconds:.1f} / {r.epoch_seconds:.1f}"])
+                     f"{r.train_tflops:.3g}", mfu, f"{r.first_epoch_seconds:.1f} / {r.epoch_seconds:.1f}",
+                     str(r.workers)])
     peak = next((r.peak_tflops for r in results if r.peak_tflops), None)
     best = max((r.mfu for r in results if r.mfu is not None), default=None)
     served = [[i.model, "failed", "", "", i.error] if i.error else
@@ -266,13 +284,13 @@ def report(results: list[Result], inference: list[Inference], args, fingerprint:
     return "\n".join([
         "## Training MFU through the engine: ViT-B/16 and BERT-base", "",
         f"Machine: {fingerprint}; device {args.device}, {args.precision}"
-        + (f", dense peak {peak:g} TFLOP/s" if peak else "") + f"; data loader workers {args.workers}; "
+        + (f", dense peak {peak:g} TFLOP/s" if peak else "") + f"; --workers {args.workers}; "
         f"{args.epochs} epoch{'s' if args.epochs > 1 else ''} per configuration, the last one timed; "
         f"whole script {total_s:.0f} s. "
         "Reproduce: `.venv/bin/python benchmarks/mfu.py --device cuda --precision bf16 --write` (or "
         "`benchmarks/gpu_suite.sh --write`).", "",
         table(["model", "--compile", "batch", "train samples/s", "achieved TFLOP/s", "MFU",
-               "first / timed epoch s"], rows), "",
+               "first / timed epoch s", "loader workers"], rows), "",
         f"Target: ≥ {TARGET_MFU:.0%} MFU on an H100/H200-class GPU in bf16 ({verdict}). For scale, a published "
         "ResNet-50 AMP training run on an A100 reaches about 20%. Training FLOPs are 3 × the forward FLOPs of one "
         "example (torch.utils.flop_counter, attention counted through its math kernel), times samples/s; the "
@@ -289,8 +307,8 @@ def main() -> int:
     parser.add_argument("--device", default="cuda", choices=["cpu", "cuda"])
     parser.add_argument("--precision", default="bf16", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--epochs", type=int, default=None, help="epochs per configuration (default 2; smoke 1)")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="data loader workers (default: on CUDA, the CPU count less 2, at most 12; else 0)")
+    parser.add_argument("--workers", default="auto",
+                        help="data loader worker processes, or auto (the engine's choice for the device)")
     parser.add_argument("--compile", choices=["both", "on", "off"], default="both", dest="compile_choice")
     parser.add_argument("--only", choices=["vit", "bert"], help="one model only")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes to check the wiring; figures mean nothing")
@@ -305,8 +323,8 @@ def main() -> int:
         if not torch.cuda.is_available():
             parser.error("--device cuda: no CUDA device is visible (use --device cpu)")
     args.epochs = args.epochs or (1 if args.smoke else 2)
-    if args.workers is None:
-        args.workers = min(12, max(1, (os.cpu_count() or 2) - 2)) if args.device == "cuda" else 0
+    if args.workers != "auto":
+        args.workers = int(args.workers)
     args.compile_modes = {"both": (False, True), "on": (True,), "off": (False,)}[args.compile_choice]
 
     from transformers.utils import logging
