@@ -23,7 +23,8 @@
 # --smoke runs every step (the --all ones too) at its smallest size on a CPU: it proves the wiring, its figures
 # mean nothing, and a step whose script is not in this checkout is reported as "missing".
 #
-# Usage: benchmarks/gpu_suite.sh [--smoke] [--write] [--all] [--budget SECONDS] [OUTPUT_DIR]
+# Usage: benchmarks/gpu_suite.sh [--smoke] [--write] [--all] [--only STEP,...] [--budget SECONDS] [OUTPUT_DIR]
+# (--only runs the named steps alone, e.g. to run one again after a failure.)
 # The Python used is $PYTHON, else .venv/bin/python, else python3.
 
 set -u -o pipefail
@@ -32,13 +33,14 @@ set -u -o pipefail
 
 usage() { sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; }
 
-SMOKE=0 WRITE=0 ALL=0 BUDGET=570 OUTDIR=""
+SMOKE=0 WRITE=0 ALL=0 BUDGET=570 OUTDIR="" ONLY=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --smoke) SMOKE=1 ;;
         --write) WRITE=1 ;;
         --all) ALL=1 ;;
         --budget) shift; BUDGET=${1:?--budget needs a number of seconds} ;;
+        --only) shift; ONLY=",${1:?--only needs step names, e.g. mfu,pytest-gpu},"; ALL=1 ;;
         -h|--help) usage; exit 0 ;;
         -*) echo "gpu_suite.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
         *) OUTDIR=$1 ;;
@@ -68,7 +70,7 @@ then
     exit 2
 fi
 if [ "$SMOKE" = 1 ]; then DEVICE=cpu PRECISION=fp32; else DEVICE=cuda PRECISION=bf16; fi
-[ "$ALL" = 1 ] && [ "$BUDGET" = 570 ] && BUDGET=2400
+[ "$ALL" = 1 ] && [ -z "$ONLY" ] && [ "$BUDGET" = 570 ] && BUDGET=2400
 
 # --- the machine ------------------------------------------------------------------------------------------------
 
@@ -108,6 +110,7 @@ supports() { "$PY" "$1" --help 2>/dev/null | grep -qE -- "$2([^-[:alnum:]_]|\$)"
 step() {
     local name=$1 limit=$2 script=$3; shift 3
     local log="$OUTDIR/$name.log" md="$OUTDIR/$name.md" status rc start elapsed left
+    if [ -n "$ONLY" ] && [[ "$ONLY" != *",$name,"* ]]; then return; fi
     if [ "$script" != "-" ] && [ ! -f "$script" ]; then
         printf '%s\tmissing\t0\t-\t%s\n' "$name" "$script (not in this checkout)" >> "$SUMMARY"
         echo "== $name: missing ($script is not in this checkout)"
@@ -195,7 +198,7 @@ fi
 # --- summary ----------------------------------------------------------------------------------------------------
 
 TOTAL=$(( $(date +%s) - SUITE_START ))
-"$PY" - "$OUTDIR" "$TOTAL" "$SMOKE" "$WRITE" <<'EOF'
+"$PY" - "$OUTDIR" "$TOTAL" "$SMOKE" "$WRITE" "$PY" <<'EOF'
 import csv
 import json
 import sys
@@ -203,6 +206,8 @@ from pathlib import Path
 
 out, total, smoke, write = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4] == "1"
 steps = list(csv.DictReader((out / "summary.tsv").open(), delimiter="\t"))
+for s in steps:   # as a reader would type it: no interpreter path, the output folder as $OUT
+    s["command"] = s["command"].replace(str(out), "$OUT").replace(sys.argv[5] + " ", "python ", 1)
 fingerprint = (out / "fingerprint.txt").read_text()
 (out / "summary.json").write_text(json.dumps({"total_s": total, "smoke": smoke, "fingerprint": fingerprint,
                                               "steps": steps}, indent=2) + "\n")
