@@ -254,7 +254,6 @@ class TrainingDivergedError(ZooError, ArithmeticError):
                          f"{advice}")
 
 
-
 class DeviceOutOfMemoryError(ZooError, MemoryError):
     """A training step does not fit in device memory even one example at a time."""
 
