@@ -208,6 +208,7 @@ out, total, smoke, write = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "
 steps = list(csv.DictReader((out / "summary.tsv").open(), delimiter="\t"))
 for s in steps:   # as a reader would type it: no interpreter path, the output folder as $OUT
     s["command"] = s["command"].replace(str(out), "$OUT").replace(sys.argv[5] + " ", "python ", 1)
+    s["seconds"] = int(s["seconds"])
 fingerprint = (out / "fingerprint.txt").read_text()
 (out / "summary.json").write_text(json.dumps({"total_s": total, "smoke": smoke, "fingerprint": fingerprint,
                                               "steps": steps}, indent=2) + "\n")
