@@ -42,6 +42,19 @@ FIXTURE_REGISTRY = TESTS / "data" / "fixture_registry.toml"
 collect_ignore = ["plugins"]
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` (the engine's CUDA-only paths) are skipped, saying why, where no CUDA device is."""
+    marked = [item for item in items if item.get_closest_marker("gpu")]
+    if not marked:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA device: run `pytest -m gpu` (or benchmarks/gpu_suite.sh) on one")
+        for item in marked:
+            item.add_marker(skip)
+
+
 def pytest_sessionfinish(session, exitstatus):
     HUB.__exit__(None, None, None)
     shutil.rmtree(_SESSION_DIR, ignore_errors=True)

@@ -254,6 +254,16 @@ class TrainingDivergedError(ZooError, ArithmeticError):
                          f"{advice}")
 
 
+class DeviceOutOfMemoryError(ZooError, MemoryError):
+    """A training step does not fit in device memory even one example at a time."""
+
+    def __init__(self, *, device: str, detail: str) -> None:
+        self.device, self.detail = device, detail
+        super().__init__(f"out of memory on {device} with a micro-batch of 1 example ({detail.rstrip('.')}). Try a "
+                         "smaller backbone, a shorter --max-length or smaller --image-size, --strategy lora or "
+                         "linear, or --precision bf16.")
+
+
 # --- Hub ----------------------------------------------------------------------------------------------------------
 
 

@@ -40,6 +40,9 @@ class Progress:
                                           # the final evaluation and save
     stopped_by: str | None = None         # the reporter's reason, when it stopped the run (Reporter.should_stop)
     skipped_steps: int = 0                # optimizer steps of this epoch the fp16 loss scaler skipped
+    micro_batch: int | None = None        # examples per forward pass after an out-of-memory back-off (None: the
+                                          # whole batch); gradients accumulate over the parts, the batch stays
+    memory_back_offs: int = 0             # how many times the micro-batch was halved
     history: list[dict[str, Any]] = field(default_factory=list)   # one record per finished epoch
     # --soup-top-k: the epochs whose snapshots are kept, {"epoch": 0-based, "score": validation metric}
     snapshots: list[dict[str, Any]] = field(default_factory=list)

@@ -574,7 +574,9 @@ def _evaluate_and_save(spec, classifier, splits, resolved, strategy, run_dir, re
             "metrics": {"epochs": progress.history, "best": best_metrics, "test": test_metrics,
                         "selection_metric": trainer.metric, "stopped_early": progress.stopped_early,
                         "stopped_by": progress.stopped_by,
-                        "skipped_steps": sum(epoch.get("skipped_steps", 0) for epoch in progress.history)},
+                        "skipped_steps": sum(epoch.get("skipped_steps", 0) for epoch in progress.history),
+                        # out-of-memory back-off: examples per forward pass (None: whole batches) and halvings
+                        "micro_batch": progress.micro_batch, "memory_back_offs": progress.memory_back_offs},
             "best_epoch": (progress.best_epoch + 1) if progress.best_epoch is not None else None,
             "wall_s": round(time.perf_counter() - started_wall, 2),   # this session's (a resumed run's last leg)
         })

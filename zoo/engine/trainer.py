@@ -26,7 +26,7 @@ from zoo.engine.config import AdaptConfig
 from zoo.engine.metrics import compute_metrics, headline
 from zoo.engine.seeds import derive_seed, seeded_globals
 from zoo.engine.soup import top_epochs
-from zoo.errors import TrainingDivergedError
+from zoo.errors import DeviceOutOfMemoryError, TrainingDivergedError
 from zoo.tasks import get_task
 
 BUFFER_PREFIX = "buffer::"
@@ -139,10 +139,6 @@ def distillation_loss(hard_loss, *, temperature: float, alpha: float, multi_labe
     return loss
 
 
-def _is_out_of_memory(exc: BaseException) -> bool:
-    return "out of memory" in str(exc).lower()
-
-
 class Trainer:
     def __init__(self, setup: TrainingSetup, config: AdaptConfig, *, accelerator, optimizer, scheduler, loss_fn,
                  task: str, label_names: list[str], multi_label: bool, run_dir, reporter: Reporter) -> None:
@@ -151,7 +147,9 @@ class Trainer:
         self.label_names, self.multi_label = label_names, multi_label
         self.run_dir, self.reporter = run_dir, reporter
         self.metric = config.metric or get_task(task).main_metric(multi_label)
-        self.micro_batches = 1        # raised when a batch does not fit in device memory
+        self.progress = Progress()    # fit's: it carries the micro-batch that fits in device memory
+        # The current accumulation window's batches (inputs, target, seed), replayed after an out-of-memory back-off
+        self.window_batches: list[tuple[Any, Any, int]] = []
         # --soup-top-k: the best epochs' state tensors (epoch, 0-based -> tensors on the CPU); a resumed run gives
         # the checkpoint's, which Progress.snapshots lists
         self.snapshots: dict[int, dict[str, Any]] = {}
@@ -160,12 +158,13 @@ class Trainer:
     # --- one optimizer step -----------------------------------------------------------------------------
 
     def _backward(self, inputs, target, window: int) -> float:
-        """Forward and backward over ``micro_batches`` slices of the batch; returns the mean loss.
+        """Forward and backward over the batch in micro-batches of at most ``progress.micro_batch`` examples
+        (the whole batch when None); returns the mean loss.
 
         ``window`` is how many batches this optimizer step accumulates (grad_accum, or fewer at an epoch's end).
         """
         size = len(target)
-        step = math.ceil(size / self.micro_batches)
+        step = min(size, self.progress.micro_batch or size)
         total = 0.0
         for start in range(0, size, step):
             part = slice(start, min(start + step, size))
@@ -178,20 +177,48 @@ class Trainer:
             total += float(loss.detach()) * weight
         return total
 
-    def _train_batch(self, inputs, target, window: int) -> float:
+    def _train_batch(self, inputs, target, window: int, *, seed: int) -> float:
+        """Forward and backward of one batch, its random draws from its own ``seed``; returns its mean loss.
+
+        When the device runs out of memory, the micro-batch halves (twice the gradient accumulation, the same
+        effective batch) and the window's batches so far are replayed from their seeds: a failed backward leaves
+        gradients half-accumulated, so they are all discarded and recomputed.
+        """
         import torch
 
+        self.window_batches.append((inputs, target, seed))
+        replay = self.window_batches[-1:]
         while True:
+            failure = None
             try:
-                return self._backward(inputs, target, window)
+                for batch_inputs, batch_target, batch_seed in replay:
+                    with seeded_globals(batch_seed, self.accelerator.device):
+                        loss = self._backward(batch_inputs, batch_target, window)
+                return loss
             except torch.cuda.OutOfMemoryError as exc:   # only raised on CUDA
-                if len(target) // (self.micro_batches * 2) < 1:
-                    raise
-                self.optimizer.zero_grad(set_to_none=True)
-                torch.cuda.empty_cache()
-                self.micro_batches *= 2
-                self.reporter.message(f"out of memory ({exc.__class__.__name__}): splitting each batch into "
-                                      f"{self.micro_batches} parts")
+                failure = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+            # Outside the except clause: the exception's frames (and the activations they hold) are gone.
+            self._back_off(len(target), failure)
+            replay = self.window_batches
+
+    def _back_off(self, batch_size: int, failure: str) -> None:
+        """Halve the micro-batch after an out-of-memory error, or give up at one example."""
+        import gc
+
+        import torch
+
+        current = min(batch_size, self.progress.micro_batch or batch_size)
+        self.optimizer.zero_grad(set_to_none=True)
+        gc.collect()
+        torch.cuda.empty_cache()
+        if current <= 1:
+            raise DeviceOutOfMemoryError(device=str(self.accelerator.device), detail=failure)
+        self.progress.micro_batch = math.ceil(current / 2)
+        self.progress.memory_back_offs += 1
+        parts = math.ceil(self.config.batch_size / self.progress.micro_batch) * self.config.grad_accum
+        self.reporter.message(f"out of memory on {self.accelerator.device}: micro-batch {current} -> "
+                              f"{self.progress.micro_batch}, gradients accumulated over {parts} micro-batches per "
+                              "step (effective batch unchanged)")
 
     def _sync_gradients(self) -> None:
         """Average gradients across processes (data parallel), once per optimizer step."""
@@ -242,6 +269,7 @@ class Trainer:
         skipped = self.accelerator.optimizer_step_was_skipped
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        self.window_batches = []
         return skipped
 
     # --- evaluation -------------------------------------------------------------------------------------
@@ -272,6 +300,7 @@ class Trainer:
         from zoo.engine.batches import EpochBatches, epoch_order
 
         config, accelerator = self.config, self.accelerator
+        self.progress = progress
         num_train = len(self.setup.train_data)
         batches_per_epoch = math.ceil(num_train / config.batch_size)
         self.reporter.start(epochs=config.epochs, batches_per_epoch=batches_per_epoch,
@@ -299,8 +328,7 @@ class Trainer:
                 # Forward and backward (accumulating gradients over the window's batches); dropout draws from
                 # this batch's own seed, so batch k of a resumed epoch sees what it would have seen.
                 batch_seed = derive_seed(config.seed, epoch, progress.batches_done, accelerator.process_index)
-                with seeded_globals(batch_seed, accelerator.device):
-                    losses.append(self._train_batch(inputs, target, window))
+                losses.append(self._train_batch(inputs, target, window, seed=batch_seed))
                 seen += len(target) * accelerator.num_processes
                 pending += 1
                 progress.batches_done += 1
