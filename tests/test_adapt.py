@@ -208,6 +208,19 @@ def _rate(path) -> int:
     return soundfile.info(str(path)).samplerate
 
 
+def test_a_profiled_step_shows_its_phases_and_the_fused_optimizer(hub, datasets, tmp_path):
+    # benchmarks/roofline.py splits a step by these labels; the CPU runs AdamW's fused kernel, not the slow loop.
+    from torch.profiler import profile
+
+    from zoo.engine.trainer import PHASES
+
+    with profile() as prof:
+        api.adapt("tiny-bert", str(datasets["text-cls"]), output=tmp_path / "run", val_fraction=0.25,
+                  config=small_config("full", epochs=1), registry_files=REGISTRY, store=False)
+    names = {event.key for event in prof.key_averages()}
+    assert set(PHASES.values()) <= names and "aten::_fused_adamw_" in names
+
+
 def test_killed_run_resumes_to_a_finished_run(hub, datasets, tmp_path):
     run = tmp_path / "run"
     args = ["adapt", "test_resnet.r160_in1k", "--data", str(datasets["image-cls"]), "--output", str(run),

@@ -43,6 +43,7 @@ from zoo.engine.teacher import TeacherOutputs, discard_teacher_outputs, teacher_
 from zoo.engine.trainer import (
     Reporter,
     Trainer,
+    adamw,
     cosine_with_warmup,
     distillation_loss,
     make_loss,
@@ -441,7 +442,7 @@ def _train_epochs(classifier, splits, resolved, strategy, setup, loss_fn, record
         setup.trainable.items(), lr=resolved.lr, weight_decay=resolved.weight_decay,
         layer_groups=classifier.parameter_groups() if strategy == "full" else None,
         layer_decay=resolved.layer_decay if strategy == "full" else None)
-    optimizer = torch.optim.AdamW(groups, lr=resolved.lr, fused=device_type == "cuda")
+    optimizer = adamw(groups, lr=resolved.lr, device_type=device_type)
     steps_per_epoch = -(-len(setup.train_data) // (resolved.batch_size * resolved.grad_accum))
     total_steps = max(1, steps_per_epoch * resolved.epochs)
     # round: a warm-up share chosen for a whole number of steps (config.choices) gives exactly that number

@@ -30,6 +30,9 @@ from zoo.errors import DeviceOutOfMemoryError, TrainingDivergedError
 from zoo.tasks import get_task
 
 BUFFER_PREFIX = "buffer::"
+# torch.profiler labels of a training step's phases; the rest of a step (loading and collating the batch, copying
+# it to the device, reporting) is outside them.
+PHASES = {"forward": "zoo::forward", "backward": "zoo::backward", "optimizer": "zoo::optimizer"}
 
 
 class Reporter:
@@ -163,6 +166,8 @@ class Trainer:
 
         ``window`` is how many batches this optimizer step accumulates (grad_accum, or fewer at an epoch's end).
         """
+        from torch.profiler import record_function
+
         size = len(target)
         step = min(size, self.progress.micro_batch or size)
         total = 0.0
@@ -170,10 +175,13 @@ class Trainer:
             part = slice(start, min(start + step, size))
             weight = (part.stop - part.start) / size
             part_inputs = {k: v[part] for k, v in inputs.items()} if isinstance(inputs, dict) else inputs[part]
-            with self.accelerator.autocast():
+            # The labels name the phases of a step in a torch.profiler trace (benchmarks/roofline.py splits a
+            # step by them); without a profiler running they cost a few microseconds.
+            with self.accelerator.autocast(), record_function(PHASES["forward"]):
                 logits = run_forward(self.setup.forward, part_inputs)
                 loss = self.loss_fn(logits.float(), target[part])
-            self.accelerator.backward(loss * weight / window)
+            with record_function(PHASES["backward"]):
+                self.accelerator.backward(loss * weight / window)
             total += float(loss.detach()) * weight
         return total
 
@@ -297,6 +305,8 @@ class Trainer:
         return {name: tensor.detach().cpu().clone() for name, tensor in self.setup.state_tensors().items()}
 
     def fit(self, progress: Progress, best: dict | None) -> tuple[Progress, dict | None]:
+        from torch.profiler import record_function
+
         from zoo.engine.batches import EpochBatches, epoch_order
 
         config, accelerator = self.config, self.accelerator
@@ -335,8 +345,9 @@ class Trainer:
                 last = progress.batches_done >= len(batches)
                 # Step the optimizer and the learning-rate schedule; a non-finite loss or gradient stops the run.
                 if pending == window or last:
-                    skipped = self._optimizer_step(losses[-pending:], epoch=epoch, batch=progress.batches_done,
-                                                   step=progress.global_step + 1)
+                    with record_function(PHASES["optimizer"]):
+                        skipped = self._optimizer_step(losses[-pending:], epoch=epoch,
+                                                       batch=progress.batches_done, step=progress.global_step + 1)
                     progress.skipped_steps += int(skipped)
                     pending = 0
                     progress.global_step += 1
@@ -402,6 +413,18 @@ class Trainer:
             save_checkpoint(self.run_dir, trainable=self.setup.state_tensors(), best=best, optimizer=self.optimizer,
                             scheduler=self.scheduler, progress=progress, snapshots=self.snapshots)
         self.accelerator.wait_for_everyone()
+
+
+def adamw(groups: list[dict[str, Any]], *, lr: float, device_type: str):
+    """AdamW with torch's fused kernel where it has one for the device (CUDA; the CPU from torch 2.4). On a CPU the
+    per-tensor loop, torch's default there, took about 3 times as long a step (BERT-base-sized parameters,
+    benchmarks/roofline.py), a fifth of a training step; older torch falls back to it."""
+    import torch
+
+    try:   # copies: a refused optimizer has already filled its defaults (fused=True) into the groups it was given
+        return torch.optim.AdamW([dict(group) for group in groups], lr=lr, fused=device_type in ("cuda", "cpu"))
+    except RuntimeError:   # no fused kernel for this device or parameter type
+        return torch.optim.AdamW(groups, lr=lr)
 
 
 def parameter_groups(named: Iterable[tuple[str, Any]], *, lr: float, weight_decay: float,
