@@ -68,6 +68,8 @@ from zoo.runs.record import (
 SPLIT_SEED = 0
 # The record's list of the sections a caller added (run_training's ``sections``), kept when the run is resumed.
 EXTRA_SECTIONS = "extra_sections"
+# Devices where torch's AdamW has a fused kernel for float parameters (others take its default implementation).
+FUSED_ADAMW_DEVICES = ("cpu", "cuda")
 
 
 @dataclass
@@ -436,7 +438,9 @@ def _train_epochs(classifier, splits, resolved, strategy, setup, loss_fn, record
         setup.trainable.items(), lr=resolved.lr, weight_decay=resolved.weight_decay,
         layer_groups=classifier.parameter_groups() if strategy == "full" else None,
         layer_decay=resolved.layer_decay if strategy == "full" else None)
-    optimizer = torch.optim.AdamW(groups, lr=resolved.lr, fused=device_type == "cuda")
+    # The fused kernel on CPUs too: torch's default there steps one tensor at a time, which was 15% of a BERT
+    # training step on two cores (17x the fused step's time); the HF Trainer uses the fused one everywhere.
+    optimizer = torch.optim.AdamW(groups, lr=resolved.lr, fused=device_type in FUSED_ADAMW_DEVICES)
     steps_per_epoch = -(-len(setup.train_data) // (resolved.batch_size * resolved.grad_accum))
     total_steps = max(1, steps_per_epoch * resolved.epochs)
     # round: a warm-up share chosen for a whole number of steps (config.choices) gives exactly that number
