@@ -72,8 +72,8 @@ def warmup_steps(total: int, ratio: float) -> int:
     return round(ratio * total)
 
 
-def run_zoo(folder: Path, train_csv: Path, val_csv: Path, args, work: Path,
-            group_by_length: bool = True) -> tuple[float, float]:
+def run_zoo(folder: Path, train_csv: Path, val_csv: Path, args, work: Path, group_by_length: bool = True,
+            reporter=None) -> tuple[float, float]:
     from zoo import api
     from zoo.engine.config import AdaptConfig
 
@@ -94,7 +94,7 @@ license = "mit"
     # a fresh run directory each round (one run per folder)
     output = Path(tempfile.mkdtemp(prefix="zoo-run-", dir=work)) / "run"
     record = api.adapt("bench-bert", str(train_csv), val=str(val_csv), output=output, config=config,
-                       device=args.device, registry_files=[registry], store=False)
+                       device=args.device, registry_files=[registry], store=False, reporter=reporter)
     epochs = record["metrics"]["epochs"]
     seconds = sum(e["seconds"] for e in epochs)
     samples = record["data"]["sizes"]["train"] * len(epochs)
@@ -227,6 +227,57 @@ def run_hand_loop(folder: Path, train_rows, val_rows, args, bucketed: bool = Fal
     return len(train_rows) * args.epochs / elapsed, correct / len(val_rows)
 
 
+# Where a training step of the engine goes, from torch.profiler over steps PROFILED_STEPS (0-based, after a warm-up;
+# the epoch's evaluation is never inside): the spans the profiler names, the rest is the forward pass and Python.
+PROFILED_STEPS = range(4, 14)
+PARTS = {
+    "data (next batch: items, padding)": ("enumerate(DataLoader)",),
+    "backward": ("autograd::engine::evaluate_function",),
+    "optimizer step and zero_grad": ("Optimizer.step#", "Optimizer.zero_grad#"),
+    "gradient clipping": ("aten::_foreach_norm", "aten::linalg_vector_norm", "aten::_foreach_mul_"),
+}
+
+
+def profile_zoo(folder: Path, train_rows, val_rows, args, work: Path, *, fused: bool) -> dict[str, float]:
+    """Shares of zoo's training step time, from torch.profiler, with AdamW's fused kernel on CPUs or not."""
+    from torch.profiler import ProfilerActivity, profile, schedule
+
+    import zoo.engine.run
+    from zoo.engine.trainer import Reporter
+
+    steps = PROFILED_STEPS
+    profiler = profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device == "cuda" else []),
+                       schedule=schedule(wait=steps.start, warmup=0, active=len(steps), repeat=1))
+
+    class StepProfiler(Reporter):
+        def start(self, **_) -> None:
+            profiler.start()
+
+        def step(self, **_) -> None:   # after each training batch: one profiler step is one training step
+            profiler.step()
+
+        def stop(self) -> None:
+            profiler.stop()
+
+    # one epoch long enough to hold the profiled steps and end after them, before its evaluation
+    short = argparse.Namespace(**{**vars(args), "epochs": 1})
+    rows = train_rows[:args.batch_size * (steps.stop + 2)]
+    write_csv(work / "profile.csv", rows)
+    devices = zoo.engine.run.FUSED_ADAMW_DEVICES
+    zoo.engine.run.FUSED_ADAMW_DEVICES = devices if fused else tuple(d for d in devices if d != "cpu")
+    try:
+        run_zoo(folder, work / "profile.csv", work / "val.csv", short, work, reporter=StepProfiler())
+    finally:
+        zoo.engine.run.FUSED_ADAMW_DEVICES = devices
+    events = profiler.key_averages()
+    total = sum(e.cpu_time_total for e in events if e.key.startswith("ProfilerStep"))
+    shares = {part: sum(e.cpu_time_total for e in events if e.key.startswith(prefixes)) / total
+              for part, prefixes in PARTS.items()}
+    shares["forward, loss and the rest"] = 1.0 - sum(shares.values())
+    shares["ms per step"] = total / 1000 / len(steps)
+    return shares
+
+
 OURS = "zoo adapt (engine)"
 PEERS = ("HF Trainer", "HF Trainer, group_by_length", "hand loop", "hand loop, length-bucketed")
 
@@ -243,6 +294,8 @@ def main() -> int:
     parser.add_argument("--warmup-ratio", type=float, default=0.06)
     parser.add_argument("--repeats", type=int, default=2,
                         help="rounds of every trainer, interleaved; each keeps its fastest round")
+    parser.add_argument("--no-profile", dest="profile", action="store_false",
+                        help="skip the profile of the engine's training step")
     parser.add_argument("--write", action="store_true", help="write the table into docs/performance.md")
     args = parser.parse_args()
 
@@ -271,6 +324,8 @@ def main() -> int:
                 rate, accuracy = results[name][-1]
                 print(f"round {round_index + 1}: {name}: {rate:.1f} samples/s, val accuracy {accuracy:.3f}",
                       file=sys.stderr)
+        profiles = {fused: profile_zoo(folder, train_rows, val_rows, args, work, fused=fused)
+                    for fused in (False, True)} if args.profile else {}
     best = {name: max(rounds) for name, rounds in results.items()}   # fastest round; accuracy is the same each time
     ours = best[OURS][0]
     best_peer = max(PEERS, key=lambda name: best[name][0])
@@ -299,6 +354,21 @@ def main() -> int:
         "chance (0.26 in an earlier version of this script, which did so). Scored against the `label_ids` that "
         "come back with them, as here, the grouped Trainer learns the task as the others do.",
     ])
+    if profiles:
+        parts = [part for part in profiles[True] if part != "ms per step"]
+        profile_rows = [[part, f"{profiles[False][part]:.1%}", f"{profiles[True][part]:.1%}"] for part in parts]
+        profile_rows.append(["**ms per step**", f"{profiles[False]['ms per step']:.0f}",
+                             f"{profiles[True]['ms per step']:.0f}"])
+        body += "\n".join([
+            "", "", "### Where the engine's training step goes", "",
+            f"torch.profiler over {len(PROFILED_STEPS)} training steps of zoo adapt (the same model, batch "
+            f"{args.batch_size}, length-grouped), with torch's default AdamW on the CPU, which steps one tensor at a "
+            "time, and with the fused kernel the engine now takes there (the HF Trainer's default since torch "
+            "2.8); shares of the step's time:", "",
+            table(["part of the step", "default AdamW", "fused AdamW (the engine)"], profile_rows), "",
+            "The forward and backward passes are the step; everything else together is the rest. The hand loops "
+            "here take torch's default AdamW, as `torch.optim.AdamW(model.parameters())` gives it.",
+        ])
     print(body)
     if args.write:
         write_section("engine_vs_peers", body)
