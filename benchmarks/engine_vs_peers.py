@@ -352,8 +352,7 @@ def main() -> int:
         "The Trainer with `group_by_length` also length-groups the evaluation set, so `Trainer.predict` returns "
         "predictions in that order, not the data's: scored against the labels in the data's order they look like "
         "chance (0.26 in an earlier version of this script, which did so). Scored against the `label_ids` that "
-        "come back with them, as here, the grouped Trainer learns the task as the others do. The same earlier "
-        "measurement had zoo only 1.07× the grouped Trainer (161.5 against 151.4 samples/s): the Trainer steps "
+        "come back with them, as here, the grouped Trainer learns the task as the others do. The Trainer steps "
         "AdamW with torch's fused kernel by default (`optim=\"adamw_torch_fused\"` with torch ≥ 2.8), where the "
         "engine took torch's default on CPUs, which steps one tensor at a time; the engine now takes the fused "
         "kernel there too (the profile below).",

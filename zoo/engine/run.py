@@ -438,8 +438,8 @@ def _train_epochs(classifier, splits, resolved, strategy, setup, loss_fn, record
         setup.trainable.items(), lr=resolved.lr, weight_decay=resolved.weight_decay,
         layer_groups=classifier.parameter_groups() if strategy == "full" else None,
         layer_decay=resolved.layer_decay if strategy == "full" else None)
-    # The fused kernel on CPUs too: torch's default there steps one tensor at a time, which was 15% of a BERT
-    # training step on two cores (17x the fused step's time); the HF Trainer uses the fused one everywhere.
+    # The fused kernel on CPUs too: torch's default there steps one tensor at a time (3.3% of a small BERT's
+    # training step on two cores, 1.0% fused; benchmarks/engine_vs_peers.py); the HF Trainer fuses everywhere.
     optimizer = torch.optim.AdamW(groups, lr=resolved.lr, fused=device_type in FUSED_ADAMW_DEVICES)
     steps_per_epoch = -(-len(setup.train_data) // (resolved.batch_size * resolved.grad_accum))
     total_steps = max(1, steps_per_epoch * resolved.epochs)
