@@ -415,14 +415,21 @@ class Trainer:
         self.accelerator.wait_for_everyone()
 
 
+# Devices where torch's AdamW has a fused kernel for float parameters (CUDA; the CPU from torch 2.4); others take
+# torch's default implementation.
+FUSED_ADAMW_DEVICES = ("cuda", "cpu")
+
+
 def adamw(groups: list[dict[str, Any]], *, lr: float, device_type: str):
-    """AdamW with torch's fused kernel where it has one for the device (CUDA; the CPU from torch 2.4). On a CPU the
+    """AdamW with torch's fused kernel where it has one for the device (``FUSED_ADAMW_DEVICES``). On a CPU the
     per-tensor loop, torch's default there, took about 3 times as long a step (BERT-base-sized parameters,
-    benchmarks/roofline.py), a fifth of a training step; older torch falls back to it."""
+    benchmarks/roofline.py; 3.3% of a small BERT's training step against 1.0% fused, benchmarks/engine_vs_peers.py);
+    the HF Trainer fuses everywhere too. Older torch falls back to the default."""
     import torch
 
+    fused = device_type in FUSED_ADAMW_DEVICES
     try:   # copies: a refused optimizer has already filled its defaults (fused=True) into the groups it was given
-        return torch.optim.AdamW([dict(group) for group in groups], lr=lr, fused=device_type in ("cuda", "cpu"))
+        return torch.optim.AdamW([dict(group) for group in groups], lr=lr, fused=fused)
     except RuntimeError:   # no fused kernel for this device or parameter type
         return torch.optim.AdamW(groups, lr=lr)
 
