@@ -324,7 +324,9 @@ def test_multi_label_text(hub, tmp_path):
     assert np.isfinite([p["score"] for p in predictions[0].labels]).all()
 
 
-def test_two_processes_reach_the_quality_of_one(hub, datasets, tmp_path):
+def test_two_processes_reach_the_quality_of_one_and_two_nodes_the_same_weights(hub, datasets, tmp_path):
+    from safetensors.torch import load_file
+
     # Batch-norm statistics come from half a batch per process, so two processes may need an epoch more.
     config = small_config("full", epochs=6)
     one = api.adapt("test_resnet.r160_in1k", str(datasets["image-cls"]), output=tmp_path / "one", config=config,
@@ -332,9 +334,46 @@ def test_two_processes_reach_the_quality_of_one(hub, datasets, tmp_path):
     two = api.adapt("test_resnet.r160_in1k", str(datasets["image-cls"]), output=tmp_path / "two", config=config,
                     val_fraction=0.25, registry_files=REGISTRY, store=False, processes=2)
     assert two["status"] == "finished" and two["hardware"]["processes"] == 2
+    assert two["launch"] == {"processes": 2, "nodes": 1} and two["command"][-2:] == ["--processes", "2"]
     assert two["hardware"]["replicas_in_sync"] is True
     assert two["metrics"]["best"]["accuracy"] >= one["metrics"]["best"]["accuracy"] - 0.1
     assert api.predict(tmp_path / "two", [str(next((datasets["image-cls"] / "red").iterdir()))])
+
+    # The same run on two "machines" of one process each, meeting at 127.0.0.1: each runs the same command with
+    # its --node-rank; the world is the same, so are the weights, to the bit (with the threads per rank the same).
+    run = tmp_path / "nodes"
+    args = ["adapt", "test_resnet.r160_in1k", "--data", str(datasets["image-cls"]), "--output", str(run),
+            "--strategy", "full", "--epochs", "6", "--batch-size", "8", "--lr", "1e-3", "--patience", "0",
+            "--val-fraction", "0.25", "--registry", str(FIXTURE_REGISTRY), "--no-store", "--json",
+            "--nodes", "2", "--master-addr", "127.0.0.1", "--master-port", str(_free_port())]
+    zoo = Path(sys.executable).with_name("zoo")
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // 2))}
+    nodes = [subprocess.Popen([str(zoo), *args, "--node-rank", str(rank)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for rank in (1, 0)]   # node 1 first
+    outputs = [node.communicate(timeout=300) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], [err for _, err in outputs]
+    records = [json.loads(out) for out, _ in outputs]   # both print the record rank 0 wrote
+    assert records[0] == records[1] and records[0]["launch"] == {"processes": 1, "nodes": 2}
+    assert records[0]["hardware"]["processes"] == 2 and records[0]["hardware"]["replicas_in_sync"] is True
+    trained = [[(e["train_loss"], e["val"]) for e in record["metrics"]["epochs"]] for record in (records[0], two)]
+    assert trained[0] == trained[1]
+    ours, theirs = load_file(str(run / "model.safetensors")), load_file(str(tmp_path / "two" / "model.safetensors"))
+    assert ours.keys() == theirs.keys()
+    assert all(torch_equal(ours[name], theirs[name]) for name in ours), "two nodes and two processes differ"
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return torch.equal(a, b)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 # --- trust: a diverged run fails, a resumed run is the uninterrupted run ------------------------------------------

@@ -37,6 +37,7 @@ from zoo.engine.config import (
     plan_reason,
     with_verdict,
 )
+from zoo.engine.launch import launch_section
 from zoo.engine.soup import make_soup
 from zoo.engine.teacher import TeacherOutputs, discard_teacher_outputs, teacher_metrics, teacher_outputs
 from zoo.engine.trainer import (
@@ -223,6 +224,8 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
         "finished_at": None, "wall_s": None, "metrics": None, "best_epoch": None,
         "resumed": previous.get("resumed", 0) + (1 if resume else 0),
     }
+    if launch_section() is not None:   # the ranks it trains in, so that --resume starts as many again
+        record["launch"] = launch_section()
     if previous.get("head_fit"):   # an auto run's linear candidate, solved before the interruption
         record["head_fit"] = previous["head_fit"]
     added = {name: previous[name] for name in previous.get(EXTRA_SECTIONS, ()) if name in previous}
@@ -310,8 +313,15 @@ def _explain(record: dict[str, Any], config: AdaptConfig, request: AdaptRequest,
     choices = config.choices(strategy, reason, candidates=scores, **facts)
     record.update({"strategy": strategy, "strategy_reason": reason, "config": resolved.to_dict(),
                    "choices": {name: choice.to_dict() for name, choice in choices.items()},
-                   "command": request.command(resolved, tasks=tuple(spec.tasks))})
+                   "command": request.command(resolved, tasks=tuple(spec.tasks)) + _launch_options(record)})
     return resolved
+
+
+def _launch_options(record: dict[str, Any]) -> list[str]:
+    """The command's --processes, for a run on one machine in several; a run on several machines is started by a
+    command per machine (docs/adapt.md), which no one line repeats."""
+    launch = record.get("launch") or {}
+    return ["--processes", str(launch["processes"])] if launch.get("nodes") == 1 else []
 
 
 def _candidate_score(strategy: str, metrics: dict[str, Any], metric: str) -> float:
