@@ -20,6 +20,7 @@ from native_loading import native_predictions
 from zoo import api
 from zoo.engine.config import AdaptConfig
 from zoo.engine.metrics import compute_metrics
+from zoo.errors import InvalidInputError
 from zoo.registry import read_registry_file
 from zoo.runs.outputs import examples_key, read_validation_outputs
 
@@ -208,28 +209,47 @@ def _rate(path) -> int:
     return soundfile.info(str(path)).samplerate
 
 
-def test_killed_run_resumes_to_a_finished_run(hub, datasets, tmp_path):
+@pytest.fixture(scope="module")
+def two_process_run(hub, datasets, tmp_path_factory) -> tuple[Path, dict]:
+    """An image run in two processes: the reference of the two-node run and of the killed two-process run."""
+    run = tmp_path_factory.mktemp("two-processes") / "run"
+    record = api.adapt("test_resnet.r160_in1k", str(datasets["image-cls"]), output=run,
+                       config=small_config("full", epochs=6), val_fraction=0.25, registry_files=REGISTRY,
+                       store=False, processes=2)
+    return run, record
+
+
+# two_process_run's options on the command line
+TWO_PROCESS_ARGS = ["--strategy", "full", "--epochs", "6", "--batch-size", "8", "--lr", "1e-3", "--patience", "0",
+                    "--val-fraction", "0.25", "--registry", str(FIXTURE_REGISTRY), "--json"]
+
+
+def test_killed_two_process_run_resumes_in_two_to_the_same_weights(hub, datasets, two_process_run, tmp_path):
+    from safetensors.torch import load_file
+
     run = tmp_path / "run"
     args = ["adapt", "test_resnet.r160_in1k", "--data", str(datasets["image-cls"]), "--output", str(run),
-            "--strategy", "full", "--epochs", "6", "--batch-size", "4", "--lr", "1e-3", "--patience", "0",
-            "--val-fraction", "0.25", "--checkpoint-every", "2", "--registry", str(FIXTURE_REGISTRY), "--json"]
-    _kill_when(args, run, lambda progress: progress["epoch"] >= 1)
+            *TWO_PROCESS_ARGS, "--checkpoint-every", "2", "--processes", "2"]
+    _kill_when(args, run, lambda progress: progress["epoch"] >= 1)   # kill -9 of the parent and both ranks
 
     record = json.loads((run / "zoo_run.json").read_text())
-    assert record["status"] == "running"
+    assert record["status"] == "running" and record["launch"] == {"processes": 2, "nodes": 1}
     unfinished = run_zoo("predict", str(run), "x.png")
     assert unfinished.returncode != 0 and "has not finished" in unfinished.stderr
+    with pytest.raises(InvalidInputError, match=r"--processes 1: this run trained in 2 processes"):
+        api.resume(run, store=False, processes=1)
 
-    resumed = run_zoo("adapt", "--resume", str(run), "--json", check=True)
+    resumed = run_zoo("adapt", "--resume", str(run), "--json", check=True)   # in two processes again
     final = json.loads(resumed.stdout)
     assert final["status"] == "finished" and final["resumed"] == 1
+    assert final["launch"] == {"processes": 2, "nodes": 1} and final["hardware"]["processes"] == 2
     assert len(final["metrics"]["epochs"]) == 6
-    uninterrupted = api.adapt("test_resnet.r160_in1k", str(datasets["image-cls"]), output=tmp_path / "straight",
-                              config=AdaptConfig(strategy="full", epochs=6, batch_size=4, lr=1e-3, patience=0),
-                              val_fraction=0.25, registry_files=REGISTRY, store=False)
-    assert final["metrics"]["best"]["accuracy"] >= uninterrupted["metrics"]["best"]["accuracy"] - 0.1
-    again = run_zoo("adapt", "--resume", str(run))
-    assert again.returncode != 0 and "already finished" in again.stderr
+    # Resume is exact with the same number of processes: the weights of the run that was never interrupted.
+    ours, theirs = load_file(str(run / "model.safetensors")), load_file(str(two_process_run[0] / "model.safetensors"))
+    assert ours.keys() == theirs.keys()
+    assert all(torch_equal(ours[name], theirs[name]) for name in ours), "the resumed run's weights differ"
+    with pytest.raises(InvalidInputError, match="already finished"):
+        api.resume(run, store=False)
 
 
 def _bad_inputs(tmp: Path, datasets: dict[str, Path]) -> dict[str, tuple[list[str], str]]:
@@ -324,28 +344,26 @@ def test_multi_label_text(hub, tmp_path):
     assert np.isfinite([p["score"] for p in predictions[0].labels]).all()
 
 
-def test_two_processes_reach_the_quality_of_one_and_two_nodes_the_same_weights(hub, datasets, tmp_path):
+def test_two_processes_reach_the_quality_of_one_and_two_nodes_the_same_weights(hub, datasets, two_process_run,
+                                                                             tmp_path):
     from safetensors.torch import load_file
 
     # Batch-norm statistics come from half a batch per process, so two processes may need an epoch more.
-    config = small_config("full", epochs=6)
-    one = api.adapt("test_resnet.r160_in1k", str(datasets["image-cls"]), output=tmp_path / "one", config=config,
-                    val_fraction=0.25, registry_files=REGISTRY, store=False)
-    two = api.adapt("test_resnet.r160_in1k", str(datasets["image-cls"]), output=tmp_path / "two", config=config,
-                    val_fraction=0.25, registry_files=REGISTRY, store=False, processes=2)
+    one = api.adapt("test_resnet.r160_in1k", str(datasets["image-cls"]), output=tmp_path / "one",
+                    config=small_config("full", epochs=6), val_fraction=0.25, registry_files=REGISTRY, store=False)
+    two_dir, two = two_process_run
     assert two["status"] == "finished" and two["hardware"]["processes"] == 2
     assert two["launch"] == {"processes": 2, "nodes": 1} and two["command"][-2:] == ["--processes", "2"]
     assert two["hardware"]["replicas_in_sync"] is True
     assert two["metrics"]["best"]["accuracy"] >= one["metrics"]["best"]["accuracy"] - 0.1
-    assert api.predict(tmp_path / "two", [str(next((datasets["image-cls"] / "red").iterdir()))])
+    assert api.predict(two_dir, [str(next((datasets["image-cls"] / "red").iterdir()))])
 
     # The same run on two "machines" of one process each, meeting at 127.0.0.1: each runs the same command with
     # its --node-rank; the world is the same, so are the weights, to the bit (with the threads per rank the same).
     run = tmp_path / "nodes"
     args = ["adapt", "test_resnet.r160_in1k", "--data", str(datasets["image-cls"]), "--output", str(run),
-            "--strategy", "full", "--epochs", "6", "--batch-size", "8", "--lr", "1e-3", "--patience", "0",
-            "--val-fraction", "0.25", "--registry", str(FIXTURE_REGISTRY), "--no-store", "--json",
-            "--nodes", "2", "--master-addr", "127.0.0.1", "--master-port", str(_free_port())]
+            *TWO_PROCESS_ARGS, "--no-store", "--nodes", "2", "--master-addr", "127.0.0.1", "--master-port",
+            str(_free_port())]
     zoo = Path(sys.executable).with_name("zoo")
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // 2))}
     nodes = [subprocess.Popen([str(zoo), *args, "--node-rank", str(rank)], stdout=subprocess.PIPE,
@@ -357,7 +375,7 @@ def test_two_processes_reach_the_quality_of_one_and_two_nodes_the_same_weights(h
     assert records[0]["hardware"]["processes"] == 2 and records[0]["hardware"]["replicas_in_sync"] is True
     trained = [[(e["train_loss"], e["val"]) for e in record["metrics"]["epochs"]] for record in (records[0], two)]
     assert trained[0] == trained[1]
-    ours, theirs = load_file(str(run / "model.safetensors")), load_file(str(tmp_path / "two" / "model.safetensors"))
+    ours, theirs = load_file(str(run / "model.safetensors")), load_file(str(two_dir / "model.safetensors"))
     assert ours.keys() == theirs.keys()
     assert all(torch_equal(ours[name], theirs[name]) for name in ours), "two nodes and two processes differ"
 
