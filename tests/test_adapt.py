@@ -230,7 +230,8 @@ def test_killed_two_process_run_resumes_in_two_to_the_same_weights(hub, datasets
     run = tmp_path / "run"
     args = ["adapt", "test_resnet.r160_in1k", "--data", str(datasets["image-cls"]), "--output", str(run),
             *TWO_PROCESS_ARGS, "--checkpoint-every", "2", "--processes", "2"]
-    _kill_when(args, run, lambda progress: progress["epoch"] >= 1)   # kill -9 of the parent and both ranks
+    _kill_when(args, run, lambda progress: progress["epoch"] >= 1)   # kill -9 of zoo adapt and torchrun
+    assert _ranks_gone(run), "ranks trained on after their zoo adapt was killed"
 
     record = json.loads((run / "zoo_run.json").read_text())
     assert record["status"] == "running" and record["launch"] == {"processes": 2, "nodes": 1}
@@ -378,6 +379,27 @@ def test_two_processes_reach_the_quality_of_one_and_two_nodes_the_same_weights(h
     ours, theirs = load_file(str(run / "model.safetensors")), load_file(str(two_dir / "model.safetensors"))
     assert ours.keys() == theirs.keys()
     assert all(torch_equal(ours[name], theirs[name]) for name in ours), "two nodes and two processes differ"
+
+
+def _ranks_gone(run: Path, wait_s: float = 20) -> bool:
+    """Whether no process that a launch into ``run`` started is left (within ``wait_s``): ranks carry the run
+    directory in their environment."""
+    from zoo.engine.rundir import CLAIMED_ENV
+
+    marker = f"{CLAIMED_ENV}={run}".encode()
+    deadline = time.time() + wait_s
+    while time.time() < deadline:
+        left = []
+        for environ in Path("/proc").glob("[0-9]*/environ"):
+            try:
+                if marker in environ.read_bytes().split(b"\0"):
+                    left.append(environ.parent.name)
+            except OSError:
+                continue
+        if not left:
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def torch_equal(a, b) -> bool:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -34,6 +35,7 @@ from zoo.plugins import get_plugin_manager
 from zoo.registry import BackboneSpec
 from zoo.runs.record import has_record, read_record
 
+AGENT = "--agent"    # zoo.engine.launch's first argument when it is to run torchrun
 DEFAULT_PORT = 29500   # torchrun's own default, so a firewall rule written for torchrun fits
 
 
@@ -146,7 +148,7 @@ def launch(plan: LaunchPlan, spec, request, config, run_dir: Path, *, history=No
         call_file = Path(tmp) / "call.json"
         call_file.write_text(json.dumps(call, default=str))
         errors = Path(tmp) / "error.txt"
-        command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={plan.processes}",
+        command = [sys.executable, "-m", "zoo.engine.launch", AGENT, f"--nproc-per-node={plan.processes}",
                    f"--nnodes={plan.nodes}", f"--node-rank={plan.node_rank}",
                    f"--master-addr={plan.master_addr or '127.0.0.1'}",
                    f"--master-port={plan.master_port or _free_port()}",
@@ -175,8 +177,33 @@ def launch(plan: LaunchPlan, spec, request, config, run_dir: Path, *, history=No
     return read_record(run_dir).to_dict()
 
 
+def _die_with_parent() -> None:
+    """Have the kernel kill this process when its parent dies (Linux). torchrun starts each rank in a session of
+    its own, so without this a kill -9 of `zoo adapt` would leave its ranks training on in a folder no one claims,
+    beside the run a --resume starts there."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:   # the parent died before the request was made: nothing will send the signal
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def main(argv: list[str]) -> int:
-    """One rank: the run :func:`launch` wrote to ``argv[0]``; a ZooError's message goes to ``argv[1]``."""
+    """One rank: the run :func:`launch` wrote to ``argv[0]``; a ZooError's message goes to ``argv[1]``. With
+    ``AGENT`` first, torchrun itself, with the rest of ``argv``, tied to the life of the `zoo adapt` that
+    started it."""
+    _die_with_parent()
+    if argv[:1] == [AGENT]:
+        from torch.distributed.run import main as torchrun
+
+        torchrun(argv[1:])
+        return 0
     from zoo.engine.run import AdaptRequest, run_training
 
     call = json.loads(Path(argv[0]).read_text())
