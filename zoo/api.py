@@ -21,7 +21,7 @@ from zoo.better.ensembled import EXPLAIN_REFUSAL, is_ensemble_dir
 from zoo.compare import flatten_config as flatten_config
 from zoo.compare import main_metric as main_metric
 from zoo.engine.config import AdaptConfig
-from zoo.engine.launch import LaunchPlan, launch, launch_section, recorded_plan
+from zoo.engine.launch import LaunchPlan, launch, recorded_plan
 from zoo.engine.predict import predict_inputs
 from zoo.engine.rundir import CLAIMED_ENV, claim_existing, claim_new, default_run_dir
 from zoo.errors import InvalidInputError, NoCandidateError
@@ -29,7 +29,7 @@ from zoo.explain.attribute import check_method, check_steps, explain_inputs
 from zoo.explain.render import shade as shade
 from zoo.explain.render import text_pieces as text_pieces
 from zoo.export.runtime import OnnxClassifier, is_export_dir, read_export_record
-from zoo.hardware import check_device
+from zoo.hardware import check_device, launch_section
 from zoo.hub.fetch import FetchReport, fetch_one, is_offline
 from zoo.hub.fetch import download_bars as _download_bars  # `download_bars` is fetch's option
 from zoo.hub.push import push_run

@@ -103,18 +103,6 @@ class LaunchPlan:
         return options
 
 
-def launch_section(environ: dict[str, str] | None = None) -> dict[str, int] | None:
-    """The run record's "launch" section for a rank that torchrun (zoo's launcher, or accelerate launch) started:
-    ``{"processes": ranks per machine, "nodes": machines}``, so `--resume` starts the same count again; None
-    for one process."""
-    environ = os.environ if environ is None else environ
-    world = int(environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return None
-    local = int(environ.get("LOCAL_WORLD_SIZE", world))
-    return {"processes": local, "nodes": max(1, world // max(1, local))}
-
-
 def recorded_plan(record: dict[str, Any]) -> LaunchPlan:
     """The processes and nodes a run trained in, from its record: its "launch" section; a record without one
     (written before runs kept it) gives its hardware's process count on one machine."""

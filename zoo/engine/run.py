@@ -37,7 +37,6 @@ from zoo.engine.config import (
     plan_reason,
     with_verdict,
 )
-from zoo.engine.launch import launch_section
 from zoo.engine.soup import make_soup
 from zoo.engine.teacher import TeacherOutputs, discard_teacher_outputs, teacher_metrics, teacher_outputs
 from zoo.engine.trainer import (
@@ -50,7 +49,7 @@ from zoo.engine.trainer import (
 )
 from zoo.errors import DiskFullError, InvalidInputError, NonFiniteWeightsError, PluginError, disk_error
 from zoo.explain.decides import HOW_IT_DECIDES, discard_how_it_decides, how_it_decides
-from zoo.hardware import check_device, fingerprint
+from zoo.hardware import check_device, fingerprint, launch_section
 from zoo.loading import LoadedClassifier, load_classifier
 from zoo.precision import accelerate_mixed_precision, resolve_precision
 from zoo.runs.card import write_model_card, write_plots
