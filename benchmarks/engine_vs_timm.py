@@ -46,7 +46,7 @@ def run_zoo(name: str, registry: Path, train: Path, val: Path, args, work: Path)
 
     config = AdaptConfig(strategy="full", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          warmup_ratio=args.warmup_ratio, precision=args.precision, patience=0, augment="light",
-                         image_size=args.image_size, num_workers=args.workers, checkpoint_every=10**9, seed=0,
+                         image_size=args.image_size, workers=args.workers, checkpoint_every=10**9, seed=0,
                          explain_card=0)
     output = Path(tempfile.mkdtemp(prefix="zoo-run-", dir=work)) / "run"   # one run per folder
     record = api.adapt(name, str(train), val=str(val), output=output, config=config, device=args.device,

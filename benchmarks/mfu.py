@@ -162,20 +162,6 @@ def write_sentences(path: Path, count: int, words: int, seed: int) -> Path:
 
 # --- one measurement --------------------------------------------------------------------------------------------
 
-def loader_workers(workers: int | str, device: str) -> dict:
-    """The config's data-loader option: `workers` (which also takes "auto") where the engine has it, else the
-    older `num_workers` (a number: "auto" is read as what --workers auto would pick on this device)."""
-    from dataclasses import fields
-
-    from zoo.engine.config import AdaptConfig
-
-    if "workers" in {field.name for field in fields(AdaptConfig)}:
-        return {"workers": workers}
-    if workers == "auto":
-        workers = min(8, max(1, (os.cpu_count() or 2) - 1)) if device == "cuda" else 0
-    return {"num_workers": int(workers)}
-
-
 def run_dir(work: Path, shape: Shape, compile: bool) -> Path:
     return work / f"run-{shape.kind}-{'compiled' if compile else 'eager'}"
 
@@ -187,7 +173,7 @@ def train(shape: Shape, *, compile: bool, work: Path, registry: Path, train_data
 
     config = AdaptConfig(strategy="full", epochs=args.epochs, batch_size=shape.batch_size, lr=1e-4,
                          precision=args.precision, compile=compile, augment="none", patience=0,
-                         checkpoint_every=10**9, explain_card=0, **loader_workers(args.workers, args.device),
+                         checkpoint_every=10**9, explain_card=0, workers=args.workers,
                          eval_batch_size=256,
                          max_length=shape.seq_len if shape.kind == "bert" else None, seed=0)
     return api.adapt(f"mfu-{shape.kind}", str(train_data), val=str(val_data), output=run_dir(work, shape, compile),
@@ -259,7 +245,7 @@ def measure(model: Prepared, *, compile: bool, peak: float | None, args) -> Resu
           file=sys.stderr)
     return Result(shape.label, compile, shape.batch_size, rate, round(gflops, 3), float(f"{achieved:.4g}"), peak,
                   round(achieved / peak, 4) if peak else None, epochs[-1]["seconds"], epochs[0]["seconds"],
-                  workers=record["config"].get("workers", record["config"].get("num_workers")))
+                  workers=record["config"]["workers"])
 
 
 # --- report -----------------------------------------------------------------------------------------------------

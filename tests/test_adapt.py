@@ -20,6 +20,7 @@ from native_loading import native_predictions
 from zoo import api
 from zoo.engine.config import AdaptConfig
 from zoo.engine.metrics import compute_metrics
+from zoo.errors import InvalidInputError
 from zoo.registry import read_registry_file
 from zoo.runs.outputs import examples_key, read_validation_outputs
 
@@ -221,28 +222,48 @@ def test_a_profiled_step_shows_its_phases_and_the_fused_optimizer(hub, datasets,
     assert set(PHASES.values()) <= names and "aten::_fused_adamw_" in names
 
 
-def test_killed_run_resumes_to_a_finished_run(hub, datasets, tmp_path):
+@pytest.fixture(scope="module")
+def two_process_run(hub, datasets, tmp_path_factory) -> tuple[Path, dict]:
+    """An image run in two processes: the reference of the two-node run and of the killed two-process run."""
+    run = tmp_path_factory.mktemp("two-processes") / "run"
+    record = api.adapt("test_resnet.r160_in1k", str(datasets["image-cls"]), output=run,
+                       config=small_config("full", epochs=6), val_fraction=0.25, registry_files=REGISTRY,
+                       store=False, processes=2)
+    return run, record
+
+
+# two_process_run's options on the command line
+TWO_PROCESS_ARGS = ["--strategy", "full", "--epochs", "6", "--batch-size", "8", "--lr", "1e-3", "--patience", "0",
+                    "--val-fraction", "0.25", "--registry", str(FIXTURE_REGISTRY), "--json"]
+
+
+def test_killed_two_process_run_resumes_in_two_to_the_same_weights(hub, datasets, two_process_run, tmp_path):
+    from safetensors.torch import load_file
+
     run = tmp_path / "run"
     args = ["adapt", "test_resnet.r160_in1k", "--data", str(datasets["image-cls"]), "--output", str(run),
-            "--strategy", "full", "--epochs", "6", "--batch-size", "4", "--lr", "1e-3", "--patience", "0",
-            "--val-fraction", "0.25", "--checkpoint-every", "2", "--registry", str(FIXTURE_REGISTRY), "--json"]
-    _kill_when(args, run, lambda progress: progress["epoch"] >= 1)
+            *TWO_PROCESS_ARGS, "--checkpoint-every", "2", "--processes", "2"]
+    _kill_when(args, run, lambda progress: progress["epoch"] >= 1)   # kill -9 of zoo adapt and torchrun
+    assert _ranks_gone(run), "ranks trained on after their zoo adapt was killed"
 
     record = json.loads((run / "zoo_run.json").read_text())
-    assert record["status"] == "running"
+    assert record["status"] == "running" and record["launch"] == {"processes": 2, "nodes": 1}
     unfinished = run_zoo("predict", str(run), "x.png")
     assert unfinished.returncode != 0 and "has not finished" in unfinished.stderr
+    with pytest.raises(InvalidInputError, match=r"--processes 1: this run trained in 2 processes"):
+        api.resume(run, store=False, processes=1)
 
-    resumed = run_zoo("adapt", "--resume", str(run), "--json", check=True)
+    resumed = run_zoo("adapt", "--resume", str(run), "--json", check=True)   # in two processes again
     final = json.loads(resumed.stdout)
     assert final["status"] == "finished" and final["resumed"] == 1
+    assert final["launch"] == {"processes": 2, "nodes": 1} and final["hardware"]["processes"] == 2
     assert len(final["metrics"]["epochs"]) == 6
-    uninterrupted = api.adapt("test_resnet.r160_in1k", str(datasets["image-cls"]), output=tmp_path / "straight",
-                              config=AdaptConfig(strategy="full", epochs=6, batch_size=4, lr=1e-3, patience=0),
-                              val_fraction=0.25, registry_files=REGISTRY, store=False)
-    assert final["metrics"]["best"]["accuracy"] >= uninterrupted["metrics"]["best"]["accuracy"] - 0.1
-    again = run_zoo("adapt", "--resume", str(run))
-    assert again.returncode != 0 and "already finished" in again.stderr
+    # Resume is exact with the same number of processes: the weights of the run that was never interrupted.
+    ours, theirs = load_file(str(run / "model.safetensors")), load_file(str(two_process_run[0] / "model.safetensors"))
+    assert ours.keys() == theirs.keys()
+    assert all(torch_equal(ours[name], theirs[name]) for name in ours), "the resumed run's weights differ"
+    with pytest.raises(InvalidInputError, match="already finished"):
+        api.resume(run, store=False)
 
 
 def _bad_inputs(tmp: Path, datasets: dict[str, Path]) -> dict[str, tuple[list[str], str]]:
@@ -337,17 +358,75 @@ def test_multi_label_text(hub, tmp_path):
     assert np.isfinite([p["score"] for p in predictions[0].labels]).all()
 
 
-def test_two_processes_reach_the_quality_of_one(hub, datasets, tmp_path):
+def test_two_processes_reach_the_quality_of_one_and_two_nodes_the_same_weights(hub, datasets, two_process_run,
+                                                                             tmp_path):
+    from safetensors.torch import load_file
+
     # Batch-norm statistics come from half a batch per process, so two processes may need an epoch more.
-    config = small_config("full", epochs=6)
-    one = api.adapt("test_resnet.r160_in1k", str(datasets["image-cls"]), output=tmp_path / "one", config=config,
-                    val_fraction=0.25, registry_files=REGISTRY, store=False)
-    two = api.adapt("test_resnet.r160_in1k", str(datasets["image-cls"]), output=tmp_path / "two", config=config,
-                    val_fraction=0.25, registry_files=REGISTRY, store=False, processes=2)
+    one = api.adapt("test_resnet.r160_in1k", str(datasets["image-cls"]), output=tmp_path / "one",
+                    config=small_config("full", epochs=6), val_fraction=0.25, registry_files=REGISTRY, store=False)
+    two_dir, two = two_process_run
     assert two["status"] == "finished" and two["hardware"]["processes"] == 2
+    assert two["launch"] == {"processes": 2, "nodes": 1} and two["command"][-2:] == ["--processes", "2"]
     assert two["hardware"]["replicas_in_sync"] is True
     assert two["metrics"]["best"]["accuracy"] >= one["metrics"]["best"]["accuracy"] - 0.1
-    assert api.predict(tmp_path / "two", [str(next((datasets["image-cls"] / "red").iterdir()))])
+    assert api.predict(two_dir, [str(next((datasets["image-cls"] / "red").iterdir()))])
+
+    # The same run on two "machines" of one process each, meeting at 127.0.0.1: each runs the same command with
+    # its --node-rank; the world is the same, so are the weights, to the bit (with the threads per rank the same).
+    run = tmp_path / "nodes"
+    args = ["adapt", "test_resnet.r160_in1k", "--data", str(datasets["image-cls"]), "--output", str(run),
+            *TWO_PROCESS_ARGS, "--no-store", "--nodes", "2", "--master-addr", "127.0.0.1", "--master-port",
+            str(_free_port())]
+    zoo = Path(sys.executable).with_name("zoo")
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // 2))}
+    nodes = [subprocess.Popen([str(zoo), *args, "--node-rank", str(rank)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for rank in (1, 0)]   # node 1 first
+    outputs = [node.communicate(timeout=300) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], [err for _, err in outputs]
+    records = [json.loads(out) for out, _ in outputs]   # both print the record rank 0 wrote
+    assert records[0] == records[1] and records[0]["launch"] == {"processes": 1, "nodes": 2}
+    assert records[0]["hardware"]["processes"] == 2 and records[0]["hardware"]["replicas_in_sync"] is True
+    trained = [[(e["train_loss"], e["val"]) for e in record["metrics"]["epochs"]] for record in (records[0], two)]
+    assert trained[0] == trained[1]
+    ours, theirs = load_file(str(run / "model.safetensors")), load_file(str(two_dir / "model.safetensors"))
+    assert ours.keys() == theirs.keys()
+    assert all(torch_equal(ours[name], theirs[name]) for name in ours), "two nodes and two processes differ"
+
+
+def _ranks_gone(run: Path, wait_s: float = 20) -> bool:
+    """Whether no process that a launch into ``run`` started is left (within ``wait_s``): ranks carry the run
+    directory in their environment."""
+    from zoo.engine.rundir import CLAIMED_ENV
+
+    marker = f"{CLAIMED_ENV}={run}".encode()
+    deadline = time.time() + wait_s
+    while time.time() < deadline:
+        left = []
+        for environ in Path("/proc").glob("[0-9]*/environ"):
+            try:
+                if marker in environ.read_bytes().split(b"\0"):
+                    left.append(environ.parent.name)
+            except OSError:
+                continue
+        if not left:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return torch.equal(a, b)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 # --- trust: a diverged run fails, a resumed run is the uninterrupted run ------------------------------------------

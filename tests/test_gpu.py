@@ -7,7 +7,6 @@ raised on purpose, so every machine tests its bookkeeping.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
@@ -70,19 +69,13 @@ def _fit(tmp_path, model, data, *, device="cpu", fits=lambda size, call: True, b
                           model=model)
     reporter = _Messages()
     config = AdaptConfig(epochs=1, batch_size=batch_size, grad_accum=grad_accum, patience=0,
-                         checkpoint_every=10**9, eval_batch_size=16, **_no_loader_workers())
+                         checkpoint_every=10**9, eval_batch_size=16, workers=0)
     trainer = Trainer(setup, config, accelerator=accelerator, optimizer=opt,
                       scheduler=torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0),
                       loss_fn=torch.nn.CrossEntropyLoss(), task="text-cls", label_names=["a", "b", "c"],
                       multi_label=False, run_dir=tmp_path, reporter=reporter)
     progress, _ = trainer.fit(trainer_module.Progress(), None)
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}, progress, reporter.lines, calls
-
-
-def _no_loader_workers() -> dict:
-    """Data loading in this process, whichever name the config gives the option."""
-    names = {field.name for field in dataclasses.fields(AdaptConfig)}
-    return {"workers": 0} if "workers" in names else {"num_workers": 0}
 
 
 def _linear_task(seed=0):

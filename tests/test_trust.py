@@ -270,6 +270,7 @@ def test_degenerate_features_are_scored_without_failing():
 
 def _bad_command_lines(data: str, images: str, run: str, nan_run: str, unfinished: str, a_file: str) -> dict:
     adapt = ["adapt", "tiny-bert", "--data", data, "--registry", str(FIXTURE_REGISTRY)]
+    nodes = ["--nodes", "2", "--master-addr", "127.0.0.1"]
     rec = ["recommend", "--task", "text-cls"]
     rec_data = [*rec, "--data", data, "--registry", str(FIXTURE_REGISTRY), "--candidates", "tiny-bert"]
     bench = ["bench", "tiny-bert", "--weights", "random", "--registry", str(FIXTURE_REGISTRY)]
@@ -310,6 +311,13 @@ def _bad_command_lines(data: str, images: str, run: str, nan_run: str, unfinishe
         "adapt val fraction 1": ([*adapt, "--val-fraction", "1"], "--val-fraction"),
         "adapt val fraction nan": ([*adapt, "--val-fraction", "nan"], "--val-fraction"),
         "adapt processes 0": ([*adapt, "--processes", "0"], "--processes"),
+        "adapt nodes 0": ([*adapt, "--nodes", "0"], "--nodes"),
+        "adapt node rank without nodes": ([*adapt, "--node-rank", "1"], "--node-rank"),
+        "adapt node rank outside nodes": ([*adapt, *nodes, "--node-rank", "2"], "--node-rank 2"),
+        "adapt nodes without node rank": ([*adapt, "--nodes", "2", "--master-addr", "127.0.0.1"], "--node-rank"),
+        "adapt nodes without master": ([*adapt, "--nodes", "2", "--node-rank", "0"], "--master-addr"),
+        "adapt master port 0": ([*adapt, *nodes, "--node-rank", "0", "--master-port", "0"], "--master-port"),
+        "adapt nodes without output": ([*adapt, *nodes, "--node-rank", "0"], "--output"),
         "adapt grad accum 0": ([*adapt, "--grad-accum", "0"], "--grad-accum"),
         "adapt checkpoint every 0": ([*adapt, "--checkpoint-every", "0"], "--checkpoint-every"),
         "adapt strategy": ([*adapt, "--strategy", "magic"], "--strategy"),
@@ -328,6 +336,7 @@ def _bad_command_lines(data: str, images: str, run: str, nan_run: str, unfinishe
         "adapt resume missing": (["adapt", "--resume", run + "-missing"], "-missing"),
         "adapt resume finished": (["adapt", "--resume", run], "already finished"),
         "adapt resume a file": (["adapt", "--resume", a_file], a_file),
+        "adapt resume in other processes": (["adapt", "--resume", unfinished, "--processes", "2"], "--processes 2"),
         # recommend
         "recommend latency nan": ([*rec, "--max-latency-ms", "nan"], "--max-latency-ms"),
         "recommend latency negative": ([*rec, "--max-latency-ms", "-5"], "--max-latency-ms"),

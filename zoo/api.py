@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -20,7 +21,7 @@ from zoo.better.ensembled import EXPLAIN_REFUSAL, is_ensemble_dir
 from zoo.compare import flatten_config as flatten_config
 from zoo.compare import main_metric as main_metric
 from zoo.engine.config import AdaptConfig
-from zoo.engine.launch import launch
+from zoo.engine.launch import LaunchPlan, launch, recorded_plan
 from zoo.engine.predict import predict_inputs
 from zoo.engine.rundir import CLAIMED_ENV, claim_existing, claim_new, default_run_dir
 from zoo.errors import InvalidInputError, NoCandidateError
@@ -28,7 +29,7 @@ from zoo.explain.attribute import check_method, check_steps, explain_inputs
 from zoo.explain.render import shade as shade
 from zoo.explain.render import text_pieces as text_pieces
 from zoo.export.runtime import OnnxClassifier, is_export_dir, read_export_record
-from zoo.hardware import check_device
+from zoo.hardware import check_device, launch_section
 from zoo.hub.fetch import FetchReport, fetch_one, is_offline
 from zoo.hub.fetch import download_bars as _download_bars  # `download_bars` is fetch's option
 from zoo.hub.push import push_run
@@ -40,7 +41,7 @@ from zoo.recommend.prior import PRIOR_METRICS as PRIOR_METRICS
 from zoo.recommend.prior import rank_candidates
 from zoo.registry import CORE_REGISTRY, BackboneSpec, Registry, read_registry_file, user_registry_files
 from zoo.runs.card import write_model_card
-from zoo.runs.record import RUN_RECORD, read_finished_record, read_record, write_record
+from zoo.runs.record import RUN_RECORD, has_record, read_finished_record, read_record, write_record
 from zoo.secrets import resolve_token
 from zoo.serve.kserve import CONFIGS, ServingConfig, kserve_manifest
 from zoo.serve.model import BACKENDS, load_served, resolve_target
@@ -267,14 +268,19 @@ def adapt(backbone: str, data: str, *, task: str | None = None, output: PathLike
           label_col: str | None = None, label_sep: str = "|", multi_label: bool | None = None,
           val_fraction: float = 0.1, skip_bad: bool = False, device: str = "auto", config=None,
           registry_files: Iterable[PathLike] = (), reporter=None, store: bool = True,
-          processes: int = 1) -> dict[str, Any]:
+          processes: int = 1, nodes: int = 1, node_rank: int | None = None, master_addr: str | None = None,
+          master_port: int | None = None) -> dict[str, Any]:
     """Fine-tune ``backbone`` on ``data`` and write a run directory; returns the run record (zoo_run.json).
 
     Every option is checked, and the run directory claimed (one run per folder, :mod:`zoo.engine.rundir`),
     before anything else; the data is read and checked, and the backbone loaded, before the run record is
     written, so bad input leaves nothing behind. The run history records the run when it starts and when it
-    ends. ``processes > 1`` trains data-parallel in that many local processes (gloo on CPUs); for many GPUs or
-    machines, start `python -m zoo adapt ...` under `accelerate launch` instead, with ``output`` given.
+    ends. ``processes > 1`` trains data-parallel in that many local processes (gloo on CPUs), through torchrun.
+    ``nodes > 1`` trains on that many machines, ``processes`` on each: every machine makes the same call with
+    ``output`` on a file system they share, the data at the same path, ``master_addr`` (and ``master_port``) of
+    the ``node_rank`` 0 machine and its own ``node_rank``; node 0 claims the run directory and writes the history,
+    and every node returns the record rank 0 wrote. Under a launcher of its own (`accelerate launch -m zoo adapt
+    ...`), each rank trains in place, with ``output`` given.
 
     Raises:
         zoo.errors.InvalidInputError: bad data, options or output folder (one line naming the file and problem).
@@ -289,7 +295,8 @@ def adapt(backbone: str, data: str, *, task: str | None = None, output: PathLike
                           ("--input-col", input_col), ("--label-col", label_col), ("--label-sep", label_sep)):
         checks.text(option, value)
     checks.number("--val-fraction", val_fraction, low=0, high=1, high_open=True, allow_none=False)
-    checks.whole("--processes", processes, low=1, allow_none=False)
+    plan = LaunchPlan.checked(processes=processes, nodes=nodes, node_rank=node_rank, master_addr=master_addr,
+                              master_port=master_port)
     # One GPU per process: a particular one is chosen with CUDA_VISIBLE_DEVICES, as accelerate expects.
     device = check_device("--device", device, allow_index=False)
     config = config or AdaptConfig()
@@ -301,21 +308,27 @@ def adapt(backbone: str, data: str, *, task: str | None = None, output: PathLike
     _check_image_size(config, spec, task, family)
     rank = int(os.environ.get("RANK", "0"))   # set by torchrun / accelerate launch in each process
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and plan.world > 1:
+        raise InvalidInputError(f"{'--nodes' if plan.nodes > 1 else '--processes'}: this command already runs "
+                                "under a launcher that started its processes; leave the option out")
     if world > 1 and output is None:
         raise InvalidInputError("several processes train one run: give the run directory with --output, so "
                                 "every process writes to the same one")
-    history = _open_store() if store and rank == 0 else None
+    if plan.nodes > 1 and output is None:
+        raise InvalidInputError(f"--nodes {plan.nodes}: give the run directory with --output, on a file system "
+                                "every machine shares")
+    history = _open_store() if store and rank == 0 and plan.writes else None
     request = AdaptRequest(backbone=spec.name, task=task, data=data, val=val, test=test, input_col=input_col,
                            label_col=label_col, label_sep=label_sep, multi_label=multi_label,
                            val_fraction=val_fraction, skip_bad=skip_bad, device=device,
                            registry_files=registry_files, split_seed=SPLIT_SEED)
-    claim = _claim(output, spec.name, data, rank=rank)
+    claim = _claim(output, spec.name, data, rank=rank) if plan.writes else None   # node 0 claims for all
     run_dir = claim.run_dir if claim is not None else Path(output)
     try:
         splits = request.read_data(seed=config.seed)
         _check_trainable(splits, config, data)
-        if processes > 1:
-            record = launch(processes, spec, request, config, run_dir, history=history)
+        if plan.world > 1:
+            record = launch(plan, spec, request, config, run_dir, history=history)
         else:
             record = run_training(spec, family, splits, config, run_dir, request, reporter=reporter,
                                   on_record=history.record_run if history else None)
@@ -359,17 +372,23 @@ def _open_store():
     return history
 
 
-def resume(run_dir: PathLike, *, reporter=None, store: bool = True) -> dict[str, Any]:
+def resume(run_dir: PathLike, *, reporter=None, store: bool = True, processes: int | None = None,
+           nodes: int | None = None, node_rank: int | None = None, master_addr: str | None = None,
+           master_port: int | None = None) -> dict[str, Any]:
     """Continue an interrupted `adapt` from its last checkpoint and finish it.
 
     The backbone comes from the run record's snapshot of its registry entry, so the registry files the run was
-    started with are not needed.
+    started with are not needed. A run trained in several processes resumes in as many, as the record's "launch"
+    section says (each batch is shared out among them, so another count would not continue the same run):
+    ``processes`` and ``nodes`` may repeat those counts, not change them; a run on several machines is resumed by
+    the same call on each, with ``node_rank``, ``master_addr`` and ``master_port`` as for :func:`adapt`.
 
     A distilled run (`zoo distill`) is then compared with the student alone and timed against its teacher, as
     :func:`distill` does; a distilled run that finished training but not that comparison is resumed for it.
 
     Raises:
-        zoo.errors.InvalidInputError: not a run directory, already finished, or its data changed since.
+        zoo.errors.InvalidInputError: not a run directory, already finished, its data changed since, or other
+            counts of processes or machines than it trained with.
         zoo.errors.RunDirectoryBusyError: another process is running it.
     """
     from zoo.better import distill as distillation
@@ -377,8 +396,11 @@ def resume(run_dir: PathLike, *, reporter=None, store: bool = True) -> dict[str,
 
     checks.text("--resume", str(run_dir), allow_none=False)
     run_dir = Path(run_dir)
-    history = _open_store() if store else None
-    with claim_existing(run_dir):
+    plan = _resume_plan(run_dir, processes=processes, nodes=nodes, node_rank=node_rank, master_addr=master_addr,
+                        master_port=master_port)
+    writes = plan.writes and int(os.environ.get("RANK", "0")) == 0
+    history = _open_store() if store and writes else None
+    with _claim_to_resume(run_dir, writes=writes):
         earlier = read_record(run_dir)
         previous = earlier.to_dict()
         distilled = (previous.get("request") or {}).get("teacher") is not None
@@ -400,14 +422,56 @@ def resume(run_dir: PathLike, *, reporter=None, store: bool = True) -> dict[str,
         if earlier.finished:   # a distilled run that finished training but was not yet compared
             record = previous
         else:
-            record = run_training(spec, family, splits, config, run_dir, request, resume=True, reporter=reporter,
-                                  on_record=history.record_run if history else None)
+            if plan.world > 1:
+                record = launch(plan, spec, request, config, run_dir, history=history, resume=True)
+            else:
+                record = run_training(spec, family, splits, config, run_dir, request, resume=True,
+                                      reporter=reporter, on_record=history.record_run if history else None)
             if history is not None:
                 record["store_id"] = history.record_run(record)
-        if distilled:   # the student alone, the gap closed and the speed-up, as zoo distill does them
+        if distilled and writes:   # the student alone, the gap closed and the speed-up, as zoo distill does them
             record = distillation.complete(run_dir, record, spec=spec, family=family, splits=splits,
                                            history=history, reporter=reporter)
         return record
+
+
+def _resume_plan(run_dir: Path, *, processes: int | None, nodes: int | None, node_rank: int | None,
+                 master_addr: str | None, master_port: int | None) -> LaunchPlan:
+    """The processes and machines a resumed run starts: those its record says it trained in (checked against
+    ``processes`` and ``nodes`` when given), placed by the other options; in place under a launcher."""
+    checks.whole("--processes", processes)
+    checks.whole("--nodes", nodes)
+    if not has_record(run_dir):
+        raise InvalidInputError(f"{run_dir}: not a zoo run directory (no {RUN_RECORD})" + (
+            "; the run directory must be on a file system every machine shares" if node_rank else ""))
+    trained = recorded_plan(read_record(run_dir).to_dict())
+    outer = launch_section()   # ranks another launcher started: this one trains in place
+    if outer is not None:
+        if processes is not None or nodes is not None:
+            raise InvalidInputError(f"{'--nodes' if nodes is not None else '--processes'}: this command already "
+                                    "runs under a launcher that started its processes; leave the option out")
+        if outer["processes"] * outer["nodes"] != trained.world:
+            raise InvalidInputError(f"{run_dir}: this run trained in {trained.world} processes, not "
+                                    f"{outer['processes'] * outer['nodes']}: start as many to resume it")
+        return LaunchPlan()
+    per_node = " on each machine" if trained.nodes > 1 else ""
+    for option, given, counted in (
+            ("--processes", processes, f"{trained.processes} process{'es' if trained.processes > 1 else ''}{per_node}"),
+            ("--nodes", nodes, f"{trained.nodes} machine{'s' if trained.nodes > 1 else ''}")):
+        recorded = trained.processes if option == "--processes" else trained.nodes
+        if given is not None and given != recorded:
+            raise InvalidInputError(f"{option} {given}: this run trained in {counted}; it resumes with the same "
+                                    f"count (leave {option} out), so that it continues exactly")
+    return LaunchPlan.checked(processes=trained.processes, nodes=trained.nodes, node_rank=node_rank,
+                              master_addr=master_addr, master_port=master_port)
+
+
+def _claim_to_resume(run_dir: Path, *, writes: bool):
+    """The run directory's claim for a resume, taken by the process that writes it (node 0's command, or rank 0
+    of a launcher's ranks); the others hold nothing."""
+    if writes and not os.environ.get(CLAIMED_ENV):
+        return claim_existing(run_dir)
+    return contextlib.nullcontext()
 
 
 def _check_image_size(config, spec, task: str, family) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from collections.abc import Sequence
 from importlib import metadata
@@ -9,6 +10,18 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import InvalidInputError
+
+
+def launch_section(environ: dict[str, str] | None = None) -> dict[str, int] | None:
+    """The run record's "launch" section for a rank that torchrun (zoo's launcher, or accelerate launch) started:
+    ``{"processes": ranks per machine, "nodes": machines}``, so `--resume` starts the same count again; None
+    for one process."""
+    environ = os.environ if environ is None else environ
+    world = int(environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return None
+    local = int(environ.get("LOCAL_WORLD_SIZE", world))
+    return {"processes": local, "nodes": max(1, world // max(1, local))}
 
 
 def cpu_name() -> str:

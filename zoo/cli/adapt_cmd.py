@@ -197,8 +197,22 @@ def register(app: typer.Typer) -> None:
         workers: Annotated[str, typer.Option(help="Processes that decode and augment the data beside training "
                                              "(0: none), or auto: for images and audio being fine-tuned, as many as "
                                              "the cores spare; never for cached features or text.")] = "auto",
-        processes: Annotated[int, typer.Option(help="Train data-parallel in this many local processes (gloo on "
-                                               "CPUs). Many GPUs or machines: see docs/adapt.md.")] = 1,
+        processes: Annotated[int | None, typer.Option(
+            help="Train data-parallel in this many processes on this machine (gloo on CPUs, NCCL on GPUs) "
+                 "\\[default: 1; on --resume, the run's own].", show_default=False)] = None,
+        nodes: Annotated[int | None, typer.Option(
+            help="Train on this many machines, --processes on each; run the same command on every one, with "
+                 "--output on a shared file system and the data at the same path (docs/adapt.md).",
+            show_default=False)] = None,
+        node_rank: Annotated[int | None, typer.Option(
+            help="With --nodes: this machine's place, 0 on the one at --master-addr, then 1, 2...",
+            show_default=False)] = None,
+        master_addr: Annotated[str | None, typer.Option(
+            help="With --nodes: the address of the --node-rank 0 machine, reachable from every machine.",
+            show_default=False)] = None,
+        master_port: Annotated[int | None, typer.Option(
+            help="With --nodes: the port the machines meet at on --master-addr, open to the others "
+                 "\\[default: 29500].", show_default=False)] = None,
         resume: Annotated[Path | None, typer.Option(help="Finish the interrupted run in this directory.",
                                                        show_default=False)] = None,
         no_store: Annotated[bool, typer.Option("--no-store", help="Do not record the run in the history.")] = False,
@@ -209,13 +223,15 @@ def register(app: typer.Typer) -> None:
 
         Example: zoo adapt distilbert-base-uncased --data tickets.csv --strategy lora
         \n\nExample: zoo adapt --resume runs/tickets-distilbert-base-uncased
+        \n\nExample: zoo adapt tiny-bert --data /mnt/d.csv -o /mnt/run --nodes 2 --node-rank 0 --master-addr 10.0.0.1
         """
         from zoo import api
 
         progress = progress_console() if int(os.environ.get("RANK", "0")) == 0 else None
         reporter = RichReporter(progress) if progress is not None else None
         if resume is not None:
-            record = api.resume(resume, reporter=reporter, store=not no_store)
+            record = api.resume(resume, reporter=reporter, store=not no_store, processes=processes, nodes=nodes,
+                                node_rank=node_rank, master_addr=master_addr, master_port=master_port)
         else:
             if backbone is None or data is None:
                 raise InvalidInputError("give a BACKBONE and --data (or --resume RUN_DIR); "
@@ -232,7 +248,9 @@ def register(app: typer.Typer) -> None:
                                input_col=input_col, label_col=label_col, label_sep=label_sep,
                                multi_label=multi_label, val_fraction=val_fraction, skip_bad=skip_bad,
                                device=device, config=config, registry_files=registry or (), reporter=reporter,
-                               store=not no_store, processes=processes)
+                               store=not no_store, processes=1 if processes is None else processes,
+                               nodes=1 if nodes is None else nodes, node_rank=node_rank, master_addr=master_addr,
+                               master_port=master_port)
         if int(os.environ.get("RANK", "0")) != 0:
             return   # under accelerate launch, rank 0 speaks for the run
         if json_output:

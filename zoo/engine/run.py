@@ -51,7 +51,7 @@ from zoo.engine.trainer import (
 )
 from zoo.errors import DiskFullError, InvalidInputError, NonFiniteWeightsError, PluginError, disk_error
 from zoo.explain.decides import HOW_IT_DECIDES, discard_how_it_decides, how_it_decides
-from zoo.hardware import check_device, fingerprint
+from zoo.hardware import check_device, fingerprint, launch_section
 from zoo.loading import LoadedClassifier, load_classifier
 from zoo.precision import accelerate_mixed_precision, resolve_precision
 from zoo.runs.card import write_model_card, write_plots
@@ -229,6 +229,8 @@ def run_training(spec, family, splits: DataSplits, config: AdaptConfig, run_dir:
         "finished_at": None, "wall_s": None, "metrics": None, "best_epoch": None,
         "resumed": previous.get("resumed", 0) + (1 if resume else 0),
     }
+    if launch_section() is not None:   # the ranks it trains in, so that --resume starts as many again
+        record["launch"] = launch_section()
     if previous.get("head_fit"):   # an auto run's linear candidate, solved before the interruption
         record["head_fit"] = previous["head_fit"]
     added = {name: previous[name] for name in previous.get(EXTRA_SECTIONS, ()) if name in previous}
@@ -316,8 +318,15 @@ def _explain(record: dict[str, Any], config: AdaptConfig, request: AdaptRequest,
     choices = config.choices(strategy, reason, candidates=scores, **facts)
     record.update({"strategy": strategy, "strategy_reason": reason, "config": resolved.to_dict(),
                    "choices": {name: choice.to_dict() for name, choice in choices.items()},
-                   "command": request.command(resolved, tasks=tuple(spec.tasks))})
+                   "command": request.command(resolved, tasks=tuple(spec.tasks)) + _launch_options(record)})
     return resolved
+
+
+def _launch_options(record: dict[str, Any]) -> list[str]:
+    """The command's --processes, for a run on one machine in several; a run on several machines is started by a
+    command per machine (docs/adapt.md), which no one line repeats."""
+    launch = record.get("launch") or {}
+    return ["--processes", str(launch["processes"])] if launch.get("nodes") == 1 else []
 
 
 def _candidate_score(strategy: str, metrics: dict[str, Any], metric: str) -> float:
