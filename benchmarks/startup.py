@@ -108,7 +108,10 @@ def time_once(args: list[str], env: dict[str, str]) -> tuple[float, float]:
     threads) hardly changes with the machine's load, where the wall time on a shared machine is mostly waiting."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "zoo", *args], env=env, check=True, capture_output=True)
+    # Run from a neutral folder: `python -m` puts the working directory first on the path, and a checkout there
+    # would stand in for the one on PYTHONPATH.
+    subprocess.run([sys.executable, "-m", "zoo", *args], env=env, check=True, capture_output=True,
+                   cwd=Path(env["ZOO_STORE"]).parent)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -132,7 +135,7 @@ def measure(listed: dict[str, list[str]], checkouts: dict[str, Path], work: Path
 def import_profile(args: list[str], env: dict[str, str], top: int = 8) -> list[tuple[str, float]]:
     """Seconds of import per top-level package in one run of ``args`` (``python -X importtime``), largest first."""
     result = subprocess.run([sys.executable, "-X", "importtime", "-m", "zoo", *args], env=env, check=True,
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, cwd=Path(env["ZOO_STORE"]).parent)
     own: dict[str, float] = defaultdict(float)
     for line in result.stderr.splitlines():
         match = re.match(r"import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)", line)
