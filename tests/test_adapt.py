@@ -326,8 +326,15 @@ def test_cli_adapt_predict_and_run_history(hub, datasets, tmp_path):
     assert record["status"] == "finished" and record["store_id"]
     texts = tmp_path / "texts.txt"
     texts.write_text("great movie\nterrible film\n")
-    predicted = json.loads(run_zoo("predict", str(run), str(texts), "a good film", "--top-k", "2", "--json",
-                                   check=True).stdout)
+    # A run directory is all predict needs: no registry file is read (a broken one is ignored), and only the run's
+    # family library is imported (a text run never imports timm), which keeps the first answer fast.
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[[backbone\n")
+    answer = run_zoo("predict", str(run), str(texts), "a good film", "--top-k", "2", "--json", check=True,
+                     env={"ZOO_REGISTRY": str(broken), "PYTHONPROFILEIMPORTTIME": "1"})
+    imported = {line.split("|")[-1].strip() for line in answer.stderr.splitlines() if line.startswith("import time")}
+    assert "transformers" in imported and "timm" not in imported
+    predicted = json.loads(answer.stdout)
     assert [p["input"] for p in predicted] == ["great movie", "terrible film", "a good film"]
     assert all(len(p["labels"]) == 2 for p in predicted)
     runs = json.loads(run_zoo("runs", "--json", check=True).stdout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import data_factory as factory
 import pytest
@@ -29,6 +30,10 @@ def test_bench_every_fixture_backbone(spec, hub):
     assert result.peak_memory_mb > 0 and result.peak_memory_kind == "process peak RSS"
     assert result.mfu is None, "no MFU without a GPU"
     assert result.fingerprint["cpu"] and result.fingerprint["torch"] and result.fingerprint["threads"] >= 1
+    # Every speed figure has its spread over the rounds (5 by default), which the calls are shared out over.
+    assert set(result.spread) == {"latency_p50_ms", "latency_p95_ms", "throughput_b1", "throughput_b2"}
+    assert all(len(f["rounds"]) == 5 and f["low"] <= f["median"] <= f["high"] for f in result.spread.values())
+    assert result.method["rounds"] == 5 and isinstance(result.warnings, list)
     # FLOPs at the registry's default input: the registry counts the encoder as published, bench the whole
     # classifier (audio heads project every frame); images differ only by the head's size.
     if spec.tasks[0] == "image-cls":
@@ -66,8 +71,10 @@ def finished_run(hub, tmp_path_factory):
 def test_bench_a_run_with_data_updates_record_card_and_history(finished_run):
     run, held_out = finished_run
     result = run_zoo("bench", str(run), "--data", str(held_out), "--batch-sizes", "1,4", "--iters", "5",
-                     "--warmup", "1", "--json", check=True)
+                     "--warmup", "1", "--rounds", "2", "--json", check=True)
     data = json.loads(result.stdout)
+    assert len(data["spread"]["throughput_b4"]["rounds"]) == 2 and isinstance(data["warnings"], list)
+    assert result.stderr.count("warning: ") == len(data["warnings"])   # each one on stderr too, JSON kept clean
     assert data["weights"] == "adapted" and data["run_dir"] == str(run.resolve())
     assert data["accuracy"]["examples"] == 12 and len(data["accuracy"]["confusion"]) == 3
     record = json.loads((run / "zoo_run.json").read_text())
@@ -98,6 +105,7 @@ def test_compare_shows_targets_side_by_side(finished_run, hub):
     (["test_resnet.r160_in1k", "--device", "cuda"], "no CUDA device"),
     (["test_resnet.r160_in1k", "--precision", "fp16"], "needs a CUDA device"),
     (["test_resnett"], "Did you mean"),
+    (["test_resnet.r160_in1k", "--rounds", "0"], "--rounds"),
 ])
 def test_bench_errors_are_one_line(args, message, hub):
     result = run_zoo("bench", *args, "--registry", str(FIXTURE_REGISTRY), "--no-store")
@@ -117,6 +125,68 @@ def test_unfinished_run_is_refused(finished_run, tmp_path):
     (copy / "zoo_run.json").write_text(json.dumps(record))
     result = run_zoo("bench", str(copy), "--no-store")
     assert result.returncode != 0 and "has not finished" in result.stderr
+
+
+# --- Numbers that know their noise ---------------------------------------------------------------------------------
+
+
+def test_a_busy_machine_is_detected_while_timing():
+    import subprocess
+    import sys
+    import time
+
+    from zoo.timing import busy_warnings, cpu_sample
+
+    before = cpu_sample()
+    if before is None:
+        pytest.skip("no /proc/stat on this system: the check stays silent (tested below)")
+    cores = os.cpu_count() or 1
+    # One CPU-burning process per core for a second, bounded by its own clock, while this process sleeps.
+    burners = [subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 1.0\n"
+                                 "while time.time() < end: pass"]) for _ in range(cores)]
+    for burner in burners:
+        burner.wait(timeout=30)
+    time.sleep(0.05)
+    warnings = busy_warnings(before, cpu_sample(), threads=cores)
+    assert any(w.startswith("other processes used") for w in warnings), warnings
+    assert busy_warnings(None, before, threads=1) == [] and busy_warnings(before, None, threads=1) == []
+
+
+def test_load_and_spread_warnings(monkeypatch):
+    from zoo import timing
+    from zoo.bench import _spread, _spread_warnings
+
+    cores = os.cpu_count() or 1
+    monkeypatch.setattr(timing.os, "getloadavg", lambda: (cores + 4.0, 0.0, 0.0))
+    assert "load average" in timing.load_warning(threads=1)
+    monkeypatch.setattr(timing.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert timing.load_warning(threads=cores) is None
+
+    def unknown():
+        raise OSError("no load average here")
+
+    monkeypatch.setattr(timing.os, "getloadavg", unknown)
+    assert timing.load_warning(threads=1) is None
+    steady, jumpy = _spread([10.0, 10.2, 9.9]), _spread([10.0, 30.0, 10.1])
+    assert (steady["median"], steady["low"], steady["high"]) == (10.0, 9.9, 10.2)
+    assert _spread_warnings({"latency_p50_ms": steady}) == []
+    [warning] = _spread_warnings({"latency_p50_ms": steady, "throughput_b8": jumpy})
+    assert "throughput_b8 ranges 198% of its median" in warning and "--rounds" in warning
+
+
+def test_the_table_shows_the_spread_and_stderr_the_warnings(hub, monkeypatch):
+    from typer.testing import CliRunner
+
+    from zoo import bench
+    from zoo.cli import app
+
+    monkeypatch.setattr(bench, "load_warning", lambda threads: "the machine was busy (test)")
+    result = CliRunner().invoke(app, ["bench", "test_resnet.r160_in1k", "--batch-sizes", "1", "--iters", "4",
+                                      "--warmup", "1", "--rounds", "2", "--registry", str(FIXTURE_REGISTRY),
+                                      "--no-store"])
+    assert result.exit_code == 0, result.output
+    assert "warning: test_resnet.r160_in1k: the machine was busy (test)" in result.stderr
+    assert "over 2 rounds" in result.stdout and "ms (" in result.stdout
 
 
 def test_gpu_peak_table_and_mfu_inputs():

@@ -599,9 +599,9 @@ def explain(run_dir: PathLike, inputs: Sequence[Any], *, method: str = "ig", tar
 
 def bench(target: str, *, device: str = "cpu", precision: str = "fp32", batch_sizes: Sequence[int] = (1, 8, 32),
           image_size: int | None = None, seq_len: int = 128, seconds: float = 1.0, warmup: int = 10,
-          iters: int = 50, min_seconds: float = 1.0, data: str | None = None, weights: str = "pretrained",
-          task: str | None = None, family: str | None = None, registry_files: Iterable[PathLike] = (),
-          store: bool = True):
+          iters: int = 50, min_seconds: float = 1.0, rounds: int = 5, data: str | None = None,
+          weights: str = "pretrained", task: str | None = None, family: str | None = None,
+          registry_files: Iterable[PathLike] = (), store: bool = True):
     """Measure latency, throughput, memory, FLOPs (and with ``data``, accuracy) of one model on this machine.
 
     ``target`` is a run directory, a registry name, a folder holding a saved model, or a Hub id / ``local-dir:``
@@ -609,6 +609,10 @@ def bench(target: str, *, device: str = "cpu", precision: str = "fp32", batch_si
     with a separator inside), so that a folder in the working directory never stands in for the registry entry of
     the same name. ``weights="random"`` times a registry backbone without downloading its weights. Results of a run
     directory are added to its zoo_run.json and model card.
+
+    The timed calls are shared out over ``rounds`` rounds that take turns at every batch size: the result's
+    ``spread`` gives each figure's median, lowest and highest over them, and its ``warnings`` say when the machine
+    was busy (load average, other processes' CPU use, CPU steal) or the rounds disagree.
 
     Raises:
         zoo.errors.InvalidInputError, zoo.errors.UnknownBackboneError, zoo.errors.ModelLoadError.
@@ -628,6 +632,7 @@ def bench(target: str, *, device: str = "cpu", precision: str = "fp32", batch_si
     checks.whole("--warmup", warmup, low=0, allow_none=False)
     checks.whole("--iters", iters, low=1, allow_none=False)
     checks.number("--min-seconds", min_seconds, low=0, allow_none=False)
+    checks.whole("--rounds", rounds, low=1, allow_none=False)
     checks.text("--data", data)
     plugins = get_plugin_manager()
     loaded = load_target(target, plugins=plugins, registry=lambda: load_registry(registry_files, plugins=plugins),
@@ -644,7 +649,7 @@ def bench(target: str, *, device: str = "cpu", precision: str = "fp32", batch_si
     result = measure(classifier, target=target, backbone=loaded.backbone, family=loaded.family,
                      weights=loaded.weights, device=device,
                      precision=precision, batch_sizes=tuple(batch_sizes), image_size=image_size, seq_len=seq_len,
-                     seconds=seconds, warmup=warmup, iters=iters, min_seconds=min_seconds)
+                     seconds=seconds, warmup=warmup, iters=iters, min_seconds=min_seconds, rounds=rounds)
     result.accuracy = accuracy
     result.size_mb = loaded.size_mb
     if loaded.weights == "exported":

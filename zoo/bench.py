@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import resource
+import statistics
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -29,7 +30,7 @@ from zoo.precision import autocast, resolve_precision
 from zoo.registry import BackboneSpec, Registry
 from zoo.runs.record import has_record, read_finished_record, weight_files
 from zoo.tasks import Task, get_task
-from zoo.timing import time_calls
+from zoo.timing import Timing, busy_warnings, cpu_sample, load_warning, time_calls
 
 # Dense peak TFLOP/s per GPU (bf16/fp16 tensor cores without sparsity, and plain fp32), from the vendors' data
 # sheets, for model FLOPs utilisation. Matched against torch.cuda.get_device_name(), first match wins.
@@ -74,6 +75,9 @@ class BenchResult:
     peak_memory_mb: float | None
     peak_memory_kind: str                          # "cuda max allocated" | "process peak RSS"
     mfu: float | None = None                       # model FLOPs utilisation at the largest batch (GPU only)
+    spread: dict[str, dict[str, Any]] = field(default_factory=dict)   # per figure, over the rounds: median, low,
+                                                   # high, rounds (latency_p50_ms, latency_p95_ms, throughput_bN)
+    warnings: list[str] = field(default_factory=list)   # a busy machine, rounds that disagree
     accuracy: dict[str, Any] | None = None         # with --data: accuracy, macro-F1, confusion
     fingerprint: dict[str, Any] = field(default_factory=dict)
     method: dict[str, Any] = field(default_factory=dict)
@@ -125,15 +129,21 @@ def _peak_rss_mb() -> float:
 def measure(classifier, *, target: str, backbone: str, family: str, weights: str, device: str = "cpu",
             precision: str = "fp32", batch_sizes: tuple[int, ...] = (1, 8, 32), image_size: int | None = None,
             seq_len: int = 128, seconds: float = 1.0, warmup: int = 10, iters: int = 50,
-            min_seconds: float = 1.0) -> BenchResult:
+            min_seconds: float = 1.0, rounds: int = 5) -> BenchResult:
     """Time ``classifier`` (already loaded) and count its parameters and FLOPs, in ``precision`` (``auto`` resolved
-    for the device by :func:`zoo.precision.resolve_precision`; the result says which was used)."""
+    for the device by :func:`zoo.precision.resolve_precision`; the result says which was used).
+
+    The ``iters`` calls (and ``min_seconds``) are shared out over ``rounds`` rounds, each timing every batch size in
+    turn; the result's ``spread`` gives each figure's median, lowest and highest over the rounds, and ``warnings``
+    say when the machine was busy or the rounds disagree."""
     import torch
 
     check_device("--device", device, allow_auto=False)
     precision = resolve_precision(precision, device)
     if not batch_sizes or min(batch_sizes) < 1:
         raise InvalidInputError("--batch-sizes must be positive integers, e.g. 1,8,32")
+    if rounds < 1:
+        raise InvalidInputError("--rounds must be a positive integer, e.g. 5")
     exported = getattr(classifier, "runtime", "torch") == "onnxruntime"
     # An ONNX model runs on the device its session was opened for, from inputs on the CPU.
     torch_device = torch.device("cpu" if exported else device)
@@ -162,18 +172,36 @@ def measure(classifier, *, target: str, backbone: str, family: str, weights: str
 
     if torch_device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(torch_device)
-    latency = time_calls(lambda: run(one), warmup=warmup, iters=iters, device=device, min_seconds=min_seconds)
+    threads = 1 if torch_device.type == "cuda" else torch.get_num_threads()   # a GPU is fed by one thread
+    warnings = [w for w in [load_warning(threads)] if w]
+    sizes = sorted(set(batch_sizes) | {1})   # batch 1 gives the latency
+    batches = {size: one if size == 1 else _make_batch(classifier, example, size, image_size, torch_device)
+               for size in sizes}
+    # The calls are shared out over the rounds, and every round times each batch size in turn, so that a change in
+    # the machine's load falls on all of them and shows as a spread between rounds rather than as a figure.
+    calls = {size: -(-(iters if size == 1 else max(5, iters // 4)) // rounds) for size in sizes}
+    samples: dict[int, list[Timing]] = {size: [] for size in sizes}
+    before = cpu_sample()
+    for round_index in range(rounds):
+        for size in sizes:
+            warm = (warmup if size == 1 else max(2, warmup // 2)) if round_index == 0 else 0
+            samples[size].append(time_calls(lambda b=batches[size]: run(b), warmup=warm, iters=calls[size],
+                                            device=device, min_seconds=min_seconds / rounds))
+    warnings += busy_warnings(before, cpu_sample(), threads)
+    latency = Timing(tuple(ms for timing in samples[1] for ms in timing.samples_ms))
+    spread = {"latency_p50_ms": _spread([t.median_ms for t in samples[1]]),
+              "latency_p95_ms": _spread([t.percentile_ms(95) for t in samples[1]])}
     throughput = []
     for batch_size in sorted(set(batch_sizes)):
-        batch = one if batch_size == 1 else _make_batch(classifier, example, batch_size, image_size, torch_device)
-        timing = latency if batch_size == 1 else time_calls(lambda b=batch: run(b), warmup=max(2, warmup // 2),
-                                                             iters=max(5, iters // 4), device=device,
-                                                             min_seconds=min_seconds)
+        timing = Timing(tuple(ms for t in samples[batch_size] for ms in t.samples_ms))
         # Throughput over all timed calls (total samples / total time), as timm's benchmark reports it.
         total_ms = sum(timing.samples_ms)
         throughput.append({"batch_size": batch_size,
                            "samples_per_s": round(batch_size * len(timing.samples_ms) / total_ms * 1000, 2),
                            "ms_per_batch": round(timing.median_ms, 3), "calls": len(timing.samples_ms)})
+        spread[f"throughput_b{batch_size}"] = _spread([batch_size * len(t.samples_ms) / sum(t.samples_ms) * 1000
+                                                       for t in samples[batch_size]])
+    warnings += _spread_warnings(spread)
     if torch_device.type == "cuda":
         peak, kind = torch.cuda.max_memory_allocated(torch_device) / 2**20, "cuda max allocated"
     else:
@@ -194,11 +222,34 @@ def measure(classifier, *, target: str, backbone: str, family: str, weights: str
                     "mean": round(sum(latency.samples_ms) / len(latency.samples_ms), 3),
                     "min": round(min(latency.samples_ms), 3), "calls": len(latency.samples_ms)},
         throughput=throughput, peak_memory_mb=round(peak, 1), peak_memory_kind=kind, mfu=mfu,
-        fingerprint=prints, runtime="onnxruntime" if exported else "torch",
-        method={"warmup": warmup, "iters": iters, "min_seconds": min_seconds, "inference_mode": True,
+        fingerprint=prints, runtime="onnxruntime" if exported else "torch", spread=spread, warnings=warnings,
+        method={"warmup": warmup, "iters": iters, "min_seconds": min_seconds, "rounds": rounds, "inference_mode": True,
                 "synchronized": torch_device.type == "cuda",
                 "timed": ("session.run, with the CPU tensors handed over as numpy arrays" if exported else
                           "forward pass only, inputs on the device")})
+
+
+# Rounds whose figure differs by more than this share of the median (highest minus lowest) make a warning: the
+# machine's speed changed while timing, and one figure from it would mislead.
+SPREAD_WARNING = 0.2
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    """A figure over the rounds: their median, lowest and highest, and each round's value."""
+    return {"median": round(statistics.median(values), 3), "low": round(min(values), 3),
+            "high": round(max(values), 3), "rounds": [round(v, 3) for v in values]}
+
+
+def _spread_warnings(spread: dict[str, dict[str, Any]]) -> list[str]:
+    wide = {name: (figure["high"] - figure["low"]) / figure["median"] for name, figure in spread.items()
+            if len(figure["rounds"]) > 1 and figure["median"] > 0}
+    wide = {name: share for name, share in wide.items() if share > SPREAD_WARNING}
+    if not wide:
+        return []
+    worst = max(wide, key=wide.get)
+    return [f"the rounds disagree: {worst} ranges {100 * wide[worst]:.0f}% of its median between rounds"
+            f"{f' (and {len(wide) - 1} more)' if len(wide) > 1 else ''}; the machine's speed changed "
+            "while timing, so rerun on a quiet machine or with more --rounds"]
 
 
 def count_gflops(forward) -> float:

@@ -73,14 +73,14 @@ def remember_token(value: str | None) -> str | None:
     return value
 
 
-def hide_flag_types(command) -> None:
+def hide_flag_types(command, *, subcommands: bool = True) -> None:
     """Show flags (``--json``, ``--help``, ``--private/--public``) in ``--help`` without a type tag: a flag takes
-    no value, so Typer's ``<bool>`` beside it reads as if it wanted one. Applied to the whole command tree once,
-    by the root command."""
+    no value, so Typer's ``<bool>`` beside it reads as if it wanted one. Applied by the root command to itself and
+    to each command as it is loaded, with its subcommands."""
     for param in [*command.params, command.get_help_option(typer.Context(command))]:
         if getattr(param, "is_flag", False) and param.metavar is None:
             param.metavar = ""     # what Typer's help shows in place of the type
-    for sub in getattr(command, "commands", {}).values():
+    for sub in getattr(command, "commands", {}).values() if subcommands else ():
         hide_flag_types(sub)
 
 

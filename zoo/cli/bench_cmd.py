@@ -29,9 +29,13 @@ def _rows(result) -> list[tuple[str, str]]:
             ("input", ", ".join(f"{k} {v}" for k, v in result.input["shapes"].items())),
             ("parameters", f"{result.params_m:.2f} M"),
             ("GFLOPs / example", "n/a" if result.gflops is None else f"{result.gflops:.3f}"),
-            ("latency p50 (batch 1)", fmt.milliseconds(result.latency_ms["p50"])),
-            ("latency p95 (batch 1)", fmt.milliseconds(result.latency_ms["p95"]))]
-    rows += [(f"throughput (batch {t['batch_size']})", f"{t['samples_per_s']:.1f} /s") for t in result.throughput]
+            ("latency p50 (batch 1)", fmt.milliseconds(result.latency_ms["p50"]) +
+             _range(result, "latency_p50_ms", "{:.2f}")),
+            ("latency p95 (batch 1)", fmt.milliseconds(result.latency_ms["p95"]) +
+             _range(result, "latency_p95_ms", "{:.2f}"))]
+    rows += [(f"throughput (batch {t['batch_size']})",
+              f"{t['samples_per_s']:.1f} /s" + _range(result, f"throughput_b{t['batch_size']}", "{:.1f}"))
+             for t in result.throughput]
     rows.append((f"peak memory ({result.peak_memory_kind})", f"{result.peak_memory_mb:.0f} MB"))
     if result.size_mb is not None:
         rows.append(("size on disk", f"{result.size_mb:.1f} MB"))
@@ -45,6 +49,15 @@ def _rows(result) -> list[tuple[str, str]]:
         rows += [(f"{name} ({result.accuracy['examples']} examples)", fmt.metric(result.accuracy[name]))
                  for name in names]
     return rows
+
+
+def _range(result, figure: str, number: str) -> str:
+    """The lowest and highest of a figure over the rounds, after the figure: " (2.81-3.02)"; nothing with one
+    round."""
+    spread = result.spread.get(figure)
+    if not spread or len(spread["rounds"]) < 2:
+        return ""
+    return f" ({number.format(spread['low'])}–{number.format(spread['high'])})"
 
 
 def _headers(results) -> list[str]:
@@ -75,7 +88,10 @@ def register(app: typer.Typer) -> None:
         seconds: Annotated[float, typer.Option(help="Audio: seconds per example.")] = 1.0,
         warmup: Annotated[int, typer.Option(help="Untimed calls before timing.")] = 10,
         iters: Annotated[int, typer.Option(help="Timed calls at batch 1 (at least; a quarter at larger "
-                                           "batches).")] = 50,
+                                           "batches), shared out over the rounds.")] = 50,
+        rounds: Annotated[int, typer.Option(help="Rounds to share the timed calls over, each timing every batch "
+                                            "size in turn; the table shows each figure's lowest and highest over "
+                                            "them.")] = 5,
         data: Annotated[str | None, typer.Option(help="Labelled data to measure accuracy, macro-F1 and the "
                                                  "confusion matrix on (run directories).", show_default=False)] = None,
         weights: Annotated[str, typer.Option(help="Registry backbones: pretrained, or random (no "
@@ -88,6 +104,9 @@ def register(app: typer.Typer) -> None:
         registry: RegistryOption = None,
     ) -> None:
         """Measure latency (p50/p95), throughput, peak memory, FLOPs and, with --data, accuracy.
+
+        Each speed figure shows its lowest and highest over --rounds; a busy machine or rounds that disagree are
+        named in a warning on stderr.
 
         Example: zoo bench runs/tickets-distilbert-base-uncased --data tickets_test.csv
         \n\nExample: zoo bench runs/tickets runs/tickets/onnx runs/tickets/onnx-int8 --compare --data test.csv
@@ -102,8 +121,12 @@ def register(app: typer.Typer) -> None:
             with progress.status(f"measuring {target} ({index}/{len(targets)})") if progress else nullcontext():
                 results.append(api.bench(target, device=device, precision=precision, batch_sizes=sizes,
                                          image_size=image_size, seq_len=seq_len, seconds=seconds, warmup=warmup,
-                                         iters=iters, data=data, weights=weights, task=task, family=family,
+                                         iters=iters, rounds=rounds, data=data, weights=weights, task=task,
+                                         family=family,
                                          registry_files=registry or (), store=not no_store))
+        for result in results:   # on stderr, so that --json output stays clean
+            for warning in result.warnings:
+                typer.echo(f"warning: {result.target}: {warning}", err=True)
         if json_output:
             print_json([r.to_dict() for r in results] if len(results) > 1 or compare else results[0].to_dict())
             return
@@ -123,5 +146,6 @@ def register(app: typer.Typer) -> None:
         runtimes = " and ".join(dict.fromkeys(
             f"onnxruntime {r.fingerprint.get('onnxruntime', '')}".strip()
             if r.runtime == "onnxruntime" else f"torch {r.fingerprint['torch']}" for r in results))
+        spread = f"; (lowest–highest) over {rounds} rounds" if rounds > 1 else ""
         out.print(f"[dim]{runtimes}; forward pass only, after {warmup} warm-up call{'s' if warmup != 1 else ''}, "
-                  "inference mode.[/dim]")
+                  f"inference mode{spread}.[/dim]")
