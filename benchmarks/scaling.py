@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import random
 import statistics
@@ -232,6 +233,7 @@ def estimator_curves(ns: list[int], ds: list[int], fixed_d: int, fixed_n: int, r
 def plot(curves: list[Curve], path: Path, *, title: str, xlabel: str, panels: list[list[Curve]] | None = None) -> None:
     """Log-log plot of each curve with its fitted exponent, and a dashed slope-1 line through its first point."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -247,7 +249,8 @@ def plot(curves: list[Curve], path: Path, *, title: str, xlabel: str, panels: li
         axis.set_xscale("log")
         axis.set_yscale("log")
         axis.set_xticks(group[0].sizes, [f"{s:g}" for s in group[0].sizes])
-        axis.set_xlabel(xlabel if len(panels) == 1 else group[0].label.split(" against ")[-1])
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        axis.set_xlabel(xlabel if len(panels) == 1 else group[0].label.split("against ")[-1])
         axis.set_ylabel("seconds")
         axis.grid(True, which="both", alpha=0.3)
         axis.legend(fontsize=8)
@@ -283,27 +286,40 @@ ADAPT_WHY = (
     "the number of examples; the whole call adds a fixed part (building the model, evaluating the same 200 "
     "validation sentences, writing the run directory), which pulls its exponent below 1 at small sizes.")
 RECOMMEND_WHY = (
-    "Each candidate costs its own feature extraction and estimator calls, so time is linear in the number of "
-    "candidates; above 5, successive halving scores all of them on half the sample and only the better half on "
-    "all of it, so 8 cost less than twice 4. Against the sample size, feature extraction is linear; the rest is "
-    "the four estimators on the sample and on 30 subsamples of 80% of it (the intervals), for every candidate. "
-    "LogME, H-score and SFDA are linear in N; k-NN's leave-one-out vote compares every pair of examples, "
-    "N²·D, so it is the one quadratic term, and it is what lifts the rest's exponent at large samples. That is "
-    "the method (an exact leave-one-out neighbour vote), not an accident of the code: an approximate neighbour "
-    "index would make it near-linear at the price of a different score.")
+    "Each candidate costs its own feature extraction and estimator calls, so time grows in proportion to the "
+    "candidates; reading the data and the combination are paid once, which keeps the exponent below 1, and above 5 "
+    "candidates successive halving scores all of them on half the sample and only the better half on all of it. "
+    "Against the sample size, feature extraction is linear; the rest is the four estimators on the sample and on 30 "
+    "subsamples of 80% of it (for the intervals), for every candidate. LogME, H-score and SFDA grow at most "
+    "linearly in N; k-NN's leave-one-out vote compares every pair of examples (N²·D, and an N × N partial sort), "
+    "so it is the one quadratic term, and it is what steepens the rest at the largest sample. That is the method "
+    "(an exact leave-one-out neighbour vote), not an accident of the code; at the default sample of 1000 it is a "
+    "small part of the call.")
 ESTIMATORS_WHY = (
-    "Against N: LogME, H-score and SFDA form a D × D matrix from the N examples (N·D²) and factor it (D³), so "
-    "they are linear in N once N·D² dominates; LogME uses the N × N Gram matrix instead while N < D (N²·D + N³), "
-    "which is steeper below N = D and levels off above it. k-NN is N²·D: quadratic in N by its nature (every "
-    "example's neighbours among all the others). Against D: k-NN is linear; the other three grow as D² to D³ "
-    "(a covariance, and its factorisation or eigendecomposition), as any method that whitens the features does; "
-    "LogME switches to the N × N Gram matrix once D > N, after which it is linear in D.")
+    "Against N: LogME, H-score and SFDA form a D × D matrix from the N examples (N·D²) and factor it (D³); at "
+    "D = 768 and these N the factorisation and, for LogME, its fixed-point iterations on the min(N, D) eigenvalues "
+    "weigh most, so they grow slower than N (LogME uses the N × N Gram matrix while N < D, hence its step from 500 "
+    "to 1000). k-NN is N²·D: quadratic in N by its nature (every example's neighbours among all the others), the "
+    "one curve clearly above 1, and not one to fix without changing the score. Against D: k-NN's pairwise "
+    "products are linear in D beside its fixed N² partial sort; H-score and SFDA grow as D² to D³ (a covariance and "
+    "its Cholesky factor or solve), as any method that whitens the features must; LogME's time is mostly its "
+    "iterations at small D and switches to the N × N Gram matrix once D > N, after which it is linear in D.")
 THREADS_NOTE = (
     "On a busy machine, run it with one thread (`OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1`): torch's and "
     "numpy's thread pools spin while they wait, and with other work on the cores they wait most of the time. At a "
     "load average of 12 on 2 cores, a training step of the tiny BERT below took 0.8 to 2.8 s with 2 threads and "
     "0.15 s with one; an eigendecomposition of a 128 × 128 matrix took 0.54 s instead of milliseconds, and the "
     "estimators of one recommend call on 200 examples took 92 s with numpy's threads and 9.9 s with one.")
+
+
+def last_step(curve: Curve) -> str:
+    """How much the features and the rest grew between the two largest samples, and the exponent of that step."""
+    (small, large), parts = curve.sizes[-2:], []
+    for name in ("features", "rest"):
+        before, after = curve.extra[name][-2:]
+        exponent = math.log(after / before) / math.log(large / small)
+        parts.append(f"{name} {after / before:.1f}× (exponent {exponent:.2f})")
+    return f" From {small:,} to {large:,} examples: " + ", ".join(parts) + "."
 
 
 def render(parts: dict[str, list[Curve]], header: str) -> str:
@@ -328,7 +344,7 @@ def render(parts: dict[str, list[Curve]], header: str) -> str:
                   "the estimators on the sample and its subsamples, the combination.", "",
                   split_table(by_count, f"candidates (sample {by_count.extra['fixed'][0]:,})"), "",
                   split_table(by_sample, f"sample size ({by_sample.extra['fixed'][0]:g} candidates)"), "",
-                  RECOMMEND_WHY, "",
+                  RECOMMEND_WHY + last_step(by_sample), "",
                   "![recommend --data time against candidates and sample size](img/scaling-recommend.png)"]
     if "estimators" in parts:
         curves = parts["estimators"]
