@@ -293,8 +293,7 @@ RECOMMEND_WHY = (
     "subsamples of 80% of it (for the intervals), for every candidate. LogME, H-score and SFDA grow at most "
     "linearly in N; k-NN's leave-one-out vote compares every pair of examples (N²·D, and an N × N partial sort), "
     "so it is the one quadratic term, and it is what steepens the rest at the largest sample. That is the method "
-    "(an exact leave-one-out neighbour vote), not an accident of the code; at the default sample of 1000 it is a "
-    "small part of the call.")
+    "(an exact leave-one-out neighbour vote), not an accident of the code.")
 ESTIMATORS_WHY = (
     "Against N: LogME, H-score and SFDA form a D × D matrix from the N examples (N·D²) and factor it (D³); at "
     "D = 768 and these N the factorisation and, for LogME, its fixed-point iterations on the min(N, D) eigenvalues "
