@@ -20,6 +20,12 @@ sys.path.insert(0, str(TESTS))
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="zoo-tests-"))
 
+# pytest-xdist runs test files in several processes (pyproject.toml): each, and every `zoo` it starts, gets its
+# share of the CPUs for its thread pools, set before torch is imported, so the pools do not oversubscribe the cores.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+
 from hub_server import HubServer  # noqa: E402
 
 HUB = HubServer(_SESSION_DIR / "hub").__enter__()
