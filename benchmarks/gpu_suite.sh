@@ -172,7 +172,7 @@ mapfile -t extra < <([ "$SMOKE" = 1 ] && smoke_flags "$script" --train 64 --val 
 step engine-vs-peers "$T_PEERS" "$script" --device "$DEVICE" --precision "$PRECISION" "${extra[@]}"
 
 script=benchmarks/roofline.py
-mapfile -t extra < <([ "$SMOKE" = 1 ] && smoke_flags "$script" --steps 1 --top 3; write_flag)
+mapfile -t extra < <([ "$SMOKE" = 1 ] && smoke_flags "$script" --steps 1 --top 3 --layers 2; write_flag)
 step roofline "$T_ROOF" "$script" --device "$DEVICE" --precision "$PRECISION" "${extra[@]}"
 
 script=benchmarks/data_pipeline.py

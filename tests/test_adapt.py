@@ -800,7 +800,7 @@ def test_a_familys_preferred_rate_and_explicit_values_win_in_that_order():
                                                                                   family_lr=preferred)
     assert {name: (c.value, c.set) for name, c in given.items() if name != "strategy"} == {
         "epochs": (7, True), "lr": (3e-3, True), "batch_size": (8, False), "warmup_ratio": (0.5, True),
-        "patience": (1, True)}
+        "patience": (1, True), "workers": (0, False)}
     # a patience from the planned epochs follows --epochs
     assert AdaptConfig(epochs=40).choices("lora", "", num_train=10)["patience"].value == 10
 

@@ -79,9 +79,11 @@ def _fit(tmp_path, model, data, *, device="cpu", fits=lambda size, call: True, b
 
 
 def _linear_task(seed=0):
+    from zoo.engine.setup import FeatureDataset   # items by index, or by (epoch, index) as the training loader asks
+
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(32, 4, generator=generator)
-    return [(row, torch.tensor(int(row[0] > 0) + int(row[1] > 0))) for row in x]
+    return FeatureDataset(x, (x[:, 0] > 0).long() + (x[:, 1] > 0).long())
 
 
 def _linear():

@@ -371,7 +371,7 @@ def _check_strategies(ctx: _Context) -> None:
     try:
         for strategy in STRATEGIES:
             clf = ctx.load()
-            config = AdaptConfig(strategy=strategy, batch_size=len(examples), epochs=1)
+            config = AdaptConfig(strategy=strategy, batch_size=len(examples), epochs=1, workers=0)
             setup = build_setup(clf, ctx.spec, splits, config, device=torch.device("cpu"), reporter=Reporter())
             assert setup.trainable, f"{strategy}: nothing to train"
             inputs, target = setup.collate([setup.train_data[i] for i in range(len(examples))])
