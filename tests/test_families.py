@@ -293,3 +293,36 @@ def test_the_contract_checker_skips_attribution_space_where_a_family_has_none(hu
     assert result.status == "skipped" and "does not implement attribution_space" in result.detail
     (result,) = check_family(family, spec, checks=["attribution_space"]).results
     assert result.status == "passed" and "completeness error" in result.detail
+
+
+@pytest.mark.parametrize("classifier", FIXTURES, ids=lambda s: s.name, indirect=True)
+def test_training_items_are_kept_exactly_where_preprocessing_draws_nothing(classifier):
+    """The engine prepares a training item once and keeps it only where no augmentation draws (the family's, in
+    preprocess, or the engine's, on waveforms), and then gives what preparing it again would give."""
+    from zoo.data.base import Example
+    from zoo.engine.batches import ExampleDataset, item_length
+    from zoo.tasks import get_task
+
+    _, clf = classifier
+    examples = [Example(x, (i % len(LABELS),), str(i)) for i, x in enumerate(example_inputs(clf.task))]
+    for augment in ("none", "light", "strong"):
+        clf.augment = augment
+        dataset = ExampleDataset(examples, clf, train=True, max_seconds=10.0, num_labels=len(LABELS),
+                                 multi_label=False)
+        prepared = [dataset[(1, i)] for i in range(len(examples))]
+        draws = clf.preprocess_augments or (get_task(clf.task).waveform and augment != "none")
+        assert dataset.keep_items() is (not draws), f"augment={augment}"
+        if draws:
+            continue
+        for i, expected in enumerate(prepared):
+            item = dataset[(1, i)]
+            assert item is not dataset.kept[i], "a copy: collation takes the target out of the item"
+            assert item.keys() == expected.keys()
+            assert all(np.array_equal(np.asarray(item[k]), np.asarray(expected[k])) for k in item)
+            if get_task(clf.task).length_grouped:   # the length that grouping sorts by is the one collate pads to
+                alone = clf.collate([{k: v for k, v in item.items() if not k.startswith("_")}])
+                assert item_length(item) == max(v.shape[1] for v in alone.values() if v.ndim >= 2)
+    clf.augment = "none"
+    over_budget = ExampleDataset(examples, clf, train=False, max_seconds=10.0, num_labels=len(LABELS),
+                                 multi_label=False)
+    assert not over_budget.keep_items(budget=1) and over_budget.kept is None, "items over the budget are not kept"

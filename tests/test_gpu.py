@@ -79,7 +79,7 @@ def _fit(tmp_path, model, data, *, device="cpu", fits=lambda size, call: True, b
 
 
 def _linear_task(seed=0):
-    from zoo.engine.setup import FeatureDataset   # items by index, or by (epoch, index) as the training loader asks
+    from zoo.engine.setup import FeatureDataset  # items by index, or by (epoch, index) as the training loader asks
 
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(32, 4, generator=generator)

@@ -198,6 +198,16 @@ class Classifier(ABC):
         task = TASKS.get(self.task)
         return task is not None and task.channels_last
 
+    @property
+    def preprocess_augments(self) -> bool:
+        """Whether ``preprocess(example, train=True)`` draws random augmentation at :attr:`augment`, so that an
+        example's inputs change from one epoch to the next. Where it does not, ``train=True`` must give exactly
+        what ``train=False`` gives (the contract checker compares them), and the engine preprocesses each training
+        example once and keeps the items for later epochs, measuring lengths for length grouping from them.
+        Default: unless :attr:`augment` is "none"; a family whose preprocessing never draws (tokenisation, a
+        feature extractor: the engine augments audio waveforms itself) returns False."""
+        return self.augment != "none"
+
     @abstractmethod
     def preprocess(self, example: Any, *, train: bool = False) -> dict[str, Any]:
         """Turn one raw example (PIL image or path, text string, 1-D float waveform) into model inputs.

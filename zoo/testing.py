@@ -40,7 +40,8 @@ CHECKS: dict[str, str] = {
                "features",
     "parameters": "the head's parameters exist; parameter_groups cover every parameter once, in two groups or more",
     "lora_targets": "lora_targets names modules of the model, none inside the head",
-    "augment": "preprocess(train=True) works under every augmentation preset, giving the inputs eval gives",
+    "augment": "preprocess(train=True) works under every augmentation preset, giving the inputs eval gives (the "
+               "same values where preprocess_augments is False)",
     "head_replay": "head_logits(head_inputs(batch)) equals forward(batch)",
     "linear_heads": "every linear_heads() entry writes the affine map it describes, and the model saved and loaded "
                     "again computes it",
@@ -246,14 +247,21 @@ def _check_lora_targets(ctx: _Context) -> None:
 
 
 def _check_augment(ctx: _Context) -> None:
+    import numpy as np
+
     clf = ctx.load()
-    expected = input_shapes(clf.preprocess(ctx.examples[0]))
+    plain = clf.preprocess(ctx.examples[0])
+    expected = input_shapes(plain)
     for preset in AUGMENT_PRESETS:
         clf.augment = preset
         item = clf.preprocess(ctx.examples[0], train=True)
         assert set(item) == {name for name, _ in expected}, f"augment={preset!r}: inputs {sorted(item)}"
         if clf.image_size is not None:   # fixed-size inputs: augmentation keeps the size
             assert input_shapes(item) == expected, f"augment={preset!r}: shapes {input_shapes(item)}, {expected}"
+        if not clf.preprocess_augments:   # the engine then prepares each training item once and keeps it
+            same = all(np.array_equal(np.asarray(item[name]), np.asarray(value)) for name, value in plain.items())
+            assert same, (f"augment={preset!r}: preprocess_augments is False, but preprocess(train=True) differs "
+                          "from preprocess(train=False); return True where preprocessing draws augmentation")
 
 
 def _check_head_replay(ctx: _Context) -> None:

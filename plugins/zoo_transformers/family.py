@@ -112,6 +112,9 @@ class TransformersClassifier(Classifier):
 
     # --- data ---------------------------------------------------------------------------------------------------
 
+    # Tokenisation and feature extraction draw nothing; audio waveforms are augmented by the engine before them.
+    preprocess_augments = False
+
     def preprocess(self, example: Any, *, train: bool = False) -> dict[str, Any]:
         if self.task == TEXT_TASK:
             if not isinstance(example, str):

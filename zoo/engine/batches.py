@@ -6,6 +6,7 @@ into parts that never pad one example against another where the family says padd
 from __future__ import annotations
 
 import random
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -31,11 +32,20 @@ def augment_waveform(waveform: np.ndarray, preset: str, rng: random.Random) -> n
     return out.astype(np.float32)
 
 
+# Preprocessed items a dataset keeps in memory when preprocessing draws nothing (see ExampleDataset.keep_items): at
+# most this many bytes each for the training and the evaluation data, so that the token ids of a large text set
+# are kept (about 3 KB a sentence of 128 tokens) and the decoded images of a large image set are not.
+KEPT_ITEMS_BYTES = 512 * 2**20
+# Items preprocessed to estimate the bytes of all of them before keeping the rest.
+KEPT_ITEMS_SAMPLE = 64
+
+
 class ExampleDataset:
     """A map-style dataset: example i, preprocessed by the classifier (train-time augmentation when training).
 
     Augmentation of example i in epoch e draws only from seeds derived from (seed, e, i): call ``set_epoch`` at
-    the start of each epoch, as with torch's DistributedSampler.
+    the start of each epoch, as with torch's DistributedSampler. Where preprocessing draws nothing, every item can
+    be prepared once and kept (:meth:`keep_items`).
     """
 
     def __init__(self, examples: Sequence[Example], classifier, *, train: bool, max_seconds: float,
@@ -47,6 +57,33 @@ class ExampleDataset:
         self.teacher_logits = teacher_logits
         if teacher_logits is not None and len(teacher_logits) != len(self.examples):
             raise ValueError(f"{len(teacher_logits)} rows of teacher logits for {len(self.examples)} examples")
+        self.kept: list[dict[str, Any]] | None = None   # every item, prepared once (keep_items)
+
+    @property
+    def draws(self) -> bool:
+        """Whether an example's item changes from epoch to epoch: training with augmentation, the family's in
+        ``preprocess`` or the engine's on waveforms."""
+        if not self.train:
+            return False
+        waveform_augmented = get_task(self.classifier.task).waveform and self.classifier.augment != "none"
+        return bool(self.classifier.preprocess_augments) or waveform_augmented
+
+    def keep_items(self, budget: int = KEPT_ITEMS_BYTES, *, announce: Callable[[str], None] | None = None) -> bool:
+        """Prepare every item once and keep it, so that later epochs (and evaluations) do not preprocess again;
+        returns whether they are kept. Nothing is kept when items draw augmentation (:attr:`draws`) or when the
+        items, estimated from the first :data:`KEPT_ITEMS_SAMPLE`, would take more than ``budget`` bytes.
+        ``announce`` is told what is about to happen, for a large set's progress."""
+        if self.draws or not self.examples:
+            return False
+        first = [self._prepare(index, self.epoch) for index in range(min(KEPT_ITEMS_SAMPLE, len(self.examples)))]
+        estimate = sum(map(_size_of, first)) / len(first) * len(self.examples)
+        if estimate > budget:
+            return False
+        if announce is not None:
+            announce(f"preprocessing {len(self.examples)} examples once, kept in memory (about "
+                     f"{max(1, round(estimate / 2**20))} MB): they draw no augmentation")
+        self.kept = first + [self._prepare(index, self.epoch) for index in range(len(first), len(self.examples))]
+        return True
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -68,6 +105,11 @@ class ExampleDataset:
         """Example ``key``: an index, augmented for the epoch of :meth:`set_epoch`, or (epoch, index), as the
         training loader asks, whose worker processes keep their own copy of the dataset across epochs."""
         epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+        if self.kept is not None:
+            return dict(self.kept[index])   # a copy: collation takes the target out of the item it is given
+        return self._prepare(index, epoch)
+
+    def _prepare(self, index: int, epoch: int) -> dict[str, Any]:
         example = self.examples[index]
         if self.train:
             # This example's own seed for this epoch; the family's transforms draw from the global generators,
@@ -87,6 +129,26 @@ class ExampleDataset:
         if self.teacher_logits is not None:
             item["_teacher"] = self.teacher_logits[index]
         return item
+
+
+def item_length(item: dict[str, Any]) -> int:
+    """How long a preprocessed item is where dynamic padding pads it: its longest input (tokens, for text)."""
+    return max((len(value) for name, value in item.items() if not name.startswith("_") and np.ndim(value) >= 1),
+               default=0)
+
+
+def _size_of(value: Any) -> int:
+    """Bytes ``value`` (an item, or one of its inputs) holds, roughly: arrays and tensors by their data, Python
+    containers with their elements."""
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if hasattr(value, "element_size") and hasattr(value, "numel"):   # a torch tensor
+        return value.element_size() * value.numel()
+    if isinstance(value, dict):
+        return sys.getsizeof(value) + sum(_size_of(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sys.getsizeof(value) + sum(_size_of(v) for v in value)
+    return sys.getsizeof(value)
 
 
 class Parts:

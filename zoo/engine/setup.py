@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from zoo.data.base import DataSplits
-from zoo.engine.batches import ExampleDataset, collect_outputs, make_collate
+from zoo.engine.batches import ExampleDataset, collect_outputs, item_length, make_collate
 from zoo.engine.config import AdaptConfig
 from zoo.engine.features import cache_key, load_cached, save_cached
 from zoo.engine.trainer import Reporter, TrainingSetup
@@ -67,8 +67,10 @@ def evaluation_data(classifier, spec, splits: DataSplits, split: str, config: Ad
     """The ``split`` (val or test) as the loop evaluates it: cached head inputs for `linear`, examples otherwise."""
     if config.strategy == "linear":
         return FeatureDataset(*cached_head_inputs(classifier, spec, splits, split, config, device, reporter))
-    return ExampleDataset(getattr(splits, split), classifier, train=False, max_seconds=config.max_seconds,
-                          num_labels=splits.num_labels, multi_label=splits.multi_label)
+    dataset = ExampleDataset(getattr(splits, split), classifier, train=False, max_seconds=config.max_seconds,
+                             num_labels=splits.num_labels, multi_label=splits.multi_label)
+    dataset.keep_items()   # evaluated after every epoch: preprocessed once where the items fit in memory
+    return dataset
 
 
 def _module_names(parameter_names: list[str]) -> list[str]:
@@ -157,8 +159,12 @@ def build_setup(classifier, spec, splits: DataSplits, config: AdaptConfig, *, de
         classifier.model = compiled
     train = ExampleDataset(splits.train, classifier, train=True, seed=config.seed, max_seconds=config.max_seconds,
                            num_labels=splits.num_labels, multi_label=splits.multi_label, teacher_logits=teacher_logits)
+    # Items that draw no augmentation are preprocessed once, here, and kept for every epoch.
+    kept = train.keep_items(announce=lambda what: reporter.message(f"training data: {what}"))
     val = evaluation_data(classifier, spec, splits, "val", config, device=device, reporter=reporter)
-    lengths = [len(ex.input) for ex in splits.train] if get_task(classifier.task).length_grouped else None
+    lengths = None
+    if get_task(classifier.task).length_grouped:   # the lengths padding pads to, else the inputs' own
+        lengths = [item_length(item) for item in train.kept] if kept else [len(ex.input) for ex in splits.train]
 
     def train_mode(training: bool) -> None:
         classifier.model.train(training)
