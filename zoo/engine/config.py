@@ -76,11 +76,12 @@ CLI_OPTIONS = ("strategy", "epochs", "batch_size", "lr", "weight_decay", "warmup
 # the machine that repeats it chooses its own.
 SPEED_ONLY = ("workers",)
 # --workers auto: worker processes decode and augment images and audio beside the training process (text is
-# tokenized there: too cheap to hand over; cached features have nothing to decode). On CUDA every core but the
-# training process's own serves the loader, up to MAX_WORKERS. On a CPU the workers take cores from the matrix
-# multiplies: one per CPU_CORES_PER_WORKER cores, and one from 2 cores, where it took a strong augmentation's data
-# wait from 7% of a step to 0.3% without slowing training (benchmarks/data_pipeline.py). An epoch of fewer
-# than MIN_WORKER_BATCHES batches is over about as soon as the workers have started and filled their queues.
+# tokenized once before training: nothing to hand over; cached features have nothing to decode). On CUDA every core
+# but the training process's own serves the loader, up to MAX_WORKERS. On a CPU the workers take cores from the
+# matrix multiplies: one per CPU_CORES_PER_WORKER cores, and one from 2 cores, where it took a strong augmentation's
+# data wait from 20% of a step to 2.3% at 0.96x the samples/s, within the noise (benchmarks/data_pipeline.py). An
+# epoch of fewer than MIN_WORKER_BATCHES batches is over about as soon as the workers have started and filled
+# their queues.
 MAX_WORKERS = 8
 CPU_CORES_PER_WORKER = 4
 MIN_WORKER_BATCHES = 16
@@ -309,7 +310,8 @@ def plan_workers(strategy: str, *, input_kind: str, device: str, batches: int | 
     if strategy == "linear":
         return 0, "auto: the linear head trains on cached features, with nothing left to decode"
     if input_kind not in ("image", "audio"):
-        return 0, "auto: text is tokenized in the training process, too cheap to hand to other processes"
+        return 0, ("auto: text is tokenized in the training process (once, before the first epoch, where nothing "
+                   "draws augmentation), too cheap to hand to other processes")
     if batches is not None and batches < MIN_WORKER_BATCHES:
         return 0, (f"auto: {batches} batch{'' if batches == 1 else 'es'} per epoch (fewer than "
                    f"{MIN_WORKER_BATCHES}) load in the training process before workers would have started")
