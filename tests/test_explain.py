@@ -239,7 +239,7 @@ def signal_share(task: str, explanation) -> float:
 
 PLANTED = {  # task: backbone, examples per class, training options
     "image-cls": ("test_resnet.r160_in1k", 16, {"epochs": 8, "lr": 1e-2, "image_size": PLANTED_SIZE}),
-    "text-cls": ("tiny-bert", 40, {"epochs": 10, "lr": 1e-2}),
+    "text-cls": ("tiny-bert", 80, {"epochs": 12, "lr": 3e-3}),   # the trigger learnt on seeds 0, 1 and 2 alike
     "audio-cls": ("tiny-wav2vec2", 12, {"epochs": 8, "lr": 5e-3}),
 }
 # task: (the least mean share of the trained model, the most of the fresh one). Spread evenly, the share would be the
