@@ -81,7 +81,7 @@ class ExampleDataset:
             return False
         if announce is not None:
             announce(f"preprocessing {len(self.examples)} examples once, kept in memory (about "
-                     f"{max(1, round(estimate / 2**20))} MB): they draw no augmentation")
+                     f"{max(1, round(estimate / 2**20))} MB)" + (": they draw no augmentation" if self.train else ""))
         self.kept = first + [self._prepare(index, self.epoch) for index in range(len(first), len(self.examples))]
         return True
 

@@ -69,7 +69,8 @@ def evaluation_data(classifier, spec, splits: DataSplits, split: str, config: Ad
         return FeatureDataset(*cached_head_inputs(classifier, spec, splits, split, config, device, reporter))
     dataset = ExampleDataset(getattr(splits, split), classifier, train=False, max_seconds=config.max_seconds,
                              num_labels=splits.num_labels, multi_label=splits.multi_label)
-    dataset.keep_items()   # evaluated after every epoch: preprocessed once where the items fit in memory
+    # evaluated after every epoch: preprocessed once where the items fit in memory
+    dataset.keep_items(announce=lambda what: reporter.message(f"{split} data: {what}"))
     return dataset
 
 
