@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from _report import machine, table, write_section
+from _report import machine, table, transformers_local_entry, write_section
 
 IMAGES = Path(__file__).resolve().parents[1] / "docs" / "img"
 TOPICS = {
@@ -119,16 +119,8 @@ def registry_with(work: Path, count: int) -> tuple[Path, list[str]]:
         if not folder.exists():
             build_backbone(folder, seed=i)
         names.append(name)
-        entries.append(f'''[[backbone]]
-name = "{name}"
-family = "transformers"
-source = "local-dir:{folder}"
-tasks = ["text-cls"]
-params_m = 0.5
-gflops = 0.01
-input = {{ max_tokens = 64, seq_len = 32 }}
-license = "mit"
-''')
+        entries.append(transformers_local_entry(name, folder, task="text-cls", params_m=0.5,
+                                                input_table="max_tokens = 64, seq_len = 32"))
     path = work / f"registry-{count}.toml"
     path.write_text("\n".join(entries))
     return path, names
